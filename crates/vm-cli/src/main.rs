@@ -1,0 +1,144 @@
+//! `vmx`: the command-line front end of vm-executors.
+//!
+//! `vmx run [--engine interp] [--stats] [--dir HOST_DIR]... PROGRAM [ARGS...]` runs a
+//! statically linked RV64GC Linux program. Standard streams and the environment pass through;
+//! vmx's exit status is the guest's. On a guest's fatal signal vmx prints one line to stderr
+//! and ends itself with the same signal, as `qemu-riscv64` does, so a shell reports 128 + N.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vm_executors::{ExecutorType, GuestExit, InterpreterExecutor, ProcessConfig, Program};
+
+#[derive(Parser)]
+#[command(name = "vmx", version, about = "Run RISC-V (RV64GC) Linux programs fast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a statically linked RV64GC Linux program.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Execution engine.
+    #[arg(long, default_value = "interp")]
+    engine: ExecutorType,
+    /// Print instructions retired, blocks, time and MIPS to stderr when the guest ends.
+    #[arg(long)]
+    stats: bool,
+    /// Let the guest open files below this host directory (repeatable). Off by default.
+    #[arg(long = "dir", value_name = "HOST_DIR")]
+    dirs: Vec<PathBuf>,
+    /// Guest address-space size in MiB.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    memory: u64,
+    /// The program to run.
+    program: PathBuf,
+    /// Arguments passed to the program.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VMX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmx: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let bytes = std::fs::read(&args.program)
+        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let program = Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
+    let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
+    guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let mut config = ProcessConfig {
+        args: guest_args,
+        env: std::env::vars_os()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect(),
+        exe_path: std::fs::canonicalize(&args.program).unwrap_or_else(|_| args.program.clone()),
+        memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+        ..Default::default()
+    };
+    for d in &args.dirs {
+        config.allow_dir(d).with_context(|| format!("--dir {}", d.display()))?;
+    }
+    let mut runner = InterpreterExecutor::with_engine(args.engine);
+    runner
+        .load(Arc::new(program), config)
+        .with_context(|| format!("cannot load {}", args.program.display()))?;
+    let result = runner.run_to_completion()?;
+    if args.stats {
+        let s = &result.stats;
+        let secs = result.wall_time.as_secs_f64();
+        eprintln!(
+            "vmx: engine {}, {} instructions, {} block executions, {} blocks decoded ({} cache hits, {} misses, {} invalidated), {} syscalls, {:.3} s, {:.1} MIPS",
+            args.engine.name(),
+            result.instructions,
+            s.total_executions,
+            s.blocks_compiled,
+            s.cache_hits,
+            s.cache_misses,
+            s.invalidations,
+            s.syscalls,
+            secs,
+            result.instructions as f64 / secs.max(1e-9) / 1e6,
+        );
+    }
+    match result.exit {
+        GuestExit::Exited(code) => Ok(ExitCode::from((code & 0xff) as u8)),
+        GuestExit::Signaled(sig) => {
+            eprintln!(
+                "vmx: uncaught target signal {} ({}) at pc {:#x}{}",
+                sig.signo,
+                vm_executors::async_executor::signal_name(sig.signo),
+                sig.pc,
+                sig.addr.map(|a| format!(", address {a:#x}")).unwrap_or_default()
+            );
+            die_by_signal(sig.signo);
+            Ok(ExitCode::from((128 + sig.signo) as u8))
+        }
+    }
+}
+
+/// Ends this process with `signo`, without a core dump, so that the parent sees the same
+/// wait status as for the guest under Linux or qemu. Returns only if the signal did not kill.
+fn die_by_signal(signo: i32) {
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain libc calls with valid arguments; resetting the disposition to SIG_DFL and
+    // unblocking the signal is what makes `raise` terminate the process.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signo, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signo);
+    }
+}

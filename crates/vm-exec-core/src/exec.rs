@@ -1,0 +1,163 @@
+//! The interface between execution engines and whoever drives them.
+//!
+//! An [`Executor`] runs one guest thread of one process for at most a given number of
+//! instructions (its fuel) and says why it stopped. It handles every system call that can
+//! complete at once itself (through [`crate::syscall`]); it returns on exit, on a fatal
+//! signal, or when the fuel is spent. Invariants:
+//! - When `run` returns, `thread.cpu` is the exact architectural state after the last retired
+//!   instruction, so a later `run` continues exactly where this one stopped, with any engine.
+//! - `RunResult::retired` counts every instruction that completed, including an `ecall` whose
+//!   system call ended the thread, and never exceeds the fuel given.
+//! - An engine never panics on guest behaviour: illegal instructions and bad memory accesses
+//!   become [`StopReason::Signal`].
+
+use crate::cpu::GuestThread;
+use crate::process::Process;
+use std::time::Duration;
+
+/// Signal numbers the engines raise (Linux numbering).
+pub mod signal {
+    /// Illegal instruction.
+    pub const SIGILL: i32 = 4;
+    /// Breakpoint trap (`ebreak`).
+    pub const SIGTRAP: i32 = 5;
+    /// Abort (`abort()` raises it).
+    pub const SIGABRT: i32 = 6;
+    /// Bus error (misaligned atomic).
+    pub const SIGBUS: i32 = 7;
+    /// Killed.
+    pub const SIGKILL: i32 = 9;
+    /// Segmentation fault.
+    pub const SIGSEGV: i32 = 11;
+
+    /// The name `strsignal` gives a signal, as the kernel and qemu print it.
+    pub fn describe(signo: i32) -> &'static str {
+        match signo {
+            1 => "Hangup",
+            2 => "Interrupt",
+            3 => "Quit",
+            4 => "Illegal instruction",
+            5 => "Trace/breakpoint trap",
+            6 => "Aborted",
+            7 => "Bus error",
+            8 => "Floating point exception",
+            9 => "Killed",
+            10 => "User defined signal 1",
+            11 => "Segmentation fault",
+            12 => "User defined signal 2",
+            13 => "Broken pipe",
+            14 => "Alarm clock",
+            15 => "Terminated",
+            _ => "Unknown signal",
+        }
+    }
+}
+
+/// A fatal signal that ends the guest process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestSignal {
+    /// Linux signal number.
+    pub signo: i32,
+    /// Guest pc of the instruction that raised it (for faults), or of the `ecall` that sent it.
+    pub pc: u64,
+    /// Faulting data address, for memory faults.
+    pub addr: Option<u64>,
+}
+
+impl std::fmt::Display for GuestSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "signal {} ({}) at pc {:#x}", self.signo, signal::describe(self.signo), self.pc)?;
+        if let Some(a) = self.addr {
+            write!(f, ", address {a:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `Executor::run` returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The fuel is spent; the thread can be resumed.
+    FuelExhausted,
+    /// The thread called `exit` with this status (other threads go on).
+    ThreadExit(i32),
+    /// The process called `exit_group` with this status.
+    ProcessExit(i32),
+    /// A fatal signal ends the process.
+    Signal(GuestSignal),
+}
+
+/// What one call of `Executor::run` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// Instructions retired during this call.
+    pub retired: u64,
+}
+
+/// Counters an engine keeps over its lifetime.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Block executions: entries into a pre-decoded or translated block.
+    pub total_executions: u64,
+    /// Blocks decoded or translated.
+    pub blocks_compiled: u64,
+    /// Block lookups served from the cache.
+    pub cache_hits: u64,
+    /// Block lookups that had to decode or translate.
+    pub cache_misses: u64,
+    /// Blocks dropped because their code was modified or flushed.
+    pub invalidations: u64,
+    /// Time spent decoding or translating blocks.
+    pub compile_time: Duration,
+    /// System calls handled.
+    pub syscalls: u64,
+}
+
+impl ExecutionStats {
+    /// Adds another set of counters to this one.
+    pub fn merge(&mut self, o: &ExecutionStats) {
+        self.instructions += o.instructions;
+        self.total_executions += o.total_executions;
+        self.blocks_compiled += o.blocks_compiled;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.invalidations += o.invalidations;
+        self.compile_time += o.compile_time;
+        self.syscalls += o.syscalls;
+    }
+}
+
+/// How a guest process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// It called `exit_group` (or its last thread called `exit`) with this status.
+    Exited(i32),
+    /// A fatal signal ended it.
+    Signaled(GuestSignal),
+}
+
+impl GuestExit {
+    /// The status a shell shows for it: the low 8 bits of the exit code, or 128 + signal.
+    pub fn shell_status(&self) -> i32 {
+        match self {
+            GuestExit::Exited(code) => code & 0xff,
+            GuestExit::Signaled(s) => 128 + s.signo,
+        }
+    }
+}
+
+/// An execution engine.
+pub trait Executor: Send {
+    /// Short engine name (`"interp"`, `"jit"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Runs `thread` of `process` for at most `fuel` instructions.
+    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult;
+
+    /// Counters since the engine was created.
+    fn stats(&self) -> ExecutionStats;
+}

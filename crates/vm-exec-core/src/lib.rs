@@ -1,0 +1,26 @@
+//! Core of vm-executors: everything about a RISC-V guest that is independent of how its
+//! instructions are executed.
+//!
+//! - [`inst`] and [`decode`]: the RV64GC instruction set, decoded once into [`inst::Inst`].
+//! - [`fp`]: IEEE-754 semantics of the F and D extensions exactly as RISC-V defines them.
+//! - [`memory`]: the sandboxed guest address space (one host reservation, per-page permissions).
+//! - [`elf`] and [`loader`]: parsing a static RV64 ELF into a [`elf::Program`] and building the
+//!   initial process image and stack.
+//! - [`cpu`]: the architectural state of one guest thread.
+//! - [`syscall`]: the Linux system-call table.
+//! - [`process`]: a guest process (address space, file descriptors, brk/mmap state).
+//! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
+#![warn(missing_docs)]
+
+pub mod inst;
+pub mod decode;
+pub mod fp;
+pub mod memory;
+pub mod elf;
+pub mod elf_writer;
+pub mod loader;
+pub mod cpu;
+pub mod exec;
+pub mod process;
+pub mod csr;
+pub mod syscall;

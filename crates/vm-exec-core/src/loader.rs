@@ -1,0 +1,285 @@
+//! Building a fresh process from a [`Program`]: mapping its segments and laying out the
+//! initial stack exactly as Linux does for a static executable.
+//!
+//! Layout of a guest address space of `size` bytes:
+//! - the program's segments where they are linked (static-pie programs at [`PIE_BASE`]);
+//! - the heap (`brk`) starting at the first page after the highest segment, growing up;
+//! - the stack's top at `size - STACK_GAP`, `stack_size` bytes mapped below it;
+//! - `mmap` regions handed out top-down from below the stack.
+//!
+//! The initial stack, from the stack pointer up: `argc`, `argv[]`, NULL, `envp[]`, NULL,
+//! auxiliary vector pairs ending with `AT_NULL`, then the 16 `AT_RANDOM` bytes and the
+//! strings. The stack pointer is 16-byte aligned.
+
+use crate::cpu::{reg, GuestThread};
+use crate::elf::{Program, ElfError};
+use crate::memory::{self, AddressSpace, MapError, PAGE_SIZE, PERM_EXEC, PERM_READ, PERM_WRITE};
+use crate::process::{Process, ProcessConfig};
+use std::sync::Arc;
+
+/// Where a static-pie program is placed.
+pub const PIE_BASE: u64 = 0x4000_0000;
+/// Unmapped pages left above the stack.
+const STACK_GAP: u64 = 16 * PAGE_SIZE;
+/// Unmapped guard pages left below the stack.
+const STACK_GUARD: u64 = 16 * PAGE_SIZE;
+
+/// `AT_HWCAP` for RV64IMAFDC: one bit per single-letter extension.
+pub const HWCAP_RV64GC: u64 = {
+    let mut v = 0u64;
+    let letters = b"IMAFDC";
+    let mut i = 0;
+    while i < letters.len() {
+        v |= 1 << (letters[i] - b'A');
+        i += 1;
+    }
+    v
+};
+
+/// Why a process could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The ELF file was rejected.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// The program does not fit the guest address space.
+    #[error("program does not fit in the guest address space: {0}")]
+    DoesNotFit(String),
+    /// The host could not reserve or commit memory.
+    #[error("host memory: {0}")]
+    Host(#[from] std::io::Error),
+    /// Arguments and environment are larger than the stack can hold.
+    #[error("arguments and environment too large ({0} bytes)")]
+    ArgsTooLarge(usize),
+}
+
+/// Creates the process image for `program` and its main thread, ready to run at the entry.
+pub fn load(program: Arc<Program>, config: Arc<ProcessConfig>, pid: i32) -> Result<(Process, GuestThread), LoadError> {
+    let mut mem = AddressSpace::new(config.memory_size)?;
+    let size = mem.size();
+    let bias = if program.position_independent { PIE_BASE } else { 0 };
+
+    // Segments, each page with the union of the permissions of the segments that touch it.
+    let mut high = 0u64;
+    for seg in &program.segments {
+        if seg.mem_size == 0 {
+            continue;
+        }
+        let start = seg.vaddr.checked_add(bias).ok_or_else(|| too_big(seg.vaddr))?;
+        let end = start.checked_add(seg.mem_size).ok_or_else(|| too_big(seg.vaddr))?;
+        if end > size.saturating_sub(config.stack_size + STACK_GAP + STACK_GUARD) {
+            return Err(LoadError::DoesNotFit(format!(
+                "segment {start:#x}..{end:#x} overlaps the stack area of a {size:#x}-byte space"
+            )));
+        }
+        if start < PAGE_SIZE {
+            return Err(LoadError::DoesNotFit(format!("segment at {start:#x} maps page zero")));
+        }
+        let page_start = start & !(PAGE_SIZE - 1);
+        let page_end = memory::page_round_up(end).ok_or_else(|| too_big(end))?;
+        let mut perms = 0;
+        if seg.flags & object::elf::PF_R != 0 {
+            perms |= PERM_READ;
+        }
+        if seg.flags & object::elf::PF_W != 0 {
+            perms |= PERM_READ | PERM_WRITE;
+        }
+        if seg.flags & object::elf::PF_X != 0 {
+            perms |= PERM_EXEC;
+        }
+        // Map page by page to merge permissions with pages an earlier segment mapped.
+        let mut page = page_start;
+        while page < page_end {
+            let old = mem.page_perms(page);
+            if old & memory::PERM_MAPPED == 0 {
+                mem.map_fixed(page, PAGE_SIZE, perms).map_err(map_err)?;
+            } else {
+                mem.protect(page, PAGE_SIZE, (old & 7) | perms).map_err(map_err)?;
+            }
+            page += PAGE_SIZE;
+        }
+        // Copy the file bytes; the host pages are writable whatever the guest's permissions.
+        let data = program.segment_data(seg);
+        write_ignoring_perms(&mut mem, start, data);
+        high = high.max(end);
+    }
+
+    mem.init_brk(high);
+    let stack_top = size - STACK_GAP;
+    let stack_bottom = stack_top - config.stack_size;
+    mem.map_fixed(stack_bottom, config.stack_size, PERM_READ | PERM_WRITE)
+        .map_err(map_err)?;
+    mem.set_mmap_area(memory::page_round_up(high).unwrap_or(high) + PAGE_SIZE, stack_bottom - STACK_GUARD);
+
+    let mut process = Process::new(mem, program.clone(), config.clone(), pid);
+    let sp = build_stack(&mut process, stack_top, bias)?;
+    let mut thread = GuestThread { tid: pid, ..Default::default() };
+    thread.cpu.pc = program.entry + bias;
+    thread.cpu.x[reg::SP] = sp;
+    Ok((process, thread))
+}
+
+fn too_big(addr: u64) -> LoadError {
+    LoadError::DoesNotFit(format!("address {addr:#x} overflows"))
+}
+
+fn map_err(e: MapError) -> LoadError {
+    LoadError::DoesNotFit(format!("cannot map segment ({e:?})"))
+}
+
+/// Copies loader data into guest memory regardless of the guest's page permissions.
+fn write_ignoring_perms(mem: &mut AddressSpace, addr: u64, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    // The caller mapped every page of the range; addr + len is inside the space.
+    let base = mem.host_base();
+    // SAFETY: `[addr, addr + len)` was just mapped (host RW) and lies inside the reservation.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(addr as usize), data.len()) };
+}
+
+// Auxiliary vector keys.
+const AT_NULL: u64 = 0;
+const AT_PHDR: u64 = 3;
+const AT_PHENT: u64 = 4;
+const AT_PHNUM: u64 = 5;
+const AT_PAGESZ: u64 = 6;
+const AT_BASE: u64 = 7;
+const AT_FLAGS: u64 = 8;
+const AT_ENTRY: u64 = 9;
+const AT_UID: u64 = 11;
+const AT_EUID: u64 = 12;
+const AT_GID: u64 = 13;
+const AT_EGID: u64 = 14;
+const AT_HWCAP: u64 = 16;
+const AT_CLKTCK: u64 = 17;
+const AT_SECURE: u64 = 23;
+const AT_RANDOM: u64 = 25;
+const AT_HWCAP2: u64 = 26;
+const AT_EXECFN: u64 = 31;
+
+/// Writes argv, envp, auxv and strings below `top`; returns the initial stack pointer.
+fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
+    let config = p.config.clone();
+    let strings: usize = config
+        .args
+        .iter()
+        .chain(config.env.iter())
+        .map(|s| s.len() + 1)
+        .sum::<usize>()
+        + config.args.first().map_or(1, |a| a.len() + 1);
+    let pointers = (config.args.len() + config.env.len() + 3) * 8 + 40 * 8;
+    if (strings + pointers + 64) as u64 > config.stack_size / 4 {
+        return Err(LoadError::ArgsTooLarge(strings + pointers));
+    }
+    let mut cursor = top;
+    let mut push_bytes = |mem: &mut AddressSpace, bytes: &[u8]| -> u64 {
+        cursor -= bytes.len() as u64 + 1;
+        write_ignoring_perms(mem, cursor, bytes);
+        write_ignoring_perms(mem, cursor + bytes.len() as u64, &[0]);
+        cursor
+    };
+    let execfn = push_bytes(&mut p.mem, config.args.first().map_or(&b""[..], |a| a));
+    let env_ptrs: Vec<u64> = config.env.iter().rev().map(|e| push_bytes(&mut p.mem, e)).collect();
+    let arg_ptrs: Vec<u64> = config.args.iter().rev().map(|a| push_bytes(&mut p.mem, a)).collect();
+    let mut random = [0u8; 16];
+    p.fill_random(&mut random);
+    cursor = (cursor - 16) & !15;
+    let random_addr = cursor;
+    write_ignoring_perms(&mut p.mem, random_addr, &random);
+
+    let prog = &p.program;
+    // SAFETY: getuid and friends have no preconditions and cannot fail.
+    let (uid, euid, gid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let auxv: [(u64, u64); 17] = [
+        (AT_PHDR, if prog.phdr_vaddr != 0 { prog.phdr_vaddr + bias } else { 0 }),
+        (AT_PHENT, prog.phent as u64),
+        (AT_PHNUM, prog.phnum as u64),
+        (AT_PAGESZ, PAGE_SIZE),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, prog.entry + bias),
+        (AT_UID, uid as u64),
+        (AT_EUID, euid as u64),
+        (AT_GID, gid as u64),
+        (AT_EGID, egid as u64),
+        (AT_HWCAP, HWCAP_RV64GC),
+        (AT_CLKTCK, 100),
+        (AT_SECURE, 0),
+        (AT_RANDOM, random_addr),
+        (AT_HWCAP2, 0),
+        (AT_EXECFN, execfn),
+    ];
+    let mut words: Vec<u64> = Vec::with_capacity(pointers / 8);
+    words.push(config.args.len() as u64);
+    words.extend(arg_ptrs.iter().rev());
+    words.push(0);
+    words.extend(env_ptrs.iter().rev());
+    words.push(0);
+    for (k, v) in auxv {
+        words.push(k);
+        words.push(v);
+    }
+    words.push(AT_NULL);
+    words.push(0);
+    let sp = (cursor - words.len() as u64 * 8) & !15;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    write_ignoring_perms(&mut p.mem, sp, &bytes);
+    Ok(sp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::Program;
+
+    fn tiny() -> Arc<Program> {
+        Arc::new(Program::parse(crate::elf::tests_support::tiny_elf()).unwrap())
+    }
+
+    #[test]
+    fn stack_holds_argc_argv_envp_auxv() {
+        let config = ProcessConfig {
+            args: vec![b"prog".to_vec(), b"one".to_vec()],
+            env: vec![b"A=b".to_vec()],
+            memory_size: 1 << 30,
+            ..Default::default()
+        };
+        let (mut p, t) = load(tiny(), Arc::new(config), 7).unwrap();
+        let sp = t.cpu.x[reg::SP];
+        assert_eq!(sp % 16, 0);
+        assert_eq!(t.cpu.pc, 0x10078);
+        let m = &p.mem;
+        assert_eq!(m.read_u64(sp).unwrap(), 2);
+        assert_eq!(m.read_cstr(m.read_u64(sp + 8).unwrap(), 100).unwrap(), b"prog");
+        assert_eq!(m.read_cstr(m.read_u64(sp + 16).unwrap(), 100).unwrap(), b"one");
+        assert_eq!(m.read_u64(sp + 24).unwrap(), 0);
+        assert_eq!(m.read_cstr(m.read_u64(sp + 32).unwrap(), 100).unwrap(), b"A=b");
+        assert_eq!(m.read_u64(sp + 40).unwrap(), 0);
+        let mut a = sp + 48;
+        let mut seen = std::collections::HashMap::new();
+        loop {
+            let k = m.read_u64(a).unwrap();
+            let v = m.read_u64(a + 8).unwrap();
+            a += 16;
+            if k == AT_NULL {
+                break;
+            }
+            seen.insert(k, v);
+        }
+        assert_eq!(seen[&AT_PAGESZ], 4096);
+        assert_eq!(seen[&AT_ENTRY], 0x10078);
+        assert_eq!(seen[&AT_PHDR], 0x10040);
+        assert_eq!(seen[&AT_HWCAP], 0x112d);
+        assert!(m.read_bytes(seen[&AT_RANDOM], &mut [0; 16]).is_ok());
+        // Text is executable, not writable.
+        assert!(m.fetch_inst(0x10078).is_ok());
+        assert!(p.mem.write_u8(0x10078, 0).is_err());
+    }
+
+    #[test]
+    fn oversized_programs_are_refused() {
+        let config = ProcessConfig { memory_size: 1 << 20, ..Default::default() };
+        assert!(matches!(load(tiny(), Arc::new(config), 1), Err(LoadError::DoesNotFit(_))));
+    }
+}

@@ -1,0 +1,831 @@
+//! The sandboxed guest address space.
+//!
+//! Invariants:
+//! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region),
+//!   made with `PROT_NONE`; guest address `a` lives at host address `base + a`. Nothing outside
+//!   `[base, base + size)` is ever read or written on a guest's behalf.
+//! - A host page is readable and writable for the host exactly when the guest page is mapped;
+//!   the guest's own permissions (read, write, execute) live in a per-page table that every
+//!   access checks. Unmapped guest pages are `PROT_NONE` on the host too, so even a bug in a
+//!   bounds check cannot reach another guest page's backing memory that is not mapped.
+//! - Every access checks `addr + len <= size` and the page permission (both pages when an
+//!   unaligned access straddles a page boundary). A failed check is a [`MemFault`], which the
+//!   engines turn into a guest `SIGSEGV`; it never panics.
+//! - Pages from which an engine has decoded or translated code carry the [`PERM_CODE`] bit. A
+//!   store to such a page takes the slow path: it performs the store, clears the bit and records
+//!   the page in the pending invalidation list, which engines drain at block boundaries. The
+//!   same happens when such a page is unmapped or loses its permissions.
+//! - Freshly mapped pages read as zero.
+
+use std::ptr::NonNull;
+
+/// Size of a guest page in bytes.
+pub const PAGE_SIZE: u64 = 4096;
+/// `log2(PAGE_SIZE)`.
+pub const PAGE_SHIFT: u32 = 12;
+
+/// Guest may read the page.
+pub const PERM_READ: u8 = 1;
+/// Guest may write the page.
+pub const PERM_WRITE: u8 = 2;
+/// Guest may execute the page.
+pub const PERM_EXEC: u8 = 4;
+/// An engine holds decoded or translated code from this page.
+pub const PERM_CODE: u8 = 8;
+/// The page is mapped (possibly with no access rights, like `PROT_NONE`).
+pub const PERM_MAPPED: u8 = 16;
+
+/// Guard bytes reserved past the end of guest memory. Engines never rely on them for safety,
+/// but they turn an off-by-a-few host bug into a host fault rather than a silent write.
+const GUARD_SIZE: usize = 1 << 16;
+
+/// What kind of access faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A data load.
+    Read,
+    /// A data store (or the store half of an atomic).
+    Write,
+    /// An instruction fetch.
+    Execute,
+}
+
+/// A guest memory access that the guest is not allowed to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemFault {
+    /// The guest address of the access.
+    pub addr: u64,
+    /// The kind of access.
+    pub kind: AccessKind,
+}
+
+/// Why a memory-management request failed; each maps onto a Linux errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No room in the guest address space (`ENOMEM`).
+    NoMemory,
+    /// Bad alignment or range (`EINVAL`).
+    Invalid,
+    /// The host refused to commit memory (`ENOMEM` as well, logged).
+    Host,
+}
+
+impl MapError {
+    /// The Linux errno for this error.
+    pub fn errno(self) -> i64 {
+        match self {
+            MapError::NoMemory | MapError::Host => libc::ENOMEM as i64,
+            MapError::Invalid => libc::EINVAL as i64,
+        }
+    }
+}
+
+/// Converts `PROT_*` bits (as the guest passes them to `mmap`/`mprotect`) to page permissions.
+pub fn perms_from_prot(prot: u64) -> u8 {
+    let mut p = PERM_MAPPED;
+    if prot & libc::PROT_READ as u64 != 0 {
+        p |= PERM_READ;
+    }
+    if prot & libc::PROT_WRITE as u64 != 0 {
+        // Linux on RISC-V: write implies read.
+        p |= PERM_WRITE | PERM_READ;
+    }
+    if prot & libc::PROT_EXEC as u64 != 0 {
+        p |= PERM_EXEC;
+    }
+    p
+}
+
+/// Rounds `v` up to a multiple of the page size, or `None` on overflow.
+pub fn page_round_up(v: u64) -> Option<u64> {
+    v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
+}
+
+/// One guest's memory: a host reservation, a permission per page, brk and mmap bookkeeping.
+pub struct AddressSpace {
+    base: NonNull<u8>,
+    size: u64,
+    perms: NonNull<u8>,
+    pages: usize,
+    /// Pages whose decoded code must be dropped by the engines (see module docs).
+    pending_invalidations: Vec<u64>,
+    /// Start of the heap (page aligned), set by the loader.
+    brk_start: u64,
+    /// Current program break (not necessarily page aligned).
+    brk: u64,
+    /// Highest address (exclusive) the mmap allocator hands out.
+    mmap_top: u64,
+    /// Lowest address the mmap allocator may hand out.
+    mmap_floor: u64,
+}
+
+// SAFETY: the raw pointers refer to a private host mapping owned by this value; moving the
+// owner between threads moves the only handle to it.
+unsafe impl Send for AddressSpace {}
+
+impl std::fmt::Debug for AddressSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressSpace")
+            .field("size", &self.size)
+            .field("brk_start", &self.brk_start)
+            .field("brk", &self.brk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AddressSpace {
+    /// Reserves `size` bytes of guest address space (rounded up to whole pages, at least one
+    /// page). Nothing is mapped yet.
+    pub fn new(size: u64) -> std::io::Result<Self> {
+        let size = page_round_up(size.max(PAGE_SIZE))
+            .filter(|s| *s <= 1 << 46)
+            .ok_or_else(|| std::io::Error::other("guest address space too large"))?;
+        let pages = (size >> PAGE_SHIFT) as usize;
+        let base = reserve(size as usize + GUARD_SIZE, libc::PROT_NONE)?;
+        let perms = match reserve(pages, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: `base` was returned by `reserve` with exactly this length and is not
+                // referenced anywhere else yet.
+                unsafe { libc::munmap(base.as_ptr().cast(), size as usize + GUARD_SIZE) };
+                return Err(e);
+            }
+        };
+        Ok(AddressSpace {
+            base,
+            size,
+            perms,
+            pages,
+            pending_invalidations: Vec::new(),
+            brk_start: 0,
+            brk: 0,
+            mmap_top: size,
+            mmap_floor: PAGE_SIZE * 16,
+        })
+    }
+
+    /// Size of the guest address space in bytes; valid guest addresses are `0..size`.
+    #[inline(always)]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Host address of guest address 0. Engines that generate code compute host addresses as
+    /// `host_base + guest_addr` after checking the access.
+    #[inline(always)]
+    pub fn host_base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// The permission table: one byte per guest page, `PERM_*` bits.
+    #[inline(always)]
+    pub fn perm_table(&self) -> *const u8 {
+        self.perms.as_ptr()
+    }
+
+    /// Permissions of the page holding `addr` (0 for addresses outside the space).
+    #[inline(always)]
+    pub fn page_perms(&self, addr: u64) -> u8 {
+        let page = (addr >> PAGE_SHIFT) as usize;
+        if page < self.pages {
+            // SAFETY: `page < self.pages`, the length of the permission table.
+            unsafe { *self.perms.as_ptr().add(page) }
+        } else {
+            0
+        }
+    }
+
+    #[inline(always)]
+    fn perm_at(&self, page: usize) -> u8 {
+        debug_assert!(page < self.pages);
+        // SAFETY: callers only pass pages of addresses that passed the `addr + len <= size`
+        // check, so `page < self.pages`.
+        unsafe { *self.perms.as_ptr().add(page) }
+    }
+
+    #[inline(always)]
+    fn set_perm(&mut self, page: usize, p: u8) {
+        assert!(page < self.pages);
+        // SAFETY: bounds asserted above; the table is a private RW mapping of `pages` bytes.
+        unsafe { *self.perms.as_ptr().add(page) = p };
+    }
+
+    /// Checks that `len` bytes at `addr` are inside the space and every touched page has all
+    /// of `need`'s bits. Returns the host pointer.
+    #[inline(always)]
+    fn check(&self, addr: u64, len: u64, need: u8, kind: AccessKind) -> Result<*mut u8, MemFault> {
+        let fault = MemFault { addr, kind };
+        if addr > self.size - len {
+            return Err(fault);
+        }
+        let page = (addr >> PAGE_SHIFT) as usize;
+        if self.perm_at(page) & need != need {
+            return Err(fault);
+        }
+        if (addr & (PAGE_SIZE - 1)) + len > PAGE_SIZE && self.perm_at(page + 1) & need != need {
+            return Err(MemFault { addr: (addr | (PAGE_SIZE - 1)) + 1, kind });
+        }
+        // SAFETY: `addr + len <= size`, so the pointer stays inside the reservation.
+        Ok(unsafe { self.base.as_ptr().add(addr as usize) })
+    }
+
+    /// Checks a store: write permission, and the code bit sends it to the slow path.
+    #[inline(always)]
+    fn check_write(&mut self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
+        let fault = MemFault { addr, kind: AccessKind::Write };
+        if addr > self.size - len {
+            return Err(fault);
+        }
+        let page = (addr >> PAGE_SHIFT) as usize;
+        let straddles = (addr & (PAGE_SIZE - 1)) + len > PAGE_SIZE;
+        let p = self.perm_at(page);
+        if p & (PERM_WRITE | PERM_CODE) != PERM_WRITE
+            || (straddles && self.perm_at(page + 1) & (PERM_WRITE | PERM_CODE) != PERM_WRITE)
+        {
+            return self.check_write_slow(addr, len);
+        }
+        // SAFETY: `addr + len <= size`, so the pointer stays inside the reservation.
+        Ok(unsafe { self.base.as_ptr().add(addr as usize) })
+    }
+
+    #[cold]
+    fn check_write_slow(&mut self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
+        let ptr = self.check(addr, len, PERM_WRITE, AccessKind::Write)?;
+        let first = addr >> PAGE_SHIFT;
+        let last = (addr + len - 1) >> PAGE_SHIFT;
+        for page in first..=last {
+            let p = self.perm_at(page as usize);
+            if p & PERM_CODE != 0 {
+                self.set_perm(page as usize, p & !PERM_CODE);
+                self.pending_invalidations.push(page << PAGE_SHIFT);
+            }
+        }
+        Ok(ptr)
+    }
+
+    /// Reads a little-endian value of `N` bytes.
+    #[inline(always)]
+    pub fn read<const N: usize>(&self, addr: u64) -> Result<[u8; N], MemFault> {
+        let p = self.check(addr, N as u64, PERM_READ, AccessKind::Read)?;
+        // SAFETY: `check` proved `[p, p + N)` lies in mapped guest memory that is host-readable.
+        Ok(unsafe { std::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    /// Writes `N` bytes.
+    #[inline(always)]
+    pub fn write<const N: usize>(&mut self, addr: u64, v: [u8; N]) -> Result<(), MemFault> {
+        let p = self.check_write(addr, N as u64)?;
+        // SAFETY: `check_write` proved `[p, p + N)` lies in mapped, host-writable guest memory.
+        unsafe { std::ptr::write_unaligned(p as *mut [u8; N], v) };
+        Ok(())
+    }
+
+    /// Loads a byte.
+    #[inline(always)]
+    pub fn read_u8(&self, addr: u64) -> Result<u8, MemFault> {
+        self.read::<1>(addr).map(|b| b[0])
+    }
+    /// Loads a little-endian u16.
+    #[inline(always)]
+    pub fn read_u16(&self, addr: u64) -> Result<u16, MemFault> {
+        self.read(addr).map(u16::from_le_bytes)
+    }
+    /// Loads a little-endian u32.
+    #[inline(always)]
+    pub fn read_u32(&self, addr: u64) -> Result<u32, MemFault> {
+        self.read(addr).map(u32::from_le_bytes)
+    }
+    /// Loads a little-endian u64.
+    #[inline(always)]
+    pub fn read_u64(&self, addr: u64) -> Result<u64, MemFault> {
+        self.read(addr).map(u64::from_le_bytes)
+    }
+    /// Stores a byte.
+    #[inline(always)]
+    pub fn write_u8(&mut self, addr: u64, v: u8) -> Result<(), MemFault> {
+        self.write(addr, [v])
+    }
+    /// Stores a little-endian u16.
+    #[inline(always)]
+    pub fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), MemFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+    /// Stores a little-endian u32.
+    #[inline(always)]
+    pub fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), MemFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+    /// Stores a little-endian u64.
+    #[inline(always)]
+    pub fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), MemFault> {
+        self.write(addr, v.to_le_bytes())
+    }
+
+    /// Fetches a 16-bit instruction parcel (needs execute permission).
+    #[inline]
+    pub fn fetch_u16(&self, addr: u64) -> Result<u16, MemFault> {
+        let p = self.check(addr, 2, PERM_EXEC, AccessKind::Execute)?;
+        // SAFETY: `check` proved the two bytes are mapped and host-readable.
+        Ok(u16::from_le_bytes(unsafe { std::ptr::read_unaligned(p as *const [u8; 2]) }))
+    }
+
+    /// Fetches one whole instruction (16 or 32 bits, by its low bits) at `addr`. The upper
+    /// half of a compressed instruction's word is zero.
+    pub fn fetch_inst(&self, addr: u64) -> Result<u32, MemFault> {
+        let lo = self.fetch_u16(addr)?;
+        if lo & 3 != 3 {
+            return Ok(lo as u32);
+        }
+        let hi = self.fetch_u16(addr.wrapping_add(2))?;
+        Ok(lo as u32 | (hi as u32) << 16)
+    }
+
+    /// Copies guest memory into `out` (needs read permission on every byte).
+    pub fn read_bytes(&self, addr: u64, out: &mut [u8]) -> Result<(), MemFault> {
+        let slice = self.slice(addr, out.len() as u64, PERM_READ, AccessKind::Read)?;
+        out.copy_from_slice(slice);
+        Ok(())
+    }
+
+    /// Copies `data` into guest memory (needs write permission on every byte).
+    pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), MemFault> {
+        let dst = self.slice_mut(addr, data.len() as u64)?;
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Borrows `len` guest bytes at `addr` for reading; every page must have `need`.
+    pub fn slice(&self, addr: u64, len: u64, need: u8, kind: AccessKind) -> Result<&[u8], MemFault> {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        if addr > self.size || len > self.size - addr {
+            return Err(MemFault { addr, kind });
+        }
+        let first = addr >> PAGE_SHIFT;
+        let last = (addr + len - 1) >> PAGE_SHIFT;
+        for page in first..=last {
+            if self.perm_at(page as usize) & need != need {
+                return Err(MemFault { addr: (page << PAGE_SHIFT).max(addr), kind });
+            }
+        }
+        // SAFETY: the range is inside the reservation and every page is mapped (host RW). The
+        // borrow of `self` keeps the mapping alive and unchanged for the slice's lifetime.
+        Ok(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(addr as usize), len as usize) })
+    }
+
+    /// Borrows `len` guest bytes at `addr` for writing (write permission on every page; pages
+    /// holding code are queued for invalidation).
+    pub fn slice_mut(&mut self, addr: u64, len: u64) -> Result<&mut [u8], MemFault> {
+        if len == 0 {
+            return Ok(&mut []);
+        }
+        self.slice(addr, len, PERM_WRITE, AccessKind::Write)?;
+        let first = addr >> PAGE_SHIFT;
+        let last = (addr + len - 1) >> PAGE_SHIFT;
+        for page in first..=last {
+            let p = self.perm_at(page as usize);
+            if p & PERM_CODE != 0 {
+                self.set_perm(page as usize, p & !PERM_CODE);
+                self.pending_invalidations.push(page << PAGE_SHIFT);
+            }
+        }
+        // SAFETY: checked above as for `slice`; `&mut self` makes the borrow exclusive.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len as usize)
+        })
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
+    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<Vec<u8>, MemFault> {
+        let mut out = Vec::new();
+        let mut a = addr;
+        loop {
+            // Read page by page so long strings cost one check per page.
+            let page_end = (a | (PAGE_SIZE - 1)) + 1;
+            let chunk = self.slice(a, page_end - a, PERM_READ, AccessKind::Read)?;
+            if let Some(n) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..n]);
+                break;
+            }
+            out.extend_from_slice(chunk);
+            if out.len() > max {
+                break;
+            }
+            a = page_end;
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
+    /// Marks the pages holding `[addr, addr + len)` as holding decoded code.
+    pub fn mark_code(&mut self, addr: u64, len: u64) {
+        if len == 0 || addr >= self.size {
+            return;
+        }
+        let last = ((addr + len - 1).min(self.size - 1)) >> PAGE_SHIFT;
+        for page in (addr >> PAGE_SHIFT)..=last {
+            let p = self.perm_at(page as usize);
+            self.set_perm(page as usize, p | PERM_CODE);
+        }
+    }
+
+    /// True when some code page was written or unmapped since the last drain.
+    #[inline(always)]
+    pub fn has_pending_invalidations(&self) -> bool {
+        !self.pending_invalidations.is_empty()
+    }
+
+    /// Takes the list of page addresses whose decoded code is stale.
+    pub fn drain_invalidations(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.pending_invalidations)
+    }
+
+    /// Treats every code page as stale (for `fence.i` and `riscv_flush_icache`).
+    pub fn invalidate_all_code(&mut self) {
+        for page in 0..self.pages {
+            let p = self.perm_at(page);
+            if p & PERM_CODE != 0 {
+                self.set_perm(page, p & !PERM_CODE);
+                self.pending_invalidations.push((page as u64) << PAGE_SHIFT);
+            }
+        }
+    }
+
+    fn page_range(&self, addr: u64, len: u64) -> Result<(u64, u64), MapError> {
+        if addr & (PAGE_SIZE - 1) != 0 {
+            return Err(MapError::Invalid);
+        }
+        let len = page_round_up(len).ok_or(MapError::Invalid)?;
+        let end = addr.checked_add(len).ok_or(MapError::NoMemory)?;
+        if end > self.size {
+            return Err(MapError::NoMemory);
+        }
+        Ok((addr, end))
+    }
+
+    /// Maps `[addr, addr + len)` (page aligned) with `perms`, replacing whatever was there;
+    /// the new pages read as zero.
+    pub fn map_fixed(&mut self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+        let (start, end) = self.page_range(addr, len)?;
+        if start == end {
+            return Ok(());
+        }
+        self.release(start, end)?;
+        // SAFETY: `[start, end)` is inside the reservation (checked by `page_range`).
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(start, end, "host mprotect failed while mapping guest memory");
+            return Err(MapError::Host);
+        }
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            self.set_perm(page as usize, perms | PERM_MAPPED);
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[addr, addr + len)`; unmapped pages in the range are fine.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MapError> {
+        let (start, end) = self.page_range(addr, len)?;
+        self.release(start, end)
+    }
+
+    /// Replaces `[start, end)` by fresh `PROT_NONE` host pages and clears the permissions.
+    fn release(&mut self, start: u64, end: u64) -> Result<(), MapError> {
+        let mut any_mapped = false;
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            let p = self.perm_at(page as usize);
+            if p & PERM_CODE != 0 {
+                self.pending_invalidations.push(page << PAGE_SHIFT);
+            }
+            any_mapped |= p != 0;
+            self.set_perm(page as usize, 0);
+        }
+        if !any_mapped {
+            return Ok(());
+        }
+        // SAFETY: `[start, end)` lies inside our reservation; MAP_FIXED replaces only those
+        // pages, which belong to this address space alone.
+        let p = unsafe {
+            libc::mmap(
+                self.base.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            tracing::warn!(start, end, "host mmap failed while unmapping guest memory");
+            return Err(MapError::Host);
+        }
+        Ok(())
+    }
+
+    /// Changes the permissions of mapped pages. Fails with `NoMemory` (ENOMEM) if any page in
+    /// the range is unmapped, like Linux.
+    pub fn protect(&mut self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+        let (start, end) = self.page_range(addr, len)?;
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            if self.perm_at(page as usize) & PERM_MAPPED == 0 {
+                return Err(MapError::NoMemory);
+            }
+        }
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            let old = self.perm_at(page as usize);
+            if old & PERM_CODE != 0 {
+                self.pending_invalidations.push(page << PAGE_SHIFT);
+            }
+            self.set_perm(page as usize, perms | PERM_MAPPED);
+        }
+        Ok(())
+    }
+
+    /// True if no page of `[start, end)` is mapped.
+    pub fn is_free(&self, start: u64, end: u64) -> bool {
+        if end > self.size || start > end {
+            return false;
+        }
+        ((start >> PAGE_SHIFT)..(end >> PAGE_SHIFT)).all(|p| self.perm_at(p as usize) == 0)
+    }
+
+    /// Finds a free, page-aligned range of `len` bytes, searching down from the top of the
+    /// mmap area (as Linux does). Returns its start.
+    pub fn find_free(&self, len: u64) -> Option<u64> {
+        let len = page_round_up(len)?;
+        if len == 0 || len > self.mmap_top {
+            return None;
+        }
+        let floor = self.mmap_floor.max(page_round_up(self.brk).unwrap_or(self.size));
+        let mut end = self.mmap_top;
+        while end >= floor + len {
+            let start = end - len;
+            // Scan the candidate from the top; jump below the highest mapped page found.
+            let mut blocked = None;
+            let mut page = (end >> PAGE_SHIFT) - 1;
+            loop {
+                if self.perm_at(page as usize) != 0 {
+                    blocked = Some(page);
+                    break;
+                }
+                if page == start >> PAGE_SHIFT {
+                    break;
+                }
+                page -= 1;
+            }
+            match blocked {
+                None => return Some(start),
+                Some(p) => end = p << PAGE_SHIFT,
+            }
+        }
+        None
+    }
+
+    /// Sets where the mmap allocator hands out addresses: `[floor, top)`.
+    pub fn set_mmap_area(&mut self, floor: u64, top: u64) {
+        self.mmap_floor = floor;
+        self.mmap_top = top.min(self.size);
+    }
+
+    /// Sets the initial program break (page aligned up); called once by the loader.
+    pub fn init_brk(&mut self, addr: u64) {
+        let a = page_round_up(addr).unwrap_or(self.size);
+        self.brk_start = a;
+        self.brk = a;
+    }
+
+    /// The current program break.
+    pub fn brk(&self) -> u64 {
+        self.brk
+    }
+
+    /// Linux `brk`: moves the break to `new` if possible and returns the resulting break.
+    pub fn set_brk(&mut self, new: u64) -> u64 {
+        if new < self.brk_start || new >= self.size {
+            return self.brk;
+        }
+        let old_end = page_round_up(self.brk).unwrap_or(self.size);
+        let new_end = match page_round_up(new) {
+            Some(e) => e,
+            None => return self.brk,
+        };
+        if new_end > old_end {
+            if !self.is_free(old_end, new_end) {
+                return self.brk;
+            }
+            if self
+                .map_fixed(old_end, new_end - old_end, PERM_READ | PERM_WRITE)
+                .is_err()
+            {
+                return self.brk;
+            }
+        } else if new_end < old_end && self.unmap(new_end, old_end - new_end).is_err() {
+            return self.brk;
+        }
+        self.brk = new;
+        self.brk
+    }
+
+    /// Linux `mremap` for anonymous memory: grows or shrinks the mapping at `old`, moving it
+    /// when `may_move` and it cannot grow in place. Returns the new address.
+    pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, MapError> {
+        let (start, old_end) = self.page_range(old, old_len)?;
+        let new_len = page_round_up(new_len).ok_or(MapError::Invalid)?;
+        if new_len == 0 {
+            return Err(MapError::Invalid);
+        }
+        for page in (start >> PAGE_SHIFT)..(old_end >> PAGE_SHIFT) {
+            if self.perm_at(page as usize) & PERM_MAPPED == 0 {
+                return Err(MapError::Invalid);
+            }
+        }
+        let new_end = start.checked_add(new_len).ok_or(MapError::NoMemory)?;
+        if new_end <= old_end {
+            self.unmap(new_end, old_end - new_end)?;
+            return Ok(start);
+        }
+        let perms = self.perm_at((start >> PAGE_SHIFT) as usize) & !PERM_CODE;
+        if self.is_free(old_end, new_end) {
+            self.map_fixed(old_end, new_end - old_end, perms)?;
+            return Ok(start);
+        }
+        if !may_move {
+            return Err(MapError::NoMemory);
+        }
+        let dest = self.find_free(new_len).ok_or(MapError::NoMemory)?;
+        self.map_fixed(dest, new_len, perms)?;
+        let n = (old_end - start) as usize;
+        // SAFETY: both ranges are inside the reservation, mapped host-RW, and disjoint (dest
+        // was free while the source is mapped).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(start as usize),
+                self.base.as_ptr().add(dest as usize),
+                n,
+            );
+        }
+        self.unmap(start, old_end - start)?;
+        Ok(dest)
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        // SAFETY: both mappings were created in `new` with these lengths and are owned solely by
+        // this value; nothing borrows them once it is dropped.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.size as usize + GUARD_SIZE);
+            libc::munmap(self.perms.as_ptr().cast(), self.pages);
+        }
+    }
+}
+
+/// Reserves `len` bytes of private anonymous host memory with protection `prot`.
+fn reserve(len: usize, prot: i32) -> std::io::Result<NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: u8 = PERM_READ | PERM_WRITE;
+
+    #[test]
+    fn unmapped_memory_faults_and_mapped_memory_is_zero() {
+        let mut m = AddressSpace::new(1 << 24).unwrap();
+        assert_eq!(m.read_u64(0x1000), Err(MemFault { addr: 0x1000, kind: AccessKind::Read }));
+        m.map_fixed(0x1000, 0x2000, RW).unwrap();
+        assert_eq!(m.read_u64(0x1ff8).unwrap(), 0);
+        m.write_u64(0x1ffc, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.read_u64(0x1ffc).unwrap(), 0x1122_3344_5566_7788);
+        assert_eq!(m.read_u32(0x2000).unwrap(), 0x1122_3344);
+        // Straddling into an unmapped page faults at the first byte of that page.
+        assert_eq!(m.read_u64(0x2ffc), Err(MemFault { addr: 0x3000, kind: AccessKind::Read }));
+    }
+
+    #[test]
+    fn out_of_range_and_wrapping_addresses_fault() {
+        let m = AddressSpace::new(1 << 20).unwrap();
+        for addr in [1 << 20, (1 << 20) - 4, u64::MAX, u64::MAX - 3, 1 << 63] {
+            assert!(m.read_u64(addr).is_err(), "{addr:#x}");
+        }
+    }
+
+    #[test]
+    fn permissions_are_enforced() {
+        let mut m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x1000, PERM_READ).unwrap();
+        assert!(m.read_u8(0x4000).is_ok());
+        assert_eq!(m.write_u8(0x4000, 1).unwrap_err().kind, AccessKind::Write);
+        assert!(m.fetch_u16(0x4000).is_err());
+        m.protect(0x4000, 0x1000, PERM_READ | PERM_EXEC).unwrap();
+        assert!(m.fetch_u16(0x4000).is_ok());
+        m.protect(0x4000, 0x1000, 0).unwrap();
+        assert!(m.read_u8(0x4000).is_err());
+        assert_eq!(m.protect(0x8000, 0x1000, RW), Err(MapError::NoMemory));
+    }
+
+    #[test]
+    fn unmap_then_map_gives_fresh_zero_pages() {
+        let mut m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x1000, RW).unwrap();
+        m.write_u32(0x4000, 7).unwrap();
+        m.unmap(0x4000, 0x1000).unwrap();
+        assert!(m.read_u32(0x4000).is_err());
+        m.map_fixed(0x4000, 0x1000, RW).unwrap();
+        assert_eq!(m.read_u32(0x4000).unwrap(), 0);
+    }
+
+    #[test]
+    fn stores_to_code_pages_queue_invalidations() {
+        let mut m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x2000, RW | PERM_EXEC).unwrap();
+        m.write_u32(0x4000, 1).unwrap();
+        assert!(!m.has_pending_invalidations());
+        m.mark_code(0x4ffe, 4);
+        m.write_u32(0x5000, 2).unwrap();
+        assert_eq!(m.drain_invalidations(), vec![0x5000]);
+        m.write_u32(0x5000, 3).unwrap();
+        assert!(!m.has_pending_invalidations());
+        m.write_u8(0x4fff, 3).unwrap();
+        assert_eq!(m.drain_invalidations(), vec![0x4000]);
+    }
+
+    #[test]
+    fn brk_grows_and_shrinks() {
+        let mut m = AddressSpace::new(1 << 24).unwrap();
+        m.init_brk(0x10_0123);
+        let b = m.brk();
+        assert_eq!(b, 0x10_1000);
+        assert_eq!(m.set_brk(b + 10), b + 10);
+        m.write_u8(b + 9, 1).unwrap();
+        assert_eq!(m.set_brk(b + 0x5000), b + 0x5000);
+        m.write_u8(b + 0x4fff, 1).unwrap();
+        assert_eq!(m.set_brk(b), b);
+        assert!(m.read_u8(b).is_err());
+        assert_eq!(m.set_brk(0), b, "below the start is refused");
+    }
+
+    #[test]
+    fn find_free_searches_down_and_skips_mappings() {
+        let mut m = AddressSpace::new(1 << 24).unwrap();
+        m.set_mmap_area(0x10_0000, 0x20_0000);
+        let a = m.find_free(0x3000).unwrap();
+        assert_eq!(a, 0x20_0000 - 0x3000);
+        m.map_fixed(a, 0x3000, RW).unwrap();
+        m.map_fixed(a - 0x2000, 0x1000, RW).unwrap();
+        let b = m.find_free(0x2000).unwrap();
+        assert_eq!(b, a - 0x4000);
+        assert!(m.find_free(0x10_0000).is_none());
+    }
+
+    #[test]
+    fn remap_grows_in_place_or_moves_with_contents() {
+        let mut m = AddressSpace::new(1 << 24).unwrap();
+        m.set_mmap_area(0x10_0000, 0x80_0000);
+        m.map_fixed(0x20_0000, 0x1000, RW).unwrap();
+        m.write_u64(0x20_0ff8, 99).unwrap();
+        assert_eq!(m.remap(0x20_0000, 0x1000, 0x3000, false).unwrap(), 0x20_0000);
+        m.map_fixed(0x20_3000, 0x1000, RW).unwrap();
+        assert_eq!(m.remap(0x20_0000, 0x3000, 0x8000, false), Err(MapError::NoMemory));
+        let moved = m.remap(0x20_0000, 0x3000, 0x8000, true).unwrap();
+        assert_ne!(moved, 0x20_0000);
+        assert_eq!(m.read_u64(moved + 0xff8).unwrap(), 99);
+        assert!(m.read_u8(0x20_0000).is_err());
+        assert_eq!(m.remap(moved, 0x8000, 0x1000, false).unwrap(), moved);
+        assert!(m.read_u8(moved + 0x1000).is_err());
+    }
+
+    #[test]
+    fn cstr_reads_across_pages() {
+        let mut m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x1000, 0x2000, RW).unwrap();
+        m.write_bytes(0x1ffe, b"hello\0").unwrap();
+        assert_eq!(m.read_cstr(0x1ffe, 100).unwrap(), b"hello");
+        assert_eq!(m.read_cstr(0x1ffe, 3).unwrap(), b"hel");
+        m.write_bytes(0x2000, &[b'x'; 0x1000]).unwrap();
+        assert!(m.read_cstr(0x2000, 1 << 20).is_err(), "runs into the unmapped page");
+    }
+}

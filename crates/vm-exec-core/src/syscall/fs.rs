@@ -1,0 +1,866 @@
+//! File-descriptor I/O: the read and write families, `lseek`, `close`, `dup`/`dup3`,
+//! `fcntl`, `ioctl`, `pipe2`, `getdents64`, `ppoll`, `ftruncate` and `fsync`.
+//!
+//! What each [`FileKind`] behaves like:
+//! - `Host`: the host descriptor itself; every call is forwarded (flags translated).
+//! - `Capture`: the write end of a pipe whose reader keeps everything (writes append; reads,
+//!   seeks and terminal ioctls fail like on a pipe's write end).
+//! - `Bytes`: the read end of a pipe whose writer wrote the bytes and closed it.
+//! - `Null`: `/dev/null` opened read-write.
+//!
+//! Invariant: a host call that takes a buffer gets a pointer into a slice of guest memory
+//! that [`crate::memory::AddressSpace`] checked, trimmed to the prefix the guest may access,
+//! so a host call never touches memory the guest could not.
+
+use super::{accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT};
+use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
+use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
+use std::os::fd::RawFd;
+
+/// Guest (asm-generic) `O_*` flag values.
+pub(super) mod oflag {
+    /// Access mode mask.
+    pub const O_ACCMODE: u64 = 3;
+    /// Write only.
+    pub const O_WRONLY: u64 = 1;
+    /// Read and write.
+    pub const O_RDWR: u64 = 2;
+    /// Create if missing.
+    pub const O_CREAT: u64 = 0o100;
+    /// With `O_CREAT`: fail if it exists.
+    pub const O_EXCL: u64 = 0o200;
+    /// Do not become the controlling terminal.
+    pub const O_NOCTTY: u64 = 0o400;
+    /// Truncate.
+    pub const O_TRUNC: u64 = 0o1000;
+    /// Append.
+    pub const O_APPEND: u64 = 0o2000;
+    /// Non-blocking.
+    pub const O_NONBLOCK: u64 = 0o4000;
+    /// Synchronous data writes.
+    pub const O_DSYNC: u64 = 0o10000;
+    /// Signal-driven I/O.
+    pub const FASYNC: u64 = 0o20000;
+    /// Direct I/O.
+    pub const O_DIRECT: u64 = 0o40000;
+    /// Large file (always on for 64-bit).
+    pub const O_LARGEFILE: u64 = 0o100000;
+    /// Must be a directory.
+    pub const O_DIRECTORY: u64 = 0o200000;
+    /// Do not follow a final symlink.
+    pub const O_NOFOLLOW: u64 = 0o400000;
+    /// Do not update the access time.
+    pub const O_NOATIME: u64 = 0o1000000;
+    /// Close on exec.
+    pub const O_CLOEXEC: u64 = 0o2000000;
+    /// The bit `O_SYNC` adds to `O_DSYNC`.
+    pub const O_SYNC_BIT: u64 = 0o4000000;
+    /// Path-only descriptor.
+    pub const O_PATH: u64 = 0o10000000;
+    /// The bit `O_TMPFILE` adds to `O_DIRECTORY`.
+    pub const O_TMPFILE_BIT: u64 = 0o20000000;
+}
+
+/// The host kernel's `O_LARGEFILE` (libc defines it as 0 on 64-bit hosts, but the kernel
+/// reports its own bit in `F_GETFL`).
+#[cfg(any(target_arch = "x86_64", target_arch = "riscv64"))]
+const HOST_O_LARGEFILE: i32 = 0o100000;
+#[cfg(target_arch = "aarch64")]
+const HOST_O_LARGEFILE: i32 = 0o400000;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "riscv64", target_arch = "aarch64")))]
+const HOST_O_LARGEFILE: i32 = 0;
+
+/// Guest flag bit ↔ host flag bit (besides the access mode, which is the same everywhere).
+const OFLAG_MAP: &[(u64, i32)] = &[
+    (oflag::O_CREAT, libc::O_CREAT),
+    (oflag::O_EXCL, libc::O_EXCL),
+    (oflag::O_NOCTTY, libc::O_NOCTTY),
+    (oflag::O_TRUNC, libc::O_TRUNC),
+    (oflag::O_APPEND, libc::O_APPEND),
+    (oflag::O_NONBLOCK, libc::O_NONBLOCK),
+    (oflag::O_DSYNC, libc::O_DSYNC),
+    (oflag::FASYNC, libc::O_ASYNC),
+    (oflag::O_DIRECT, libc::O_DIRECT),
+    (oflag::O_LARGEFILE, HOST_O_LARGEFILE),
+    (oflag::O_DIRECTORY, libc::O_DIRECTORY),
+    (oflag::O_NOFOLLOW, libc::O_NOFOLLOW),
+    (oflag::O_NOATIME, libc::O_NOATIME),
+    (oflag::O_CLOEXEC, libc::O_CLOEXEC),
+    (oflag::O_SYNC_BIT, libc::O_SYNC & !libc::O_DSYNC),
+    (oflag::O_PATH, libc::O_PATH),
+    (oflag::O_TMPFILE_BIT, libc::O_TMPFILE & !libc::O_DIRECTORY),
+];
+
+/// Translates guest `O_*` flags to the host's (unknown bits are dropped, as Linux ignores
+/// them).
+pub(super) fn oflags_to_host(g: u64) -> i32 {
+    let mut h = (g & oflag::O_ACCMODE) as i32;
+    for &(gb, hb) in OFLAG_MAP {
+        if g & gb != 0 {
+            h |= hb;
+        }
+    }
+    h
+}
+
+/// Translates host `O_*` flags (from `F_GETFL`) to the guest's.
+pub(super) fn oflags_from_host(h: i32) -> u64 {
+    let mut g = (h & libc::O_ACCMODE) as u64;
+    for &(gb, hb) in OFLAG_MAP {
+        if hb != 0 && h & hb == hb {
+            g |= gb;
+        }
+    }
+    g
+}
+
+/// What a descriptor refers to, detached from the table so the table can be borrowed again.
+pub(super) enum Target {
+    /// A host descriptor.
+    Host(RawFd),
+    /// A capture buffer.
+    Capture(CaptureBuffer),
+    /// In-memory input (operate on the table entry).
+    Bytes,
+    /// `/dev/null`.
+    Null,
+}
+
+/// Looks up guest descriptor `fd` (`EBADF` if it is not open).
+pub(super) fn target(p: &mut Process, fd: i64) -> Result<Target, Errno> {
+    match p.files.get(fd).map(|d| &d.kind) {
+        None => err(libc::EBADF),
+        Some(FileKind::Host { fd, .. }) => Ok(Target::Host(*fd)),
+        Some(FileKind::Capture(b)) => Ok(Target::Capture(b.clone())),
+        Some(FileKind::Bytes { .. }) => Ok(Target::Bytes),
+        Some(FileKind::Null) => Ok(Target::Null),
+    }
+}
+
+/// Runs a host call that may be interrupted by a host signal, retrying on `EINTR`.
+fn retry(mut f: impl FnMut() -> isize) -> Result<u64, Errno> {
+    loop {
+        let n = f();
+        if n >= 0 {
+            return Ok(n as u64);
+        }
+        let e = Errno::last();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// The guest-writable prefix of `[buf, buf + len)` as a slice (`EFAULT` if it is empty while
+/// `len` is not).
+fn out_buf(mem: &mut AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
+    let n = accessible_prefix(mem, buf, len, PERM_WRITE);
+    if n == 0 && len != 0 {
+        return err(libc::EFAULT);
+    }
+    Ok(mem.slice_mut(buf, n)?)
+}
+
+/// The guest-readable prefix of `[buf, buf + len)` as a slice (`EFAULT` if it is empty while
+/// `len` is not).
+fn in_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&[u8], Errno> {
+    let n = accessible_prefix(mem, buf, len, PERM_READ);
+    if n == 0 && len != 0 {
+        return err(libc::EFAULT);
+    }
+    Ok(mem.slice(buf, n, PERM_READ, AccessKind::Read)?)
+}
+
+/// Reads from a host descriptor into guest memory, at `off` if given.
+fn host_read(mem: &mut AddressSpace, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
+    let dst = out_buf(mem, buf, len)?;
+    retry(|| match off {
+        // SAFETY: `dst` is a live, exclusively borrowed slice of host-mapped guest memory;
+        // the host writes at most `dst.len()` bytes into it.
+        None => unsafe { libc::read(h, dst.as_mut_ptr().cast(), dst.len()) },
+        // SAFETY: as above.
+        Some(o) => unsafe { libc::pread(h, dst.as_mut_ptr().cast(), dst.len(), o) },
+    })
+}
+
+/// Writes guest memory to a host descriptor, at `off` if given. A broken pipe also sends
+/// the guest `SIGPIPE`, as the kernel does.
+fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
+    let r = {
+        let src = in_buf(&c.process.mem, buf, len)?;
+        retry(|| match off {
+            // SAFETY: `src` is a live slice of host-mapped guest memory of `src.len()` bytes,
+            // which the host only reads.
+            None => unsafe { libc::write(h, src.as_ptr().cast(), src.len()) },
+            // SAFETY: as above.
+            Some(o) => unsafe { libc::pwrite(h, src.as_ptr().cast(), src.len(), o) },
+        })
+    };
+    if r == Err(Errno(libc::EPIPE)) {
+        signal::raise(c, libc::SIGPIPE);
+    }
+    r
+}
+
+/// Serves a read from an in-memory (`Bytes`) descriptor.
+fn bytes_read(p: &mut Process, fd: i64, buf: u64, len: u64) -> SysResult {
+    let Process { files, mem, .. } = p;
+    let Some(FileDesc { kind: FileKind::Bytes { data, pos }, .. }) = files.get(fd) else {
+        return err(libc::EBADF);
+    };
+    let avail = data.len().saturating_sub(*pos) as u64;
+    let want = len.min(avail);
+    if want == 0 {
+        return Ok(0);
+    }
+    let n = accessible_prefix(mem, buf, want, PERM_WRITE);
+    if n == 0 {
+        return err(libc::EFAULT);
+    }
+    let start = *pos;
+    let end = start + n as usize;
+    mem.write_bytes(buf, &data[start..end])?;
+    *pos = end;
+    Ok(n)
+}
+
+/// `read(fd, buf, count)`.
+pub(super) fn read(c: &mut Call<'_>) -> SysResult {
+    let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
+    match target(c.process, fd)? {
+        Target::Host(h) => host_read(&mut c.process.mem, h, buf, len, None),
+        Target::Bytes => bytes_read(c.process, fd, buf, len),
+        Target::Null => Ok(0),
+        Target::Capture(_) => err(libc::EBADF),
+    }
+}
+
+/// `write(fd, buf, count)`.
+pub(super) fn write(c: &mut Call<'_>) -> SysResult {
+    let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
+    match target(c.process, fd)? {
+        Target::Host(h) => host_write(c, h, buf, len, None),
+        Target::Capture(b) => {
+            let src = in_buf(&c.process.mem, buf, len)?;
+            b.append(src);
+            Ok(src.len() as u64)
+        }
+        Target::Null => Ok(len),
+        Target::Bytes => err(libc::EBADF),
+    }
+}
+
+/// `pread64(fd, buf, count, offset)`.
+pub(super) fn pread64(c: &mut Call<'_>) -> SysResult {
+    let (fd, buf, len, off) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT), c.args[3] as i64);
+    let t = target(c.process, fd)?;
+    if off < 0 {
+        return err(libc::EINVAL);
+    }
+    match t {
+        Target::Host(h) => host_read(&mut c.process.mem, h, buf, len, Some(off)),
+        Target::Null => Ok(0),
+        Target::Bytes => err(libc::ESPIPE),
+        Target::Capture(_) => err(libc::EBADF),
+    }
+}
+
+/// `pwrite64(fd, buf, count, offset)`.
+pub(super) fn pwrite64(c: &mut Call<'_>) -> SysResult {
+    let (fd, buf, len, off) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT), c.args[3] as i64);
+    let t = target(c.process, fd)?;
+    if off < 0 {
+        return err(libc::EINVAL);
+    }
+    match t {
+        Target::Host(h) => host_write(c, h, buf, len, Some(off)),
+        Target::Null => Ok(len),
+        Target::Capture(_) => err(libc::ESPIPE),
+        Target::Bytes => err(libc::EBADF),
+    }
+}
+
+/// Reads a guest `struct iovec` array: `(base, len)` pairs, validated like the kernel.
+fn read_iovecs(mem: &AddressSpace, iov: u64, cnt: i32) -> Result<Vec<(u64, u64)>, Errno> {
+    if !(0..=1024).contains(&cnt) {
+        return err(libc::EINVAL);
+    }
+    let cnt = cnt as usize;
+    let mut raw = vec![0u8; cnt * 16];
+    mem.read_bytes(iov, &mut raw)?;
+    let mut out = Vec::with_capacity(cnt);
+    let mut total = 0u64;
+    for e in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(le8(&e[..8]));
+        let len = u64::from_le_bytes(le8(&e[8..]));
+        if len > i64::MAX as u64 {
+            return err(libc::EINVAL);
+        }
+        // The kernel truncates the total to MAX_RW_COUNT.
+        let len = len.min(MAX_RW_COUNT - total);
+        total += len;
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+/// `readv(fd, iov, iovcnt)`.
+pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
+    let fd = c.fd(0);
+    let t = target(c.process, fd)?;
+    if matches!(t, Target::Capture(_)) {
+        return err(libc::EBADF);
+    }
+    let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+    match t {
+        Target::Host(h) => {
+            let mem = &mut c.process.mem;
+            let mut host = Vec::with_capacity(iovs.len());
+            for &(base, len) in &iovs {
+                if len == 0 {
+                    continue;
+                }
+                let n = accessible_prefix(mem, base, len, PERM_WRITE);
+                if n > 0 {
+                    let s = mem.slice_mut(base, n)?;
+                    host.push(libc::iovec { iov_base: s.as_mut_ptr().cast(), iov_len: s.len() });
+                }
+                if n < len {
+                    break;
+                }
+            }
+            if host.is_empty() {
+                return if iovs.iter().all(|&(_, l)| l == 0) { Ok(0) } else { err(libc::EFAULT) };
+            }
+            // SAFETY: every iovec points into guest memory that `slice_mut` checked as
+            // writable and host-mapped; `mem` stays exclusively borrowed (so nothing is
+            // unmapped) until the call returns.
+            retry(|| unsafe { libc::readv(h, host.as_ptr(), host.len() as i32) })
+        }
+        _ => {
+            let mut total = 0u64;
+            for (base, len) in iovs {
+                let r = match t {
+                    Target::Bytes => bytes_read(c.process, fd, base, len),
+                    _ => Ok(0),
+                };
+                match r {
+                    Ok(n) => {
+                        total += n;
+                        if n < len {
+                            break;
+                        }
+                    }
+                    Err(e) if total == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            Ok(total)
+        }
+    }
+}
+
+/// `writev(fd, iov, iovcnt)`.
+pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
+    let fd = c.fd(0);
+    let t = target(c.process, fd)?;
+    if matches!(t, Target::Bytes) {
+        return err(libc::EBADF);
+    }
+    let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+    let mem = &c.process.mem;
+    // The readable prefix of the whole vector, as slices.
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(iovs.len());
+    for &(base, len) in &iovs {
+        if len == 0 {
+            continue;
+        }
+        let n = accessible_prefix(mem, base, len, PERM_READ);
+        if n > 0 {
+            parts.push(mem.slice(base, n, PERM_READ, AccessKind::Read)?);
+        }
+        if n < len {
+            break;
+        }
+    }
+    let requested: u64 = iovs.iter().map(|&(_, l)| l).sum();
+    if parts.is_empty() && requested != 0 && !matches!(t, Target::Null) {
+        return err(libc::EFAULT);
+    }
+    match t {
+        Target::Host(h) => {
+            if parts.is_empty() {
+                return Ok(0);
+            }
+            let host: Vec<libc::iovec> = parts
+                .iter()
+                .map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() })
+                .collect();
+            // SAFETY: every iovec points into guest memory that `slice` checked as readable and
+            // host-mapped; the host only reads it, and `mem` stays borrowed for the call.
+            let r = retry(|| unsafe { libc::writev(h, host.as_ptr(), host.len() as i32) });
+            if r == Err(Errno(libc::EPIPE)) {
+                signal::raise(c, libc::SIGPIPE);
+            }
+            r
+        }
+        Target::Capture(b) => {
+            let mut n = 0u64;
+            for s in &parts {
+                b.append(s);
+                n += s.len() as u64;
+            }
+            Ok(n)
+        }
+        _ => Ok(requested),
+    }
+}
+
+/// `lseek(fd, offset, whence)`.
+pub(super) fn lseek(c: &mut Call<'_>) -> SysResult {
+    match target(c.process, c.fd(0))? {
+        Target::Host(h) => {
+            // SAFETY: lseek takes no pointers.
+            let r = unsafe { libc::lseek(h, c.args[1] as i64, c.int(2)) };
+            if r < 0 {
+                return Err(Errno::last());
+            }
+            Ok(r as u64)
+        }
+        Target::Null => {
+            if (0..=4).contains(&c.int(2)) {
+                Ok(0)
+            } else {
+                err(libc::EINVAL)
+            }
+        }
+        Target::Capture(_) | Target::Bytes => err(libc::ESPIPE),
+    }
+}
+
+/// `close(fd)`.
+pub(super) fn close(c: &mut Call<'_>) -> SysResult {
+    if c.process.files.close(c.fd(0)) {
+        Ok(0)
+    } else {
+        err(libc::EBADF)
+    }
+}
+
+/// A new description of what `fd` refers to: a host `dup` for host descriptors, a shared
+/// handle for capture buffers, and a copy (same data, same position, but not shared from then
+/// on) for in-memory input.
+fn dup_desc(p: &mut Process, fd: i64) -> Result<FileDesc, Errno> {
+    let kind = match p.files.get(fd).map(|d| &d.kind) {
+        None => return err(libc::EBADF),
+        Some(FileKind::Host { fd, .. }) => {
+            // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and creates a new descriptor,
+            // which this table then owns.
+            let n = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if n < 0 {
+                return Err(Errno::last());
+            }
+            FileKind::Host { fd: n, owned: true }
+        }
+        Some(FileKind::Capture(b)) => FileKind::Capture(b.clone()),
+        Some(FileKind::Bytes { data, pos }) => FileKind::Bytes { data: data.clone(), pos: *pos },
+        Some(FileKind::Null) => FileKind::Null,
+    };
+    Ok(FileDesc { kind, cloexec: false })
+}
+
+/// `dup(fd)`.
+pub(super) fn dup(c: &mut Call<'_>) -> SysResult {
+    let d = dup_desc(c.process, c.fd(0))?;
+    c.process.files.insert_from(0, d).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+}
+
+/// `dup3(oldfd, newfd, flags)`.
+pub(super) fn dup3(c: &mut Call<'_>) -> SysResult {
+    let (old, new, flags) = (c.fd(0), c.fd(1), c.args[2] as u32 as u64);
+    if flags & !oflag::O_CLOEXEC != 0 || old == new {
+        return err(libc::EINVAL);
+    }
+    if !(0..MAX_FDS as i64).contains(&new) {
+        return err(libc::EBADF);
+    }
+    let mut d = dup_desc(c.process, old)?;
+    d.cloexec = flags & oflag::O_CLOEXEC != 0;
+    if c.process.files.insert_at(new as usize, d) {
+        Ok(new as u64)
+    } else {
+        err(libc::EBADF)
+    }
+}
+
+const F_DUPFD: i32 = 0;
+const F_GETFD: i32 = 1;
+const F_SETFD: i32 = 2;
+const F_GETFL: i32 = 3;
+const F_SETFL: i32 = 4;
+const F_GETLK: i32 = 5;
+const F_SETLK: i32 = 6;
+const F_SETLKW: i32 = 7;
+const F_OFD_GETLK: i32 = 36;
+const F_OFD_SETLK: i32 = 37;
+const F_OFD_SETLKW: i32 = 38;
+const F_DUPFD_CLOEXEC: i32 = 1030;
+const F_SETPIPE_SZ: i32 = 1031;
+const F_GETPIPE_SZ: i32 = 1032;
+
+/// Flags `F_SETFL` may change.
+const SETFL_MASK: u64 = oflag::O_APPEND | oflag::O_NONBLOCK | oflag::O_DIRECT | oflag::O_NOATIME | oflag::FASYNC;
+
+/// `fcntl(fd, cmd, arg)`.
+pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
+    let (fd, cmd, arg) = (c.fd(0), c.int(1), c.args[2]);
+    let t = target(c.process, fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = arg as u32 as i32;
+            if !(0..MAX_FDS as i32).contains(&min) {
+                return err(libc::EINVAL);
+            }
+            let mut d = dup_desc(c.process, fd)?;
+            d.cloexec = cmd == F_DUPFD_CLOEXEC;
+            c.process.files.insert_from(min as usize, d).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+        }
+        F_GETFD => Ok(c.process.files.get(fd).map_or(0, |d| d.cloexec as u64)),
+        F_SETFD => {
+            if let Some(d) = c.process.files.get(fd) {
+                d.cloexec = arg & 1 != 0;
+            }
+            Ok(0)
+        }
+        F_GETFL => match t {
+            Target::Host(h) => {
+                // SAFETY: F_GETFL takes no argument.
+                let r = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                if r < 0 {
+                    return Err(Errno::last());
+                }
+                Ok(oflags_from_host(r))
+            }
+            Target::Capture(_) => Ok(oflag::O_WRONLY),
+            Target::Bytes => Ok(0),
+            Target::Null => Ok(oflag::O_RDWR),
+        },
+        F_SETFL => match t {
+            Target::Host(h) => {
+                // SAFETY: F_GETFL takes no argument.
+                let cur = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                if cur < 0 {
+                    return Err(Errno::last());
+                }
+                let keep = cur & !oflags_to_host(SETFL_MASK);
+                let new = keep | oflags_to_host(arg & SETFL_MASK);
+                // SAFETY: F_SETFL takes an integer argument.
+                if unsafe { libc::fcntl(h, libc::F_SETFL, new) } < 0 {
+                    return Err(Errno::last());
+                }
+                Ok(0)
+            }
+            _ => Ok(0),
+        },
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => {
+            let Target::Host(h) = t else { return err(libc::EINVAL) };
+            lock(c, h, cmd)
+        }
+        F_GETPIPE_SZ | F_SETPIPE_SZ => match t {
+            Target::Host(h) => {
+                let host_cmd = if cmd == F_GETPIPE_SZ { libc::F_GETPIPE_SZ } else { libc::F_SETPIPE_SZ };
+                // SAFETY: both commands take an integer argument.
+                let r = unsafe { libc::fcntl(h, host_cmd, arg as u32 as i32) };
+                if r < 0 {
+                    return Err(Errno::last());
+                }
+                Ok(r as u64)
+            }
+            _ => err(libc::EBADF),
+        },
+        _ => {
+            if super::first_time("fcntl-cmd") {
+                tracing::warn!(cmd, "unsupported fcntl command; returning -EINVAL");
+            }
+            err(libc::EINVAL)
+        }
+    }
+}
+
+/// The record-locking `fcntl` commands: the guest's `struct flock` (generic 64-bit layout:
+/// `short l_type, l_whence; off_t l_start, l_len; pid_t l_pid`, 32 bytes) is forwarded.
+fn lock(c: &mut Call<'_>, h: RawFd, cmd: i32) -> SysResult {
+    let addr = c.args[2];
+    let b = super::read_array::<32>(&c.process.mem, addr)?;
+    let mut fl = libc::flock {
+        l_type: i16::from_le_bytes([b[0], b[1]]),
+        l_whence: i16::from_le_bytes([b[2], b[3]]),
+        l_start: i64::from_le_bytes(le8(&b[8..16])),
+        l_len: i64::from_le_bytes(le8(&b[16..24])),
+        l_pid: i32::from_le_bytes([b[24], b[25], b[26], b[27]]),
+    };
+    let host_cmd = match cmd {
+        F_GETLK => libc::F_GETLK,
+        F_SETLK => libc::F_SETLK,
+        F_SETLKW => libc::F_SETLKW,
+        F_OFD_GETLK => libc::F_OFD_GETLK,
+        F_OFD_SETLK => libc::F_OFD_SETLK,
+        _ => libc::F_OFD_SETLKW,
+    };
+    // SAFETY: `fl` is a valid, exclusively borrowed `struct flock` for the duration of the call.
+    let r = unsafe { libc::fcntl(h, host_cmd, &mut fl as *mut libc::flock) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    if cmd == F_GETLK || cmd == F_OFD_GETLK {
+        let mut o = super::Out::<32>::new();
+        o.u16(0, fl.l_type as u16);
+        o.u16(2, fl.l_whence as u16);
+        o.u64(8, fl.l_start as u64);
+        o.u64(16, fl.l_len as u64);
+        o.u32(24, fl.l_pid as u32);
+        c.process.mem.write_bytes(addr, &o.0)?;
+    }
+    Ok(0)
+}
+
+const TCGETS: u32 = 0x5401;
+const TCSETS: u32 = 0x5402;
+const TCSETSW: u32 = 0x5403;
+const TCSETSF: u32 = 0x5404;
+const TIOCGPGRP: u32 = 0x540f;
+const TIOCGWINSZ: u32 = 0x5413;
+const TIOCSWINSZ: u32 = 0x5414;
+const FIONREAD: u32 = 0x541b;
+const FIONBIO: u32 = 0x5421;
+const FIONCLEX: u32 = 0x5450;
+const FIOCLEX: u32 = 0x5451;
+
+/// Size of the kernel's `struct termios` (asm-generic: four `u32` flags, `c_line`, 19 control
+/// characters), the same on riscv64 and the x86-64/AArch64 hosts, as are the flag values.
+const TERMIOS_SIZE: usize = 36;
+
+/// `ioctl(fd, request, arg)`: terminal queries are forwarded for host descriptors; every
+/// other descriptor is not a terminal (`ENOTTY`), like a pipe or `/dev/null`.
+pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
+    let (fd, req, arg) = (c.fd(0), c.args[1] as u32, c.args[2]);
+    let t = target(c.process, fd)?;
+    match req {
+        FIOCLEX | FIONCLEX => {
+            if let Some(d) = c.process.files.get(fd) {
+                d.cloexec = req == FIOCLEX;
+            }
+            return Ok(0);
+        }
+        FIONBIO if !matches!(t, Target::Host(_)) => {
+            super::read_array::<4>(&c.process.mem, arg)?;
+            return Ok(0);
+        }
+        FIONREAD if matches!(t, Target::Bytes) => {
+            let n = match c.process.files.get(fd).map(|d| &d.kind) {
+                Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
+                _ => 0,
+            };
+            c.process.mem.write_u32(arg, n.min(i32::MAX as usize) as u32).map_err(Errno::from)?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let Target::Host(h) = t else { return err(libc::ENOTTY) };
+    let mem = &mut c.process.mem;
+    // A host buffer larger than any of the structures below.
+    let mut buf = [0u8; 64];
+    let (host_req, in_len, out_len): (libc::Ioctl, usize, usize) = match req {
+        TCGETS => (libc::TCGETS, 0, TERMIOS_SIZE),
+        TCSETS => (libc::TCSETS, TERMIOS_SIZE, 0),
+        TCSETSW => (libc::TCSETSW, TERMIOS_SIZE, 0),
+        TCSETSF => (libc::TCSETSF, TERMIOS_SIZE, 0),
+        TIOCGWINSZ => (libc::TIOCGWINSZ, 0, 8),
+        TIOCSWINSZ => (libc::TIOCSWINSZ, 8, 0),
+        TIOCGPGRP => (libc::TIOCGPGRP, 0, 4),
+        FIONREAD => (libc::FIONREAD, 0, 4),
+        FIONBIO => (libc::FIONBIO, 4, 0),
+        _ => {
+            tracing::debug!(req, "unsupported ioctl; returning -ENOTTY");
+            return err(libc::ENOTTY);
+        }
+    };
+    if in_len > 0 {
+        mem.read_bytes(arg, &mut buf[..in_len])?;
+    }
+    // SAFETY: every request above reads or writes at most `in_len`/`out_len` (<= 36) bytes
+    // through its pointer argument, and `buf` is a 64-byte exclusively borrowed local.
+    let r = unsafe { libc::ioctl(h, host_req, buf.as_mut_ptr()) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    if out_len > 0 {
+        mem.write_bytes(arg, &buf[..out_len])?;
+    }
+    Ok(r as u64)
+}
+
+/// `pipe2(fds, flags)`: a host pipe, both ends owned by the table.
+pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
+    let (addr, flags) = (c.args[0], c.args[1] as u32 as u64);
+    if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK | oflag::O_DIRECT) != 0 {
+        return err(libc::EINVAL);
+    }
+    let host_flags = libc::O_CLOEXEC | oflags_to_host(flags & (oflag::O_NONBLOCK | oflag::O_DIRECT));
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a local array of two ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), host_flags) } < 0 {
+        return Err(Errno::last());
+    }
+    let cloexec = flags & oflag::O_CLOEXEC != 0;
+    let desc = |fd| FileDesc { kind: FileKind::Host { fd, owned: true }, cloexec };
+    let files = &mut c.process.files;
+    let Some(r) = files.insert_from(0, desc(fds[0])) else {
+        // The write end was not installed: close it (the read end was dropped, and closed,
+        // by `insert_from`).
+        drop(desc(fds[1]));
+        return err(libc::EMFILE);
+    };
+    let Some(w) = files.insert_from(0, desc(fds[1])) else {
+        files.close(r);
+        return err(libc::EMFILE);
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(r as i32).to_le_bytes());
+    out[4..].copy_from_slice(&(w as i32).to_le_bytes());
+    if c.process.mem.write_bytes(addr, &out).is_err() {
+        c.process.files.close(r);
+        c.process.files.close(w);
+        return err(libc::EFAULT);
+    }
+    Ok(0)
+}
+
+/// `getdents64(fd, dirp, count)`: forwarded (the `linux_dirent64` layout is the same on
+/// every architecture).
+pub(super) fn getdents64(c: &mut Call<'_>) -> SysResult {
+    let (fd, buf, len) = (c.fd(0), c.args[1], (c.args[2] as u32 as u64).min(MAX_RW_COUNT));
+    let Target::Host(h) = target(c.process, fd)? else { return err(libc::ENOTDIR) };
+    let dst = out_buf(&mut c.process.mem, buf, len)?;
+    retry(|| {
+        // SAFETY: the kernel writes at most `dst.len()` bytes into `dst`, a live, exclusively
+        // borrowed slice of host-mapped guest memory.
+        unsafe { libc::syscall(libc::SYS_getdents64, h, dst.as_mut_ptr(), dst.len()) as isize }
+    })
+}
+
+/// `ftruncate(fd, length)`.
+pub(super) fn ftruncate(c: &mut Call<'_>) -> SysResult {
+    let Target::Host(h) = target(c.process, c.fd(0))? else { return err(libc::EINVAL) };
+    // SAFETY: ftruncate takes no pointers.
+    if unsafe { libc::ftruncate(h, c.args[1] as i64) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(0)
+}
+
+/// `fsync(fd)` and `fdatasync(fd)`.
+pub(super) fn fsync(c: &mut Call<'_>) -> SysResult {
+    let Target::Host(h) = target(c.process, c.fd(0))? else { return err(libc::EINVAL) };
+    // SAFETY: fsync takes no pointers.
+    if unsafe { libc::fsync(h) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(0)
+}
+
+const POLLIN: i16 = 0x1;
+const POLLOUT: i16 = 0x4;
+const POLLHUP: i16 = 0x10;
+const POLLNVAL: i16 = 0x20;
+const POLLRDNORM: i16 = 0x40;
+const POLLWRNORM: i16 = 0x100;
+
+/// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`. Host descriptors are polled on the host;
+/// capture buffers are always writable, `/dev/null` always ready, in-memory input readable
+/// (and hung up at its end). The signal mask is ignored (signals are never delivered) and the
+/// remaining time is not written back.
+pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
+    let (addr, nfds, tmo, sigmask) = (c.args[0], c.args[1] as u32 as u64, c.args[2], c.args[3]);
+    if nfds > MAX_FDS as u64 {
+        return err(libc::EINVAL);
+    }
+    if sigmask != 0 && c.args[4] != 8 {
+        return err(libc::EINVAL);
+    }
+    let timeout = if tmo != 0 {
+        let (s, ns) = read_timespec(&c.process.mem, tmo)?;
+        Some(std::time::Duration::new(s as u64, ns as u32))
+    } else {
+        None
+    };
+    let mut raw = vec![0u8; nfds as usize * 8];
+    c.process.mem.read_bytes(addr, &mut raw)?;
+    let mut host: Vec<(usize, libc::pollfd)> = Vec::new();
+    let mut ready = 0u64;
+    for (i, e) in raw.chunks_exact_mut(8).enumerate() {
+        let fd = i32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        let events = i16::from_le_bytes([e[4], e[5]]);
+        let revents = if fd < 0 {
+            0
+        } else {
+            match target(c.process, fd as i64) {
+                Err(_) => POLLNVAL,
+                Ok(Target::Host(h)) => {
+                    host.push((i, libc::pollfd { fd: h, events, revents: 0 }));
+                    0
+                }
+                Ok(Target::Capture(_)) => events & (POLLOUT | POLLWRNORM),
+                Ok(Target::Null) => events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM),
+                Ok(Target::Bytes) => {
+                    let left = match c.process.files.get(fd as i64).map(|d| &d.kind) {
+                        Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
+                        _ => 0,
+                    };
+                    let r = events & (POLLIN | POLLRDNORM);
+                    if left == 0 {
+                        r | POLLHUP
+                    } else {
+                        r
+                    }
+                }
+            }
+        };
+        e[6..8].copy_from_slice(&revents.to_le_bytes());
+        ready += (revents != 0) as u64;
+    }
+    if host.is_empty() {
+        if ready == 0 {
+            match timeout {
+                Some(d) => std::thread::sleep(d),
+                None => {
+                    if super::first_time("ppoll-forever") {
+                        tracing::warn!("ppoll would wait forever with no host descriptors; returning -EINTR");
+                    }
+                    return err(libc::EINTR);
+                }
+            }
+        }
+    } else {
+        let wait = if ready > 0 { Some(std::time::Duration::ZERO) } else { timeout };
+        let ts = wait.map(|d| libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+        let mut pfds: Vec<libc::pollfd> = host.iter().map(|(_, p)| *p).collect();
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `pfds` is a live vector of `pfds.len()` pollfd structures and `ts_ptr` is
+        // null or points to a live timespec; no signal mask is passed.
+        let r = unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as _, ts_ptr, std::ptr::null()) };
+        if r < 0 {
+            let e = Errno::last();
+            if ready == 0 {
+                return Err(e);
+            }
+        } else {
+            for ((i, _), p) in host.iter().zip(&pfds) {
+                raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&p.revents.to_le_bytes());
+                ready += (p.revents != 0) as u64;
+            }
+        }
+    }
+    c.process.mem.write_bytes(addr, &raw)?;
+    Ok(ready)
+}

@@ -1,0 +1,311 @@
+//! Memory management: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise` and
+//! `riscv_flush_icache`, on top of [`crate::memory::AddressSpace`].
+//!
+//! Every mapping is private memory of the guest's address space:
+//! - anonymous mappings (private or shared: with no `fork`, a shared anonymous mapping is
+//!   indistinguishable from a private one) are fresh zero pages;
+//! - private file mappings are filled with the file's bytes (read with `pread` from the host
+//!   descriptor) when they are made; bytes past the end of the file read as zero (Linux would
+//!   raise `SIGBUS` on whole pages past the end);
+//! - shared file mappings are copied the same way when they are not writable (the guest cannot
+//!   tell, unless the file changes underneath), and refused with `ENODEV` when writable,
+//!   because writes could not reach the file.
+//!
+//! Errors follow Linux: misaligned addresses or offsets and zero lengths are `EINVAL`, no room
+//! is `ENOMEM`, `MAP_FIXED_NOREPLACE` over a mapping is `EEXIST`, `MAP_FIXED` below
+//! `mmap_min_addr` (64 KiB) is `EPERM`.
+
+use super::fs::{target, Target};
+use super::{err, Call, Errno, SysResult};
+use crate::memory::{page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_EXEC, PERM_MAPPED, PERM_READ, PERM_WRITE};
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const PROT_WRITE: u64 = 0x2;
+/// Linux's default `vm.mmap_min_addr`.
+const MMAP_MIN_ADDR: u64 = 0x1_0000;
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+const PAGE_MASK: u64 = PAGE_SIZE - 1;
+
+/// `brk(addr)`: returns the new break, or the old one if it cannot move.
+pub(super) fn brk(c: &mut Call<'_>) -> SysResult {
+    Ok(c.process.mem.set_brk(c.args[0]))
+}
+
+/// `mmap(addr, length, prot, flags, fd, offset)`.
+pub(super) fn mmap(c: &mut Call<'_>) -> SysResult {
+    let (hint, len, prot, flags, fd, off) =
+        (c.args[0], c.args[1], c.args[2], c.args[3] as u32 as u64, c.fd(4), c.args[5]);
+    if len == 0 || off & PAGE_MASK != 0 {
+        return err(libc::EINVAL);
+    }
+    let shared = match flags & MAP_TYPE {
+        MAP_SHARED | MAP_SHARED_VALIDATE => true,
+        MAP_PRIVATE => false,
+        _ => return err(libc::EINVAL),
+    };
+    let len = page_round_up(len).ok_or(Errno(libc::ENOMEM))?;
+    let mem_size = c.process.mem.size();
+    if len > mem_size {
+        return err(libc::ENOMEM);
+    }
+    let anonymous = flags & MAP_ANONYMOUS != 0;
+    // The host descriptor to copy from, for file mappings.
+    let file = if anonymous {
+        None
+    } else {
+        let h = match target(c.process, fd)? {
+            Target::Host(h) => h,
+            _ => return err(libc::ENODEV),
+        };
+        check_mappable(h, shared, prot)?;
+        if off.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+            return err(libc::EOVERFLOW);
+        }
+        Some(h)
+    };
+    let mem = &mut c.process.mem;
+    let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        if hint & PAGE_MASK != 0 {
+            return err(libc::EINVAL);
+        }
+        if hint.checked_add(len).is_none_or(|e| e > mem_size) {
+            return err(libc::ENOMEM);
+        }
+        if hint < MMAP_MIN_ADDR {
+            return err(libc::EPERM);
+        }
+        if flags & MAP_FIXED_NOREPLACE != 0 && !mem.is_free(hint, hint + len) {
+            return err(libc::EEXIST);
+        }
+        hint
+    } else {
+        let h = page_round_up(hint).unwrap_or(0);
+        if h >= MMAP_MIN_ADDR && h.checked_add(len).is_some_and(|e| e <= mem_size) && mem.is_free(h, h + len) {
+            h
+        } else {
+            mem.find_free(len).ok_or(Errno(libc::ENOMEM))?
+        }
+    };
+    let perms = perms_from_prot(prot);
+    match file {
+        None => mem.map_fixed(start, len, perms)?,
+        Some(h) => {
+            mem.map_fixed(start, len, PERM_READ | PERM_WRITE)?;
+            if let Err(e) = fill_from_file(mem, h, start, len, off) {
+                let _ = mem.unmap(start, len);
+                return Err(e);
+            }
+            mem.protect(start, len, perms)?;
+        }
+    }
+    Ok(start)
+}
+
+/// Checks that host descriptor `h` can back a mapping like Linux would.
+fn check_mappable(h: i32, shared: bool, prot: u64) -> Result<(), Errno> {
+    // SAFETY: F_GETFL takes no argument.
+    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+    if fl < 0 {
+        return Err(Errno::last());
+    }
+    let acc = fl & libc::O_ACCMODE;
+    if acc == libc::O_WRONLY || fl & libc::O_PATH != 0 {
+        return err(if fl & libc::O_PATH != 0 { libc::EBADF } else { libc::EACCES });
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is writable storage for one `struct stat`.
+    if unsafe { libc::fstat(h, st.as_mut_ptr()) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: fstat succeeded (and the zeroed plain-integer structure is valid regardless).
+    let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+    if mode != libc::S_IFREG && mode != libc::S_IFBLK {
+        return err(libc::ENODEV);
+    }
+    if shared && prot & PROT_WRITE != 0 {
+        if acc != libc::O_RDWR {
+            return err(libc::EACCES);
+        }
+        if super::first_time("mmap-shared-write") {
+            tracing::warn!("writable MAP_SHARED file mappings are not supported; returning -ENODEV");
+        }
+        return err(libc::ENODEV);
+    }
+    Ok(())
+}
+
+/// Copies up to `len` bytes of host file `h` from `off` into guest memory at `start` (already
+/// mapped read-write); stops at end of file.
+fn fill_from_file(mem: &mut crate::memory::AddressSpace, h: i32, start: u64, len: u64, off: u64) -> Result<(), Errno> {
+    let dst = mem.slice_mut(start, len)?;
+    let mut done = 0usize;
+    while done < dst.len() {
+        let rest = &mut dst[done..];
+        // SAFETY: `rest` is a live, exclusively borrowed slice of host-mapped guest memory; the
+        // host writes at most `rest.len()` bytes into it.
+        let n = unsafe { libc::pread(h, rest.as_mut_ptr().cast(), rest.len(), (off + done as u64) as i64) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// `munmap(addr, length)`.
+pub(super) fn munmap(c: &mut Call<'_>) -> SysResult {
+    let (addr, len) = (c.args[0], c.args[1]);
+    let mem = &mut c.process.mem;
+    if addr & PAGE_MASK != 0 || len == 0 || page_round_up(len).and_then(|l| addr.checked_add(l)).is_none_or(|e| e > mem.size()) {
+        return err(libc::EINVAL);
+    }
+    mem.unmap(addr, len)?;
+    Ok(0)
+}
+
+/// `mprotect(addr, length, prot)`.
+pub(super) fn mprotect(c: &mut Call<'_>) -> SysResult {
+    let (addr, len, prot) = (c.args[0], c.args[1], c.args[2]);
+    const PROT_SEM: u64 = 0x8;
+    const PROT_GROWSDOWN: u64 = 0x0100_0000;
+    const PROT_GROWSUP: u64 = 0x0200_0000;
+    if addr & PAGE_MASK != 0
+        || prot & !(7 | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP) != 0
+        || prot & (PROT_GROWSDOWN | PROT_GROWSUP) == PROT_GROWSDOWN | PROT_GROWSUP
+    {
+        return err(libc::EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let mem = &mut c.process.mem;
+    match page_round_up(len).and_then(|l| addr.checked_add(l)) {
+        Some(e) if e <= mem.size() => {}
+        _ => return err(libc::ENOMEM),
+    }
+    mem.protect(addr, len, perms_from_prot(prot))?;
+    Ok(0)
+}
+
+/// `mremap(old_address, old_size, new_size, flags, new_address)`. `MREMAP_FIXED` and
+/// `MREMAP_DONTUNMAP` are refused with `EINVAL`.
+pub(super) fn mremap(c: &mut Call<'_>) -> SysResult {
+    let (old, old_len, new_len, flags) = (c.args[0], c.args[1], c.args[2], c.args[3]);
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        || old & PAGE_MASK != 0
+        || new_len == 0
+        || old_len == 0
+    {
+        return err(libc::EINVAL);
+    }
+    if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+        if super::first_time("mremap-fixed") {
+            tracing::warn!(flags, "mremap with MREMAP_FIXED/MREMAP_DONTUNMAP is not supported; returning -EINVAL");
+        }
+        return err(libc::EINVAL);
+    }
+    let mem = &mut c.process.mem;
+    let (Some(ol), Some(nl)) = (page_round_up(old_len), page_round_up(new_len)) else {
+        return err(libc::EINVAL);
+    };
+    if old.checked_add(ol).is_none_or(|e| e > mem.size()) {
+        return err(libc::EFAULT);
+    }
+    if nl > mem.size() {
+        return err(libc::ENOMEM);
+    }
+    match mem.remap(old, ol, nl, flags & MREMAP_MAYMOVE != 0) {
+        Ok(a) => Ok(a),
+        // The old range is not (entirely) mapped.
+        Err(MapError::Invalid) => err(libc::EFAULT),
+        Err(e) => Err(e.into()),
+    }
+}
+
+const MADV_DONTNEED: u64 = 4;
+const MADV_REMOVE: u64 = 9;
+const MADV_DONTNEED_LOCKED: u64 = 24;
+const MADV_HWPOISON: u64 = 100;
+const MADV_SOFT_OFFLINE: u64 = 101;
+
+/// `madvise(addr, length, advice)`. `MADV_DONTNEED` zeroes the range (keeping its
+/// permissions), as for private anonymous memory; every other valid advice is a successful
+/// no-op, except `MADV_REMOVE` (`EINVAL`: no shared mappings) and the poisoning advices
+/// (`EPERM`).
+pub(super) fn madvise(c: &mut Call<'_>) -> SysResult {
+    let (addr, len, advice) = (c.args[0], c.args[1], c.args[2] as u32 as u64);
+    let known = matches!(advice, 0..=4 | 8..=25 | MADV_HWPOISON | MADV_SOFT_OFFLINE);
+    if addr & PAGE_MASK != 0 || !known {
+        return err(libc::EINVAL);
+    }
+    let mem = &mut c.process.mem;
+    let Some(end) = page_round_up(len).and_then(|l| addr.checked_add(l)) else {
+        return err(libc::EINVAL);
+    };
+    match advice {
+        MADV_REMOVE => return err(libc::EINVAL),
+        MADV_HWPOISON | MADV_SOFT_OFFLINE => return err(libc::EPERM),
+        _ => {}
+    }
+    if end == addr {
+        return Ok(0);
+    }
+    if end > mem.size() {
+        return err(libc::ENOMEM);
+    }
+    let mut unmapped = false;
+    let zero = advice == MADV_DONTNEED || advice == MADV_DONTNEED_LOCKED;
+    let mut page = addr;
+    while page < end {
+        let p = mem.page_perms(page);
+        if p & PERM_MAPPED == 0 {
+            unmapped = true;
+            page += PAGE_SIZE;
+            continue;
+        }
+        // A run of pages with the same permissions.
+        let keep = p & (PERM_READ | PERM_WRITE | PERM_EXEC);
+        let mut run_end = page + PAGE_SIZE;
+        while run_end < end && {
+            let q = mem.page_perms(run_end);
+            q & PERM_MAPPED != 0 && q & (PERM_READ | PERM_WRITE | PERM_EXEC) == keep
+        } {
+            run_end += PAGE_SIZE;
+        }
+        if zero {
+            mem.map_fixed(page, run_end - page, keep)?;
+        }
+        page = run_end;
+    }
+    if unmapped {
+        return err(libc::ENOMEM);
+    }
+    Ok(0)
+}
+
+/// `riscv_flush_icache(start, end, flags)`: drops every translated block (a `fence.i` for
+/// the whole space).
+pub(super) fn riscv_flush_icache(c: &mut Call<'_>) -> SysResult {
+    if c.args[2] & !1 != 0 {
+        return err(libc::EINVAL);
+    }
+    c.process.mem.invalidate_all_code();
+    Ok(0)
+}

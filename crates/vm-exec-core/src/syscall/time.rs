@@ -1,0 +1,116 @@
+//! Clocks and sleeping: `clock_gettime`, `clock_getres`, `gettimeofday`, `nanosleep`,
+//! `clock_nanosleep`, `sched_yield`. Values are the host's, as under qemu (CPU-time clocks
+//! measure the host thread or process that runs the guest). Sleeps block the calling host
+//! thread; a scheduler may later park the guest thread instead.
+
+// The field types of libc's `timespec`/`timeval` differ between host architectures.
+#![allow(clippy::unnecessary_cast)]
+
+use super::{err, read_timespec, write_pair, Call, Errno, SysResult};
+
+/// Clock ids the guest may use (`CLOCK_REALTIME` .. `CLOCK_TAI`, without the removed
+/// `CLOCK_SGI_CYCLE`). Negative ids (per-process CPU clocks of other processes) are refused.
+fn check_clock(id: i32) -> Result<libc::clockid_t, Errno> {
+    match id {
+        0..=9 | 11 => Ok(id as libc::clockid_t),
+        _ => err(libc::EINVAL),
+    }
+}
+
+/// `clock_gettime(clockid, tp)`.
+pub(super) fn clock_gettime(c: &mut Call<'_>) -> SysResult {
+    let id = check_clock(c.int(0))?;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live local timespec.
+    if unsafe { libc::clock_gettime(id, &mut ts) } < 0 {
+        return Err(Errno::last());
+    }
+    write_pair(&mut c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
+    Ok(0)
+}
+
+/// `clock_getres(clockid, res)` (`res` may be NULL).
+pub(super) fn clock_getres(c: &mut Call<'_>) -> SysResult {
+    let id = check_clock(c.int(0))?;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live local timespec.
+    if unsafe { libc::clock_getres(id, &mut ts) } < 0 {
+        return Err(Errno::last());
+    }
+    if c.args[1] != 0 {
+        write_pair(&mut c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
+    }
+    Ok(0)
+}
+
+/// `gettimeofday(tv, tz)` (either may be NULL; the time zone is the host kernel's, normally
+/// zero).
+pub(super) fn gettimeofday(c: &mut Call<'_>) -> SysResult {
+    let (tv_addr, tz_addr) = (c.args[0], c.args[1]);
+    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    // `struct timezone` is two ints.
+    let mut tz = [0i32; 2];
+    // SAFETY: both pointers refer to live locals of the sizes the kernel writes.
+    if unsafe { libc::syscall(libc::SYS_gettimeofday, &mut tv as *mut libc::timeval, tz.as_mut_ptr()) } < 0 {
+        return Err(Errno::last());
+    }
+    let mem = &mut c.process.mem;
+    if tv_addr != 0 {
+        write_pair(mem, tv_addr, tv.tv_sec as i64, tv.tv_usec as i64)?;
+    }
+    if tz_addr != 0 {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&tz[0].to_le_bytes());
+        b[4..].copy_from_slice(&tz[1].to_le_bytes());
+        mem.write_bytes(tz_addr, &b)?;
+    }
+    Ok(0)
+}
+
+/// Sleeps on the host: relative `(sec, nsec)`, or until that absolute time of `clock` when
+/// `absolute`. Host signals that interrupt the sleep are absorbed.
+fn host_sleep(clock: libc::clockid_t, absolute: bool, sec: i64, nsec: i64) -> Result<(), Errno> {
+    let mut req = libc::timespec { tv_sec: sec as _, tv_nsec: nsec as _ };
+    loop {
+        let mut rem = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let flags = if absolute { libc::TIMER_ABSTIME } else { 0 };
+        // SAFETY: `req` and `rem` are live local timespecs.
+        let r = unsafe { libc::clock_nanosleep(clock, flags, &req, &mut rem) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => {
+                if !absolute {
+                    req = rem;
+                }
+            }
+            e => return err(e),
+        }
+    }
+}
+
+/// `nanosleep(req, rem)`.
+pub(super) fn nanosleep(c: &mut Call<'_>) -> SysResult {
+    let (s, ns) = read_timespec(&c.process.mem, c.args[0])?;
+    host_sleep(libc::CLOCK_MONOTONIC, false, s, ns)?;
+    Ok(0)
+}
+
+/// `clock_nanosleep(clockid, flags, req, rem)`.
+pub(super) fn clock_nanosleep(c: &mut Call<'_>) -> SysResult {
+    let id = c.int(0);
+    let flags = c.int(1);
+    let clock = match id {
+        // REALTIME, MONOTONIC, PROCESS_CPUTIME_ID, BOOTTIME, REALTIME_ALARM, BOOTTIME_ALARM, TAI
+        0 | 1 | 2 | 7 | 8 | 9 | 11 => id as libc::clockid_t,
+        _ => return err(libc::EINVAL),
+    };
+    let (s, ns) = read_timespec(&c.process.mem, c.args[2])?;
+    host_sleep(clock, flags & libc::TIMER_ABSTIME != 0, s, ns)?;
+    Ok(0)
+}
+
+/// `sched_yield()`.
+pub(super) fn sched_yield(_c: &mut Call<'_>) -> SysResult {
+    std::thread::yield_now();
+    Ok(0)
+}

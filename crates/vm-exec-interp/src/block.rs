@@ -1,0 +1,281 @@
+//! Pre-decoded basic blocks and the cache that holds them, keyed by guest pc.
+//!
+//! Invariants:
+//! - A [`Block`] is the decoding of the guest bytes at `start` at the time it was decoded. Its
+//!   instructions are straight-line: only the last one may change control flow. A block that
+//!   stops at an undecodable or unfetchable instruction records that in [`Block::tail`], so the
+//!   fault is raised only when execution actually reaches it.
+//! - Every page a block's bytes come from carries the `PERM_CODE` bit in the address space and
+//!   lists the block in `by_page`; a write to the page (or `fence.i`) removes the block before
+//!   it can run again. Removed blocks are never reachable from `map` or the fast table.
+//! - Integer destination register 0 is rewritten to 32 at decode time: the interpreter's
+//!   register file has a write-only sink there, so x0 stays zero without a check per write.
+
+use std::collections::HashMap;
+use std::time::Instant;
+use vm_exec_core::decode::decode;
+use vm_exec_core::inst::{Inst, Op};
+use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT};
+
+/// Most instructions in one block.
+pub const MAX_BLOCK_INSTS: usize = 64;
+/// Register index that swallows writes to x0.
+pub const ZERO_SINK: u8 = 32;
+
+/// How a block ends when execution runs past its last decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// The last instruction transfers control, or the block reached its size limit and falls
+    /// through to the next pc.
+    Normal,
+    /// The next instruction is not a valid RV64GC instruction (SIGILL when reached).
+    Illegal,
+    /// The next instruction cannot be fetched (SIGSEGV when reached).
+    FetchFault(u64),
+}
+
+/// A decoded straight-line run of guest instructions.
+#[derive(Debug)]
+pub struct Block {
+    /// Guest pc of the first instruction.
+    pub start: u64,
+    /// The instructions, in order.
+    pub insts: Box<[Inst]>,
+    /// Guest address just past the last instruction's bytes.
+    pub end: u64,
+    /// What happens after the last instruction.
+    pub tail: Tail,
+}
+
+/// True for instructions that end a block.
+pub fn is_terminator(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Jal
+            | Op::Jalr
+            | Op::Beq
+            | Op::Bne
+            | Op::Blt
+            | Op::Bge
+            | Op::Bltu
+            | Op::Bgeu
+            | Op::Ecall
+            | Op::Ebreak
+            | Op::FenceI
+    )
+}
+
+/// True for instructions whose `rd` names an integer register.
+fn writes_int_rd(op: Op) -> bool {
+    use Op::*;
+    !matches!(
+        op,
+        Beq | Bne | Blt | Bge | Bltu | Bgeu | Sb | Sh | Sw | Sd | Fence | FenceI | Ecall | Ebreak
+            | Flw | Fld | Fsw | Fsd
+            | FmaddS | FmsubS | FnmsubS | FnmaddS | FaddS | FsubS | FmulS | FdivS | FsqrtS
+            | FsgnjS | FsgnjnS | FsgnjxS | FminS | FmaxS | FcvtSW | FcvtSWu | FcvtSL | FcvtSLu
+            | FmvWX
+            | FmaddD | FmsubD | FnmsubD | FnmaddD | FaddD | FsubD | FmulD | FdivD | FsqrtD
+            | FsgnjD | FsgnjnD | FsgnjxD | FminD | FmaxD | FcvtSD | FcvtDS | FcvtDW | FcvtDWu
+            | FcvtDL | FcvtDLu | FmvDX
+    )
+}
+
+/// Decodes the block starting at `pc`. Never fails: problems become the block's [`Tail`].
+pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
+    let mut insts = Vec::with_capacity(16);
+    let mut at = pc;
+    let mut tail = Tail::Normal;
+    while insts.len() < MAX_BLOCK_INSTS {
+        let bits = match mem.fetch_inst(at) {
+            Ok(b) => b,
+            Err(f) => {
+                tail = Tail::FetchFault(f.addr);
+                break;
+            }
+        };
+        let mut inst = match decode(bits) {
+            Ok(i) => i,
+            Err(_) => {
+                tail = Tail::Illegal;
+                break;
+            }
+        };
+        if inst.rd == 0 && writes_int_rd(inst.op) {
+            inst.rd = ZERO_SINK;
+        }
+        at = at.wrapping_add(inst.len as u64);
+        insts.push(inst);
+        if is_terminator(inst.op) {
+            break;
+        }
+    }
+    Block { start: pc, insts: insts.into_boxed_slice(), end: at, tail }
+}
+
+const FAST_BITS: u32 = 12;
+const FAST_SIZE: usize = 1 << FAST_BITS;
+const NO_BLOCK: u32 = u32::MAX;
+
+#[inline(always)]
+fn fast_slot(pc: u64) -> usize {
+    ((pc >> 1) as usize ^ (pc >> (FAST_BITS + 1)) as usize) & (FAST_SIZE - 1)
+}
+
+/// Counters of the cache, folded into the engine's statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheCounters {
+    /// Lookups served without decoding.
+    pub hits: u64,
+    /// Lookups that decoded a block.
+    pub misses: u64,
+    /// Blocks dropped by invalidation or flushing.
+    pub invalidations: u64,
+    /// Time spent decoding.
+    pub decode_nanos: u64,
+}
+
+/// All decoded blocks of one address space.
+pub struct BlockCache {
+    blocks: Vec<Option<Block>>,
+    free: Vec<u32>,
+    map: HashMap<u64, u32>,
+    fast: Box<[(u64, u32)]>,
+    by_page: HashMap<u64, Vec<u32>>,
+    decoded_insts: usize,
+    limit_insts: usize,
+    /// Counters since creation.
+    pub counters: CacheCounters,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::with_limit(1 << 22)
+    }
+}
+
+impl BlockCache {
+    /// A cache that flushes itself when it holds more than `limit_insts` decoded instructions.
+    pub fn with_limit(limit_insts: usize) -> Self {
+        BlockCache {
+            blocks: Vec::new(),
+            free: Vec::new(),
+            map: HashMap::new(),
+            fast: vec![(u64::MAX, NO_BLOCK); FAST_SIZE].into_boxed_slice(),
+            by_page: HashMap::new(),
+            decoded_insts: 0,
+            limit_insts,
+            counters: CacheCounters::default(),
+        }
+    }
+
+    /// Number of live blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no block is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The block starting at `pc`, decoding it on a miss.
+    #[inline(always)]
+    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> u32 {
+        let slot = fast_slot(pc);
+        let (tag, id) = self.fast[slot];
+        if tag == pc {
+            self.counters.hits += 1;
+            return id;
+        }
+        self.lookup_slow(mem, pc, slot)
+    }
+
+    #[inline(never)]
+    fn lookup_slow(&mut self, mem: &mut AddressSpace, pc: u64, slot: usize) -> u32 {
+        if let Some(&id) = self.map.get(&pc) {
+            self.counters.hits += 1;
+            self.fast[slot] = (pc, id);
+            return id;
+        }
+        self.counters.misses += 1;
+        if self.decoded_insts >= self.limit_insts {
+            self.flush();
+        }
+        let t0 = Instant::now();
+        let block = decode_block(mem, pc);
+        self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
+        let code_end = match block.tail {
+            // The faulting instruction's first bytes were read too; watch their page.
+            Tail::Illegal => block.end + 2,
+            _ => block.end,
+        };
+        if code_end > pc {
+            mem.mark_code(pc, code_end - pc);
+        }
+        self.decoded_insts += block.insts.len().max(1);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = Some(block);
+                id
+            }
+            None => {
+                self.blocks.push(Some(block));
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        let first_page = pc >> PAGE_SHIFT;
+        let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
+        for page in first_page..=last_page {
+            self.by_page.entry(page).or_default().push(id);
+        }
+        self.map.insert(pc, id);
+        self.fast[slot] = (pc, id);
+        id
+    }
+
+    /// The block with id `id` (as returned by `lookup`, before any invalidation since).
+    #[inline(always)]
+    pub fn get(&self, id: u32) -> &Block {
+        match &self.blocks[id as usize] {
+            Some(b) => b,
+            None => unreachable!("block ids from lookup are live until the next invalidation"),
+        }
+    }
+
+    /// Drops every block that has bytes on one of `pages` (page-aligned addresses).
+    pub fn invalidate_pages(&mut self, pages: &[u64]) {
+        for &addr in pages {
+            let Some(ids) = self.by_page.remove(&(addr >> PAGE_SHIFT)) else { continue };
+            for id in ids {
+                self.remove(id);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        let Some(block) = self.blocks[id as usize].take() else { return };
+        self.counters.invalidations += 1;
+        self.decoded_insts -= block.insts.len().max(1);
+        self.map.remove(&block.start);
+        let slot = fast_slot(block.start);
+        if self.fast[slot].1 == id {
+            self.fast[slot] = (u64::MAX, NO_BLOCK);
+        }
+        self.free.push(id);
+        // Other pages of a block spanning two pages still list its id; `remove` ignores ids
+        // whose slot is empty, and a reused id is harmless there: it only causes an extra
+        // re-decode of a block that was live on that page.
+    }
+
+    /// Drops every block.
+    pub fn flush(&mut self) {
+        self.counters.invalidations += self.map.len() as u64;
+        self.blocks.clear();
+        self.free.clear();
+        self.map.clear();
+        self.by_page.clear();
+        self.fast.fill((u64::MAX, NO_BLOCK));
+        self.decoded_insts = 0;
+    }
+}

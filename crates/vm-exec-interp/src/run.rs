@@ -1,0 +1,361 @@
+//! The dispatch loop: look up a block, run its instructions, act on how it ended.
+//!
+//! Invariants: the integer register file `x` has 64 slots; slots 0..32 are the guest's
+//! registers, slot 32 is the sink for writes to x0 (see [`crate::block::ZERO_SINK`]) and the
+//! rest are unused. Every register index is masked with 63, so indexing cannot go out of
+//! bounds. `x` is copied from and back to `thread.cpu.x` at entry, at exit, and around system
+//! calls; the other architectural state (fp registers, fcsr, reservation) is used in place.
+
+use crate::block::{BlockCache, Tail};
+use crate::float;
+use vm_exec_core::cpu::{CpuState, GuestThread};
+use vm_exec_core::csr::{csr_access, CsrOp};
+use vm_exec_core::exec::{signal, ExecutionStats, GuestSignal, RunResult, StopReason};
+use vm_exec_core::fp;
+use vm_exec_core::inst::{Inst, Op};
+use vm_exec_core::memory::{AddressSpace, MemFault};
+use vm_exec_core::process::Process;
+use vm_exec_core::syscall::{self, SyscallOutcome};
+
+/// How a block's execution ended.
+enum BlockExit {
+    /// Continue at this pc; all `count` instructions retired.
+    Next(u64),
+    /// The last instruction was `ecall`; all retired; the syscall continues at this pc.
+    Ecall(u64),
+    /// `fence.i`: flush decoded code, then continue at this pc.
+    FenceI(u64),
+    /// A fatal signal after this many instructions retired.
+    Signal(usize, GuestSignal),
+}
+
+pub(crate) fn run(
+    cache: &mut BlockCache,
+    stats: &mut ExecutionStats,
+    thread: &mut GuestThread,
+    process: &mut Process,
+    fuel: u64,
+) -> RunResult {
+    let mut x = [0u64; 64];
+    x[..32].copy_from_slice(&thread.cpu.x);
+    let mut pc = thread.cpu.pc;
+    let mut retired = 0u64;
+    let stop = loop {
+        if process.mem.has_pending_invalidations() {
+            let pages = process.mem.drain_invalidations();
+            cache.invalidate_pages(&pages);
+        }
+        if retired >= fuel {
+            break StopReason::FuelExhausted;
+        }
+        let id = cache.lookup(&mut process.mem, pc);
+        let block = cache.get(id);
+        stats.total_executions += 1;
+        let n = block.insts.len();
+        let count = n.min((fuel - retired).min(usize::MAX as u64) as usize);
+        let instret = stats.instructions + retired;
+        let exit = exec_block(&block.insts[..count], pc, &mut x, &mut thread.cpu, &mut process.mem, instret);
+        match exit {
+            BlockExit::Next(next) => {
+                retired += count as u64;
+                pc = next;
+                if count == n && block.tail != Tail::Normal {
+                    let (signo, addr) = match block.tail {
+                        Tail::FetchFault(a) => (signal::SIGSEGV, Some(a)),
+                        _ => (signal::SIGILL, None),
+                    };
+                    break StopReason::Signal(GuestSignal { signo, pc, addr });
+                }
+            }
+            BlockExit::FenceI(next) => {
+                retired += count as u64;
+                pc = next;
+                process.mem.invalidate_all_code();
+            }
+            BlockExit::Ecall(next) => {
+                retired += count as u64;
+                stats.syscalls += 1;
+                thread.cpu.x.copy_from_slice(&x[..32]);
+                thread.cpu.pc = next;
+                let outcome = syscall::dispatch(thread, process);
+                x[..32].copy_from_slice(&thread.cpu.x);
+                pc = thread.cpu.pc;
+                match outcome {
+                    SyscallOutcome::Continue => {}
+                    SyscallOutcome::ThreadExit(code) => break StopReason::ThreadExit(code),
+                    SyscallOutcome::ProcessExit(code) => break StopReason::ProcessExit(code),
+                    SyscallOutcome::Signal(signo) => {
+                        break StopReason::Signal(GuestSignal { signo, pc: next - 4, addr: None })
+                    }
+                }
+            }
+            BlockExit::Signal(done, sig) => {
+                retired += done as u64;
+                pc = sig.pc;
+                break StopReason::Signal(sig);
+            }
+        }
+    };
+    x[0] = 0;
+    thread.cpu.x.copy_from_slice(&x[..32]);
+    thread.cpu.pc = pc;
+    RunResult { stop, retired }
+}
+
+#[inline(always)]
+fn sext32(v: u64) -> u64 {
+    v as i32 as i64 as u64
+}
+
+#[cold]
+fn mem_fault(i: usize, pc: u64, f: MemFault) -> BlockExit {
+    BlockExit::Signal(i, GuestSignal { signo: signal::SIGSEGV, pc, addr: Some(f.addr) })
+}
+
+#[cold]
+fn sig(i: usize, pc: u64, signo: i32, addr: Option<u64>) -> BlockExit {
+    BlockExit::Signal(i, GuestSignal { signo, pc, addr })
+}
+
+/// Executes `insts` (a prefix of one block) starting at `pc`.
+#[inline(never)]
+fn exec_block(
+    insts: &[Inst],
+    mut pc: u64,
+    x: &mut [u64; 64],
+    cpu: &mut CpuState,
+    mem: &mut AddressSpace,
+    instret: u64,
+) -> BlockExit {
+    for (idx, i) in insts.iter().enumerate() {
+        let ipc = pc;
+        pc = pc.wrapping_add(i.len as u64);
+        let rd = (i.rd & 63) as usize;
+        let r1 = x[(i.rs1 & 63) as usize];
+        let r2 = x[(i.rs2 & 63) as usize];
+        let imm = i.imm as i64 as u64;
+        macro_rules! load {
+            ($read:ident, $conv:expr) => {{
+                match mem.$read(r1.wrapping_add(imm)) {
+                    Ok(v) => x[rd] = $conv(v),
+                    Err(f) => return mem_fault(idx, ipc, f),
+                }
+            }};
+        }
+        macro_rules! store {
+            ($write:ident, $v:expr) => {{
+                if let Err(f) = mem.$write(r1.wrapping_add(imm), $v) {
+                    return mem_fault(idx, ipc, f);
+                }
+            }};
+        }
+        macro_rules! branch {
+            ($cond:expr) => {{
+                return BlockExit::Next(if $cond { ipc.wrapping_add(imm) } else { pc });
+            }};
+        }
+        match i.op {
+            Op::Lui => x[rd] = imm,
+            Op::Auipc => x[rd] = ipc.wrapping_add(imm),
+            Op::Jal => {
+                x[rd] = pc;
+                return BlockExit::Next(ipc.wrapping_add(imm));
+            }
+            Op::Jalr => {
+                let target = r1.wrapping_add(imm) & !1;
+                x[rd] = pc;
+                return BlockExit::Next(target);
+            }
+            Op::Beq => branch!(r1 == r2),
+            Op::Bne => branch!(r1 != r2),
+            Op::Blt => branch!((r1 as i64) < (r2 as i64)),
+            Op::Bge => branch!((r1 as i64) >= (r2 as i64)),
+            Op::Bltu => branch!(r1 < r2),
+            Op::Bgeu => branch!(r1 >= r2),
+            Op::Lb => load!(read_u8, |v: u8| v as i8 as i64 as u64),
+            Op::Lh => load!(read_u16, |v: u16| v as i16 as i64 as u64),
+            Op::Lw => load!(read_u32, |v: u32| v as i32 as i64 as u64),
+            Op::Ld => load!(read_u64, |v: u64| v),
+            Op::Lbu => load!(read_u8, |v: u8| v as u64),
+            Op::Lhu => load!(read_u16, |v: u16| v as u64),
+            Op::Lwu => load!(read_u32, |v: u32| v as u64),
+            Op::Sb => store!(write_u8, r2 as u8),
+            Op::Sh => store!(write_u16, r2 as u16),
+            Op::Sw => store!(write_u32, r2 as u32),
+            Op::Sd => store!(write_u64, r2),
+            Op::Addi => x[rd] = r1.wrapping_add(imm),
+            Op::Slti => x[rd] = ((r1 as i64) < (imm as i64)) as u64,
+            Op::Sltiu => x[rd] = (r1 < imm) as u64,
+            Op::Xori => x[rd] = r1 ^ imm,
+            Op::Ori => x[rd] = r1 | imm,
+            Op::Andi => x[rd] = r1 & imm,
+            Op::Slli => x[rd] = r1 << (imm & 63),
+            Op::Srli => x[rd] = r1 >> (imm & 63),
+            Op::Srai => x[rd] = ((r1 as i64) >> (imm & 63)) as u64,
+            Op::Add => x[rd] = r1.wrapping_add(r2),
+            Op::Sub => x[rd] = r1.wrapping_sub(r2),
+            Op::Sll => x[rd] = r1 << (r2 & 63),
+            Op::Slt => x[rd] = ((r1 as i64) < (r2 as i64)) as u64,
+            Op::Sltu => x[rd] = (r1 < r2) as u64,
+            Op::Xor => x[rd] = r1 ^ r2,
+            Op::Srl => x[rd] = r1 >> (r2 & 63),
+            Op::Sra => x[rd] = ((r1 as i64) >> (r2 & 63)) as u64,
+            Op::Or => x[rd] = r1 | r2,
+            Op::And => x[rd] = r1 & r2,
+            Op::Addiw => x[rd] = sext32(r1.wrapping_add(imm)),
+            Op::Slliw => x[rd] = sext32(((r1 as u32) << (imm & 31)) as u64),
+            Op::Srliw => x[rd] = sext32(((r1 as u32) >> (imm & 31)) as u64),
+            Op::Sraiw => x[rd] = ((r1 as i32) >> (imm & 31)) as i64 as u64,
+            Op::Addw => x[rd] = sext32(r1.wrapping_add(r2)),
+            Op::Subw => x[rd] = sext32(r1.wrapping_sub(r2)),
+            Op::Sllw => x[rd] = sext32(((r1 as u32) << (r2 & 31)) as u64),
+            Op::Srlw => x[rd] = sext32(((r1 as u32) >> (r2 & 31)) as u64),
+            Op::Sraw => x[rd] = ((r1 as i32) >> (r2 & 31)) as i64 as u64,
+            Op::Fence => std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst),
+            Op::FenceI => return BlockExit::FenceI(pc),
+            Op::Ecall => return BlockExit::Ecall(pc),
+            Op::Ebreak => return sig(idx, ipc, signal::SIGTRAP, None),
+            Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci => {
+                let (op, src, writes) = match i.op {
+                    Op::Csrrw => (CsrOp::Write, r1, true),
+                    Op::Csrrs => (CsrOp::Set, r1, i.rs1 != 0),
+                    Op::Csrrc => (CsrOp::Clear, r1, i.rs1 != 0),
+                    Op::Csrrwi => (CsrOp::Write, i.rs1 as u64, true),
+                    Op::Csrrsi => (CsrOp::Set, i.rs1 as u64, i.rs1 != 0),
+                    _ => (CsrOp::Clear, i.rs1 as u64, i.rs1 != 0),
+                };
+                match csr_access(cpu, (i.imm as u32) & 0xfff, op, src, writes, instret + idx as u64) {
+                    Some(old) => x[rd] = old,
+                    None => return sig(idx, ipc, signal::SIGILL, None),
+                }
+            }
+            Op::Mul => x[rd] = r1.wrapping_mul(r2),
+            Op::Mulh => x[rd] = ((r1 as i64 as i128 * r2 as i64 as i128) >> 64) as u64,
+            Op::Mulhsu => x[rd] = ((r1 as i64 as i128 * r2 as i128) >> 64) as u64,
+            Op::Mulhu => x[rd] = ((r1 as u128 * r2 as u128) >> 64) as u64,
+            Op::Div => {
+                x[rd] = if r2 == 0 { u64::MAX } else { (r1 as i64).wrapping_div(r2 as i64) as u64 }
+            }
+            Op::Divu => x[rd] = r1.checked_div(r2).unwrap_or(u64::MAX),
+            Op::Rem => {
+                x[rd] = if r2 == 0 { r1 } else { (r1 as i64).wrapping_rem(r2 as i64) as u64 }
+            }
+            Op::Remu => x[rd] = if r2 == 0 { r1 } else { r1 % r2 },
+            Op::Mulw => x[rd] = sext32(r1.wrapping_mul(r2)),
+            Op::Divw => {
+                let (a, b) = (r1 as i32, r2 as i32);
+                x[rd] = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 }
+            }
+            Op::Divuw => {
+                let (a, b) = (r1 as u32, r2 as u32);
+                x[rd] = if b == 0 { u64::MAX } else { sext32((a / b) as u64) }
+            }
+            Op::Remw => {
+                let (a, b) = (r1 as i32, r2 as i32);
+                x[rd] = if b == 0 { a as i64 as u64 } else { a.wrapping_rem(b) as i64 as u64 }
+            }
+            Op::Remuw => {
+                let (a, b) = (r1 as u32, r2 as u32);
+                x[rd] = if b == 0 { sext32(a as u64) } else { sext32((a % b) as u64) }
+            }
+            Op::LrW | Op::LrD | Op::ScW | Op::ScD
+            | Op::AmoswapW | Op::AmoaddW | Op::AmoxorW | Op::AmoandW | Op::AmoorW
+            | Op::AmominW | Op::AmomaxW | Op::AmominuW | Op::AmomaxuW
+            | Op::AmoswapD | Op::AmoaddD | Op::AmoxorD | Op::AmoandD | Op::AmoorD
+            | Op::AmominD | Op::AmomaxD | Op::AmominuD | Op::AmomaxuD => {
+                match atomic(i.op, r1, r2, cpu, mem) {
+                    Ok(v) => x[rd] = v,
+                    Err((signo, addr)) => return sig(idx, ipc, signo, Some(addr)),
+                }
+            }
+            Op::Flw => match mem.read_u32(r1.wrapping_add(imm)) {
+                Ok(v) => cpu.f[(i.rd & 31) as usize] = fp::box_f32(v),
+                Err(f) => return mem_fault(idx, ipc, f),
+            },
+            Op::Fld => match mem.read_u64(r1.wrapping_add(imm)) {
+                Ok(v) => cpu.f[(i.rd & 31) as usize] = v,
+                Err(f) => return mem_fault(idx, ipc, f),
+            },
+            Op::Fsw => store!(write_u32, cpu.f[(i.rs2 & 31) as usize] as u32),
+            Op::Fsd => store!(write_u64, cpu.f[(i.rs2 & 31) as usize]),
+            _ => {
+                if float::exec(i, x, cpu).is_err() {
+                    return sig(idx, ipc, signal::SIGILL, None);
+                }
+            }
+        }
+    }
+    BlockExit::Next(pc)
+}
+
+/// LR/SC and AMOs. The guest is single-threaded per address space here, so plain
+/// read-modify-write on guest memory is atomic with respect to it. Misaligned addresses raise
+/// SIGBUS as Linux does.
+fn atomic(op: Op, addr: u64, src: u64, cpu: &mut CpuState, mem: &mut AddressSpace) -> Result<u64, (i32, u64)> {
+    use Op::*;
+    let word = matches!(
+        op,
+        LrW | ScW | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW | AmominuW | AmomaxuW
+    );
+    let size = if word { 4 } else { 8 };
+    if addr % size != 0 {
+        return Err((signal::SIGBUS, addr));
+    }
+    let segv = |f: MemFault| (signal::SIGSEGV, f.addr);
+    let load = |mem: &AddressSpace| -> Result<u64, (i32, u64)> {
+        if word {
+            mem.read_u32(addr).map(|v| v as i32 as i64 as u64).map_err(segv)
+        } else {
+            mem.read_u64(addr).map_err(segv)
+        }
+    };
+    match op {
+        LrW | LrD => {
+            let v = load(mem)?;
+            cpu.reservation = Some(addr);
+            return Ok(v);
+        }
+        ScW | ScD => {
+            if cpu.reservation.take() != Some(addr) {
+                return Ok(1);
+            }
+            let r = if word { mem.write_u32(addr, src as u32) } else { mem.write_u64(addr, src) };
+            r.map_err(segv)?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    // An AMO needs write permission even to read (it is a store on RISC-V).
+    mem.slice_mut(addr, size, ).map_err(segv)?;
+    let old = load(mem)?;
+    let new = if word {
+        let (a, b) = (old as u32, src as u32);
+        (match op {
+            AmoswapW => b,
+            AmoaddW => a.wrapping_add(b),
+            AmoxorW => a ^ b,
+            AmoandW => a & b,
+            AmoorW => a | b,
+            AmominW => (a as i32).min(b as i32) as u32,
+            AmomaxW => (a as i32).max(b as i32) as u32,
+            AmominuW => a.min(b),
+            _ => a.max(b),
+        }) as u64
+    } else {
+        let (a, b) = (old, src);
+        match op {
+            AmoswapD => b,
+            AmoaddD => a.wrapping_add(b),
+            AmoxorD => a ^ b,
+            AmoandD => a & b,
+            AmoorD => a | b,
+            AmominD => (a as i64).min(b as i64) as u64,
+            AmomaxD => (a as i64).max(b as i64) as u64,
+            AmominuD => a.min(b),
+            _ => a.max(b),
+        }
+    };
+    let r = if word { mem.write_u32(addr, new as u32) } else { mem.write_u64(addr, new) };
+    r.map_err(segv)?;
+    Ok(old)
+}

@@ -1,0 +1,264 @@
+//! Execution engines behind one interface, and running guests in the background.
+//!
+//! - [`InterpreterExecutor`] owns one guest process and runs it with the interpreter, either
+//!   in bounded steps ([`InterpreterExecutor::execute_block`], [`InterpreterExecutor::execute_batch`])
+//!   or to the end ([`InterpreterExecutor::run_to_completion`]).
+//! - [`AsyncExecutionContext`] runs guests on background threads; each run gives an
+//!   [`ExecutionHandle`] that is a `Future` and can also be waited on synchronously.
+//!
+//! Invariant: a step never runs more instructions than the fuel it is given, and the guest
+//! resumes exactly where the previous step stopped.
+
+use crate::Error;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use vm_exec_core::cpu::GuestThread;
+use vm_exec_core::elf::Program;
+use vm_exec_core::exec::{Executor, GuestExit, StopReason};
+use vm_exec_core::loader;
+use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_interp::Interpreter;
+
+pub use vm_exec_core::exec::ExecutionStats;
+
+/// Which engine runs a guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExecutorType {
+    /// The interpreter over pre-decoded blocks.
+    #[default]
+    Interpreter,
+}
+
+impl ExecutorType {
+    /// The engine's short name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorType::Interpreter => "interp",
+        }
+    }
+
+    /// A fresh engine of this type.
+    pub fn create(self) -> Box<dyn Executor> {
+        match self {
+            ExecutorType::Interpreter => Box::new(Interpreter::new()),
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutorType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "interp" | "interpreter" => Ok(ExecutorType::Interpreter),
+            "jit" | "hybrid" => Err(format!("engine '{s}' is not available yet (only 'interp')")),
+            _ => Err(format!("unknown engine '{s}' (available: interp)")),
+        }
+    }
+}
+
+/// What a finished guest run produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionResult {
+    /// How the guest ended.
+    pub exit: GuestExit,
+    /// Instructions the guest retired.
+    pub instructions: u64,
+    /// Wall-clock time of the run (loading excluded).
+    pub wall_time: Duration,
+    /// The engine's counters for this guest.
+    pub stats: ExecutionStats,
+}
+
+/// A loaded guest: its process and its (single) thread.
+struct LoadedGuest {
+    process: Process,
+    thread: GuestThread,
+    exit: Option<GuestExit>,
+    instructions: u64,
+    run_time: Duration,
+}
+
+/// Fuel per step when running to completion; large enough that the per-step cost vanishes.
+const COMPLETION_SLICE: u64 = 1 << 26;
+
+/// Runs one guest at a time on any engine; [`InterpreterExecutor`] is this with the
+/// interpreter.
+pub struct GuestRunner {
+    engine: Box<dyn Executor>,
+    guest: Option<LoadedGuest>,
+}
+
+/// A guest runner that uses the interpreter.
+pub type InterpreterExecutor = GuestRunner;
+
+impl Default for GuestRunner {
+    fn default() -> Self {
+        Self::with_engine(ExecutorType::Interpreter)
+    }
+}
+
+impl GuestRunner {
+    /// An interpreter with no guest loaded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A runner on the given engine.
+    pub fn with_engine(kind: ExecutorType) -> Self {
+        GuestRunner { engine: kind.create(), guest: None }
+    }
+
+    /// Loads `program` as a new process (pid 1000 + whatever; the guest sees pid `pid`).
+    pub fn load(&mut self, program: Arc<Program>, config: ProcessConfig) -> Result<(), Error> {
+        let (process, thread) = loader::load(program, Arc::new(config), 1000)?;
+        self.guest = Some(LoadedGuest { process, thread, exit: None, instructions: 0, run_time: Duration::ZERO });
+        Ok(())
+    }
+
+    /// Runs the loaded guest for at most `fuel` instructions. Returns `Some(exit)` once the
+    /// guest has ended, `None` if it can continue.
+    pub fn execute_block(&mut self, fuel: u64) -> Result<Option<GuestExit>, Error> {
+        let guest = self.guest.as_mut().ok_or(Error::NotLoaded)?;
+        if guest.exit.is_some() {
+            return Err(Error::Finished);
+        }
+        let t0 = Instant::now();
+        let r = self.engine.run(&mut guest.thread, &mut guest.process, fuel);
+        guest.run_time += t0.elapsed();
+        guest.instructions += r.retired;
+        guest.exit = match r.stop {
+            StopReason::FuelExhausted => None,
+            // With one thread, its exit ends the process.
+            StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => Some(GuestExit::Exited(code)),
+            StopReason::Signal(s) => Some(GuestExit::Signaled(s)),
+        };
+        Ok(guest.exit.clone())
+    }
+
+    /// Runs up to `steps` steps of `fuel_per_step` instructions; stops early when the guest
+    /// ends. Returns the exit if it ended.
+    pub fn execute_batch(&mut self, steps: usize, fuel_per_step: u64) -> Result<Option<GuestExit>, Error> {
+        for _ in 0..steps {
+            if let Some(exit) = self.execute_block(fuel_per_step)? {
+                return Ok(Some(exit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs the loaded guest until it ends.
+    pub fn run_to_completion(&mut self) -> Result<ExecutionResult, Error> {
+        loop {
+            if let Some(exit) = self.execute_block(COMPLETION_SLICE)? {
+                let guest = self.guest.as_ref().ok_or(Error::NotLoaded)?;
+                return Ok(ExecutionResult {
+                    exit,
+                    instructions: guest.instructions,
+                    wall_time: guest.run_time,
+                    stats: self.engine.stats(),
+                });
+            }
+        }
+    }
+
+    /// The loaded guest's thread state (registers, pc), if loaded.
+    pub fn thread(&self) -> Option<&GuestThread> {
+        self.guest.as_ref().map(|g| &g.thread)
+    }
+
+    /// Instructions the loaded guest retired so far.
+    pub fn instructions(&self) -> u64 {
+        self.guest.as_ref().map_or(0, |g| g.instructions)
+    }
+
+    /// The engine's counters.
+    pub fn get_stats(&self) -> ExecutionStats {
+        self.engine.stats()
+    }
+}
+
+/// Runs guests on background threads, one thread per guest.
+#[derive(Clone, Debug, Default)]
+pub struct AsyncExecutionContext {
+    engine: ExecutorType,
+}
+
+struct Shared {
+    state: Mutex<(Option<Result<ExecutionResult, Error>>, Option<Waker>)>,
+    done: Condvar,
+}
+
+/// A guest running in the background. Await it, or call [`ExecutionHandle::wait`].
+pub struct ExecutionHandle {
+    shared: Arc<Shared>,
+}
+
+impl AsyncExecutionContext {
+    /// A context whose guests run on `engine`.
+    pub fn new(engine: ExecutorType) -> Self {
+        AsyncExecutionContext { engine }
+    }
+
+    /// The engine guests run on.
+    pub fn engine(&self) -> ExecutorType {
+        self.engine
+    }
+
+    /// Starts `program` with `config` on a new thread.
+    pub fn spawn(&self, program: Arc<Program>, config: ProcessConfig) -> ExecutionHandle {
+        let shared = Arc::new(Shared { state: Mutex::new((None, None)), done: Condvar::new() });
+        let theirs = shared.clone();
+        let engine = self.engine;
+        let body = move || {
+            let mut runner = GuestRunner::with_engine(engine);
+            let result = runner.load(program, config).and_then(|_| runner.run_to_completion());
+            let mut g = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 = Some(result);
+            if let Some(w) = g.1.take() {
+                w.wake();
+            }
+            theirs.done.notify_all();
+        };
+        if let Err(e) = std::thread::Builder::new().name("vmx-guest".into()).spawn(body) {
+            let mut g = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 = Some(Err(Error::Load(vm_exec_core::loader::LoadError::Host(e))));
+        }
+        ExecutionHandle { shared }
+    }
+}
+
+impl ExecutionHandle {
+    /// Blocks until the guest has finished.
+    pub fn wait(self) -> Result<ExecutionResult, Error> {
+        let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = g.0.take() {
+                return r;
+            }
+            g = self.shared.done.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Future for ExecutionHandle {
+    type Output = Result<ExecutionResult, Error>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        match g.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The description of a Linux signal number (`"Segmentation fault"` for 11).
+pub fn signal_name(signo: i32) -> &'static str {
+    vm_exec_core::exec::signal::describe(signo)
+}

@@ -1,0 +1,53 @@
+//! vm-executors runs unmodified, statically linked RV64GC Linux programs.
+//!
+//! This crate is the public face of the project. Today it offers the [`async_executor`]
+//! module: execution engines behind one interface, and a context that runs guests in the
+//! background. The coroutine scheduler (`coroutine`) and distributed execution
+//! (`distributed`) described in the package summary are not implemented yet and are absent
+//! rather than simulated.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vm_executors::{InterpreterExecutor, Program, ProcessConfig};
+//!
+//! let bytes = std::fs::read("guests/bin/hello")?;
+//! let program = Arc::new(Program::parse(bytes)?);
+//! let mut executor = InterpreterExecutor::new();
+//! executor.load(program, ProcessConfig::default())?;
+//! let result = executor.run_to_completion()?;
+//! println!("exit status {}", result.exit.shell_status());
+//! println!("{} block executions", executor.get_stats().total_executions);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod async_executor;
+
+pub use async_executor::{
+    AsyncExecutionContext, ExecutionHandle, ExecutionResult, ExecutionStats, ExecutorType,
+    InterpreterExecutor,
+};
+pub use vm_exec_core::elf::{ElfError, Program};
+pub use vm_exec_core::exec::{GuestExit, GuestSignal};
+pub use vm_exec_core::loader::LoadError;
+pub use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+
+/// Errors of the facade.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The program could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The ELF file was rejected.
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    /// An executor was asked to run before a program was loaded.
+    #[error("no program loaded")]
+    NotLoaded,
+    /// The guest already finished.
+    #[error("the guest has already exited")]
+    Finished,
+    /// A background execution could not report its result.
+    #[error("background execution ended without a result")]
+    Lost,
+}

@@ -1,0 +1,81 @@
+//! Project automation for vm-executors, run as `cargo xtask <command>`.
+//!
+//! This file is only a dispatcher: each command lives in its own module.
+//!
+//! | command  | module          | what it does                                        |
+//! |----------|-----------------|-----------------------------------------------------|
+//! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
+//! | `ci`     | (to be added)   | the full check suite run by CI                      |
+//! | `bench`  | (to be added)   | benchmarks: emulator vs. qemu vs. native            |
+//!
+//! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
+//! anyhow::Result<()>`, declare the module below, and add an arm to
+//! [`dispatch`] plus a line to [`USAGE`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod guests;
+mod manifest;
+
+// mod ci;    // `cargo xtask ci`    -- not written yet
+// mod bench; // `cargo xtask bench` -- not written yet
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args...]
+
+commands:
+  guests [build] [--check] [NAME...]
+                      rebuild guest programs from guests/src into guests/bin
+                      (--check: build into a temporary directory and compare
+                      with the committed binaries instead of replacing them)
+  guests truth [--check] [--tag TAG] [CASE...]
+                      run the cases of guests/cases.txt under qemu-riscv64 and
+                      write the ground truth into guests/expected/
+                      (--check: compare with the stored ground truth instead)
+  guests list         print the cases of guests/cases.txt as parsed
+  ci                  (not implemented yet)
+  bench               (not implemented yet)
+  help                this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> anyhow::Result<()> {
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        anyhow::bail!("no command given");
+    };
+    match cmd.as_str() {
+        "guests" => guests::run(rest),
+        // "ci" => ci::run(rest),
+        // "bench" => bench::run(rest),
+        "ci" | "bench" => anyhow::bail!("`cargo xtask {cmd}` is not implemented yet"),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            anyhow::bail!("unknown command `{other}`")
+        }
+    }
+}
+
+/// The repository root (the parent of the `xtask` crate directory).
+pub(crate) fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
