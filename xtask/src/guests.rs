@@ -87,10 +87,9 @@ impl GuestSource {
 /// All guest sources, sorted by output name.
 pub(crate) fn guest_sources(root: &Path) -> anyhow::Result<Vec<GuestSource>> {
     let mut out = Vec::new();
-    for (dir, prefix, exts) in [
-        ("guests/src", "", &["c", "S"][..]),
-        ("guests/src/bench", "bench/", &["c"][..]),
-    ] {
+    for (dir, prefix, exts) in
+        [("guests/src", "", &["c", "S"][..]), ("guests/src/bench", "bench/", &["c"][..])]
+    {
         let abs = root.join(dir);
         let entries =
             std::fs::read_dir(&abs).with_context(|| format!("listing {}", abs.display()))?;
@@ -142,11 +141,9 @@ fn compiler() -> String {
 
 fn check_compiler(cc: &str) -> anyhow::Result<String> {
     match Command::new(cc).arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()),
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string())
+        }
         Ok(out) => bail!(
             "`{cc} --version` failed ({}): {}\n{INSTALL_HINT}",
             out.status,
@@ -182,10 +179,7 @@ fn build(args: &[String]) -> anyhow::Result<()> {
         sources.retain(|s| names.contains(&s.name()));
     }
     let (out_dir, obj_dir) = if check {
-        (
-            root.join("target/xtask/guests-check"),
-            root.join("target/xtask/guests-check-obj"),
-        )
+        (root.join("target/xtask/guests-check"), root.join("target/xtask/guests-check-obj"))
     } else {
         // guests/build-tmp is git-ignored.
         (root.join("guests/bin"), root.join("guests/build-tmp"))
@@ -201,10 +195,7 @@ fn build(args: &[String]) -> anyhow::Result<()> {
 
     let errors = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -248,10 +239,7 @@ fn build(args: &[String]) -> anyhow::Result<()> {
         let total = dir_size(&root.join("guests/bin"))?;
         eprintln!("guests/bin: {:.1} MiB", total as f64 / (1024.0 * 1024.0));
         if total > SIZE_BUDGET {
-            eprintln!(
-                "warning: guests/bin exceeds {} MiB; consider stripping",
-                SIZE_BUDGET >> 20
-            );
+            eprintln!("warning: guests/bin exceeds {} MiB; consider stripping", SIZE_BUDGET >> 20);
         }
     }
     Ok(())
@@ -268,13 +256,16 @@ fn is_link_only(flag: &str) -> bool {
 /// Compile to an object with a fixed name, then link.  The two steps keep the
 /// output reproducible: a one-step `gcc -o out src.S` would name a temporary
 /// object (`/tmp/ccXXXXXX.o`) in the symbol table.
-fn compile(root: &Path, cc: &str, src: &GuestSource, out_dir: &Path, obj_dir: &Path) -> anyhow::Result<()> {
+fn compile(
+    root: &Path,
+    cc: &str,
+    src: &GuestSource,
+    out_dir: &Path,
+    obj_dir: &Path,
+) -> anyhow::Result<()> {
     let final_path = out_dir.join(&src.out);
-    let file_name = final_path
-        .file_name()
-        .expect("output has a name")
-        .to_string_lossy()
-        .into_owned();
+    let file_name =
+        final_path.file_name().expect("output has a name").to_string_lossy().into_owned();
     let tmp_path = final_path.with_file_name(format!(".{file_name}.tmp"));
     let obj_path = obj_dir.join(src.name().replace('/', "__") + ".o");
     let obj_rel = obj_path.strip_prefix(root).unwrap_or(&obj_path);
@@ -306,9 +297,8 @@ fn compile(root: &Path, cc: &str, src: &GuestSource, out_dir: &Path, obj_dir: &P
         link_cmd.args(LIBS);
     }
     for (step, mut cmd) in [("compiling", compile_cmd), ("linking", link_cmd)] {
-        let output = cmd
-            .output()
-            .with_context(|| format!("running {cc} for {}", src.src.display()))?;
+        let output =
+            cmd.output().with_context(|| format!("running {cc} for {}", src.src.display()))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             let _ = std::fs::remove_file(&tmp_path);
@@ -357,9 +347,7 @@ fn list() -> anyhow::Result<()> {
         println!(
             "{:<24} argv={:?} stdin={} env={:?} dirs={:?} tags={:?}",
             c.name,
-            std::iter::once(c.argv0())
-                .chain(c.args.iter().cloned())
-                .collect::<Vec<_>>(),
+            std::iter::once(c.argv0()).chain(c.args.iter().cloned()).collect::<Vec<_>>(),
             c.stdin.as_deref().unwrap_or("(empty)"),
             c.env,
             c.dirs,
@@ -505,10 +493,9 @@ fn describe_difference(want: &Outcome, got: &Outcome) -> Option<String> {
     if want.status != got.status {
         return Some(format!("status `{}` != expected `{}`", got.status, want.status));
     }
-    for (what, w, g) in [
-        ("stdout", &want.stdout, &got.stdout),
-        ("stderr", &want.stderr, &got.stderr),
-    ] {
+    for (what, w, g) in
+        [("stdout", &want.stdout, &got.stdout), ("stderr", &want.stderr, &got.stderr)]
+    {
         if w != g {
             let wl: Vec<&[u8]> = w.split(|b| *b == b'\n').collect();
             let gl: Vec<&[u8]> = g.split(|b| *b == b'\n').collect();
@@ -543,20 +530,21 @@ pub(crate) fn run_under_qemu(root: &Path, qemu: &str, case: &Case) -> anyhow::Re
 }
 
 /// Spawn `cmd`, feed the case's stdin, collect output, enforce the timeout.
-pub(crate) fn run_with_input(mut cmd: Command, case: &Case, root: &Path) -> anyhow::Result<Outcome> {
+pub(crate) fn run_with_input(
+    mut cmd: Command,
+    case: &Case,
+    root: &Path,
+) -> anyhow::Result<Outcome> {
     let input = match &case.stdin {
         Some(p) => {
             let path = root.join("guests").join(p);
-            std::fs::read(&path).with_context(|| format!("{}: reading {}", case.name, path.display()))?
+            std::fs::read(&path)
+                .with_context(|| format!("{}: reading {}", case.name, path.display()))?
         }
         None => Vec::new(),
     };
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("{}: spawning {cmd:?}", case.name))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("{}: spawning {cmd:?}", case.name))?;
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -587,11 +575,7 @@ pub(crate) fn run_with_input(mut cmd: Command, case: &Case, root: &Path) -> anyh
     let _ = writer.join();
     let stdout = out_reader.join().expect("reader panicked")?;
     let stderr = err_reader.join().expect("reader panicked")?;
-    Ok(Outcome {
-        stdout,
-        stderr,
-        status: status_string(status),
-    })
+    Ok(Outcome { stdout, stderr, status: status_string(status) })
 }
 
 #[cfg(test)]
@@ -600,10 +584,7 @@ mod tests {
 
     #[test]
     fn flags_marker() {
-        assert_eq!(
-            extra_flags("/*\n * guest-cflags: -latomic -x */\n"),
-            vec!["-latomic", "-x"]
-        );
+        assert_eq!(extra_flags("/*\n * guest-cflags: -latomic -x */\n"), vec!["-latomic", "-x"]);
         assert_eq!(extra_flags("// guest-cflags: -ffp-contract=off\n"), vec!["-ffp-contract=off"]);
         assert!(extra_flags("int main() {}\n").is_empty());
     }

@@ -74,8 +74,5 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
 /// The repository root (the parent of the `xtask` crate directory).
 pub(crate) fn repo_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or(manifest_dir)
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }

@@ -104,9 +104,7 @@ fn parse_line(text: &str, line: usize) -> anyhow::Result<Case> {
 
     let name = one(0, "NAME")?;
     if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
         bail!("NAME `{name}` must be non-empty and use only [A-Za-z0-9_.-]");
     }
@@ -135,16 +133,7 @@ fn parse_line(text: &str, line: usize) -> anyhow::Result<Case> {
         check_relative(d, "DIRS")?;
     }
     let tags = dash_or_words(6);
-    Ok(Case {
-        name,
-        binary,
-        args,
-        stdin,
-        env,
-        dirs,
-        tags,
-        line,
-    })
+    Ok(Case { name, binary, args, stdin, env, dirs, tags, line })
 }
 
 fn check_relative(p: &str, what: &str) -> anyhow::Result<()> {
@@ -246,11 +235,7 @@ mod tests {
         assert_eq!(a.stdin.as_deref(), Some("data/input.txt"));
         assert_eq!(
             a.env,
-            vec![
-                ("X".into(), "1".into()),
-                ("Y".into(), "a b".into()),
-                ("Z".into(), "".into())
-            ]
+            vec![("X".into(), "1".into()), ("Y".into(), "a b".into()), ("Z".into(), "".into())]
         );
         assert_eq!(a.dirs, vec!["data"]);
         assert!(a.has_tag("fault") && a.has_tag("bench"));
@@ -263,13 +248,13 @@ mod tests {
     #[test]
     fn rejects_bad_lines() {
         for bad in [
-            "a | bin/x | | - | | -",                  // 6 fields
-            "a b | bin/x | | - | | - | -",            // two names
-            "a | /bin/x | | - | | - | -",             // absolute
-            "a | bin/x | \"open | - | | - | -",       // unterminated
-            "a | bin/x | | - | NOEQUALS | - | -",     // env without =
-            "a | ../x | | - | | - | -",               // escapes guests/
-            "a | bin/x | x\"y | - | | - | -",         // quote inside bare word
+            "a | bin/x | | - | | -",                                // 6 fields
+            "a b | bin/x | | - | | - | -",                          // two names
+            "a | /bin/x | | - | | - | -",                           // absolute
+            "a | bin/x | \"open | - | | - | -",                     // unterminated
+            "a | bin/x | | - | NOEQUALS | - | -",                   // env without =
+            "a | ../x | | - | | - | -",                             // escapes guests/
+            "a | bin/x | x\"y | - | | - | -",                       // quote inside bare word
             "a | bin/x | | - | | - | -\na | bin/y | | - | | - | -", // duplicate
         ] {
             assert!(parse(bad).is_err(), "accepted: {bad}");

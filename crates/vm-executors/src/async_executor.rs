@@ -258,7 +258,3 @@ impl Future for ExecutionHandle {
     }
 }
 
-/// The description of a Linux signal number (`"Segmentation fault"` for 11).
-pub fn signal_name(signo: i32) -> &'static str {
-    vm_exec_core::exec::signal::describe(signo)
-}

@@ -20,8 +20,8 @@
 //! - add/sub: the error of the sum from Knuth's branch-free TwoSum (exact barring overflow,
 //!   which shows as a non-finite error);
 //! - binary64 mul/div/sqrt: integer arithmetic on the significands (a product of two 53-bit
-//!   significands is exact in `u128`): `a*b` is exact iff its significand spans at most 53
-//!   bits, `a/b = q` iff `q*b = a`, `sqrt(a) = s` iff `s*s = a`;
+//!   significands is exact in `u128`): `RN(a*b) = p` is exact iff `a*b = p`, `RN(a/b) = q`
+//!   iff `q*b = a`, `RN(sqrt(a)) = s` iff `s*s = a`;
 //! - binary32 mul/div/sqrt/fma and f64→f32: binary64 arithmetic, in which binary32 products
 //!   are exact;
 //! - binary64 fma `r = RN(a*b + c)`: with TwoProduct `a*b = ph + pl` and TwoSum
@@ -35,6 +35,19 @@ use super::FFLAG_NX;
 
 const F64_MIN_NORMAL: f64 = f64::MIN_POSITIVE;
 const F32_MIN_NORMAL: f32 = f32::MIN_POSITIVE;
+
+/// Whether `x` is finite and above the smallest normal in magnitude (so not tiny after
+/// rounding). False for NaN.
+#[inline(always)]
+fn big_finite_f64(x: f64) -> bool {
+    x.is_finite() && x.abs() > F64_MIN_NORMAL
+}
+
+/// Whether `x` is finite and above the smallest normal in magnitude. False for NaN.
+#[inline(always)]
+fn big_finite_f32(x: f32) -> bool {
+    x.is_finite() && x.abs() > F32_MIN_NORMAL
+}
 
 /// Sets NX when `inexact`, and returns `r`.
 #[inline(always)]
@@ -71,12 +84,18 @@ fn decompose(x: u64) -> (u64, i32) {
     }
 }
 
-/// Whether `m1 * m2 * 2^(e1 + e2) == m3 * 2^e3` exactly (all significands non-zero).
+/// Whether `m1 * m2 * 2^(e1 + e2) == m3 * 2^e3` exactly (significands below 2^53).
 #[inline(always)]
 fn product_equals((m1, e1): (u64, i32), (m2, e2): (u64, i32), (m3, e3): (u64, i32)) -> bool {
-    let p = u128::from(m1) * u128::from(m2);
-    let (tp, t3) = (p.trailing_zeros(), m3.trailing_zeros());
-    p >> tp == u128::from(m3 >> t3) && e1 + e2 + tp as i32 == e3 + t3 as i32
+    let p = u128::from(m1) * u128::from(m2); // below 2^106
+    let k = e3 - e1 - e2; // the values are equal iff p == m3 * 2^k
+    if k >= 0 {
+        let k = k as u32;
+        k < 128 && p >> k == u128::from(m3) && (p >> k) << k == p
+    } else {
+        let k = k.unsigned_abs();
+        k < 64 && (m3 >> k) << k == m3 && p == u128::from(m3 >> k)
+    }
 }
 
 /// binary64 `a + b` in RNE.
@@ -117,21 +136,18 @@ pub(super) fn mul_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
     let p = f64::from_bits(a) * f64::from_bits(b);
     // Excludes NaN and infinite results (and so NaN/infinite operands, and overflow), zero
     // and tiny results.
-    if !(p.abs() > F64_MIN_NORMAL && p.is_finite()) {
+    if !big_finite_f64(p) {
         return None;
     }
-    let (mx, _) = decompose(a);
-    let (my, _) = decompose(b);
-    let prod = u128::from(mx) * u128::from(my);
-    let span = 128 - prod.leading_zeros() - prod.trailing_zeros();
-    done(p.to_bits(), span > 53, flags)
+    let exact = product_equals(decompose(a), decompose(b), decompose(p.to_bits()));
+    done(p.to_bits(), !exact, flags)
 }
 
 /// binary64 `a / b` in RNE.
 #[inline(always)]
 pub(super) fn div_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
     let q = f64::from_bits(a) / f64::from_bits(b);
-    if !(q.abs() > F64_MIN_NORMAL && q.is_finite()) {
+    if !big_finite_f64(q) {
         return None;
     }
     // q normal and finite: a, b finite and non-zero.
@@ -143,6 +159,9 @@ pub(super) fn div_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
 #[inline(always)]
 pub(super) fn sqrt_f64(a: u64, flags: &mut u8) -> Option<u64> {
     let x = f64::from_bits(a);
+    if x == 0.0 {
+        return Some(a); // sqrt(±0) = ±0
+    }
     // Positive, finite, non-zero: the root is a normal number.
     if !(x > 0.0 && x.is_finite()) {
         return None;
@@ -243,7 +262,7 @@ pub(super) unsafe fn fma_f64_check(x: f64, y: f64, z: f64, r: f64, flags: &mut u
     }
     // TwoProduct is exact when the product's error is representable: |ph| >= 2^(emin + p + 1)
     // guarantees that (the error is a multiple of ulp(x) * ulp(y) >= 2^(emin - p + 1)).
-    const PROD_MIN: f64 = 4.989_900_972_021_570e-292; // 2^-968
+    const PROD_MIN: f64 = f64::from_bits(55 << 52); // 2^-968
     if !(ph.abs() >= PROD_MIN && ph.is_finite()) {
         return None;
     }
@@ -255,7 +274,7 @@ pub(super) unsafe fn fma_f64_check(x: f64, y: f64, z: f64, r: f64, flags: &mut u
         return None;
     }
     let exact = ph == v && pl == vl;
-    if !exact && !(r.abs() > F64_MIN_NORMAL) {
+    if !(exact || big_finite_f64(r)) {
         return None; // inexact and possibly tiny
     }
     done(r.to_bits(), !exact, flags)
@@ -263,6 +282,7 @@ pub(super) unsafe fn fma_f64_check(x: f64, y: f64, z: f64, r: f64, flags: &mut u
 
 /// Flags of a binary32 FMA result `r = RN(x*y + z)` where `x*y + z` is the exact value (the
 /// RISC-V form's negations already applied to `x` and `z`).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) fn fma_f32_check(x: f32, y: f32, z: f32, r: f32, flags: &mut u8) -> Option<u32> {
     if !r.is_finite() {
@@ -274,7 +294,7 @@ pub(super) fn fma_f32_check(x: f32, y: f32, z: f32, r: f32, flags: &mut u8) -> O
     let v = r64 + z64;
     let vl = two_sum_err_f64(r64, z64, v);
     let exact = v == p && vl == 0.0;
-    if !exact && !(r.abs() > F32_MIN_NORMAL) {
+    if !(exact || big_finite_f32(r)) {
         return None;
     }
     done(r.to_bits(), !exact, flags)
@@ -319,7 +339,7 @@ pub(super) fn mul_f32(a: u32, b: u32, flags: &mut u8) -> Option<u32> {
     }
     let r = p as f32; // RN of the exact product
     let exact = f64::from(r) == p;
-    if !exact && !(r.abs() > F32_MIN_NORMAL && r.is_finite()) {
+    if !(exact || big_finite_f32(r)) {
         return None;
     }
     done(r.to_bits(), !exact, flags)
@@ -335,7 +355,7 @@ pub(super) fn div_f32(a: u32, b: u32, flags: &mut u8) -> Option<u32> {
         return None;
     }
     let exact = f64::from(q) * f64::from(y) == f64::from(x); // the product is exact
-    if !exact && !(q.abs() > F32_MIN_NORMAL) {
+    if !(exact || big_finite_f32(q)) {
         return None;
     }
     done(q.to_bits(), !exact, flags)
@@ -363,7 +383,7 @@ pub(super) fn f64_to_f32(a: u64, flags: &mut u8) -> Option<u32> {
         return Some(r.to_bits()); // exact, including ±0 and ±∞
     }
     // Inexact (or NaN): only plain rounding to a normal, finite result is handled here.
-    if !(r.abs() > F32_MIN_NORMAL && r.is_finite()) {
+    if !big_finite_f32(r) {
         return None;
     }
     done(r.to_bits(), true, flags)

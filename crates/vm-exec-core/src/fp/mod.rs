@@ -44,6 +44,7 @@
 
 use rustc_apfloat::ieee::{Double, Single};
 
+mod fast;
 #[cfg(target_arch = "x86_64")]
 mod host;
 mod soft;
@@ -244,6 +245,11 @@ macro_rules! arith_op {
         #[doc = concat!("binary64 ", $doc, ", rounded with `rm`.")]
         #[inline]
         pub fn $f64_name(a: u64, b: u64, rm: RoundingMode, flags: &mut u8) -> u64 {
+            if rm == RoundingMode::Rne {
+                if let Some(r) = fast::$f64_name(a, b, flags) {
+                    return r;
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             {
                 let (r, st) = host::$sd(f64::from_bits(a), f64::from_bits(b), host::csr(rm));
@@ -258,6 +264,11 @@ macro_rules! arith_op {
         #[doc = concat!("binary32 ", $doc, ", rounded with `rm`.")]
         #[inline]
         pub fn $f32_name(a: u32, b: u32, rm: RoundingMode, flags: &mut u8) -> u32 {
+            if rm == RoundingMode::Rne {
+                if let Some(r) = fast::$f32_name(a, b, flags) {
+                    return r;
+                }
+            }
             let (a64, b64) = (u64::from(a), u64::from(b));
             #[cfg(target_arch = "x86_64")]
             {
@@ -282,6 +293,11 @@ arith_op!(Arith::Div, "division `a / b` (fdiv)", div_f64, div_sd, div_f32, div_s
 /// operand is invalid. RMM rounds like RNE (no square root is exactly halfway).
 #[inline]
 pub fn sqrt_f64(a: u64, rm: RoundingMode, flags: &mut u8) -> u64 {
+    if matches!(rm, RoundingMode::Rne | RoundingMode::Rmm) {
+        if let Some(r) = fast::sqrt_f64(a, flags) {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         // RMM runs as RNE, which gives the same result: see the function docs.
@@ -305,6 +321,11 @@ pub fn sqrt_f64(a: u64, rm: RoundingMode, flags: &mut u8) -> u64 {
 /// operand is invalid. RMM rounds like RNE (no square root is exactly halfway).
 #[inline]
 pub fn sqrt_f32(a: u32, rm: RoundingMode, flags: &mut u8) -> u32 {
+    if matches!(rm, RoundingMode::Rne | RoundingMode::Rmm) {
+        if let Some(r) = fast::sqrt_f32(a, flags) {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         // RMM runs as RNE, which gives the same result: see the function docs.
@@ -373,6 +394,16 @@ macro_rules! fma_op {
             #[cfg(target_arch = "x86_64")]
             if host::has_fma() {
                 let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
+                if rm == RoundingMode::Rne {
+                    // SAFETY: FMA3 is available (checked just above).
+                    let r = unsafe { fast::$sd(x, y, z) };
+                    let xs = if $neg_prod { -x } else { x };
+                    let zs = if $neg_add { -z } else { z };
+                    // SAFETY: FMA3 is available (checked just above).
+                    if let Some(r) = unsafe { fast::fma_f64_check(xs, y, zs, r, flags) } {
+                        return r;
+                    }
+                }
                 // SAFETY: FMA3 is available (checked just above).
                 let (r, st) = unsafe { host::$sd(x, y, z, host::csr(rm)) };
                 let rmm = || soft_fma_f64(a, b, c, $neg_prod, $neg_add, rm).0;
@@ -388,6 +419,15 @@ macro_rules! fma_op {
             #[cfg(target_arch = "x86_64")]
             if host::has_fma() {
                 let (x, y, z) = (f32::from_bits(a), f32::from_bits(b), f32::from_bits(c));
+                if rm == RoundingMode::Rne {
+                    // SAFETY: FMA3 is available (checked just above).
+                    let r = unsafe { fast::$ss(x, y, z) };
+                    let xs = if $neg_prod { -x } else { x };
+                    let zs = if $neg_add { -z } else { z };
+                    if let Some(r) = fast::fma_f32_check(xs, y, zs, r, flags) {
+                        return r;
+                    }
+                }
                 // SAFETY: FMA3 is available (checked just above).
                 let (r, st) = unsafe { host::$ss(x, y, z, host::csr(rm)) };
                 let rmm = || soft_fma_f32(a64, b64, c64, $neg_prod, $neg_add, rm).0;
@@ -820,6 +860,11 @@ fn rmm_f64_to_f32(a: u64) -> u64 {
 /// a NaN gives the canonical NaN, with NV if it was signaling.
 #[inline]
 pub fn f64_to_f32(a: u64, rm: RoundingMode, flags: &mut u8) -> u32 {
+    if rm == RoundingMode::Rne {
+        if let Some(r) = fast::f64_to_f32(a, flags) {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let (r, st) = host::cvt_sd2ss(f64::from_bits(a), host::csr(rm));

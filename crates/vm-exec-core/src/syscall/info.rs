@@ -264,7 +264,7 @@ const PR_GET_NAME: i32 = 16;
 pub(super) fn prctl(c: &mut Call<'_>) -> SysResult {
     match c.int(0) {
         PR_SET_NAME => {
-            let name = c.process.mem.read_cstr(c.args[1], 15)?;
+            let name = super::read_cstr(&c.process.mem, c.args[1], 15)?;
             let mut comm = [0u8; 16];
             comm[..name.len()].copy_from_slice(&name);
             state::with(c.process, |s| s.comm = comm);

@@ -17,7 +17,9 @@
 
 use super::fs::{target, Target};
 use super::{err, Call, Errno, SysResult};
-use crate::memory::{page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_EXEC, PERM_MAPPED, PERM_READ, PERM_WRITE};
+use crate::memory::{
+    page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_CODE, PERM_EXEC, PERM_MAPPED, PERM_READ, PERM_WRITE,
+};
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
@@ -230,6 +232,13 @@ pub(super) fn mremap(c: &mut Call<'_>) -> SysResult {
     }
     if nl > mem.size() {
         return err(libc::ENOMEM);
+    }
+    // Linux moves one mapping (VMA): the old range must be mapped with uniform permissions.
+    let first = mem.page_perms(old) & !PERM_CODE;
+    if first & PERM_MAPPED == 0
+        || (old..old + ol).step_by(PAGE_SIZE as usize).any(|pg| mem.page_perms(pg) & !PERM_CODE != first)
+    {
+        return err(libc::EFAULT);
     }
     match mem.remap(old, ol, nl, flags & MREMAP_MAYMOVE != 0) {
         Ok(a) => Ok(a),

@@ -5,7 +5,7 @@
 //! in `a7`, the arguments in `a0..a5`; the result (or `-errno`) is written to `a0`, and the
 //! returned [`SyscallOutcome`] says whether the thread goes on.
 //!
-//! Organisation: one table ([`SYSCALLS`] below, number → name → handler) that [`dispatch`] and
+//! Organisation: one table (`SYSCALLS` below, number → name → handler) that [`dispatch`] and
 //! [`name_of`] both use; one module per idea:
 //! - `fs`: file-descriptor I/O (read/write families, `lseek`, `ioctl`, `fcntl`, `dup`, pipes);
 //! - `path`: path resolution under the sandbox's allowed directories and the path-based calls
@@ -199,6 +199,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(132, "sigaltstack", signal::sigaltstack),
     sc(134, "rt_sigaction", signal::rt_sigaction),
     sc(135, "rt_sigprocmask", signal::rt_sigprocmask),
+    sc(136, "rt_sigpending", signal::rt_sigpending),
     sc(160, "uname", info::uname),
     sc(163, "getrlimit", info::getrlimit),
     sc(164, "setrlimit", info::setrlimit),
@@ -346,6 +347,16 @@ pub(crate) fn read_array<const N: usize>(mem: &AddressSpace, addr: u64) -> Resul
     let mut out = [0u8; N];
     mem.read_bytes(addr, &mut out)?;
     Ok(out)
+}
+
+/// Reads a NUL-terminated guest string of at most `max` bytes. Checks the address first:
+/// `AddressSpace::read_cstr` computes the end of the first page without overflow checks, so an
+/// address near `u64::MAX` must never reach it.
+pub(crate) fn read_cstr(mem: &AddressSpace, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+    if addr >= mem.size() {
+        return err(libc::EFAULT);
+    }
+    Ok(mem.read_cstr(addr, max)?)
 }
 
 /// Reads a guest `u64` (any alignment).

@@ -9,8 +9,8 @@
 //! probe for files outside the allowed directories through `ENOENT` versus `EACCES`.
 //! When the final component is not to be followed (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`,
 //! `readlink`, `unlink`), only its parent is canonicalized and the host call acts on the link
-//! itself. A file that is created gets `O_NOFOLLOW` on the host, so a symbolic link planted in
-//! place of a new name cannot redirect the creation outside the sandbox.
+//! itself. A file that is created is opened with `O_EXCL` on the host, so a symbolic link
+//! planted in place of a new name cannot redirect the creation outside the sandbox.
 //!
 //! `/proc/self/exe` (and `/proc/<own pid>/exe`, `/proc/thread-self/exe`) read as a link to
 //! `ProcessConfig::exe_path`, like under qemu; nothing else under `/proc` is reachable unless
@@ -40,7 +40,7 @@ const PATH_MAX: usize = 4096;
 
 /// Reads a guest path (`EFAULT`, `ENAMETOOLONG`).
 pub(super) fn read_path(p: &Process, addr: u64) -> Result<Vec<u8>, Errno> {
-    let s = p.mem.read_cstr(addr, PATH_MAX)?;
+    let s = super::read_cstr(&p.mem, addr, PATH_MAX)?;
     if s.len() >= PATH_MAX {
         return err(libc::ENAMETOOLONG);
     }
@@ -188,19 +188,33 @@ pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
     let tmpfile = flags & oflag::O_TMPFILE_BIT != 0;
     let create = flags & oflag::O_CREAT != 0;
     let follow = flags & oflag::O_NOFOLLOW == 0;
-    let r = resolve(c.process, dirfd, &raw, follow || tmpfile, create && !tmpfile)?;
-    let mut host_flags = oflags_to_host(flags) | libc::O_CLOEXEC;
-    if create && !r.exists {
-        host_flags |= libc::O_NOFOLLOW;
-    }
     let umask = super::state::peek(c.process, |s| s.umask);
-    let path = r.cstr()?;
-    // SAFETY: `path` is a NUL-terminated string that outlives the call; the mode is passed as
-    // the variadic `mode_t` argument open expects.
-    let h = unsafe { libc::open(path.as_ptr(), host_flags, (mode & 0o7777 & !umask) as libc::c_uint) };
-    if h < 0 {
-        return Err(Errno::last());
-    }
+    let mut attempts = 0;
+    let h = loop {
+        let r = resolve(c.process, dirfd, &raw, follow || tmpfile, create && !tmpfile)?;
+        let mut host_flags = oflags_to_host(flags) | libc::O_CLOEXEC;
+        // A new file is created with O_EXCL, which never follows a symbolic link that might
+        // have appeared in its place (and, unlike O_NOFOLLOW, does not show in F_GETFL).
+        let fresh = create && !r.exists;
+        if fresh {
+            host_flags |= libc::O_EXCL;
+        }
+        let path = r.cstr()?;
+        // SAFETY: `path` is a NUL-terminated string that outlives the call; the mode is passed
+        // as the variadic `mode_t` argument open expects.
+        let h = unsafe { libc::open(path.as_ptr(), host_flags, (mode & 0o7777 & !umask) as libc::c_uint) };
+        if h >= 0 {
+            break h;
+        }
+        let e = Errno::last();
+        attempts += 1;
+        // Something appeared at the new name meanwhile: resolve again, unless the guest
+        // itself asked for O_EXCL.
+        if fresh && e.0 == libc::EEXIST && flags & oflag::O_EXCL == 0 && attempts < 3 {
+            continue;
+        }
+        return Err(e);
+    };
     let desc = FileDesc { kind: FileKind::Host { fd: h, owned: true }, cloexec: flags & oflag::O_CLOEXEC != 0 };
     c.process.files.insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
 }

@@ -1,4 +1,5 @@
-//! Signals: `rt_sigaction`, `rt_sigprocmask`, `sigaltstack`, `kill`, `tkill`, `tgkill`.
+//! Signals: `rt_sigaction`, `rt_sigprocmask`, `rt_sigpending`, `sigaltstack`, `kill`,
+//! `tkill`, `tgkill`.
 //!
 //! Signal delivery to guest handlers is not implemented. What is modelled:
 //! - dispositions are recorded in `Process::sigactions[signo]` as
@@ -240,6 +241,17 @@ pub(super) fn rt_sigprocmask(c: &mut Call<'_>) -> SysResult {
         c.process.mem.write_bytes(oldset, &old.to_le_bytes())?;
     }
     deliver_unblocked(c);
+    Ok(0)
+}
+
+/// `rt_sigpending(set, sigsetsize)`: the signals sent while blocked and not yet delivered.
+pub(super) fn rt_sigpending(c: &mut Call<'_>) -> SysResult {
+    let (set, setsize) = (c.args[0], c.args[1]);
+    if setsize > 8 {
+        return err(libc::EINVAL);
+    }
+    let pending = state::peek(c.process, |s| s.pending) & c.thread.signal_mask;
+    c.process.mem.write_bytes(set, &pending.to_le_bytes()[..setsize as usize])?;
     Ok(0)
 }
 

@@ -4,7 +4,7 @@
 //! Processes are single-threaded for now (threads need the coroutine scheduler of a later
 //! milestone), which fixes these choices:
 //! - `clone` and `clone3` fail with `ENOSYS` (logged once). glibc's `pthread_create` then
-//!   fails with `EAGAIN`, `fork`/`system`/`posix_spawn` fail.
+//!   returns `ENOSYS`; `fork`/`system`/`posix_spawn` fail.
 //! - `futex`: a wake wakes nobody (returns 0); a wait whose value differs is `EAGAIN`; a wait
 //!   whose value matches can only end by its timeout, so with a timeout it sleeps that long and
 //!   returns `ETIMEDOUT`, and without one (a deadlock that would hang forever under Linux) it

@@ -1,0 +1,148 @@
+//! Differential test: every case of `guests/cases.txt` must give exactly the same stdout,
+//! stderr and exit status (exit code or killing signal) under `vmx run` as under
+//! `qemu-riscv64`.
+//!
+//! The reference is qemu run live when it is installed. Without qemu the stored ground truth
+//! in `guests/expected/` (recorded from qemu by `cargo xtask guests truth`) is used and the
+//! test says that qemu was skipped; with `VMX_REQUIRE_QEMU=1` (as CI sets) a missing qemu is
+//! a failure instead. Both sides run the same way: from the repository root, with only the
+//! case's environment, an 8 MiB stack limit and no core dumps.
+
+#[path = "../../../xtask/src/manifest.rs"]
+#[allow(dead_code)]
+mod manifest;
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: String,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs `runner_prefix... guests/BINARY ARGS` the way the ground truth was recorded.
+fn run_case(root: &Path, case: &manifest::Case, runner: &[String]) -> Outcome {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(root)
+        .arg("-c")
+        .arg("ulimit -c 0 && ulimit -s 8192 && exec env -i \"$@\"")
+        .arg("sh");
+    for (k, v) in &case.env {
+        cmd.arg(format!("{k}={v}"));
+    }
+    cmd.args(runner);
+    cmd.arg(case.argv0()).args(&case.args);
+    let stdin = match &case.stdin {
+        Some(f) => Stdio::from(std::fs::File::open(root.join("guests").join(f)).unwrap()),
+        None => Stdio::null(),
+    };
+    let out = cmd.stdin(stdin).output().expect("spawn sh");
+    let status = match (out.status.code(), out.status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "unknown".into(),
+    };
+    Outcome { stdout: out.stdout, stderr: out.stderr, status }
+}
+
+fn stored_truth(root: &Path, case: &manifest::Case) -> Outcome {
+    let base = root.join("guests/expected").join(&case.name);
+    let read = |ext: &str| {
+        std::fs::read(base.with_extension(ext))
+            .unwrap_or_else(|e| panic!("ground truth for {}: {e}", case.name))
+    };
+    Outcome {
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+        status: String::from_utf8(read("status")).unwrap().trim().to_string(),
+    }
+}
+
+fn qemu_available() -> bool {
+    Command::new("qemu-riscv64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn describe(o: &Outcome) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_guest_matches_qemu() {
+    let root = repo_root();
+    let cases = manifest::load(&root.join("guests/cases.txt")).expect("cases.txt parses");
+    assert!(cases.len() >= 20, "the manifest lists the guest programs");
+    let live_qemu = qemu_available();
+    if !live_qemu {
+        assert!(
+            std::env::var_os("VMX_REQUIRE_QEMU").is_none(),
+            "VMX_REQUIRE_QEMU is set but qemu-riscv64 is not installed (apt-get install qemu-user)"
+        );
+        eprintln!(
+            "NOTE: qemu-riscv64 is not installed: comparing with the stored qemu ground truth in \
+             guests/expected/ instead of running qemu (apt-get install qemu-user to run it live)"
+        );
+    }
+    let vmx = env!("CARGO_BIN_EXE_vmx").to_string();
+    let queue = Mutex::new(cases.iter().collect::<VecDeque<_>>());
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some(case) = queue.lock().unwrap().pop_front() else { break };
+                let mut runner = vec![vmx.clone(), "run".to_string()];
+                for d in &case.dirs {
+                    runner.push("--dir".into());
+                    runner.push(format!("guests/{d}"));
+                }
+                let ours = run_case(&root, case, &runner);
+                let stored = stored_truth(&root, case);
+                let reference = if live_qemu {
+                    let q = run_case(&root, case, &["qemu-riscv64".to_string()]);
+                    if q != stored {
+                        failures.lock().unwrap().push(format!(
+                            "{}: live qemu differs from guests/expected (regenerate with \
+                             `cargo xtask guests truth`)\n{}",
+                            case.name,
+                            describe(&q)
+                        ));
+                    }
+                    q
+                } else {
+                    stored
+                };
+                if ours != reference {
+                    failures.lock().unwrap().push(format!(
+                        "{} (line {}): vmx differs from qemu\n=== vmx: {}\n=== qemu: {}",
+                        case.name,
+                        case.line,
+                        describe(&ours),
+                        describe(&reference)
+                    ));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    eprintln!("{} cases identical to qemu-riscv64{}", cases.len(), if live_qemu { "" } else { " (stored)" });
+}
