@@ -5,8 +5,8 @@
 //! | command  | module          | what it does                                        |
 //! |----------|-----------------|-----------------------------------------------------|
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
-//! | `ci`     | (to be added)   | the full check suite run by CI                      |
-//! | `bench`  | (to be added)   | benchmarks: emulator vs. qemu vs. native            |
+//! | `ci`     | [`ci`]          | the full check suite run by CI                      |
+//! | `bench`  | [`bench`]       | benchmarks: emulator vs. qemu vs. native            |
 //!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
 //! anyhow::Result<()>`, declare the module below, and add an arm to
@@ -18,8 +18,8 @@ use std::process::ExitCode;
 mod guests;
 mod manifest;
 
-// mod ci;    // `cargo xtask ci`    -- not written yet
-// mod bench; // `cargo xtask bench` -- not written yet
+mod bench;
+mod ci;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
@@ -34,8 +34,11 @@ commands:
                       write the ground truth into guests/expected/
                       (--check: compare with the stored ground truth instead)
   guests list         print the cases of guests/cases.txt as parsed
-  ci                  (not implemented yet)
-  bench               (not implemented yet)
+  ci                  fmt, clippy -D warnings, all tests, docs -D warnings,
+                      and the guest rebuild check when the cross compiler exists
+  bench [--runs N] [--quick] [BENCH...]
+                      run the compute suite under qemu-riscv64, every vmx engine
+                      and natively; write the ratios to docs/benchmarks.md
   help                this text
 ";
 
@@ -57,9 +60,8 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
     };
     match cmd.as_str() {
         "guests" => guests::run(rest),
-        // "ci" => ci::run(rest),
-        // "bench" => bench::run(rest),
-        "ci" | "bench" => anyhow::bail!("`cargo xtask {cmd}` is not implemented yet"),
+        "ci" => ci::run(rest),
+        "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

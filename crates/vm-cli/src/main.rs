@@ -75,7 +75,8 @@ fn main() -> ExitCode {
 fn run(args: RunArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&args.program)
         .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let program = Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
+    let program =
+        Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
     let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
     guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
     let mut config = ProcessConfig {

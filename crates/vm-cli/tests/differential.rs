@@ -143,6 +143,16 @@ fn every_guest_matches_qemu() {
         }
     });
     let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
-    eprintln!("{} cases identical to qemu-riscv64{}", cases.len(), if live_qemu { "" } else { " (stored)" });
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+    eprintln!(
+        "{} cases identical to qemu-riscv64{}",
+        cases.len(),
+        if live_qemu { "" } else { " (stored)" }
+    );
 }

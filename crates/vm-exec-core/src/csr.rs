@@ -44,7 +44,14 @@ fn host_time_ticks() -> u64 {
 /// (or a zero immediate), which read without writing. `instret` is the thread's retired
 /// instruction count (also reported as `cycle`). Returns the old value, or `None` if the
 /// access is illegal.
-pub fn csr_access(cpu: &mut CpuState, csr: u32, op: CsrOp, src: u64, writes: bool, instret: u64) -> Option<u64> {
+pub fn csr_access(
+    cpu: &mut CpuState,
+    csr: u32,
+    op: CsrOp,
+    src: u64,
+    writes: bool,
+    instret: u64,
+) -> Option<u64> {
     let old = match csr {
         FFLAGS => cpu.fflags as u64,
         FRM => cpu.frm as u64,

@@ -119,12 +119,12 @@ impl Program {
             other => return Err(ElfError::NotExecutable(other)),
         };
         let phent = header.e_phentsize(e);
-        if header.e_phnum(e) > 0 && phent as usize != size_of::<elf::ProgramHeader64<Endianness>>() {
+        if header.e_phnum(e) > 0 && phent as usize != size_of::<elf::ProgramHeader64<Endianness>>()
+        {
             return Err(ElfError::Malformed(format!("program header size {phent}")));
         }
-        let phdrs = header
-            .program_headers(e, data)
-            .map_err(|_| ElfError::Truncated("program headers"))?;
+        let phdrs =
+            header.program_headers(e, data).map_err(|_| ElfError::Truncated("program headers"))?;
         let phoff = header.e_phoff(e);
         let mut segments = Vec::new();
         let mut phdr_vaddr = None;
@@ -134,7 +134,10 @@ impl Program {
                     let interp = ph
                         .data(e, data)
                         .ok()
-                        .map(|d| String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d)).into_owned())
+                        .map(|d| {
+                            String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d))
+                                .into_owned()
+                        })
                         .unwrap_or_default();
                     return Err(ElfError::DynamicallyLinked(interp));
                 }
@@ -157,8 +160,13 @@ impl Program {
             return Err(ElfError::Malformed("no loadable segments".into()));
         }
         let entry = header.e_entry(e);
-        if !segments.iter().any(|s| s.flags & elf::PF_X != 0 && entry >= s.vaddr && entry - s.vaddr < s.mem_size) {
-            return Err(ElfError::Malformed(format!("entry point {entry:#x} is not in an executable segment")));
+        if !segments
+            .iter()
+            .any(|s| s.flags & elf::PF_X != 0 && entry >= s.vaddr && entry - s.vaddr < s.mem_size)
+        {
+            return Err(ElfError::Malformed(format!(
+                "entry point {entry:#x} is not in an executable segment"
+            )));
         }
         // Without PT_PHDR, the headers are in memory if a segment maps their file offset.
         let phdr_vaddr = phdr_vaddr
@@ -244,7 +252,6 @@ pub(crate) mod tests_support {
         f[0x78..0x7c].copy_from_slice(&0x0000_0073u32.to_le_bytes()); // ecall
         f
     }
-
 }
 
 #[cfg(test)]

@@ -12,15 +12,15 @@
 //! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
 #![warn(missing_docs)]
 
-pub mod inst;
+pub mod cpu;
+pub mod csr;
 pub mod decode;
-pub mod fp;
-pub mod memory;
 pub mod elf;
 pub mod elf_writer;
-pub mod loader;
-pub mod cpu;
 pub mod exec;
+pub mod fp;
+pub mod inst;
+pub mod loader;
+pub mod memory;
 pub mod process;
-pub mod csr;
 pub mod syscall;

@@ -12,7 +12,7 @@
 //! strings. The stack pointer is 16-byte aligned.
 
 use crate::cpu::{reg, GuestThread};
-use crate::elf::{Program, ElfError};
+use crate::elf::{ElfError, Program};
 use crate::memory::{self, AddressSpace, MapError, PAGE_SIZE, PERM_EXEC, PERM_READ, PERM_WRITE};
 use crate::process::{Process, ProcessConfig};
 use std::sync::Arc;
@@ -54,7 +54,11 @@ pub enum LoadError {
 }
 
 /// Creates the process image for `program` and its main thread, ready to run at the entry.
-pub fn load(program: Arc<Program>, config: Arc<ProcessConfig>, pid: i32) -> Result<(Process, GuestThread), LoadError> {
+pub fn load(
+    program: Arc<Program>,
+    config: Arc<ProcessConfig>,
+    pid: i32,
+) -> Result<(Process, GuestThread), LoadError> {
     let mut mem = AddressSpace::new(config.memory_size)?;
     let size = mem.size();
     let bias = if program.position_independent { PIE_BASE } else { 0 };
@@ -107,9 +111,11 @@ pub fn load(program: Arc<Program>, config: Arc<ProcessConfig>, pid: i32) -> Resu
     mem.init_brk(high);
     let stack_top = size - STACK_GAP;
     let stack_bottom = stack_top - config.stack_size;
-    mem.map_fixed(stack_bottom, config.stack_size, PERM_READ | PERM_WRITE)
-        .map_err(map_err)?;
-    mem.set_mmap_area(memory::page_round_up(high).unwrap_or(high) + PAGE_SIZE, stack_bottom - STACK_GUARD);
+    mem.map_fixed(stack_bottom, config.stack_size, PERM_READ | PERM_WRITE).map_err(map_err)?;
+    mem.set_mmap_area(
+        memory::page_round_up(high).unwrap_or(high) + PAGE_SIZE,
+        stack_bottom - STACK_GUARD,
+    );
 
     let mut process = Process::new(mem, program.clone(), config.clone(), pid);
     let sp = build_stack(&mut process, stack_top, bias)?;
@@ -161,13 +167,9 @@ const AT_EXECFN: u64 = 31;
 /// Writes argv, envp, auxv and strings below `top`; returns the initial stack pointer.
 fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
     let config = p.config.clone();
-    let strings: usize = config
-        .args
-        .iter()
-        .chain(config.env.iter())
-        .map(|s| s.len() + 1)
-        .sum::<usize>()
-        + config.args.first().map_or(1, |a| a.len() + 1);
+    let strings: usize =
+        config.args.iter().chain(config.env.iter()).map(|s| s.len() + 1).sum::<usize>()
+            + config.args.first().map_or(1, |a| a.len() + 1);
     let pointers = (config.args.len() + config.env.len() + 3) * 8 + 40 * 8;
     if (strings + pointers + 64) as u64 > config.stack_size / 4 {
         return Err(LoadError::ArgsTooLarge(strings + pointers));
@@ -190,7 +192,8 @@ fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
 
     let prog = &p.program;
     // SAFETY: getuid and friends have no preconditions and cannot fail.
-    let (uid, euid, gid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let (uid, euid, gid, egid) =
+        unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
     let auxv: [(u64, u64); 17] = [
         (AT_PHDR, if prog.phdr_vaddr != 0 { prog.phdr_vaddr + bias } else { 0 }),
         (AT_PHENT, prog.phent as u64),

@@ -355,7 +355,13 @@ impl AddressSpace {
     }
 
     /// Borrows `len` guest bytes at `addr` for reading; every page must have `need`.
-    pub fn slice(&self, addr: u64, len: u64, need: u8, kind: AccessKind) -> Result<&[u8], MemFault> {
+    pub fn slice(
+        &self,
+        addr: u64,
+        len: u64,
+        need: u8,
+        kind: AccessKind,
+    ) -> Result<&[u8], MemFault> {
         if len == 0 {
             return Ok(&[]);
         }
@@ -371,7 +377,9 @@ impl AddressSpace {
         }
         // SAFETY: the range is inside the reservation and every page is mapped (host RW). The
         // borrow of `self` keeps the mapping alive and unchanged for the slice's lifetime.
-        Ok(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(addr as usize), len as usize) })
+        Ok(unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(addr as usize), len as usize)
+        })
     }
 
     /// Borrows `len` guest bytes at `addr` for writing (write permission on every page; pages
@@ -620,10 +628,7 @@ impl AddressSpace {
             if !self.is_free(old_end, new_end) {
                 return self.brk;
             }
-            if self
-                .map_fixed(old_end, new_end - old_end, PERM_READ | PERM_WRITE)
-                .is_err()
-            {
+            if self.map_fixed(old_end, new_end - old_end, PERM_READ | PERM_WRITE).is_err() {
                 return self.brk;
             }
         } else if new_end < old_end && self.unmap(new_end, old_end - new_end).is_err() {
@@ -635,7 +640,13 @@ impl AddressSpace {
 
     /// Linux `mremap` for anonymous memory: grows or shrinks the mapping at `old`, moving it
     /// when `may_move` and it cannot grow in place. Returns the new address.
-    pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, MapError> {
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+    ) -> Result<u64, MapError> {
         let (start, old_end) = self.page_range(old, old_len)?;
         let new_len = page_round_up(new_len).ok_or(MapError::Invalid)?;
         if new_len == 0 {

@@ -237,7 +237,12 @@ pub struct Process {
 impl Process {
     /// Builds a process around an address space the loader has filled, with standard streams
     /// installed as fds 0..=2.
-    pub fn new(mem: AddressSpace, program: Arc<Program>, config: Arc<ProcessConfig>, pid: i32) -> Self {
+    pub fn new(
+        mem: AddressSpace,
+        program: Arc<Program>,
+        config: Arc<ProcessConfig>,
+        pid: i32,
+    ) -> Self {
         let mut files = FdTable::default();
         let streams = [&config.stdin, &config.stdout, &config.stderr];
         for (fd, stdio) in streams.into_iter().enumerate() {
@@ -250,15 +255,7 @@ impl Process {
             files.insert_at(fd, FileDesc { kind, cloexec: false });
         }
         let random_state = config.random_seed.unwrap_or(0) ^ 0x9e37_79b9_7f4a_7c15;
-        Process {
-            mem,
-            program,
-            files,
-            pid,
-            config,
-            sigactions: vec![[0; 4]; 65],
-            random_state,
-        }
+        Process { mem, program, files, pid, config, sigactions: vec![[0; 4]; 65], random_state }
     }
 
     /// Fills `out` with random bytes: the seeded stream if configured, else the host's.
@@ -289,7 +286,8 @@ impl Process {
                     .unwrap_or(1);
                 self.random_state ^= seed;
                 for b in out[filled..].iter_mut() {
-                    self.random_state = self.random_state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    self.random_state =
+                        self.random_state.wrapping_mul(6364136223846793005).wrapping_add(1);
                     *b = (self.random_state >> 33) as u8;
                 }
                 return;

@@ -69,7 +69,7 @@ impl Executor for Interpreter {
         let c = &self.cache.counters;
         ExecutionStats {
             blocks_compiled: c.misses,
-            cache_hits: c.hits,
+            cache_hits: self.stats.cache_hits + c.hits,
             cache_misses: c.misses,
             invalidations: c.invalidations,
             compile_time: Duration::from_nanos(c.decode_nanos),

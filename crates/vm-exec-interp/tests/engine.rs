@@ -53,7 +53,12 @@ fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
 }
 fn jal(rd: u32, off: i32) -> u32 {
     let o = off as u32;
-    (o >> 20 & 1) << 31 | (o >> 1 & 0x3ff) << 21 | (o >> 11 & 1) << 20 | (o >> 12 & 0xff) << 12 | rd << 7 | 0x6f
+    (o >> 20 & 1) << 31
+        | (o >> 1 & 0x3ff) << 21
+        | (o >> 11 & 1) << 20
+        | (o >> 12 & 0xff) << 12
+        | rd << 7
+        | 0x6f
 }
 const ECALL: u32 = 0x73;
 const FENCE_I: u32 = 0x100f;
@@ -158,24 +163,34 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     let w = vec![lui(A1, 0x10), sw(A0, A1, 0)];
     let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
-    assert!(matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000)));
+    assert!(
+        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000))
+    );
     // An illegal instruction after two good ones: SIGILL at its pc, two retired.
     let w = vec![addi(A0, 0, 1), addi(A0, A0, 1), 0xffff_ffff];
     let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
-    assert!(matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008));
+    assert!(
+        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008)
+    );
     assert_eq!(r.retired, 2);
     assert_eq!(t.cpu.x[A0 as usize], 2);
     // Running past the code into the zero-filled rest of its page: 0x0000 is illegal.
     let w = vec![addi(A0, 0, 1)];
     let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
-    assert!(matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004), "{r:?}");
+    assert!(
+        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
+        "{r:?}"
+    );
     // Jumping to unmapped memory: the fetch faults at the target.
     let w = vec![lui(A1, 0x7000), i(0x67, 0, 0, A1, 0)];
     let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
-    assert!(matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000), "{r:?}");
+    assert!(
+        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
+        "{r:?}"
+    );
     assert_eq!(r.retired, 2);
 }
 
@@ -216,7 +231,10 @@ fn self_modifying(with_fence: bool) -> Vec<u8> {
     }
     w.push(addi(A0, 0, 1));
     w.push(i(0x67, 0, 0, 1, 0)); // jalr x0, 0(ra)
-    write_executable(0x10000, &[SegmentSpec { addr: 0x10000, bytes: &bytes(&w), zero_tail: 0, flags: 7 }])
+    write_executable(
+        0x10000,
+        &[SegmentSpec { addr: 0x10000, bytes: &bytes(&w), zero_tail: 0, flags: 7 }],
+    )
 }
 
 #[test]

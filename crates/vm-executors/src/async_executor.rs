@@ -115,7 +115,13 @@ impl GuestRunner {
     /// Loads `program` as a new process (pid 1000 + whatever; the guest sees pid `pid`).
     pub fn load(&mut self, program: Arc<Program>, config: ProcessConfig) -> Result<(), Error> {
         let (process, thread) = loader::load(program, Arc::new(config), 1000)?;
-        self.guest = Some(LoadedGuest { process, thread, exit: None, instructions: 0, run_time: Duration::ZERO });
+        self.guest = Some(LoadedGuest {
+            process,
+            thread,
+            exit: None,
+            instructions: 0,
+            run_time: Duration::ZERO,
+        });
         Ok(())
     }
 
@@ -133,7 +139,9 @@ impl GuestRunner {
         guest.exit = match r.stop {
             StopReason::FuelExhausted => None,
             // With one thread, its exit ends the process.
-            StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => Some(GuestExit::Exited(code)),
+            StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => {
+                Some(GuestExit::Exited(code))
+            }
             StopReason::Signal(s) => Some(GuestExit::Signaled(s)),
         };
         Ok(guest.exit.clone())
@@ -141,7 +149,11 @@ impl GuestRunner {
 
     /// Runs up to `steps` steps of `fuel_per_step` instructions; stops early when the guest
     /// ends. Returns the exit if it ended.
-    pub fn execute_batch(&mut self, steps: usize, fuel_per_step: u64) -> Result<Option<GuestExit>, Error> {
+    pub fn execute_batch(
+        &mut self,
+        steps: usize,
+        fuel_per_step: u64,
+    ) -> Result<Option<GuestExit>, Error> {
         for _ in 0..steps {
             if let Some(exit) = self.execute_block(fuel_per_step)? {
                 return Ok(Some(exit));
@@ -187,8 +199,15 @@ pub struct AsyncExecutionContext {
     engine: ExecutorType,
 }
 
+/// The result once the guest finished, and the waker of whoever awaits it.
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<ExecutionResult, Error>>,
+    waker: Option<Waker>,
+}
+
 struct Shared {
-    state: Mutex<(Option<Result<ExecutionResult, Error>>, Option<Waker>)>,
+    state: Mutex<Slot>,
     done: Condvar,
 }
 
@@ -210,22 +229,22 @@ impl AsyncExecutionContext {
 
     /// Starts `program` with `config` on a new thread.
     pub fn spawn(&self, program: Arc<Program>, config: ProcessConfig) -> ExecutionHandle {
-        let shared = Arc::new(Shared { state: Mutex::new((None, None)), done: Condvar::new() });
+        let shared = Arc::new(Shared { state: Mutex::new(Slot::default()), done: Condvar::new() });
         let theirs = shared.clone();
         let engine = self.engine;
         let body = move || {
             let mut runner = GuestRunner::with_engine(engine);
             let result = runner.load(program, config).and_then(|_| runner.run_to_completion());
             let mut g = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-            g.0 = Some(result);
-            if let Some(w) = g.1.take() {
+            g.result = Some(result);
+            if let Some(w) = g.waker.take() {
                 w.wake();
             }
             theirs.done.notify_all();
         };
         if let Err(e) = std::thread::Builder::new().name("vmx-guest".into()).spawn(body) {
             let mut g = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            g.0 = Some(Err(Error::Load(vm_exec_core::loader::LoadError::Host(e))));
+            g.result = Some(Err(Error::Load(vm_exec_core::loader::LoadError::Host(e))));
         }
         ExecutionHandle { shared }
     }
@@ -236,7 +255,7 @@ impl ExecutionHandle {
     pub fn wait(self) -> Result<ExecutionResult, Error> {
         let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(r) = g.0.take() {
+            if let Some(r) = g.result.take() {
                 return r;
             }
             g = self.shared.done.wait(g).unwrap_or_else(|e| e.into_inner());
@@ -248,13 +267,12 @@ impl Future for ExecutionHandle {
     type Output = Result<ExecutionResult, Error>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        match g.0.take() {
+        match g.result.take() {
             Some(r) => Poll::Ready(r),
             None => {
-                g.1 = Some(cx.waker().clone());
+                g.waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
     }
 }
-

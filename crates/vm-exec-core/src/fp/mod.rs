@@ -32,7 +32,14 @@
 //!   exceptions masked, flags clear, no flush-to-zero), executes the single instruction, stores
 //!   MXCSR to read the flags back, and restores MXCSR to its default `0x1F80` before the block
 //!   ends. Ordinary Rust code, which LLVM compiles assuming the default environment, therefore
-//!   never runs under a guest rounding mode, and **MXCSR is `0x1F80` after every operation**.
+//!   never runs under a guest rounding mode, and **MXCSR is `0x1F80` after every operation**
+//!   (the RNE fast paths below never write MXCSR at all; like any Rust floating-point code they
+//!   may leave sticky status bits set, which nothing reads).
+//! - **RNE fast paths.** Reloading MXCSR costs far more than the arithmetic, so in RNE (the mode
+//!   of nearly all guest code) add, sub, mul, div, sqrt, the FMAs and f64→f32 first try a path
+//!   that computes the result with ordinary Rust arithmetic in the default environment and
+//!   derives the flags from an exact exactness test (see `fast.rs`); it declines, falling back
+//!   to the MXCSR path, whenever anything but NX could arise.
 //! - **RMM** (round to nearest, ties to max magnitude) has no x86 encoding. Such an operation
 //!   runs on the host in RNE, whose flags are exactly RMM's (the two modes differ only on exact
 //!   ties, which are inexact in both and never straddle the overflow or tininess thresholds
@@ -227,12 +234,14 @@ fn soft_finish((r, ff): (u64, u8), flags: &mut u8) -> u64 {
     r
 }
 
+#[cfg(target_arch = "x86_64")]
 #[cold]
 #[inline(never)]
 fn rmm_arith_f64(op: Arith, a: u64, b: u64) -> u64 {
     soft::arith::<Double>(op, a, b, RoundingMode::Rmm).0
 }
 
+#[cfg(target_arch = "x86_64")]
 #[cold]
 #[inline(never)]
 fn rmm_arith_f32(op: Arith, a: u64, b: u64) -> u64 {
@@ -374,13 +383,27 @@ fn fma_finish(
 
 #[cold]
 #[inline(never)]
-fn soft_fma_f64(a: u64, b: u64, c: u64, neg_prod: bool, neg_add: bool, rm: RoundingMode) -> (u64, u8) {
+fn soft_fma_f64(
+    a: u64,
+    b: u64,
+    c: u64,
+    neg_prod: bool,
+    neg_add: bool,
+    rm: RoundingMode,
+) -> (u64, u8) {
     soft::fma::<Double>(a, b, c, neg_prod, neg_add, rm)
 }
 
 #[cold]
 #[inline(never)]
-fn soft_fma_f32(a: u64, b: u64, c: u64, neg_prod: bool, neg_add: bool, rm: RoundingMode) -> (u64, u8) {
+fn soft_fma_f32(
+    a: u64,
+    b: u64,
+    c: u64,
+    neg_prod: bool,
+    neg_add: bool,
+    rm: RoundingMode,
+) -> (u64, u8) {
     soft::fma::<Single>(a, b, c, neg_prod, neg_add, rm)
 }
 
@@ -626,8 +649,34 @@ macro_rules! misc_ops {
     };
 }
 
-misc_ops!(u64, F64, "binary64", sgnj_f64, sgnjn_f64, sgnjx_f64, min_f64, max_f64, eq_f64, lt_f64, le_f64, classify_f64);
-misc_ops!(u32, F32, "binary32", sgnj_f32, sgnjn_f32, sgnjx_f32, min_f32, max_f32, eq_f32, lt_f32, le_f32, classify_f32);
+misc_ops!(
+    u64,
+    F64,
+    "binary64",
+    sgnj_f64,
+    sgnjn_f64,
+    sgnjx_f64,
+    min_f64,
+    max_f64,
+    eq_f64,
+    lt_f64,
+    le_f64,
+    classify_f64
+);
+misc_ops!(
+    u32,
+    F32,
+    "binary32",
+    sgnj_f32,
+    sgnjn_f32,
+    sgnjx_f32,
+    min_f32,
+    max_f32,
+    eq_f32,
+    lt_f32,
+    le_f32,
+    classify_f32
+);
 
 // ---------------------------------------------------------------------------------------------
 // Conversions
@@ -690,7 +739,8 @@ fn f64_to_int(a: u64, rm: RoundingMode, flags: &mut u8, signed: bool, width: u32
             ((x >> 64) as u64, x as u64)
         }
     };
-    let (int, carry) = int.overflowing_add(u64::from(round_up(rm, neg, int & 1 != 0, rem, 1 << 63)));
+    let (int, carry) =
+        int.overflowing_add(u64::from(round_up(rm, neg, int & 1 != 0, rem, 1 << 63)));
     if carry {
         return saturate(flags);
     }
@@ -850,6 +900,7 @@ pub fn u64_to_f32(v: u64, rm: RoundingMode, flags: &mut u8) -> u32 {
     int_to_float(F32, false, v, rm, flags) as u32
 }
 
+#[cfg(target_arch = "x86_64")]
 #[cold]
 #[inline(never)]
 fn rmm_f64_to_f32(a: u64) -> u64 {

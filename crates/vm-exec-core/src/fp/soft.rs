@@ -29,7 +29,7 @@
 use rustc_apfloat::ieee::{Double, Quad, Single};
 use rustc_apfloat::{ExpInt, Float, FloatConvert, Round, Status, StatusAnd};
 
-use super::{Fmt, RoundingMode, FFLAG_DZ, FFLAG_NV, FFLAG_NX, FFLAG_OF, FFLAG_UF, F32, F64};
+use super::{Fmt, RoundingMode, F32, F64, FFLAG_DZ, FFLAG_NV, FFLAG_NX, FFLAG_OF, FFLAG_UF};
 
 /// An apfloat format together with its bit layout.
 pub(super) trait SoftFloat: Float + FloatConvert<Self::Wide> {
@@ -127,7 +127,10 @@ fn fix_tininess<F: SoftFloat>(mut r: StatusAnd<F>, scaled: impl FnOnce() -> F) -
 
 /// Raises OVERFLOW in the case apfloat omits (see the module docs). `wide_rtz` recomputes the
 /// operation in the wider format, rounding toward zero.
-fn fix_overflow<F: SoftFloat>(mut r: StatusAnd<F>, wide_rtz: impl FnOnce() -> F::Wide) -> StatusAnd<F> {
+fn fix_overflow<F: SoftFloat>(
+    mut r: StatusAnd<F>,
+    wide_rtz: impl FnOnce() -> F::Wide,
+) -> StatusAnd<F> {
     let f = F::FMT;
     let largest = f.exp_mask() - 1;
     if r.status.contains(Status::INEXACT)

@@ -81,7 +81,10 @@ fn per_mode<T: PartialEq + core::fmt::Debug + Copy>(
 
 /// Asserts the same `(result, flags)` in every mode.
 #[track_caller]
-fn all_modes<T: PartialEq + core::fmt::Debug + Copy>(op: impl Fn(RoundingMode, &mut u8) -> T, exp: (T, u8)) {
+fn all_modes<T: PartialEq + core::fmt::Debug + Copy>(
+    op: impl Fn(RoundingMode, &mut u8) -> T,
+    exp: (T, u8),
+) {
     per_mode(op, [exp; 5]);
 }
 
@@ -133,7 +136,8 @@ fn fp_mxcsr_restored_after_every_op() {
         assert_eq!(host::read_mxcsr(), 0x1F80);
         let _ = black_box(sqrt_f64(black_box(d(-1.0)), rm, &mut f));
         assert_eq!(host::read_mxcsr(), 0x1F80);
-        let _ = black_box(fmadd_f64(black_box(MIN_SUB), black_box(d(0.5)), black_box(P0), rm, &mut f));
+        let _ =
+            black_box(fmadd_f64(black_box(MIN_SUB), black_box(d(0.5)), black_box(P0), rm, &mut f));
         assert_eq!(host::read_mxcsr(), 0x1F80);
         let _ = black_box(fnmadd_f32(black_box(MAXS), black_box(MAXS), black_box(P0S), rm, &mut f));
         assert_eq!(host::read_mxcsr(), 0x1F80);
@@ -223,7 +227,13 @@ fn fp_underflow_per_mode() {
     );
     per_mode(
         |rm, f| mul_f64(MIN_SUB, d(-0.5), rm, f),
-        [(N0, UF | NX), (N0, UF | NX), (N0 | MIN_SUB, UF | NX), (N0, UF | NX), (N0 | MIN_SUB, UF | NX)],
+        [
+            (N0, UF | NX),
+            (N0, UF | NX),
+            (N0 | MIN_SUB, UF | NX),
+            (N0, UF | NX),
+            (N0 | MIN_SUB, UF | NX),
+        ],
     );
     per_mode(
         |rm, f| mul_f64(MIN_SUB, d(0.75), rm, f),
@@ -262,7 +272,13 @@ fn fp_underflow_per_mode() {
     // not tiny there, so no UF.
     per_mode(
         |rm, f| fmadd_f64(MIN_SUB, d(-0.125), MIN_NORMAL, rm, f),
-        [(MIN_NORMAL, NX), (MAX_SUB, UF | NX), (MAX_SUB, UF | NX), (MIN_NORMAL, NX), (MIN_NORMAL, NX)],
+        [
+            (MIN_NORMAL, NX),
+            (MAX_SUB, UF | NX),
+            (MAX_SUB, UF | NX),
+            (MIN_NORMAL, NX),
+            (MIN_NORMAL, NX),
+        ],
     );
     // Same for binary32.
     per_mode(
@@ -281,7 +297,13 @@ fn fp_underflow_per_mode() {
     );
     per_mode(
         |rm, f| fmadd_f32(MIN_SUBS, s(-0.125), MIN_NORMALS, rm, f),
-        [(MIN_NORMALS, NX), (MAX_SUBS, UF | NX), (MAX_SUBS, UF | NX), (MIN_NORMALS, NX), (MIN_NORMALS, NX)],
+        [
+            (MIN_NORMALS, NX),
+            (MAX_SUBS, UF | NX),
+            (MAX_SUBS, UF | NX),
+            (MIN_NORMALS, NX),
+            (MIN_NORMALS, NX),
+        ],
     );
     all_modes(|rm, f| div_f32(MIN_NORMALS, s(8.0), rm, f), (0x0010_0000, 0));
 }
@@ -306,13 +328,25 @@ fn fp_div_special_cases() {
     );
     per_mode(
         |rm, f| div_f64(d(-1.0), d(3.0), rm, f),
-        [(N0 | third, NX), (N0 | third, NX), (N0 | (third + 1), NX), (N0 | third, NX), (N0 | third, NX)],
+        [
+            (N0 | third, NX),
+            (N0 | third, NX),
+            (N0 | (third + 1), NX),
+            (N0 | third, NX),
+            (N0 | third, NX),
+        ],
     );
     all_modes(|rm, f| div_f32(ONES, P0S, rm, f), (INFS, DZ));
     all_modes(|rm, f| div_f32(P0S, N0S, rm, f), (QNANS, NV));
     per_mode(
         |rm, f| div_f32(ONES, s(3.0), rm, f),
-        [(0x3eaa_aaab, NX), (0x3eaa_aaaa, NX), (0x3eaa_aaaa, NX), (0x3eaa_aaab, NX), (0x3eaa_aaab, NX)],
+        [
+            (0x3eaa_aaab, NX),
+            (0x3eaa_aaaa, NX),
+            (0x3eaa_aaaa, NX),
+            (0x3eaa_aaab, NX),
+            (0x3eaa_aaab, NX),
+        ],
     );
 }
 
@@ -354,7 +388,13 @@ fn fp_rmm_ties() {
     );
     per_mode(
         |rm, f| sub_f64(d(-1.0), tiny, rm, f),
-        [(N0 | ONE, NX), (N0 | ONE, NX), (N0 | (ONE + 1), NX), (N0 | ONE, NX), (N0 | (ONE + 1), NX)],
+        [
+            (N0 | ONE, NX),
+            (N0 | ONE, NX),
+            (N0 | (ONE + 1), NX),
+            (N0 | ONE, NX),
+            (N0 | (ONE + 1), NX),
+        ],
     );
     // From an odd significand both nearest modes go up.
     per_mode(
@@ -384,7 +424,13 @@ fn fp_rmm_ties() {
     );
     per_mode(
         |rm, f| div_f64(5, d(-2.0), rm, f),
-        [(N0 | 2, UF | NX), (N0 | 2, UF | NX), (N0 | 3, UF | NX), (N0 | 2, UF | NX), (N0 | 3, UF | NX)],
+        [
+            (N0 | 2, UF | NX),
+            (N0 | 2, UF | NX),
+            (N0 | 3, UF | NX),
+            (N0 | 2, UF | NX),
+            (N0 | 3, UF | NX),
+        ],
     );
     per_mode(
         |rm, f| fmadd_f64(ONE, ONE, tiny, rm, f),
@@ -392,7 +438,13 @@ fn fp_rmm_ties() {
     );
     per_mode(
         |rm, f| fnmadd_f64(ONE, ONE, tiny, rm, f),
-        [(N0 | ONE, NX), (N0 | ONE, NX), (N0 | (ONE + 1), NX), (N0 | ONE, NX), (N0 | (ONE + 1), NX)],
+        [
+            (N0 | ONE, NX),
+            (N0 | ONE, NX),
+            (N0 | (ONE + 1), NX),
+            (N0 | ONE, NX),
+            (N0 | (ONE + 1), NX),
+        ],
     );
     let tiny_s = s(2f32.powi(-24));
     per_mode(
@@ -415,7 +467,10 @@ fn fp_rmm_ties() {
 fn fp_sqrt() {
     all_modes(|rm, f| sqrt_f64(d(4.0), rm, f), (d(2.0), 0));
     let r2 = 0x3ff6_a09e_667f_3bcd; // sqrt(2) rounded up
-    per_mode(|rm, f| sqrt_f64(d(2.0), rm, f), [(r2, NX), (r2 - 1, NX), (r2 - 1, NX), (r2, NX), (r2, NX)]);
+    per_mode(
+        |rm, f| sqrt_f64(d(2.0), rm, f),
+        [(r2, NX), (r2 - 1, NX), (r2 - 1, NX), (r2, NX), (r2, NX)],
+    );
     all_modes(|rm, f| sqrt_f64(d(-1.0), rm, f), (QNAN, NV));
     all_modes(|rm, f| sqrt_f64(N0, rm, f), (N0, 0));
     all_modes(|rm, f| sqrt_f64(P0, rm, f), (P0, 0));
@@ -426,7 +481,10 @@ fn fp_sqrt() {
     all_modes(|rm, f| sqrt_f64(NEG_QNAN, rm, f), (QNAN, 0));
     all_modes(|rm, f| sqrt_f64(MIN_SUB, rm, f), (pow2(-537), 0));
     let r2s = 0x3fb5_04f3; // sqrt(2) rounded down
-    per_mode(|rm, f| sqrt_f32(s(2.0), rm, f), [(r2s, NX), (r2s, NX), (r2s, NX), (r2s + 1, NX), (r2s, NX)]);
+    per_mode(
+        |rm, f| sqrt_f32(s(2.0), rm, f),
+        [(r2s, NX), (r2s, NX), (r2s, NX), (r2s + 1, NX), (r2s, NX)],
+    );
     all_modes(|rm, f| sqrt_f32(s(-4.0), rm, f), (QNANS, NV));
     all_modes(|rm, f| sqrt_f32(N0S, rm, f), (N0S, 0));
     all_modes(|rm, f| sqrt_f32(SNANS, rm, f), (QNANS, NV));
@@ -470,12 +528,21 @@ fn fp_fma_zero_signs() {
     per_mode(|rm, f| fmadd_f64(P0, five, N0, rm, f), [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)]);
     all_modes(|rm, f| fmadd_f64(N0, five, N0, rm, f), (N0, 0));
     all_modes(|rm, f| fnmadd_f64(P0, five, P0, rm, f), (N0, 0));
-    per_mode(|rm, f| fnmsub_f64(P0, five, P0, rm, f), [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)]);
+    per_mode(
+        |rm, f| fnmsub_f64(P0, five, P0, rm, f),
+        [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)],
+    );
     per_mode(|rm, f| fmsub_f64(P0, five, P0, rm, f), [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)]);
     all_modes(|rm, f| fmsub_f64(N0, five, P0, rm, f), (N0, 0));
     // Exact cancellation of non-zero terms.
-    per_mode(|rm, f| fmsub_f64(d(2.0), d(3.0), d(6.0), rm, f), [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)]);
-    per_mode(|rm, f| fnmadd_f32(s(2.0), s(3.0), s(-6.0), rm, f), [(P0S, 0), (P0S, 0), (N0S, 0), (P0S, 0), (P0S, 0)]);
+    per_mode(
+        |rm, f| fmsub_f64(d(2.0), d(3.0), d(6.0), rm, f),
+        [(P0, 0), (P0, 0), (N0, 0), (P0, 0), (P0, 0)],
+    );
+    per_mode(
+        |rm, f| fnmadd_f32(s(2.0), s(3.0), s(-6.0), rm, f),
+        [(P0S, 0), (P0S, 0), (N0S, 0), (P0S, 0), (P0S, 0)],
+    );
 }
 
 #[test]
@@ -723,17 +790,17 @@ fn fp_to_int_ranges() {
     all_modes(|rm, f| f64_to_u32(d(4294967296.0), rm, f), (U32_MAX_SEXT, NV));
     all_modes(|rm, f| f64_to_u32(d(-1.0), rm, f), (0, NV));
     all_modes(|rm, f| f64_to_u32(d(7.0), rm, f), (7, 0));
-    per_mode(
-        |rm, f| f64_to_u32(d(-0.5), rm, f),
-        [(0, NX), (0, NX), (0, NV), (0, NX), (0, NV)],
-    );
-    per_mode(
-        |rm, f| f64_to_u32(d(-0.25), rm, f),
-        [(0, NX), (0, NX), (0, NV), (0, NX), (0, NX)],
-    );
+    per_mode(|rm, f| f64_to_u32(d(-0.5), rm, f), [(0, NX), (0, NX), (0, NV), (0, NX), (0, NV)]);
+    per_mode(|rm, f| f64_to_u32(d(-0.25), rm, f), [(0, NX), (0, NX), (0, NV), (0, NX), (0, NX)]);
     per_mode(
         |rm, f| f64_to_u32(d(4294967295.5), rm, f),
-        [(U32_MAX_SEXT, NV), (U32_MAX_SEXT, NX), (U32_MAX_SEXT, NX), (U32_MAX_SEXT, NV), (U32_MAX_SEXT, NV)],
+        [
+            (U32_MAX_SEXT, NV),
+            (U32_MAX_SEXT, NX),
+            (U32_MAX_SEXT, NX),
+            (U32_MAX_SEXT, NV),
+            (U32_MAX_SEXT, NV),
+        ],
     );
     // fcvt.l.d
     all_modes(|rm, f| f64_to_i64(d(9223372036854775808.0), rm, f), (I64_MAX, NV));
@@ -752,7 +819,10 @@ fn fp_to_int_ranges() {
         |rm, f| f64_to_i64(N0 | MIN_SUB, rm, f),
         [(0, NX), (0, NX), (u64::MAX, NX), (0, NX), (0, NX)],
     );
-    per_mode(|rm, f| f64_to_u64(N0 | MIN_SUB, rm, f), [(0, NX), (0, NX), (0, NV), (0, NX), (0, NX)]);
+    per_mode(
+        |rm, f| f64_to_u64(N0 | MIN_SUB, rm, f),
+        [(0, NX), (0, NX), (0, NV), (0, NX), (0, NX)],
+    );
     per_mode(|rm, f| f64_to_u64(d(1e-300), rm, f), [(0, NX), (0, NX), (0, NX), (1, NX), (0, NX)]);
     // binary32 sources.
     all_modes(|rm, f| f32_to_i32(s(2147483648.0), rm, f), (I32_MAX, NV));
@@ -795,7 +865,13 @@ fn fp_to_int_rounding() {
     // Half-integers right at 2^52.
     per_mode(
         |rm, f| f64_to_i64(d(4503599627370495.5), rm, f),
-        [(4503599627370496, NX), (4503599627370495, NX), (4503599627370495, NX), (4503599627370496, NX), (4503599627370496, NX)],
+        [
+            (4503599627370496, NX),
+            (4503599627370495, NX),
+            (4503599627370495, NX),
+            (4503599627370496, NX),
+            (4503599627370496, NX),
+        ],
     );
 }
 
@@ -810,7 +886,13 @@ fn fp_int_to_float() {
     );
     per_mode(
         |rm, f| i64_to_f64(-(p53 + 1), rm, f),
-        [(N0 | two53, NX), (N0 | two53, NX), (N0 | two53p2, NX), (N0 | two53, NX), (N0 | two53p2, NX)],
+        [
+            (N0 | two53, NX),
+            (N0 | two53, NX),
+            (N0 | two53p2, NX),
+            (N0 | two53, NX),
+            (N0 | two53p2, NX),
+        ],
     );
     per_mode(
         |rm, f| u64_to_f64((p53 + 1) as u64, rm, f),
@@ -834,7 +916,13 @@ fn fp_int_to_float() {
     );
     per_mode(
         |rm, f| i64_to_f64(i64::MAX, rm, f),
-        [(d(9223372036854775808.0), NX), (0x43df_ffff_ffff_ffff, NX), (0x43df_ffff_ffff_ffff, NX), (d(9223372036854775808.0), NX), (d(9223372036854775808.0), NX)],
+        [
+            (d(9223372036854775808.0), NX),
+            (0x43df_ffff_ffff_ffff, NX),
+            (0x43df_ffff_ffff_ffff, NX),
+            (d(9223372036854775808.0), NX),
+            (d(9223372036854775808.0), NX),
+        ],
     );
     assert_eq!(i32_to_f64(i32::MIN), d(-2147483648.0));
     assert_eq!(i32_to_f64(-5), d(-5.0));
@@ -849,22 +937,46 @@ fn fp_int_to_float() {
     );
     per_mode(
         |rm, f| i32_to_f32(-(p24 + 1), rm, f),
-        [(N0S | two24, NX), (N0S | two24, NX), (N0S | two24p2, NX), (N0S | two24, NX), (N0S | two24p2, NX)],
+        [
+            (N0S | two24, NX),
+            (N0S | two24, NX),
+            (N0S | two24p2, NX),
+            (N0S | two24, NX),
+            (N0S | two24p2, NX),
+        ],
     );
     all_modes(|rm, f| i32_to_f32(i32::MIN, rm, f), (s(-2147483648.0), 0));
     all_modes(|rm, f| i32_to_f32(p24, rm, f), (two24, 0));
     all_modes(|rm, f| i32_to_f32(0, rm, f), (P0S, 0));
     per_mode(
         |rm, f| u32_to_f32(u32::MAX, rm, f),
-        [(s(4294967296.0), NX), (0x4f7f_ffff, NX), (0x4f7f_ffff, NX), (s(4294967296.0), NX), (s(4294967296.0), NX)],
+        [
+            (s(4294967296.0), NX),
+            (0x4f7f_ffff, NX),
+            (0x4f7f_ffff, NX),
+            (s(4294967296.0), NX),
+            (s(4294967296.0), NX),
+        ],
     );
     per_mode(
         |rm, f| i64_to_f32(p53 + 1, rm, f),
-        [(s(9007199254740992.0), NX), (s(9007199254740992.0), NX), (s(9007199254740992.0), NX), (0x5a00_0001, NX), (s(9007199254740992.0), NX)],
+        [
+            (s(9007199254740992.0), NX),
+            (s(9007199254740992.0), NX),
+            (s(9007199254740992.0), NX),
+            (0x5a00_0001, NX),
+            (s(9007199254740992.0), NX),
+        ],
     );
     per_mode(
         |rm, f| u64_to_f32(u64::MAX, rm, f),
-        [(s(18446744073709551616.0), NX), (0x5f7f_ffff, NX), (0x5f7f_ffff, NX), (s(18446744073709551616.0), NX), (s(18446744073709551616.0), NX)],
+        [
+            (s(18446744073709551616.0), NX),
+            (0x5f7f_ffff, NX),
+            (0x5f7f_ffff, NX),
+            (s(18446744073709551616.0), NX),
+            (s(18446744073709551616.0), NX),
+        ],
     );
     all_modes(|rm, f| u64_to_f32(1 << 63, rm, f), (s(9223372036854775808.0), 0));
 }
@@ -874,15 +986,30 @@ fn fp_f64_to_f32() {
     let third = 0x3fd5_5555_5555_5555;
     per_mode(
         |rm, f| f64_to_f32(third, rm, f),
-        [(0x3eaa_aaab, NX), (0x3eaa_aaaa, NX), (0x3eaa_aaaa, NX), (0x3eaa_aaab, NX), (0x3eaa_aaab, NX)],
+        [
+            (0x3eaa_aaab, NX),
+            (0x3eaa_aaaa, NX),
+            (0x3eaa_aaaa, NX),
+            (0x3eaa_aaab, NX),
+            (0x3eaa_aaab, NX),
+        ],
     );
     per_mode(
         |rm, f| f64_to_f32(N0 | third, rm, f),
-        [(0xbeaa_aaab, NX), (0xbeaa_aaaa, NX), (0xbeaa_aaab, NX), (0xbeaa_aaaa, NX), (0xbeaa_aaab, NX)],
+        [
+            (0xbeaa_aaab, NX),
+            (0xbeaa_aaaa, NX),
+            (0xbeaa_aaab, NX),
+            (0xbeaa_aaaa, NX),
+            (0xbeaa_aaab, NX),
+        ],
     );
     // 1 + 2^-24: a tie.
     let tie = d(1.0 + 2f64.powi(-24));
-    per_mode(|rm, f| f64_to_f32(tie, rm, f), [(ONES, NX), (ONES, NX), (ONES, NX), (ONES + 1, NX), (ONES + 1, NX)]);
+    per_mode(
+        |rm, f| f64_to_f32(tie, rm, f),
+        [(ONES, NX), (ONES, NX), (ONES, NX), (ONES + 1, NX), (ONES + 1, NX)],
+    );
     let tie_odd = d(1.0 + 3.0 * 2f64.powi(-24));
     per_mode(
         |rm, f| f64_to_f32(tie_odd, rm, f),
@@ -895,7 +1022,13 @@ fn fp_f64_to_f32() {
     );
     per_mode(
         |rm, f| f64_to_f32(d(-1e39), rm, f),
-        [(NINFS, OF | NX), (MAXS | N0S, OF | NX), (NINFS, OF | NX), (MAXS | N0S, OF | NX), (NINFS, OF | NX)],
+        [
+            (NINFS, OF | NX),
+            (MAXS | N0S, OF | NX),
+            (NINFS, OF | NX),
+            (MAXS | N0S, OF | NX),
+            (NINFS, OF | NX),
+        ],
     );
     all_modes(|rm, f| f64_to_f32(d(f64::from(f32::MAX)), rm, f), (MAXS, 0));
     // Underflow.
@@ -924,7 +1057,13 @@ fn fp_f64_to_f32() {
     let just_below = d(2f64.powi(-126) - 2f64.powi(-152));
     per_mode(
         |rm, f| f64_to_f32(just_below, rm, f),
-        [(MIN_NORMALS, NX), (MAX_SUBS, UF | NX), (MAX_SUBS, UF | NX), (MIN_NORMALS, NX), (MIN_NORMALS, NX)],
+        [
+            (MIN_NORMALS, NX),
+            (MAX_SUBS, UF | NX),
+            (MAX_SUBS, UF | NX),
+            (MIN_NORMALS, NX),
+            (MIN_NORMALS, NX),
+        ],
     );
     // Specials.
     all_modes(|rm, f| f64_to_f32(SNAN, rm, f), (QNANS, NV));
@@ -940,7 +1079,10 @@ fn fp_f64_to_f32() {
 fn fp_f32_to_f64() {
     assert_eq!(run(|f| f32_to_f64(s(0.1), f)), (d(0.1f32 as f64), 0));
     assert_eq!(run(|f| f32_to_f64(MIN_SUBS, f)), (d(2f64.powi(-149)), 0));
-    assert_eq!(run(|f| f32_to_f64(N0S | MAX_SUBS, f)), (d(-(2f64.powi(-126) - 2f64.powi(-149))), 0));
+    assert_eq!(
+        run(|f| f32_to_f64(N0S | MAX_SUBS, f)),
+        (d(-(2f64.powi(-126) - 2f64.powi(-149))), 0)
+    );
     assert_eq!(run(|f| f32_to_f64(N0S, f)), (N0, 0));
     assert_eq!(run(|f| f32_to_f64(NINFS, f)), (NINF, 0));
     assert_eq!(run(|f| f32_to_f64(MAXS, f)), (d(f64::from(f32::MAX)), 0));
@@ -1043,7 +1185,8 @@ fn partner(rng: &mut Rng, f: Fmt, a: u64) -> u64 {
         _ => operand(rng, f),
     };
     let delta = rng.below(3);
-    (if rng.next() & 1 != 0 { b.wrapping_add(delta) } else { b.wrapping_sub(delta) }) & (f.sign() | (f.sign() - 1))
+    (if rng.next() & 1 != 0 { b.wrapping_add(delta) } else { b.wrapping_sub(delta) })
+        & (f.sign() | (f.sign() - 1))
 }
 
 #[track_caller]
@@ -1055,9 +1198,12 @@ fn check(what: &str, rm: RoundingMode, ops: &[u64], got: (u64, u8), want: (u64, 
     );
 }
 
+type Arith64 = fn(u64, u64, RoundingMode, &mut u8) -> u64;
+type Arith32 = fn(u32, u32, RoundingMode, &mut u8) -> u32;
+
 fn cross_check_arith_f64(iters: usize, seed: u64) {
     let mut rng = Rng(seed);
-    let ops: [(Arith, fn(u64, u64, RoundingMode, &mut u8) -> u64); 4] = [
+    let ops: [(Arith, Arith64); 4] = [
         (Arith::Add, add_f64),
         (Arith::Sub, sub_f64),
         (Arith::Mul, mul_f64),
@@ -1077,7 +1223,7 @@ fn cross_check_arith_f64(iters: usize, seed: u64) {
 
 fn cross_check_arith_f32(iters: usize, seed: u64) {
     let mut rng = Rng(seed);
-    let ops: [(Arith, fn(u32, u32, RoundingMode, &mut u8) -> u32); 4] = [
+    let ops: [(Arith, Arith32); 4] = [
         (Arith::Add, add_f32),
         (Arith::Sub, sub_f32),
         (Arith::Mul, mul_f32),
@@ -1190,10 +1336,18 @@ fn ref_to_int<F: Float>(x: F, rm: RoundingMode, signed: bool, width: u32) -> (u6
 
 fn cross_check_int_conversions(iters: usize, seed: u64) {
     let mut rng = Rng(seed);
-    let to64: [(ToInt64, bool, u32); 4] =
-        [(f64_to_i32, true, 32), (f64_to_u32, false, 32), (f64_to_i64, true, 64), (f64_to_u64, false, 64)];
-    let to32: [(ToInt32, bool, u32); 4] =
-        [(f32_to_i32, true, 32), (f32_to_u32, false, 32), (f32_to_i64, true, 64), (f32_to_u64, false, 64)];
+    let to64: [(ToInt64, bool, u32); 4] = [
+        (f64_to_i32, true, 32),
+        (f64_to_u32, false, 32),
+        (f64_to_i64, true, 64),
+        (f64_to_u64, false, 64),
+    ];
+    let to32: [(ToInt32, bool, u32); 4] = [
+        (f32_to_i32, true, 32),
+        (f32_to_u32, false, 32),
+        (f32_to_i64, true, 64),
+        (f32_to_u64, false, 64),
+    ];
     for _ in 0..iters {
         // Floats around the integer ranges, and anywhere.
         let a = match rng.below(3) {
@@ -1221,7 +1375,13 @@ fn cross_check_int_conversions(iters: usize, seed: u64) {
             }
             for (op, signed, width) in to32 {
                 let want = ref_to_int(Single::from_bits(x.into()), rm, signed, width);
-                check(&format!("fcvt.{signed}{width}.s"), rm, &[x], run(|f| op(x as u32, rm, f)), want);
+                check(
+                    &format!("fcvt.{signed}{width}.s"),
+                    rm,
+                    &[x],
+                    run(|f| op(x as u32, rm, f)),
+                    want,
+                );
             }
             let want = |v: i128, double: bool| -> (u64, u8) {
                 let (bits, st) = if double {
@@ -1258,9 +1418,16 @@ fn cross_check_misc(iters: usize, seed: u64) {
         let snan = x.is_signaling() || y.is_signaling();
         let quiet_flags = if snan { NV } else { 0 };
         let ord = x.partial_cmp(&y);
-        assert_eq!(run(|f| eq_f64(a, b, f)), (ord == Some(core::cmp::Ordering::Equal), quiet_flags));
+        assert_eq!(
+            run(|f| eq_f64(a, b, f)),
+            (ord == Some(core::cmp::Ordering::Equal), quiet_flags)
+        );
         let sig = if nan { NV } else { 0 };
-        assert_eq!(run(|f| lt_f64(a, b, f)), (ord == Some(core::cmp::Ordering::Less), sig), "{a:#x} {b:#x}");
+        assert_eq!(
+            run(|f| lt_f64(a, b, f)),
+            (ord == Some(core::cmp::Ordering::Less), sig),
+            "{a:#x} {b:#x}"
+        );
         assert_eq!(
             run(|f| le_f64(a, b, f)),
             (matches!(ord, Some(core::cmp::Ordering::Less | core::cmp::Ordering::Equal)), sig)
@@ -1340,16 +1507,34 @@ fn fp_cross_check_host_rne_path() {
             (Arith::Div, host::div_sd),
         ] {
             let (r, st) = h(x, y, csr);
-            check(&format!("host {op:?}.d"), Rne, &[a, b], fin(F64, r.to_bits(), st), soft::arith::<Double>(op, a, b, Rne));
+            check(
+                &format!("host {op:?}.d"),
+                Rne,
+                &[a, b],
+                fin(F64, r.to_bits(), st),
+                soft::arith::<Double>(op, a, b, Rne),
+            );
         }
         let (r, st) = host::sqrt_sd(x, csr);
         check("host fsqrt.d", Rne, &[a], fin(F64, r.to_bits(), st), soft::sqrt::<Double>(a, Rne));
         let (r, st) = host::cvt_sd2ss(x, csr);
-        check("host fcvt.s.d", Rne, &[a], fin(F32, u64::from(r.to_bits()), st), soft::f64_to_f32(a, Rne));
+        check(
+            "host fcvt.s.d",
+            Rne,
+            &[a],
+            fin(F32, u64::from(r.to_bits()), st),
+            soft::f64_to_f32(a, Rne),
+        );
         if host::has_fma() && !(F64.is_nan(a) || F64.is_nan(b) || F64.is_nan(c)) {
             // SAFETY: FMA3 is available (checked just above).
             let (r, st) = unsafe { host::fmadd_sd(x, y, f64::from_bits(c), csr) };
-            check("host fmadd.d", Rne, &[a, b, c], fin(F64, r.to_bits(), st), soft::fma::<Double>(a, b, c, false, false, Rne));
+            check(
+                "host fmadd.d",
+                Rne,
+                &[a, b, c],
+                fin(F64, r.to_bits(), st),
+                soft::fma::<Double>(a, b, c, false, false, Rne),
+            );
         }
         let (p, q) = (operand(&mut rng, F32), operand(&mut rng, F32));
         let (xs, ys) = (f32::from_bits(p as u32), f32::from_bits(q as u32));
@@ -1360,10 +1545,132 @@ fn fp_cross_check_host_rne_path() {
             (Arith::Div, host::div_ss),
         ] {
             let (r, st) = h(xs, ys, csr);
-            check(&format!("host {op:?}.s"), Rne, &[p, q], fin(F32, u64::from(r.to_bits()), st), soft::arith::<Single>(op, p, q, Rne));
+            check(
+                &format!("host {op:?}.s"),
+                Rne,
+                &[p, q],
+                fin(F32, u64::from(r.to_bits()), st),
+                soft::arith::<Single>(op, p, q, Rne),
+            );
         }
         let (r, st) = host::sqrt_ss(xs, csr);
-        check("host fsqrt.s", Rne, &[p], fin(F32, u64::from(r.to_bits()), st), soft::sqrt::<Single>(p, Rne));
+        check(
+            "host fsqrt.s",
+            Rne,
+            &[p],
+            fin(F32, u64::from(r.to_bits()), st),
+            soft::sqrt::<Single>(p, Rne),
+        );
+    }
+}
+
+/// Operations whose exact results are often representable (short significands), where the
+/// fast paths must report exactly no flags, across the whole exponent range.
+#[test]
+fn fp_cross_check_exact_cases() {
+    let mut rng = Rng(0x1357_9bdf_2468_ace0);
+    // A value with at most `bits` significant bits and exponent near `e`, as binary64 bits.
+    let short = |rng: &mut Rng, bits: u32, e: i32| -> u64 {
+        let m = (rng.next() >> (64 - bits)) | 1;
+        let sign = if rng.next() & 1 != 0 { -1.0 } else { 1.0 };
+        d(sign * m as f64 * 2f64.powi(e.clamp(-1074, 960)))
+    };
+    for _ in 0..20_000 {
+        let e1 = rng.below(2100) as i32 - 1100;
+        let e2 = rng.below(200) as i32 - 100 - e1 / 2;
+        let x = short(&mut rng, 26, e1);
+        let y = short(&mut rng, 26, e2);
+        let mut f = 0;
+        let p = mul_f64(x, y, Rne, &mut f);
+        let ez = e1 + e2 + rng.below(40) as i32 - 20;
+        let z = short(&mut rng, 20, ez);
+        for rm in MODES {
+            check(
+                "fmul.d",
+                rm,
+                &[x, y],
+                run(|f| mul_f64(x, y, rm, f)),
+                soft::arith::<Double>(Arith::Mul, x, y, rm),
+            );
+            check(
+                "fdiv.d",
+                rm,
+                &[p, y],
+                run(|f| div_f64(p, y, rm, f)),
+                soft::arith::<Double>(Arith::Div, p, y, rm),
+            );
+            let sq = mul_f64(x & !N0, x & !N0, Rne, &mut f);
+            check("fsqrt.d", rm, &[sq], run(|f| sqrt_f64(sq, rm, f)), soft::sqrt::<Double>(sq, rm));
+            check(
+                "fmadd.d",
+                rm,
+                &[x, y, z],
+                run(|f| fmadd_f64(x, y, z, rm, f)),
+                soft::fma::<Double>(x, y, z, false, false, rm),
+            );
+            check(
+                "fnmsub.d",
+                rm,
+                &[x, y, p],
+                run(|f| fnmsub_f64(x, y, p, rm, f)),
+                soft::fma::<Double>(x, y, p, true, false, rm),
+            );
+            check(
+                "fadd.d",
+                rm,
+                &[p, z],
+                run(|f| add_f64(p, z, rm, f)),
+                soft::arith::<Double>(Arith::Add, p, z, rm),
+            );
+        }
+        // binary32.
+        let e1 = rng.below(280) as i32 - 150;
+        let e2 = rng.below(40) as i32 - 20 - e1 / 2;
+        let xs = f64_to_f32(short(&mut rng, 12, e1), Rtz, &mut f);
+        let ys = f64_to_f32(short(&mut rng, 12, e2), Rtz, &mut f);
+        let zs = f64_to_f32(short(&mut rng, 10, e1 + e2), Rtz, &mut f);
+        let ps = mul_f32(xs, ys, Rne, &mut f);
+        let w = |(v, f): (u32, u8)| (u64::from(v), f);
+        let (x, y, z, p) = (u64::from(xs), u64::from(ys), u64::from(zs), u64::from(ps));
+        for rm in MODES {
+            check(
+                "fmul.s",
+                rm,
+                &[x, y],
+                w(run(|f| mul_f32(xs, ys, rm, f))),
+                soft::arith::<Single>(Arith::Mul, x, y, rm),
+            );
+            check(
+                "fdiv.s",
+                rm,
+                &[p, y],
+                w(run(|f| div_f32(ps, ys, rm, f))),
+                soft::arith::<Single>(Arith::Div, p, y, rm),
+            );
+            check(
+                "fmadd.s",
+                rm,
+                &[x, y, z],
+                w(run(|f| fmadd_f32(xs, ys, zs, rm, f))),
+                soft::fma::<Single>(x, y, z, false, false, rm),
+            );
+            let sq = mul_f32(xs & !N0S, xs & !N0S, Rne, &mut f);
+            check(
+                "fsqrt.s",
+                rm,
+                &[u64::from(sq)],
+                w(run(|f| sqrt_f32(sq, rm, f))),
+                soft::sqrt::<Single>(u64::from(sq), rm),
+            );
+            let wide = f32_to_f64(ps, &mut f);
+            check(
+                "fcvt.s.d",
+                rm,
+                &[wide],
+                w(run(|f| f64_to_f32(wide, rm, f))),
+                soft::f64_to_f32(wide, rm),
+            );
+        }
     }
 }
 
@@ -1435,8 +1742,12 @@ fn fp_bench() {
         time(&format!("div_f64 {rm:?}"), |i| div_f64(black_box(x), v(i), rm, &mut f));
         time(&format!("sqrt_f64 {rm:?}"), |i| sqrt_f64(v(i), rm, &mut f));
         time(&format!("fmadd_f64 {rm:?}"), |i| fmadd_f64(black_box(x), v(i), y, rm, &mut f));
-        time(&format!("mul_f32 {rm:?}"), |i| u64::from(mul_f32(black_box(ONES), v(i) as u32 >> 9 | ONES, rm, &mut f)));
-        time(&format!("fmadd_f32 {rm:?}"), |i| u64::from(fmadd_f32(black_box(ONES + 77), v(i) as u32 >> 9 | ONES, ONES, rm, &mut f)));
+        time(&format!("mul_f32 {rm:?}"), |i| {
+            u64::from(mul_f32(black_box(ONES), v(i) as u32 >> 9 | ONES, rm, &mut f))
+        });
+        time(&format!("fmadd_f32 {rm:?}"), |i| {
+            u64::from(fmadd_f32(black_box(ONES + 77), v(i) as u32 >> 9 | ONES, ONES, rm, &mut f))
+        });
         time(&format!("f64_to_f32 {rm:?}"), |i| u64::from(f64_to_f32(v(i), rm, &mut f)));
     }
     time("f64_to_i64 Rne", |i| f64_to_i64(v(i) ^ (i << 58), Rne, &mut f));
@@ -1451,6 +1762,396 @@ fn fp_bench() {
         acc = sub_f64(acc, y, Rne, &mut f);
     }
     black_box(acc);
-    println!("{:>24}: {:6.2} ns/op", "dependent add/sub chain", t.elapsed().as_nanos() as f64 / (2 * N) as f64);
+    println!(
+        "{:>24}: {:6.2} ns/op",
+        "dependent add/sub chain",
+        t.elapsed().as_nanos() as f64 / (2 * N) as f64
+    );
     black_box(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ground truth recorded from qemu-riscv64 (guests/src/float.c, guests/expected/float.stdout)
+// ---------------------------------------------------------------------------------------------
+
+/// Section "1b. static rounding modes in the instruction" of the float guest's output under
+/// qemu-riscv64: case, result bits, fflags, for each of rne, rtz, rdn, rup, rmm.
+const QEMU_STATIC_RM: &str = "
+  rne  1/3          3fd5555555555555 0x1.5555555555555p-2     NX 
+  rne  -1/3         bfd5555555555555 -0x1.5555555555555p-2    NX 
+  rne  1+2^-53      3ff0000000000000 0x1p+0                   NX 
+  rne  -1-2^-53     bff0000000000000 -0x1p+0                  NX 
+  rne  1+3*2^-53    3ff0000000000002 0x1.0000000000002p+0     NX 
+  rne  sqrt 2       3ff6a09e667f3bcd 0x1.6a09e667f3bcdp+0     NX 
+  rne  3*(1/3)      3ff0000000000000 0x1p+0                   NX 
+  rne  fma 3,1/3,-1 bc90000000000000 -0x1p-54                 -
+  rne  1-1          0000000000000000 0x0p+0                   -
+  rne  max*2        7ff0000000000000 inf                      OF NX 
+  rne  -max*2       fff0000000000000 -inf                     OF NX 
+  rne  min*min      0000000000000000 0x0p+0                   UF NX 
+  rne  -min*min     8000000000000000 -0x0p+0                  UF NX 
+  rne  min*(1-2^-53) 0010000000000000 0x1p-1022                UF NX 
+  rne  1f/3f        3eaaaaab 0x1.555556p-2            NX 
+  rne  d->s 0.1     3dcccccd 0x1.99999ap-4            NX 
+  rne  d->s 1e39    7f800000 inf                      OF NX 
+  rne  d->s 1e-46   00000000 0x0p+0                   UF NX 
+  rne  w.d 2.5      0000000000000002 2                        NX 
+  rne  w.d -2.5     fffffffffffffffe -2                       NX 
+  rne  w.d 2^31-.5  000000007fffffff 2147483647               NV 
+  rne  l.d -0.5     0000000000000000 0                        NX 
+  rne  lu.d 0.5     0000000000000000 0                        NX 
+  rne  wu.d -0.5    0000000000000000 0                        NX 
+  rne  w.s 1.5f     0000000000000002 2                        NX 
+  rne  lu.s -0.7f   0000000000000000 0                        NV 
+  rne  s.w 2^24+1   4b800000 0x1p+24                  NX 
+  rne  s.l -2^24-3  cb800002 -0x1.000004p+24          NX 
+  rne  d.lu max     43f0000000000000 0x1p+64                  NX 
+  rne  d.l -2^53-1  c340000000000000 -0x1p+53                 NX 
+  rtz  1/3          3fd5555555555555 0x1.5555555555555p-2     NX 
+  rtz  -1/3         bfd5555555555555 -0x1.5555555555555p-2    NX 
+  rtz  1+2^-53      3ff0000000000000 0x1p+0                   NX 
+  rtz  -1-2^-53     bff0000000000000 -0x1p+0                  NX 
+  rtz  1+3*2^-53    3ff0000000000001 0x1.0000000000001p+0     NX 
+  rtz  sqrt 2       3ff6a09e667f3bcc 0x1.6a09e667f3bccp+0     NX 
+  rtz  3*(1/3)      3fefffffffffffff 0x1.fffffffffffffp-1     NX 
+  rtz  fma 3,1/3,-1 bc90000000000000 -0x1p-54                 -
+  rtz  1-1          0000000000000000 0x0p+0                   -
+  rtz  max*2        7fefffffffffffff 0x1.fffffffffffffp+1023  OF NX 
+  rtz  -max*2       ffefffffffffffff -0x1.fffffffffffffp+1023 OF NX 
+  rtz  min*min      0000000000000000 0x0p+0                   UF NX 
+  rtz  -min*min     8000000000000000 -0x0p+0                  UF NX 
+  rtz  min*(1-2^-53) 000fffffffffffff 0x0.fffffffffffffp-1022  UF NX 
+  rtz  1f/3f        3eaaaaaa 0x1.555554p-2            NX 
+  rtz  d->s 0.1     3dcccccc 0x1.999998p-4            NX 
+  rtz  d->s 1e39    7f7fffff 0x1.fffffep+127          OF NX 
+  rtz  d->s 1e-46   00000000 0x0p+0                   UF NX 
+  rtz  w.d 2.5      0000000000000002 2                        NX 
+  rtz  w.d -2.5     fffffffffffffffe -2                       NX 
+  rtz  w.d 2^31-.5  000000007fffffff 2147483647               NX 
+  rtz  l.d -0.5     0000000000000000 0                        NX 
+  rtz  lu.d 0.5     0000000000000000 0                        NX 
+  rtz  wu.d -0.5    0000000000000000 0                        NX 
+  rtz  w.s 1.5f     0000000000000001 1                        NX 
+  rtz  lu.s -0.7f   0000000000000000 0                        NX 
+  rtz  s.w 2^24+1   4b800000 0x1p+24                  NX 
+  rtz  s.l -2^24-3  cb800001 -0x1.000002p+24          NX 
+  rtz  d.lu max     43efffffffffffff 0x1.fffffffffffffp+63    NX 
+  rtz  d.l -2^53-1  c340000000000000 -0x1p+53                 NX 
+  rdn  1/3          3fd5555555555555 0x1.5555555555555p-2     NX 
+  rdn  -1/3         bfd5555555555556 -0x1.5555555555556p-2    NX 
+  rdn  1+2^-53      3ff0000000000000 0x1p+0                   NX 
+  rdn  -1-2^-53     bff0000000000001 -0x1.0000000000001p+0    NX 
+  rdn  1+3*2^-53    3ff0000000000001 0x1.0000000000001p+0     NX 
+  rdn  sqrt 2       3ff6a09e667f3bcc 0x1.6a09e667f3bccp+0     NX 
+  rdn  3*(1/3)      3fefffffffffffff 0x1.fffffffffffffp-1     NX 
+  rdn  fma 3,1/3,-1 bc90000000000000 -0x1p-54                 -
+  rdn  1-1          8000000000000000 -0x0p+0                  -
+  rdn  max*2        7fefffffffffffff 0x1.fffffffffffffp+1023  OF NX 
+  rdn  -max*2       fff0000000000000 -inf                     OF NX 
+  rdn  min*min      0000000000000000 0x0p+0                   UF NX 
+  rdn  -min*min     8000000000000001 -0x0.0000000000001p-1022 UF NX 
+  rdn  min*(1-2^-53) 000fffffffffffff 0x0.fffffffffffffp-1022  UF NX 
+  rdn  1f/3f        3eaaaaaa 0x1.555554p-2            NX 
+  rdn  d->s 0.1     3dcccccc 0x1.999998p-4            NX 
+  rdn  d->s 1e39    7f7fffff 0x1.fffffep+127          OF NX 
+  rdn  d->s 1e-46   00000000 0x0p+0                   UF NX 
+  rdn  w.d 2.5      0000000000000002 2                        NX 
+  rdn  w.d -2.5     fffffffffffffffd -3                       NX 
+  rdn  w.d 2^31-.5  000000007fffffff 2147483647               NX 
+  rdn  l.d -0.5     ffffffffffffffff -1                       NX 
+  rdn  lu.d 0.5     0000000000000000 0                        NX 
+  rdn  wu.d -0.5    0000000000000000 0                        NV 
+  rdn  w.s 1.5f     0000000000000001 1                        NX 
+  rdn  lu.s -0.7f   0000000000000000 0                        NV 
+  rdn  s.w 2^24+1   4b800000 0x1p+24                  NX 
+  rdn  s.l -2^24-3  cb800002 -0x1.000004p+24          NX 
+  rdn  d.lu max     43efffffffffffff 0x1.fffffffffffffp+63    NX 
+  rdn  d.l -2^53-1  c340000000000001 -0x1.0000000000001p+53   NX 
+  rup  1/3          3fd5555555555556 0x1.5555555555556p-2     NX 
+  rup  -1/3         bfd5555555555555 -0x1.5555555555555p-2    NX 
+  rup  1+2^-53      3ff0000000000001 0x1.0000000000001p+0     NX 
+  rup  -1-2^-53     bff0000000000000 -0x1p+0                  NX 
+  rup  1+3*2^-53    3ff0000000000002 0x1.0000000000002p+0     NX 
+  rup  sqrt 2       3ff6a09e667f3bcd 0x1.6a09e667f3bcdp+0     NX 
+  rup  3*(1/3)      3ff0000000000000 0x1p+0                   NX 
+  rup  fma 3,1/3,-1 bc90000000000000 -0x1p-54                 -
+  rup  1-1          0000000000000000 0x0p+0                   -
+  rup  max*2        7ff0000000000000 inf                      OF NX 
+  rup  -max*2       ffefffffffffffff -0x1.fffffffffffffp+1023 OF NX 
+  rup  min*min      0000000000000001 0x0.0000000000001p-1022  UF NX 
+  rup  -min*min     8000000000000000 -0x0p+0                  UF NX 
+  rup  min*(1-2^-53) 0010000000000000 0x1p-1022                UF NX 
+  rup  1f/3f        3eaaaaab 0x1.555556p-2            NX 
+  rup  d->s 0.1     3dcccccd 0x1.99999ap-4            NX 
+  rup  d->s 1e39    7f800000 inf                      OF NX 
+  rup  d->s 1e-46   00000001 0x1p-149                 UF NX 
+  rup  w.d 2.5      0000000000000003 3                        NX 
+  rup  w.d -2.5     fffffffffffffffe -2                       NX 
+  rup  w.d 2^31-.5  000000007fffffff 2147483647               NV 
+  rup  l.d -0.5     0000000000000000 0                        NX 
+  rup  lu.d 0.5     0000000000000001 1                        NX 
+  rup  wu.d -0.5    0000000000000000 0                        NX 
+  rup  w.s 1.5f     0000000000000002 2                        NX 
+  rup  lu.s -0.7f   0000000000000000 0                        NX 
+  rup  s.w 2^24+1   4b800001 0x1.000002p+24           NX 
+  rup  s.l -2^24-3  cb800001 -0x1.000002p+24          NX 
+  rup  d.lu max     43f0000000000000 0x1p+64                  NX 
+  rup  d.l -2^53-1  c340000000000000 -0x1p+53                 NX 
+  rmm  1/3          3fd5555555555555 0x1.5555555555555p-2     NX 
+  rmm  -1/3         bfd5555555555555 -0x1.5555555555555p-2    NX 
+  rmm  1+2^-53      3ff0000000000001 0x1.0000000000001p+0     NX 
+  rmm  -1-2^-53     bff0000000000001 -0x1.0000000000001p+0    NX 
+  rmm  1+3*2^-53    3ff0000000000002 0x1.0000000000002p+0     NX 
+  rmm  sqrt 2       3ff6a09e667f3bcd 0x1.6a09e667f3bcdp+0     NX 
+  rmm  3*(1/3)      3ff0000000000000 0x1p+0                   NX 
+  rmm  fma 3,1/3,-1 bc90000000000000 -0x1p-54                 -
+  rmm  1-1          0000000000000000 0x0p+0                   -
+  rmm  max*2        7ff0000000000000 inf                      OF NX 
+  rmm  -max*2       fff0000000000000 -inf                     OF NX 
+  rmm  min*min      0000000000000000 0x0p+0                   UF NX 
+  rmm  -min*min     8000000000000000 -0x0p+0                  UF NX 
+  rmm  min*(1-2^-53) 0010000000000000 0x1p-1022                UF NX 
+  rmm  1f/3f        3eaaaaab 0x1.555556p-2            NX 
+  rmm  d->s 0.1     3dcccccd 0x1.99999ap-4            NX 
+  rmm  d->s 1e39    7f800000 inf                      OF NX 
+  rmm  d->s 1e-46   00000000 0x0p+0                   UF NX 
+  rmm  w.d 2.5      0000000000000003 3                        NX 
+  rmm  w.d -2.5     fffffffffffffffd -3                       NX 
+  rmm  w.d 2^31-.5  000000007fffffff 2147483647               NV 
+  rmm  l.d -0.5     ffffffffffffffff -1                       NX 
+  rmm  lu.d 0.5     0000000000000001 1                        NX 
+  rmm  wu.d -0.5    0000000000000000 0                        NV 
+  rmm  w.s 1.5f     0000000000000002 2                        NX 
+  rmm  lu.s -0.7f   0000000000000000 0                        NV 
+  rmm  s.w 2^24+1   4b800001 0x1.000002p+24           NX 
+  rmm  s.l -2^24-3  cb800002 -0x1.000004p+24          NX 
+  rmm  d.lu max     43f0000000000000 0x1p+64                  NX 
+  rmm  d.l -2^53-1  c340000000000001 -0x1.0000000000001p+53   NX 
+";
+
+/// Section "4. float <-> int conversions" (all with rtz): the input, then w/wu/l/lu results
+/// as the 64-bit register holds them, with fflags.
+const QEMU_CVT_RTZ: &str = "
+  0                        w:0/- wu:0/- l:0/- lu:0/-
+  -0                       w:0/- wu:0/- l:0/- lu:0/-
+  0.5                      w:0/NX  wu:0/NX  l:0/NX  lu:0/NX 
+  -0.5                     w:0/NX  wu:0/NX  l:0/NX  lu:0/NX 
+  1.5                      w:1/NX  wu:1/NX  l:1/NX  lu:1/NX 
+  2.5                      w:2/NX  wu:2/NX  l:2/NX  lu:2/NX 
+  -2.5                     w:fffffffffffffffe/NX  wu:0/NV  l:fffffffffffffffe/NX  lu:0/NV 
+  -1                       w:ffffffffffffffff/- wu:0/NV  l:ffffffffffffffff/- lu:0/NV 
+  0.99999999999999989      w:0/NX  wu:0/NX  l:0/NX  lu:0/NX 
+  2147483647               w:7fffffff/- wu:7fffffff/- l:7fffffff/- lu:7fffffff/-
+  2147483647.4000001       w:7fffffff/NX  wu:7fffffff/NX  l:7fffffff/NX  lu:7fffffff/NX 
+  2147483647.5             w:7fffffff/NX  wu:7fffffff/NX  l:7fffffff/NX  lu:7fffffff/NX 
+  2147483648               w:7fffffff/NV  wu:ffffffff80000000/- l:80000000/- lu:80000000/-
+  -2147483648              w:ffffffff80000000/- wu:0/NV  l:ffffffff80000000/- lu:0/NV 
+  -2147483648.5            w:ffffffff80000000/NX  wu:0/NV  l:ffffffff80000000/NX  lu:0/NV 
+  -2147483649              w:ffffffff80000000/NV  wu:0/NV  l:ffffffff7fffffff/- lu:0/NV 
+  4294967295               w:7fffffff/NV  wu:ffffffffffffffff/- l:ffffffff/- lu:ffffffff/-
+  4294967295.5             w:7fffffff/NV  wu:ffffffffffffffff/NX  l:ffffffff/NX  lu:ffffffff/NX 
+  4294967296               w:7fffffff/NV  wu:ffffffffffffffff/NV  l:100000000/- lu:100000000/-
+  3000000000               w:7fffffff/NV  wu:ffffffffb2d05e00/- l:b2d05e00/- lu:b2d05e00/-
+  -3000000000              w:ffffffff80000000/NV  wu:0/NV  l:ffffffff4d2fa200/- lu:0/NV 
+  9.2233720368547748e+18   w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7ffffffffffffc00/- lu:7ffffffffffffc00/-
+  9.2233720368547758e+18   w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:8000000000000000/-
+  -9.2233720368547758e+18  w:ffffffff80000000/NV  wu:0/NV  l:8000000000000000/- lu:0/NV 
+  -9.2233720368547779e+18  w:ffffffff80000000/NV  wu:0/NV  l:8000000000000000/NV  lu:0/NV 
+  1.844674407370955e+19    w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:fffffffffffff800/-
+  1.8446744073709552e+19   w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:ffffffffffffffff/NV 
+  1e+20                    w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:ffffffffffffffff/NV 
+  -1e+20                   w:ffffffff80000000/NV  wu:0/NV  l:8000000000000000/NV  lu:0/NV 
+  inf                      w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:ffffffffffffffff/NV 
+  -inf                     w:ffffffff80000000/NV  wu:0/NV  l:8000000000000000/NV  lu:0/NV 
+  nan                      w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:ffffffffffffffff/NV 
+  nan                      w:7fffffff/NV  wu:ffffffffffffffff/NV  l:7fffffffffffffff/NV  lu:ffffffffffffffff/NV 
+  4.9406564584124654e-324  w:0/NX  wu:0/NX  l:0/NX  lu:0/NX 
+  -4.9406564584124654e-324 w:0/NX  wu:0/NX  l:0/NX  lu:0/NX 
+";
+
+/// Parses qemu's flag list ("NV DZ OF UF NX" subsets, or "-").
+fn parse_flags<'a>(words: impl Iterator<Item = &'a str>) -> u8 {
+    let mut f = 0;
+    for w in words {
+        f |= match w {
+            "NV" => NV,
+            "DZ" => DZ,
+            "OF" => OF,
+            "UF" => UF,
+            "NX" => NX,
+            "-" => 0,
+            _ => panic!("bad flag {w}"),
+        };
+    }
+    f
+}
+
+#[test]
+fn fp_qemu_static_rounding_modes() {
+    // (case, op) in the order the guest prints them; results as u64 (f32 bits zero-extended).
+    type Case = (&'static str, fn(RoundingMode, &mut u8) -> u64);
+    let cases: [Case; 30] = [
+        ("1/3", |rm, f| div_f64(ONE, d(3.0), rm, f)),
+        ("-1/3", |rm, f| div_f64(d(-1.0), d(3.0), rm, f)),
+        ("1+2^-53", |rm, f| add_f64(ONE, pow2(-53), rm, f)),
+        ("-1-2^-53", |rm, f| sub_f64(d(-1.0), pow2(-53), rm, f)),
+        ("1+3*2^-53", |rm, f| add_f64(ONE, d(3.0 * 2f64.powi(-53)), rm, f)),
+        ("sqrt 2", |rm, f| sqrt_f64(d(2.0), rm, f)),
+        ("3*(1/3)", |rm, f| mul_f64(d(3.0), 0x3fd5_5555_5555_5555, rm, f)),
+        ("fma 3,1/3,-1", |rm, f| fmadd_f64(d(3.0), 0x3fd5_5555_5555_5555, d(-1.0), rm, f)),
+        ("1-1", |rm, f| sub_f64(ONE, ONE, rm, f)),
+        ("max*2", |rm, f| mul_f64(MAX, d(2.0), rm, f)),
+        ("-max*2", |rm, f| mul_f64(NMAX, d(2.0), rm, f)),
+        ("min*min", |rm, f| mul_f64(MIN_NORMAL, MIN_NORMAL, rm, f)),
+        ("-min*min", |rm, f| mul_f64(N0 | MIN_NORMAL, MIN_NORMAL, rm, f)),
+        ("min*(1-2^-53)", |rm, f| mul_f64(MIN_NORMAL, 0x3fef_ffff_ffff_ffff, rm, f)),
+        ("1f/3f", |rm, f| u64::from(div_f32(ONES, s(3.0), rm, f))),
+        ("d->s 0.1", |rm, f| u64::from(f64_to_f32(d(0.1), rm, f))),
+        ("d->s 1e39", |rm, f| u64::from(f64_to_f32(d(1e39), rm, f))),
+        ("d->s 1e-46", |rm, f| u64::from(f64_to_f32(d(1e-46), rm, f))),
+        ("w.d 2.5", |rm, f| f64_to_i32(d(2.5), rm, f)),
+        ("w.d -2.5", |rm, f| f64_to_i32(d(-2.5), rm, f)),
+        ("w.d 2^31-.5", |rm, f| f64_to_i32(d(2147483647.5), rm, f)),
+        ("l.d -0.5", |rm, f| f64_to_i64(d(-0.5), rm, f)),
+        ("lu.d 0.5", |rm, f| f64_to_u64(d(0.5), rm, f)),
+        ("wu.d -0.5", |rm, f| f64_to_u32(d(-0.5), rm, f)),
+        ("w.s 1.5f", |rm, f| f32_to_i32(s(1.5), rm, f)),
+        ("lu.s -0.7f", |rm, f| f32_to_u64(s(-0.7), rm, f)),
+        ("s.w 2^24+1", |rm, f| u64::from(i32_to_f32(16777217, rm, f))),
+        ("s.l -2^24-3", |rm, f| u64::from(i64_to_f32(-16777219, rm, f))),
+        ("d.lu max", |rm, f| u64_to_f64(u64::MAX, rm, f)),
+        ("d.l -2^53-1", |rm, f| i64_to_f64(-(1 << 53) - 1, rm, f)),
+    ];
+    let mut checked = 0;
+    for line in QEMU_STATIC_RM.lines().filter(|l| !l.trim().is_empty()) {
+        let line = line.trim_start();
+        let (mode, rest) = line.split_once(' ').unwrap();
+        let rm = match mode {
+            "rne" => Rne,
+            "rtz" => Rtz,
+            "rdn" => Rdn,
+            "rup" => Rup,
+            "rmm" => Rmm,
+            _ => panic!("mode {mode}"),
+        };
+        let rest = rest.trim_start();
+        // The longest matching case name (some names are prefixes of others).
+        let (name, op) = cases
+            .iter()
+            .filter(|(n, _)| rest.starts_with(n) && rest[n.len()..].starts_with(' '))
+            .max_by_key(|(n, _)| n.len())
+            .unwrap_or_else(|| panic!("unknown case in {line:?}"));
+        let mut words = rest[name.len()..].split_whitespace();
+        let want_bits = u64::from_str_radix(words.next().unwrap(), 16).unwrap();
+        let _display = words.next();
+        let want = (want_bits, parse_flags(words));
+        assert_eq!(run(|f| op(rm, f)), want, "qemu: {line}");
+        checked += 1;
+    }
+    assert_eq!(checked, 150);
+}
+
+#[test]
+fn fp_qemu_conversions_rtz() {
+    let mut checked = 0;
+    for line in QEMU_CVT_RTZ.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let input = words.next().unwrap();
+        let x = match input {
+            "inf" => INF,
+            "-inf" => NINF,
+            "nan" => QNAN,
+            _ => d(input.parse::<f64>().unwrap()),
+        };
+        let ops: [(ToInt64, ToInt32); 4] = [
+            (f64_to_i32, f32_to_i32),
+            (f64_to_u32, f32_to_u32),
+            (f64_to_i64, f32_to_i64),
+            (f64_to_u64, f32_to_u64),
+        ];
+        let mut fields: Vec<&str> = words.collect();
+        // "w:0/-", or "w:0/NX" followed by more flag words.
+        let mut results = Vec::new();
+        while !fields.is_empty() {
+            let field = fields.remove(0);
+            let (_, val) = field.split_once(':').unwrap();
+            let (val, first) = val.split_once('/').unwrap();
+            let mut flag_words = vec![first];
+            while !fields.is_empty() && !fields[0].contains(':') {
+                flag_words.push(fields.remove(0));
+            }
+            let flags = parse_flags(flag_words.into_iter().filter(|w| !w.is_empty()));
+            results.push((u64::from_str_radix(val, 16).unwrap(), flags));
+        }
+        assert_eq!(results.len(), 4, "{line}");
+        for ((op, op32), want) in ops.into_iter().zip(results) {
+            assert_eq!(run(|f| op(x, Rtz, f)), want, "qemu: {line}");
+            // The same through binary32 when the input is a binary32 value.
+            let xf = f64::from_bits(x) as f32;
+            if f64::from(xf).to_bits() == x {
+                assert_eq!(run(|f| op32(xf.to_bits(), Rtz, f)), want, "qemu (f32): {line}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 35 * 4);
+}
+
+/// The signaling NaN the float guest uses.
+const SNAN_QEMU: u64 = 0x7ff4_0000_0000_0000;
+
+#[test]
+fn fp_qemu_misc() {
+    // Section 2: NaN boxing.
+    assert_eq!(box_f32(s(1.5)), 0xffff_ffff_3fc0_0000);
+    for bad in
+        [0x0000_0000_3fc0_0000, 0x7fff_ffff_3fc0_0000, 0xffff_fffe_3fc0_0000, 0x3ff8_0000_0000_0000]
+    {
+        let x = unbox_f32(bad);
+        assert_eq!(run(|f| box_f32(add_f32(x, x, Rne, f))), (0xffff_ffff_7fc0_0000, 0));
+        assert_eq!(run(|f| f32_to_f64(x, f)), (0x7ff8_0000_0000_0000, 0));
+        assert_eq!(classify_f32(x), 0x200);
+        assert_eq!(box_f32(sgnjn_f32(x, x)), 0xffff_ffff_ffc0_0000);
+    }
+    let good = unbox_f32(0xffff_ffff_bfc0_0000);
+    assert_eq!(run(|f| box_f32(add_f32(good, good, Rne, f))), (0xffff_ffff_c040_0000, 0));
+    assert_eq!(classify_f32(good), 0x2);
+    // Section 5.
+    let t = |op: fn(u64, u64, &mut u8) -> u64, a, b| run(|f| op(a, b, f));
+    assert_eq!(t(min_f64, QNAN, ONE), (ONE, 0));
+    assert_eq!(t(max_f64, ONE, QNAN), (ONE, 0));
+    assert_eq!(t(min_f64, SNAN_QEMU, ONE), (ONE, NV));
+    assert_eq!(t(max_f64, QNAN, QNAN), (QNAN, 0));
+    assert_eq!(t(min_f64, SNAN_QEMU, QNAN), (QNAN, NV));
+    assert_eq!(sgnj_f64(ONE, NEG_QNAN), 0xbff0_0000_0000_0000);
+    assert_eq!(sgnjn_f64(ONE, ONE), 0xbff0_0000_0000_0000);
+    assert_eq!(sgnjx_f64(d(-1.0), N0), ONE);
+    assert_eq!(sgnj_f64(SNAN_QEMU, d(-1.0)), 0xfff4_0000_0000_0000);
+    assert_eq!(run(|f| min_f32(QNANS, ONES, f)).0, 0x3f80_0000);
+    assert_eq!(run(|f| max_f32(QNANS, QNANS, f)).0, 0x7fc0_0000);
+    // Section 6.
+    let tenth = d(0.1);
+    assert_eq!(run(|f| fmadd_f64(tenth, d(10.0), d(-1.0), Rne, f)).0, 0x3c90_0000_0000_0000);
+    assert_eq!(run(|f| fmadd_f64(MAX, d(2.0), NMAX, Rne, f)), (MAX, 0));
+    assert_eq!(run(|f| fmadd_f64(N0, ONE, P0, Rne, f)), (P0, 0));
+    assert_eq!(run(|f| fmadd_f64(N0, ONE, N0, Rne, f)), (N0, 0));
+    assert_eq!(run(|f| fmadd_f64(ONE, ONE, d(-1.0), Rdn, f)), (N0, 0));
+    assert_eq!(run(|f| fmadd_f32(s(0.1), s(10.0), s(-1.0), Rne, f)).0, 0x3280_0000);
+    let third = 0x3fd5_5555_5555_5555;
+    assert_eq!(run(|f| fmadd_f64(d(3.0), third, d(-1.0), Rne, f)), (0xbc90_0000_0000_0000, 0));
+    assert_eq!(run(|f| fmsub_f64(d(3.0), third, ONE, Rne, f)), (0xbc90_0000_0000_0000, 0));
+    assert_eq!(run(|f| fnmadd_f64(d(3.0), third, d(-1.0), Rne, f)), (0x3c90_0000_0000_0000, 0));
+    assert_eq!(run(|f| fnmsub_f64(d(3.0), third, ONE, Rne, f)), (0x3c90_0000_0000_0000, 0));
+    assert_eq!(run(|f| fmadd_f64(INF, P0, QNAN, Rne, f)), (QNAN, NV));
+    assert_eq!(run(|f| fmadd_f64(INF, P0, ONE, Rne, f)), (QNAN, NV));
+    assert_eq!(run(|f| fmadd_f64(INF, ONE, NINF, Rne, f)), (QNAN, NV));
+    assert_eq!(run(|f| fnmadd_f64(QNAN, ONE, ONE, Rne, f)), (QNAN, 0));
+    assert_eq!(run(|f| fnmadd_f64(ONE, P0, P0, Rne, f)), (N0, 0));
+    assert_eq!(run(|f| fnmsub_f64(ONE, P0, P0, Rne, f)), (P0, 0));
+    assert_eq!(run(|f| fmsub_f64(ONE, P0, P0, Rne, f)), (P0, 0));
+    assert_eq!(run(|f| fmadd_f64(MAX, MAX, NINF, Rne, f)), (NINF, 0));
+    assert_eq!(run(|f| fmadd_f64(MIN_NORMAL, MIN_NORMAL, P0, Rne, f)), (P0, UF | NX));
+    let third_s = s(1.0 / 3.0);
+    assert_eq!(run(|f| fmadd_f32(s(3.0), third_s, s(-1.0), Rne, f)).0, 0x3300_0000);
+    assert_eq!(run(|f| fnmsub_f32(s(3.0), third_s, ONES, Rup, f)).0, 0xb300_0000);
 }

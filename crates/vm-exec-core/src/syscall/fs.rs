@@ -12,7 +12,9 @@
 //! that [`crate::memory::AddressSpace`] checked, trimmed to the prefix the guest may access,
 //! so a host call never touches memory the guest could not.
 
-use super::{accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT};
+use super::{
+    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT,
+};
 use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
 use std::os::fd::RawFd;
@@ -385,7 +387,10 @@ pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
             }
             let host: Vec<libc::iovec> = parts
                 .iter()
-                .map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() })
+                .map(|s| libc::iovec {
+                    iov_base: s.as_ptr() as *mut libc::c_void,
+                    iov_len: s.len(),
+                })
                 .collect();
             // SAFETY: every iovec points into guest memory that `slice` checked as readable and
             // host-mapped; the host only reads it, and `mem` stays borrowed for the call.
@@ -500,7 +505,8 @@ const F_SETPIPE_SZ: i32 = 1031;
 const F_GETPIPE_SZ: i32 = 1032;
 
 /// Flags `F_SETFL` may change.
-const SETFL_MASK: u64 = oflag::O_APPEND | oflag::O_NONBLOCK | oflag::O_DIRECT | oflag::O_NOATIME | oflag::FASYNC;
+const SETFL_MASK: u64 =
+    oflag::O_APPEND | oflag::O_NONBLOCK | oflag::O_DIRECT | oflag::O_NOATIME | oflag::FASYNC;
 
 /// `fcntl(fd, cmd, arg)`.
 pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
@@ -514,7 +520,11 @@ pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
             }
             let mut d = dup_desc(c.process, fd)?;
             d.cloexec = cmd == F_DUPFD_CLOEXEC;
-            c.process.files.insert_from(min as usize, d).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+            c.process
+                .files
+                .insert_from(min as usize, d)
+                .map(|n| n as u64)
+                .ok_or(Errno(libc::EMFILE))
         }
         F_GETFD => Ok(c.process.files.get(fd).map_or(0, |d| d.cloexec as u64)),
         F_SETFD => {
@@ -559,7 +569,8 @@ pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
         }
         F_GETPIPE_SZ | F_SETPIPE_SZ => match t {
             Target::Host(h) => {
-                let host_cmd = if cmd == F_GETPIPE_SZ { libc::F_GETPIPE_SZ } else { libc::F_SETPIPE_SZ };
+                let host_cmd =
+                    if cmd == F_GETPIPE_SZ { libc::F_GETPIPE_SZ } else { libc::F_SETPIPE_SZ };
                 // SAFETY: both commands take an integer argument.
                 let r = unsafe { libc::fcntl(h, host_cmd, arg as u32 as i32) };
                 if r < 0 {
@@ -615,13 +626,6 @@ fn lock(c: &mut Call<'_>, h: RawFd, cmd: i32) -> SysResult {
     Ok(0)
 }
 
-const TCGETS: u32 = 0x5401;
-const TCSETS: u32 = 0x5402;
-const TCSETSW: u32 = 0x5403;
-const TCSETSF: u32 = 0x5404;
-const TIOCGPGRP: u32 = 0x540f;
-const TIOCGWINSZ: u32 = 0x5413;
-const TIOCSWINSZ: u32 = 0x5414;
 const FIONREAD: u32 = 0x541b;
 const FIONBIO: u32 = 0x5421;
 const FIONCLEX: u32 = 0x5450;
@@ -631,62 +635,107 @@ const FIOCLEX: u32 = 0x5451;
 /// characters), the same on riscv64 and the x86-64/AArch64 hosts, as are the flag values.
 const TERMIOS_SIZE: usize = 36;
 
-/// `ioctl(fd, request, arg)`: terminal queries are forwarded for host descriptors; every
-/// other descriptor is not a terminal (`ENOTTY`), like a pipe or `/dev/null`.
+/// How a forwarded `ioctl` uses its argument.
+#[derive(Clone, Copy)]
+enum IoArg {
+    /// Reads this many bytes through the pointer.
+    In(usize),
+    /// Writes this many bytes through the pointer.
+    Out(usize),
+    /// Takes the argument as an integer.
+    Value,
+}
+
+/// Terminal `ioctl`s: guest request, host request, argument use. Host descriptors forward them;
+/// every other descriptor is not a terminal (`ENOTTY`), like a pipe or `/dev/null`.
+const TTY_IOCTLS: &[(u32, libc::Ioctl, IoArg)] = &[
+    (0x5401, libc::TCGETS, IoArg::Out(TERMIOS_SIZE)),
+    (0x5402, libc::TCSETS, IoArg::In(TERMIOS_SIZE)),
+    (0x5403, libc::TCSETSW, IoArg::In(TERMIOS_SIZE)),
+    (0x5404, libc::TCSETSF, IoArg::In(TERMIOS_SIZE)),
+    (0x5409, libc::TCSBRK, IoArg::Value),
+    (0x540a, libc::TCXONC, IoArg::Value),
+    (0x540b, libc::TCFLSH, IoArg::Value),
+    (0x540e, libc::TIOCSCTTY, IoArg::Value),
+    (0x540f, libc::TIOCGPGRP, IoArg::Out(4)),
+    (0x5410, libc::TIOCSPGRP, IoArg::In(4)),
+    (0x5411, libc::TIOCOUTQ, IoArg::Out(4)),
+    (0x5413, libc::TIOCGWINSZ, IoArg::Out(8)),
+    (0x5414, libc::TIOCSWINSZ, IoArg::In(8)),
+    (0x5422, libc::TIOCNOTTY, IoArg::Value),
+    (0x5425, libc::TCSBRKP, IoArg::Value),
+    (0x5429, libc::TIOCGSID, IoArg::Out(4)),
+];
+
+/// `ioctl(fd, request, arg)`: terminal requests (see `TTY_IOCTLS`), `FIONREAD`, `FIONBIO`,
+/// `FIOCLEX`, `FIONCLEX`. Any other request is `ENOSYS`, as qemu-riscv64 answers requests it
+/// does not know.
 pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
     let (fd, req, arg) = (c.fd(0), c.args[1] as u32, c.args[2]);
     let t = target(c.process, fd)?;
-    match req {
+    let (host_req, how) = match req {
         FIOCLEX | FIONCLEX => {
             if let Some(d) = c.process.files.get(fd) {
                 d.cloexec = req == FIOCLEX;
             }
             return Ok(0);
         }
-        FIONBIO if !matches!(t, Target::Host(_)) => {
-            super::read_array::<4>(&c.process.mem, arg)?;
-            return Ok(0);
-        }
-        FIONREAD if matches!(t, Target::Bytes) => {
-            let n = match c.process.files.get(fd).map(|d| &d.kind) {
-                Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
-                _ => 0,
-            };
-            c.process.mem.write_u32(arg, n.min(i32::MAX as usize) as u32).map_err(Errno::from)?;
-            return Ok(0);
-        }
-        _ => {}
-    }
+        FIONBIO => match t {
+            Target::Host(_) => (libc::FIONBIO, IoArg::In(4)),
+            _ => {
+                super::read_array::<4>(&c.process.mem, arg)?;
+                return Ok(0);
+            }
+        },
+        FIONREAD => match t {
+            Target::Host(_) => (libc::FIONREAD, IoArg::Out(4)),
+            Target::Bytes | Target::Capture(_) => {
+                let n = match c.process.files.get(fd).map(|d| &d.kind) {
+                    Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
+                    _ => 0,
+                };
+                c.process
+                    .mem
+                    .write_u32(arg, n.min(i32::MAX as usize) as u32)
+                    .map_err(Errno::from)?;
+                return Ok(0);
+            }
+            Target::Null => return err(libc::ENOTTY),
+        },
+        _ => match TTY_IOCTLS.iter().find(|e| e.0 == req) {
+            Some(&(_, h, how)) => (h, how),
+            None => {
+                tracing::debug!(req, "unsupported ioctl; returning -ENOSYS");
+                return err(libc::ENOSYS);
+            }
+        },
+    };
     let Target::Host(h) = t else { return err(libc::ENOTTY) };
     let mem = &mut c.process.mem;
-    // A host buffer larger than any of the structures below.
+    // A host buffer larger than any of the structures above.
     let mut buf = [0u8; 64];
-    let (host_req, in_len, out_len): (libc::Ioctl, usize, usize) = match req {
-        TCGETS => (libc::TCGETS, 0, TERMIOS_SIZE),
-        TCSETS => (libc::TCSETS, TERMIOS_SIZE, 0),
-        TCSETSW => (libc::TCSETSW, TERMIOS_SIZE, 0),
-        TCSETSF => (libc::TCSETSF, TERMIOS_SIZE, 0),
-        TIOCGWINSZ => (libc::TIOCGWINSZ, 0, 8),
-        TIOCSWINSZ => (libc::TIOCSWINSZ, 8, 0),
-        TIOCGPGRP => (libc::TIOCGPGRP, 0, 4),
-        FIONREAD => (libc::FIONREAD, 0, 4),
-        FIONBIO => (libc::FIONBIO, 4, 0),
-        _ => {
-            tracing::debug!(req, "unsupported ioctl; returning -ENOTTY");
-            return err(libc::ENOTTY);
+    let r = match how {
+        IoArg::Value => {
+            // SAFETY: these requests take an integer argument and touch no memory.
+            unsafe { libc::ioctl(h, host_req, arg as libc::c_ulong) }
+        }
+        IoArg::In(n) | IoArg::Out(n) => {
+            if let IoArg::In(n) = how {
+                mem.read_bytes(arg, &mut buf[..n])?;
+            }
+            // SAFETY: each request reads or writes at most `n` (<= 36) bytes through its
+            // pointer argument, and `buf` is a 64-byte exclusively borrowed local.
+            let r = unsafe { libc::ioctl(h, host_req, buf.as_mut_ptr()) };
+            if r >= 0 {
+                if let IoArg::Out(_) = how {
+                    mem.write_bytes(arg, &buf[..n])?;
+                }
+            }
+            r
         }
     };
-    if in_len > 0 {
-        mem.read_bytes(arg, &mut buf[..in_len])?;
-    }
-    // SAFETY: every request above reads or writes at most `in_len`/`out_len` (<= 36) bytes
-    // through its pointer argument, and `buf` is a 64-byte exclusively borrowed local.
-    let r = unsafe { libc::ioctl(h, host_req, buf.as_mut_ptr()) };
     if r < 0 {
         return Err(Errno::last());
-    }
-    if out_len > 0 {
-        mem.write_bytes(arg, &buf[..out_len])?;
     }
     Ok(r as u64)
 }
@@ -697,7 +746,8 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK | oflag::O_DIRECT) != 0 {
         return err(libc::EINVAL);
     }
-    let host_flags = libc::O_CLOEXEC | oflags_to_host(flags & (oflag::O_NONBLOCK | oflag::O_DIRECT));
+    let host_flags =
+        libc::O_CLOEXEC | oflags_to_host(flags & (oflag::O_NONBLOCK | oflag::O_DIRECT));
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a local array of two ints, as pipe2 requires.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), host_flags) } < 0 {
@@ -826,7 +876,9 @@ pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
                 Some(d) => std::thread::sleep(d),
                 None => {
                     if super::first_time("ppoll-forever") {
-                        tracing::warn!("ppoll would wait forever with no host descriptors; returning -EINTR");
+                        tracing::warn!(
+                            "ppoll would wait forever with no host descriptors; returning -EINTR"
+                        );
                     }
                     return err(libc::EINTR);
                 }
@@ -834,12 +886,14 @@ pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
         }
     } else {
         let wait = if ready > 0 { Some(std::time::Duration::ZERO) } else { timeout };
-        let ts = wait.map(|d| libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+        let ts = wait
+            .map(|d| libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
         let mut pfds: Vec<libc::pollfd> = host.iter().map(|(_, p)| *p).collect();
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `pfds` is a live vector of `pfds.len()` pollfd structures and `ts_ptr` is
         // null or points to a live timespec; no signal mask is passed.
-        let r = unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as _, ts_ptr, std::ptr::null()) };
+        let r =
+            unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as _, ts_ptr, std::ptr::null()) };
         if r < 0 {
             let e = Errno::last();
             if ready == 0 {

@@ -98,7 +98,8 @@ const RLIMIT_NOFILE: u32 = 7;
 // The field types of libc's structures differ between host architectures.
 #[allow(clippy::unnecessary_cast)]
 fn get_limit(c: &Call<'_>, res: u32) -> Result<[u64; 2], Errno> {
-    if let Some(v) = state::peek(c.process, |s| s.rlimits.iter().find(|e| e.0 == res).map(|e| e.1)) {
+    if let Some(v) = state::peek(c.process, |s| s.rlimits.iter().find(|e| e.0 == res).map(|e| e.1))
+    {
         return Ok(v);
     }
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

@@ -67,7 +67,8 @@ impl Resolved {
 fn dir_of_fd(p: &mut Process, dirfd: i32) -> Result<PathBuf, Errno> {
     match target(p, dirfd as i64)? {
         Target::Host(h) => {
-            let path = std::fs::read_link(format!("/proc/self/fd/{h}")).map_err(|_| Errno(libc::EBADF))?;
+            let path =
+                std::fs::read_link(format!("/proc/self/fd/{h}")).map_err(|_| Errno(libc::EBADF))?;
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => Ok(path),
                 _ => err(libc::ENOTDIR),
@@ -103,7 +104,13 @@ fn judge_missing(p: &Process, full: &Path, e: std::io::Error) -> Errno {
 
 /// Resolves guest path `raw` relative to `dirfd`. `follow`: resolve a final symbolic link;
 /// `create`: a missing final component is fine (its parent must exist).
-pub(super) fn resolve(p: &mut Process, dirfd: i32, raw: &[u8], follow: bool, create: bool) -> Result<Resolved, Errno> {
+pub(super) fn resolve(
+    p: &mut Process,
+    dirfd: i32,
+    raw: &[u8],
+    follow: bool,
+    create: bool,
+) -> Result<Resolved, Errno> {
     if raw.is_empty() {
         return err(libc::ENOENT);
     }
@@ -202,7 +209,9 @@ pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
         let path = r.cstr()?;
         // SAFETY: `path` is a NUL-terminated string that outlives the call; the mode is passed
         // as the variadic `mode_t` argument open expects.
-        let h = unsafe { libc::open(path.as_ptr(), host_flags, (mode & 0o7777 & !umask) as libc::c_uint) };
+        let h = unsafe {
+            libc::open(path.as_ptr(), host_flags, (mode & 0o7777 & !umask) as libc::c_uint)
+        };
         if h >= 0 {
             break h;
         }
@@ -215,7 +224,10 @@ pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
         }
         return Err(e);
     };
-    let desc = FileDesc { kind: FileKind::Host { fd: h, owned: true }, cloexec: flags & oflag::O_CLOEXEC != 0 };
+    let desc = FileDesc {
+        kind: FileKind::Host { fd: h, owned: true },
+        cloexec: flags & oflag::O_CLOEXEC != 0,
+    };
     c.process.files.insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
 }
 
@@ -285,9 +297,11 @@ fn access(c: &mut Call<'_>, flags: u64) -> SysResult {
 }
 
 fn host_access_fd(h: i32, mode: u32, flags: u64) -> SysResult {
-    let host_flags = libc::AT_EMPTY_PATH | if flags & AT_EACCESS != 0 { libc::AT_EACCESS } else { 0 };
+    let host_flags =
+        libc::AT_EMPTY_PATH | if flags & AT_EACCESS != 0 { libc::AT_EACCESS } else { 0 };
     // SAFETY: the path is a static empty C string; AT_EMPTY_PATH makes the call act on `h`.
-    let r = unsafe { libc::syscall(libc::SYS_faccessat2, h, c"".as_ptr(), mode as i32, host_flags) };
+    let r =
+        unsafe { libc::syscall(libc::SYS_faccessat2, h, c"".as_ptr(), mode as i32, host_flags) };
     if r < 0 {
         return Err(Errno::last());
     }
@@ -344,4 +358,3 @@ pub(super) fn getcwd(c: &mut Call<'_>) -> SysResult {
     c.process.mem.write_bytes(buf, &bytes)?;
     Ok(bytes.len() as u64)
 }
-

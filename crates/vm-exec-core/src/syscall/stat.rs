@@ -13,7 +13,9 @@
 //! 4096, so glibc buffers stdout fully, as for a pipe), `Null` is the host's `/dev/null`.
 
 use super::fs::{target, Target};
-use super::path::{read_path, resolve, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW};
+use super::path::{
+    read_path, resolve, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW,
+};
 use super::{err, Call, Errno, Out, SysResult};
 use crate::process::Process;
 
@@ -204,7 +206,8 @@ pub(super) fn newfstatat(c: &mut Call<'_>) -> SysResult {
 
 /// `statx(dirfd, path, flags, mask, statxbuf)`.
 pub(super) fn statx(c: &mut Call<'_>) -> SysResult {
-    let (dirfd, flags, mask, buf) = (c.int(0), c.args[2] as u32 as u64, c.args[3] as u32, c.args[4]);
+    let (dirfd, flags, mask, buf) =
+        (c.int(0), c.args[2] as u32 as u64, c.args[3] as u32, c.args[4]);
     const SYNC_TYPE: u64 = 0x6000;
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | SYNC_TYPE) != 0
         || flags & SYNC_TYPE == SYNC_TYPE
@@ -215,15 +218,18 @@ pub(super) fn statx(c: &mut Call<'_>) -> SysResult {
     let raw = read_path(c.process, c.args[1])?;
     let mut out = [0u8; 256];
     let host_flags = (flags & !AT_EMPTY_PATH) as i32;
-    let host = |fd: i32, path: &std::ffi::CStr, fl: i32, out: &mut [u8; 256]| -> Result<(), Errno> {
-        // SAFETY: `path` is NUL-terminated; `out` is 256 writable bytes, the size of the
-        // kernel's `struct statx`, which the kernel fills.
-        let r = unsafe { libc::syscall(libc::SYS_statx, fd, path.as_ptr(), fl, mask, out.as_mut_ptr()) };
-        if r < 0 {
-            return Err(Errno::last());
-        }
-        Ok(())
-    };
+    let host =
+        |fd: i32, path: &std::ffi::CStr, fl: i32, out: &mut [u8; 256]| -> Result<(), Errno> {
+            // SAFETY: `path` is NUL-terminated; `out` is 256 writable bytes, the size of the
+            // kernel's `struct statx`, which the kernel fills.
+            let r = unsafe {
+                libc::syscall(libc::SYS_statx, fd, path.as_ptr(), fl, mask, out.as_mut_ptr())
+            };
+            if r < 0 {
+                return Err(Errno::last());
+            }
+            Ok(())
+        };
     if raw.is_empty() && flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD {
         match target(c.process, dirfd as i64)? {
             Target::Host(h) => host(h, c"", host_flags | libc::AT_EMPTY_PATH, &mut out)?,

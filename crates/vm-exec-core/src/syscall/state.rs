@@ -43,7 +43,13 @@ impl ProcState {
         let mut comm = [0u8; 16];
         let n = base.len().min(15);
         comm[..n].copy_from_slice(&base[..n]);
-        ProcState { umask: host_umask(), comm, rlimits: Vec::new(), pending: 0, altstacks: Vec::new() }
+        ProcState {
+            umask: host_umask(),
+            comm,
+            rlimits: Vec::new(),
+            pending: 0,
+            altstacks: Vec::new(),
+        }
     }
 }
 
@@ -94,7 +100,9 @@ pub(crate) fn forget(p: &Process) {
     let mut t = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let base = key(p);
     let cfg = Arc::as_ptr(&p.config);
-    t.retain(|e| !(e.base == base && std::ptr::eq(e.config.as_ptr(), cfg)) && e.config.strong_count() > 0);
+    t.retain(|e| {
+        !(e.base == base && std::ptr::eq(e.config.as_ptr(), cfg)) && e.config.strong_count() > 0
+    });
 }
 
 /// The host process's umask, read once from `/proc/self/status` (reading it with `umask(2)`

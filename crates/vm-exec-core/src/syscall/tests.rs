@@ -293,6 +293,7 @@ fn mmap_munmap_mprotect_mremap_round_trip() {
     assert_eq!(g.sys(216, &[0x200_0000, 0x1000, 0x2000, 1]), e(libc::EFAULT));
     assert_eq!(g.sys(216, &[c, 0x1000, 0x2000, 2]), e(libc::EINVAL), "MREMAP_FIXED");
     assert_eq!(g.sys(216, &[c + 1, 0x1000, 0x2000, 1]), e(libc::EINVAL));
+    assert_eq!(g.sys(216, &[c, 0x1000, 0, 1]), e(libc::ENOMEM), "zero length, as in qemu");
     // munmap: later accesses fault.
     assert_eq!(g.sys(215, &[c, 0x1000]), 0);
     assert!(g.p.mem.read_u8(c).is_err());
@@ -312,11 +313,15 @@ fn mmap_placement_and_errors_follow_linux() {
     let fixed = 0x300_0000;
     assert_eq!(g.sys(222, &[fixed, 0x2000, rw, anon | MAP_FIXED, fd, 0]) as u64, fixed);
     g.put(fixed, b"x");
-    // MAP_FIXED replaces (fresh zero page), MAP_FIXED_NOREPLACE refuses.
+    // MAP_FIXED replaces (fresh zero page); MAP_FIXED_NOREPLACE is a hint, as in qemu 7.2.
     assert_eq!(g.sys(222, &[fixed, 0x1000, rw, anon | MAP_FIXED, fd, 0]) as u64, fixed);
     assert_eq!(g.get(fixed, 1), [0]);
-    assert_eq!(g.sys(222, &[fixed, 0x1000, rw, anon | MAP_FIXED_NOREPLACE, fd, 0]), e(libc::EEXIST));
-    assert_eq!(g.sys(222, &[fixed + 0x4000, 0x1000, rw, anon | MAP_FIXED_NOREPLACE, fd, 0]) as u64, fixed + 0x4000);
+    let other = g.sys(222, &[fixed, 0x1000, rw, anon | MAP_FIXED_NOREPLACE, fd, 0]);
+    assert!(other > 0 && other as u64 != fixed);
+    assert_eq!(
+        g.sys(222, &[fixed + 0x4000, 0x1000, rw, anon | MAP_FIXED_NOREPLACE, fd, 0]) as u64,
+        fixed + 0x4000
+    );
     // A free hint is honoured.
     assert_eq!(g.sys(222, &[0x500_0000, 0x1000, rw, anon, fd, 0]) as u64, 0x500_0000);
     // Errors.
@@ -328,8 +333,16 @@ fn mmap_placement_and_errors_follow_linux() {
     assert_eq!(g.sys(222, &[0, 0x1000, rw, anon, fd, 0x123]), e(libc::EINVAL));
     assert_eq!(g.sys(222, &[0, 1 << 40, rw, anon, fd, 0]), e(libc::ENOMEM));
     assert_eq!(g.sys(222, &[0, u64::MAX, rw, anon, fd, 0]), e(libc::ENOMEM));
-    assert_eq!(g.sys(222, &[(1 << 28) - 0x1000, 0x2000, rw, anon | MAP_FIXED, fd, 0]), e(libc::ENOMEM));
-    assert_eq!(g.sys(222, &[0x1000, 0x1000, rw, anon | MAP_FIXED, fd, 0]), e(libc::EPERM));
+    assert_eq!(
+        g.sys(222, &[(1 << 28) - 0x1000, 0x2000, rw, anon | MAP_FIXED, fd, 0]),
+        e(libc::ENOMEM)
+    );
+    assert_eq!(
+        g.sys(222, &[0x1000, 0x1000, rw, anon | MAP_FIXED, fd, 0]),
+        0x1000,
+        "qemu allows low maps"
+    );
+    assert_ne!(g.sys(222, &[0x2000, 0x1000, rw, anon, fd, 0]), 0x2000, "low hints are not taken");
     // Shared anonymous memory works like private memory.
     let s = g.sys(222, &[0, 0x1000, rw, MAP_SHARED | MAP_ANON, fd, 0]) as u64;
     g.put(s, b"s");
@@ -343,7 +356,9 @@ fn mmap_placement_and_errors_follow_linux() {
 #[test]
 fn madvise_dontneed_zeroes_and_keeps_permissions() {
     let mut g = guest();
-    let a = g.sys(222, &[0, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON, -1i64 as u64, 0]) as u64;
+    let a = g
+        .sys(222, &[0, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON, -1i64 as u64, 0])
+        as u64;
     g.put(a, &[1; 0x3000]);
     assert_eq!(g.sys(226, &[a + 0x2000, 0x1000, PROT_READ]), 0);
     assert_eq!(g.sys(233, &[a, 0x3000, 4]), 0);
@@ -353,8 +368,11 @@ fn madvise_dontneed_zeroes_and_keeps_permissions() {
     assert_eq!(g.sys(233, &[a, 0x1000, 3]), 0, "MADV_WILLNEED");
     assert_eq!(g.get(a, 5), b"still");
     assert_eq!(g.sys(233, &[a + 1, 0x1000, 4]), e(libc::EINVAL));
-    assert_eq!(g.sys(233, &[a, 0x1000, 77]), e(libc::EINVAL));
-    assert_eq!(g.sys(233, &[0x200_0000, 0x1000, 4]), e(libc::ENOMEM));
+    assert_eq!(g.sys(233, &[a, u64::MAX, 4]), e(libc::EINVAL));
+    assert_eq!(g.sys(233, &[1 << 40, 0x1000, 4]), e(libc::EINVAL));
+    // Like qemu: unknown advice and unmapped ranges succeed.
+    assert_eq!(g.sys(233, &[a, 0x1000, 77]), 0);
+    assert_eq!(g.sys(233, &[0x200_0000, 0x1000, 4]), 0);
 }
 
 #[test]
@@ -467,7 +485,11 @@ fn openat_is_confined_to_allowed_dirs() {
     assert_eq!(g.get(SCRATCH, 10), b"sub/in.txt");
     g.put_path(path, &allowed.join("escape"));
     let target_len = outside.join("secret.txt").as_os_str().len() as i64;
-    assert_eq!(g.sys(78, &[AT_FDCWD, path, SCRATCH, 4096]), target_len, "the link itself is inside");
+    assert_eq!(
+        g.sys(78, &[AT_FDCWD, path, SCRATCH, 4096]),
+        target_len,
+        "the link itself is inside"
+    );
 }
 
 #[test]
@@ -851,7 +873,7 @@ fn threads_robust_lists_and_rseq_are_refused_like_qemu() {
     assert_eq!(g.sys(435, &[SCRATCH, 88]), e(libc::ENOSYS));
     assert_eq!(g.sys(99, &[SCRATCH, 24]), e(libc::ENOSYS));
     assert_eq!(g.sys(293, &[SCRATCH, 32, 0, 0x53053053]), e(libc::ENOSYS));
-    assert_eq!(g.sys(283, &[0, 0]) & 8, 8, "membarrier query");
+    assert!(g.sys(283, &[0, 0]) >= 0, "membarrier query is the host's");
 }
 
 #[test]
@@ -887,6 +909,12 @@ fn descriptors_dup_fcntl_ioctl_and_pipes() {
     assert_eq!(g.sys(29, &[1, 0x5401, SCRATCH]), e(libc::ENOTTY));
     assert_eq!(g.sys(29, &[1, 0x5413, SCRATCH]), e(libc::ENOTTY));
     assert_eq!(g.sys(29, &[77, 0x5401, SCRATCH]), e(libc::EBADF));
+    assert_eq!(g.sys(29, &[1, 0x540b, 0]), e(libc::ENOTTY), "TCFLSH");
+    assert_eq!(g.sys(29, &[1, 0x5490, 0]), e(libc::ENOSYS), "unknown request, as in qemu");
+    assert_eq!(g.sys(29, &[1, 0x5421, SCRATCH]), 0, "FIONBIO");
+    let mut fresh = guest();
+    assert_eq!(fresh.sys(29, &[0, 0x541b, SCRATCH]), 0, "FIONREAD on in-memory input");
+    assert_eq!(fresh.u32_at(SCRATCH), STDIN.len() as u32);
     // A host pipe.
     let fds = SCRATCH + 0x100;
     assert_eq!(g.sys(59, &[fds, 0o2000000]), 0);
@@ -943,7 +971,7 @@ fn getcwd_and_flush_icache() {
     g.p.mem.mark_code(0x10078, 4);
     assert_eq!(g.sys(259, &[0, u64::MAX, 0]), 0);
     assert_eq!(g.p.mem.drain_invalidations(), vec![0x10000]);
-    assert_eq!(g.sys(259, &[0, 0, 2]), e(libc::EINVAL));
+    assert_eq!(g.sys(259, &[0, 0, 2]), 0, "flags are ignored, as by qemu");
 }
 
 #[test]
@@ -962,6 +990,8 @@ fn sigaltstack_round_trips() {
     assert_eq!(g.sys(132, &[SCRATCH, 0]), e(libc::ENOMEM));
 }
 
+/// Random arguments for every implemented call; `VMX_SYSCALL_FUZZ=N` runs N calls instead of
+/// 20000 (2,000,000 passed when this was written).
 #[test]
 fn dispatch_never_panics_on_random_arguments() {
     let mut g = guest();
@@ -974,7 +1004,8 @@ fn dispatch_never_panics_on_random_arguments() {
     };
     // Everything except calls that end the thread, sleep, block on host stdin or open host
     // files (there are no allowed dirs, but keep the run fast and side-effect free).
-    let iterations: usize = std::env::var("VMX_SYSCALL_FUZZ").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let iterations: usize =
+        std::env::var("VMX_SYSCALL_FUZZ").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let skip = [93, 94, 101, 115, 98, 73, 129, 130, 131, 63, 65, 67, 59];
     let nrs: Vec<u64> = implemented().map(|(n, _)| n).filter(|n| !skip.contains(n)).collect();
     for i in 0..iterations {

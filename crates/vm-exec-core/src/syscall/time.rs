@@ -51,7 +51,10 @@ pub(super) fn gettimeofday(c: &mut Call<'_>) -> SysResult {
     // `struct timezone` is two ints.
     let mut tz = [0i32; 2];
     // SAFETY: both pointers refer to live locals of the sizes the kernel writes.
-    if unsafe { libc::syscall(libc::SYS_gettimeofday, &mut tv as *mut libc::timeval, tz.as_mut_ptr()) } < 0 {
+    if unsafe {
+        libc::syscall(libc::SYS_gettimeofday, &mut tv as *mut libc::timeval, tz.as_mut_ptr())
+    } < 0
+    {
         return Err(Errno::last());
     }
     let mem = &mut c.process.mem;
