@@ -409,6 +409,9 @@ impl AddressSpace {
         let mut out = Vec::new();
         let mut a = addr;
         loop {
+            if a >= self.size {
+                return Err(MemFault { addr: a, kind: AccessKind::Read });
+            }
             // Read page by page so long strings cost one check per page.
             let page_end = (a | (PAGE_SIZE - 1)) + 1;
             let chunk = self.slice(a, page_end - a, PERM_READ, AccessKind::Read)?;
@@ -838,5 +841,6 @@ mod tests {
         assert_eq!(m.read_cstr(0x1ffe, 3).unwrap(), b"hel");
         m.write_bytes(0x2000, &[b'x'; 0x1000]).unwrap();
         assert!(m.read_cstr(0x2000, 1 << 20).is_err(), "runs into the unmapped page");
+        assert!(m.read_cstr(u64::MAX - 2, 10).is_err());
     }
 }

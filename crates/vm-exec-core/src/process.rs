@@ -13,7 +13,7 @@ use crate::elf::Program;
 use crate::memory::AddressSpace;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Default size of a guest address space: 4 GiB.
 pub const DEFAULT_MEMORY_SIZE: u64 = 4 << 30;
@@ -232,6 +232,8 @@ pub struct Process {
     pub sigactions: Vec<[u64; 4]>,
     /// State of the deterministic random stream (when seeded).
     pub random_state: u64,
+    /// Per-process Linux ABI state (umask, name, limits, pending signals).
+    pub abi: AbiState,
 }
 
 impl Process {
@@ -255,7 +257,8 @@ impl Process {
             files.insert_at(fd, FileDesc { kind, cloexec: false });
         }
         let random_state = config.random_seed.unwrap_or(0) ^ 0x9e37_79b9_7f4a_7c15;
-        Process { mem, program, files, pid, config, sigactions: vec![[0; 4]; 65], random_state }
+        let abi = AbiState::new(&config);
+        Process { mem, program, files, pid, config, sigactions: vec![[0; 4]; 65], random_state, abi }
     }
 
     /// Fills `out` with random bytes: the seeded stream if configured, else the host's.
@@ -295,4 +298,61 @@ impl Process {
             filled += n as usize;
         }
     }
+}
+
+/// What the Linux ABI keeps per process beyond memory and files: the file-creation mask,
+/// the `prctl` name, `setrlimit` overrides, pending (blocked) signals and alternate signal
+/// stacks.
+#[derive(Clone, Debug)]
+pub struct AbiState {
+    /// File-creation mask (`umask`).
+    pub umask: u32,
+    /// Thread name (`PR_SET_NAME`), NUL-padded, at most 15 bytes plus NUL.
+    pub comm: [u8; 16],
+    /// Limits set with `setrlimit`/`prlimit64`: `(resource, [cur, max])`.
+    pub rlimits: Vec<(u32, [u64; 2])>,
+    /// Signals sent to the process while blocked (bit `n - 1` for signal `n`).
+    pub pending: u64,
+    /// `sigaltstack` settings per thread id: `[ss_sp, ss_flags, ss_size]`.
+    pub altstacks: Vec<(i32, [u64; 3])>,
+}
+
+impl AbiState {
+    /// The state of a fresh process built from `config`.
+    pub fn new(config: &ProcessConfig) -> AbiState {
+        let name = if config.exe_path.as_os_str().is_empty() {
+            config.args.first().cloned().unwrap_or_default()
+        } else {
+            use std::os::unix::ffi::OsStrExt;
+            config.exe_path.as_os_str().as_bytes().to_vec()
+        };
+        let base = name.rsplit(|&b| b == b'/').next().unwrap_or(&[]);
+        let mut comm = [0u8; 16];
+        let n = base.len().min(15);
+        comm[..n].copy_from_slice(&base[..n]);
+        AbiState {
+            umask: host_umask(),
+            comm,
+            rlimits: Vec::new(),
+            pending: 0,
+            altstacks: Vec::new(),
+        }
+    }
+}
+
+
+/// The host process's umask, read once from `/proc/self/status` (reading it with `umask(2)`
+/// would briefly change it for every thread); 0o022 if unavailable.
+fn host_umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
 }

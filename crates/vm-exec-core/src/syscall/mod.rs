@@ -295,11 +295,7 @@ pub fn dispatch(thread: &mut GuestThread, process: &mut Process) -> SyscallOutco
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
-    let outcome = call.outcome;
-    if matches!(outcome, SyscallOutcome::ProcessExit(_) | SyscallOutcome::Signal(_)) {
-        state::forget(call.process);
-    }
-    outcome
+    call.outcome
 }
 
 /// Logs an unknown system call, once per number.
