@@ -98,6 +98,27 @@ fn product_equals((m1, e1): (u64, i32), (m2, e2): (u64, i32), (m3, e3): (u64, i3
     }
 }
 
+/// The product of two normal significands `m1, m2` in `[2^52, 2^53)`: `m1 * m2 = top * 2^s +
+/// rest` with `top` in `[2^52, 2^53)` and `s` 52 or 53; returns `(top, s, rest == 0)`. The
+/// common case of [`product_equals`], without variable-width 128-bit shifts.
+#[inline(always)]
+fn mul_sig(m1: u64, m2: u64) -> (u64, i32, bool) {
+    let p = u128::from(m1) * u128::from(m2); // in [2^104, 2^106)
+    let (hi, lo) = ((p >> 64) as u64, p as u64);
+    let top52 = (hi << 12) | (lo >> 52);
+    if hi >> 41 != 0 {
+        (top52 >> 1, 53, lo & ((1 << 53) - 1) == 0) // p >= 2^105
+    } else {
+        (top52, 52, lo & ((1 << 52) - 1) == 0)
+    }
+}
+
+/// Whether binary64 bits `x` (finite) are a normal number.
+#[inline(always)]
+fn is_normal(x: u64) -> bool {
+    x & (0x7ff << 52) != 0
+}
+
 /// binary64 `a + b` in RNE.
 #[inline(always)]
 pub(super) fn add_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
@@ -139,7 +160,12 @@ pub(super) fn mul_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
     if !big_finite_f64(p) {
         return None;
     }
-    let exact = product_equals(decompose(a), decompose(b), decompose(p.to_bits()));
+    // The result is normal, so it holds 53 significant bits.
+    let exact = if is_normal(a) && is_normal(b) {
+        mul_sig(decompose(a).0, decompose(b).0).2
+    } else {
+        product_equals(decompose(a), decompose(b), decompose(p.to_bits()))
+    };
     done(p.to_bits(), !exact, flags)
 }
 
@@ -150,8 +176,15 @@ pub(super) fn div_f64(a: u64, b: u64, flags: &mut u8) -> Option<u64> {
     if !big_finite_f64(q) {
         return None;
     }
-    // q normal and finite: a, b finite and non-zero.
-    let exact = product_equals(decompose(q.to_bits()), decompose(b), decompose(a));
+    // q normal and finite: a, b finite and non-zero. Exact iff q * b == a.
+    let (mq, eq) = decompose(q.to_bits());
+    let exact = if is_normal(a) && is_normal(b) {
+        let ((ma, ea), (mb, eb)) = (decompose(a), decompose(b));
+        let (top, s, rest_zero) = mul_sig(mq, mb);
+        rest_zero && top == ma && eq + eb + s == ea
+    } else {
+        product_equals((mq, eq), decompose(b), decompose(a))
+    };
     done(q.to_bits(), !exact, flags)
 }
 
@@ -167,8 +200,16 @@ pub(super) fn sqrt_f64(a: u64, flags: &mut u8) -> Option<u64> {
         return None;
     }
     let s = x.sqrt();
-    let ms = decompose(s.to_bits());
-    done(s.to_bits(), !product_equals(ms, ms, decompose(a)), flags)
+    // Exact iff s * s == a (s is normal).
+    let (ms, es) = decompose(s.to_bits());
+    let exact = if is_normal(a) {
+        let (ma, ea) = decompose(a);
+        let (top, sh, rest_zero) = mul_sig(ms, ms);
+        rest_zero && top == ma && 2 * es + sh == ea
+    } else {
+        product_equals((ms, es), (ms, es), decompose(a))
+    };
+    done(s.to_bits(), !exact, flags)
 }
 
 /// `a * b - c` with one rounding (RNE), with no MXCSR change.
