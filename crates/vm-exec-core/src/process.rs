@@ -258,7 +258,16 @@ impl Process {
         }
         let random_state = config.random_seed.unwrap_or(0) ^ 0x9e37_79b9_7f4a_7c15;
         let abi = AbiState::new(&config);
-        Process { mem, program, files, pid, config, sigactions: vec![[0; 4]; 65], random_state, abi }
+        Process {
+            mem,
+            program,
+            files,
+            pid,
+            config,
+            sigactions: vec![[0; 4]; 65],
+            random_state,
+            abi,
+        }
     }
 
     /// Fills `out` with random bytes: the seeded stream if configured, else the host's.
@@ -339,7 +348,6 @@ impl AbiState {
         }
     }
 }
-
 
 /// The host process's umask, read once from `/proc/self/status` (reading it with `umask(2)`
 /// would briefly change it for every thread); 0o022 if unavailable.

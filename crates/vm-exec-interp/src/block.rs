@@ -164,12 +164,14 @@ pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
 
 const FAST_BITS: u32 = 12;
 const FAST_SIZE: usize = 1 << FAST_BITS;
-const NO_BLOCK: u32 = u32::MAX;
 
 #[inline(always)]
 fn fast_slot(pc: u64) -> usize {
     ((pc >> 1) as usize ^ (pc >> (FAST_BITS + 1)) as usize) & (FAST_SIZE - 1)
 }
+
+/// An empty direct-mapped entry: no guest pc is `u64::MAX` (pcs are even).
+const EMPTY: (u64, *const Block) = (u64::MAX, std::ptr::null());
 
 /// Counters of the cache, folded into the engine's statistics.
 #[derive(Clone, Copy, Debug, Default)]
@@ -186,17 +188,24 @@ pub struct CacheCounters {
 }
 
 /// All decoded blocks of one address space.
+///
+/// Ownership: `blocks` owns every live block (boxed, so its address is stable). The
+/// direct-mapped table `fast` caches `(pc, pointer)` pairs; a block's pointer can only sit in
+/// the slot of its own start pc, and removing or flushing a block clears that slot first, so
+/// every non-empty pointer in `fast` refers to a live block.
 pub struct BlockCache {
-    blocks: Vec<Option<Block>>,
-    free: Vec<u32>,
-    map: HashMap<u64, u32>,
-    fast: Box<[(u64, u32)]>,
-    by_page: HashMap<u64, Vec<u32>>,
+    blocks: HashMap<u64, Box<Block>>,
+    fast: Box<[(u64, *const Block)]>,
+    by_page: HashMap<u64, Vec<u64>>,
     decoded_insts: usize,
     limit_insts: usize,
     /// Counters since creation.
     pub counters: CacheCounters,
 }
+
+// SAFETY: the raw pointers in `fast` point into boxes owned by `blocks` of the same value;
+// moving the cache to another thread moves their owner with them.
+unsafe impl Send for BlockCache {}
 
 impl Default for BlockCache {
     fn default() -> Self {
@@ -208,10 +217,8 @@ impl BlockCache {
     /// A cache that flushes itself when it holds more than `limit_insts` decoded instructions.
     pub fn with_limit(limit_insts: usize) -> Self {
         BlockCache {
-            blocks: Vec::new(),
-            free: Vec::new(),
-            map: HashMap::new(),
-            fast: vec![(u64::MAX, NO_BLOCK); FAST_SIZE].into_boxed_slice(),
+            blocks: HashMap::new(),
+            fast: vec![EMPTY; FAST_SIZE].into_boxed_slice(),
             by_page: HashMap::new(),
             decoded_insts: 0,
             limit_insts,
@@ -221,110 +228,86 @@ impl BlockCache {
 
     /// Number of live blocks.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.blocks.len()
     }
 
     /// True when no block is cached.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.blocks.is_empty()
     }
 
     /// The block starting at `pc`, decoding it on a miss.
     #[inline(always)]
-    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> u32 {
-        let slot = fast_slot(pc);
-        let (tag, id) = self.fast[slot];
+    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> &Block {
+        let (tag, ptr) = self.fast[fast_slot(pc)];
         if tag == pc {
-            return id;
+            // SAFETY: a non-empty entry of `fast` points to a live block owned by `blocks`
+            // (see the type's invariant); the returned borrow of `self` keeps it alive.
+            return unsafe { &*ptr };
         }
-        self.lookup_slow(mem, pc, slot)
+        self.lookup_slow(mem, pc)
     }
 
     #[inline(never)]
-    fn lookup_slow(&mut self, mem: &mut AddressSpace, pc: u64, slot: usize) -> u32 {
-        if let Some(&id) = self.map.get(&pc) {
+    fn lookup_slow(&mut self, mem: &mut AddressSpace, pc: u64) -> &Block {
+        let slot = fast_slot(pc);
+        if !self.blocks.contains_key(&pc) {
+            self.counters.misses += 1;
+            if self.decoded_insts >= self.limit_insts {
+                self.flush();
+            }
+            let t0 = Instant::now();
+            let block = decode_block(mem, pc);
+            self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
+            let code_end = match block.tail {
+                // The faulting instruction's first bytes were read too; watch their page.
+                Tail::Illegal => block.end + 2,
+                _ => block.end,
+            };
+            if code_end > pc {
+                mem.mark_code(pc, code_end - pc);
+            }
+            self.decoded_insts += block.insts.len().max(1);
+            let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
+            for page in (pc >> PAGE_SHIFT)..=last_page {
+                self.by_page.entry(page).or_default().push(pc);
+            }
+            self.blocks.insert(pc, Box::new(block));
+        } else {
             self.counters.hits += 1;
-            self.fast[slot] = (pc, id);
-            return id;
         }
-        self.counters.misses += 1;
-        if self.decoded_insts >= self.limit_insts {
-            self.flush();
-        }
-        let t0 = Instant::now();
-        let block = decode_block(mem, pc);
-        self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
-        let code_end = match block.tail {
-            // The faulting instruction's first bytes were read too; watch their page.
-            Tail::Illegal => block.end + 2,
-            _ => block.end,
-        };
-        if code_end > pc {
-            mem.mark_code(pc, code_end - pc);
-        }
-        self.decoded_insts += block.insts.len().max(1);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.blocks[id as usize] = Some(block);
-                id
-            }
-            None => {
-                self.blocks.push(Some(block));
-                (self.blocks.len() - 1) as u32
-            }
-        };
-        let first_page = pc >> PAGE_SHIFT;
-        let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
-        for page in first_page..=last_page {
-            self.by_page.entry(page).or_default().push(id);
-        }
-        self.map.insert(pc, id);
-        self.fast[slot] = (pc, id);
-        id
-    }
-
-    /// The block with id `id` (as returned by `lookup`, before any invalidation since).
-    #[inline(always)]
-    pub fn get(&self, id: u32) -> &Block {
-        match &self.blocks[id as usize] {
-            Some(b) => b,
-            None => unreachable!("block ids from lookup are live until the next invalidation"),
-        }
+        let block: &Block = &self.blocks[&pc];
+        self.fast[slot] = (pc, block as *const Block);
+        block
     }
 
     /// Drops every block that has bytes on one of `pages` (page-aligned addresses).
     pub fn invalidate_pages(&mut self, pages: &[u64]) {
         for &addr in pages {
-            let Some(ids) = self.by_page.remove(&(addr >> PAGE_SHIFT)) else { continue };
-            for id in ids {
-                self.remove(id);
+            let Some(starts) = self.by_page.remove(&(addr >> PAGE_SHIFT)) else { continue };
+            for pc in starts {
+                self.remove(pc);
             }
         }
     }
 
-    fn remove(&mut self, id: u32) {
-        let Some(block) = self.blocks[id as usize].take() else { return };
+    fn remove(&mut self, pc: u64) {
+        // A block spanning two pages is listed under both; the second removal finds nothing.
+        let Some(block) = self.blocks.remove(&pc) else { return };
         self.counters.invalidations += 1;
         self.decoded_insts -= block.insts.len().max(1);
-        self.map.remove(&block.start);
-        let slot = fast_slot(block.start);
-        if self.fast[slot].1 == id {
-            self.fast[slot] = (u64::MAX, NO_BLOCK);
+        let slot = fast_slot(pc);
+        if self.fast[slot].0 == pc {
+            self.fast[slot] = EMPTY;
         }
-        self.free.push(id);
-        // Other pages of a block spanning two pages still list its id; `remove` ignores ids
-        // whose slot is empty, and a reused id is harmless there: it only causes an extra
-        // re-decode of a block that was live on that page.
     }
 
     /// Drops every block.
     pub fn flush(&mut self) {
-        self.counters.invalidations += self.map.len() as u64;
+        self.counters.invalidations += self.blocks.len() as u64;
+        self.fast.fill(EMPTY);
         self.blocks.clear();
-        self.free.clear();
-        self.map.clear();
         self.by_page.clear();
-        self.fast.fill((u64::MAX, NO_BLOCK));
         self.decoded_insts = 0;
     }
 }

@@ -50,8 +50,7 @@ pub(crate) fn run(
         if retired >= fuel {
             break StopReason::FuelExhausted;
         }
-        let id = cache.lookup(&mut process.mem, pc);
-        let block = cache.get(id);
+        let block = cache.lookup(&mut process.mem, pc);
         entered += 1;
         let n = block.insts.len();
         let count = n.min((fuel - retired).min(usize::MAX as u64) as usize);
@@ -144,12 +143,25 @@ fn exec_block(
         let ipc = pc;
         pc = pc.wrapping_add(i.len as u64);
         let rd = (i.rd & 63) as usize;
-        let r1 = x[(i.rs1 & 63) as usize];
-        let r2 = x[(i.rs2 & 63) as usize];
-        let imm = i.imm as i64 as u64;
+        // Operands are macros, not locals, so each arm loads only what it uses.
+        macro_rules! r1 {
+            () => {
+                x[(i.rs1 & 63) as usize]
+            };
+        }
+        macro_rules! r2 {
+            () => {
+                x[(i.rs2 & 63) as usize]
+            };
+        }
+        macro_rules! imm {
+            () => {
+                (i.imm as i64 as u64)
+            };
+        }
         macro_rules! load {
             ($read:ident, $conv:expr) => {{
-                match mem.$read(r1.wrapping_add(imm)) {
+                match mem.$read(r1!().wrapping_add(imm!())) {
                     Ok(v) => x[rd] = $conv(v),
                     Err(f) => return mem_fault(idx, ipc, f),
                 }
@@ -157,34 +169,34 @@ fn exec_block(
         }
         macro_rules! store {
             ($write:ident, $v:expr) => {{
-                if let Err(f) = mem.$write(r1.wrapping_add(imm), $v) {
+                if let Err(f) = mem.$write(r1!().wrapping_add(imm!()), $v) {
                     return mem_fault(idx, ipc, f);
                 }
             }};
         }
         macro_rules! branch {
             ($cond:expr) => {{
-                return BlockExit::Next(if $cond { ipc.wrapping_add(imm) } else { pc });
+                return BlockExit::Next(if $cond { ipc.wrapping_add(imm!()) } else { pc });
             }};
         }
         match i.op {
-            Op::Lui => x[rd] = imm,
-            Op::Auipc => x[rd] = ipc.wrapping_add(imm),
+            Op::Lui => x[rd] = imm!(),
+            Op::Auipc => x[rd] = ipc.wrapping_add(imm!()),
             Op::Jal => {
                 x[rd] = pc;
-                return BlockExit::Next(ipc.wrapping_add(imm));
+                return BlockExit::Next(ipc.wrapping_add(imm!()));
             }
             Op::Jalr => {
-                let target = r1.wrapping_add(imm) & !1;
+                let target = r1!().wrapping_add(imm!()) & !1;
                 x[rd] = pc;
                 return BlockExit::Next(target);
             }
-            Op::Beq => branch!(r1 == r2),
-            Op::Bne => branch!(r1 != r2),
-            Op::Blt => branch!((r1 as i64) < (r2 as i64)),
-            Op::Bge => branch!((r1 as i64) >= (r2 as i64)),
-            Op::Bltu => branch!(r1 < r2),
-            Op::Bgeu => branch!(r1 >= r2),
+            Op::Beq => branch!(r1!() == r2!()),
+            Op::Bne => branch!(r1!() != r2!()),
+            Op::Blt => branch!((r1!() as i64) < (r2!() as i64)),
+            Op::Bge => branch!((r1!() as i64) >= (r2!() as i64)),
+            Op::Bltu => branch!(r1!() < r2!()),
+            Op::Bgeu => branch!(r1!() >= r2!()),
             Op::Lb => load!(read_u8, |v: u8| v as i8 as i64 as u64),
             Op::Lh => load!(read_u16, |v: u16| v as i16 as i64 as u64),
             Op::Lw => load!(read_u32, |v: u32| v as i32 as i64 as u64),
@@ -192,47 +204,47 @@ fn exec_block(
             Op::Lbu => load!(read_u8, |v: u8| v as u64),
             Op::Lhu => load!(read_u16, |v: u16| v as u64),
             Op::Lwu => load!(read_u32, |v: u32| v as u64),
-            Op::Sb => store!(write_u8, r2 as u8),
-            Op::Sh => store!(write_u16, r2 as u16),
-            Op::Sw => store!(write_u32, r2 as u32),
-            Op::Sd => store!(write_u64, r2),
-            Op::Addi => x[rd] = r1.wrapping_add(imm),
-            Op::Slti => x[rd] = ((r1 as i64) < (imm as i64)) as u64,
-            Op::Sltiu => x[rd] = (r1 < imm) as u64,
-            Op::Xori => x[rd] = r1 ^ imm,
-            Op::Ori => x[rd] = r1 | imm,
-            Op::Andi => x[rd] = r1 & imm,
-            Op::Slli => x[rd] = r1 << (imm & 63),
-            Op::Srli => x[rd] = r1 >> (imm & 63),
-            Op::Srai => x[rd] = ((r1 as i64) >> (imm & 63)) as u64,
-            Op::Add => x[rd] = r1.wrapping_add(r2),
-            Op::Sub => x[rd] = r1.wrapping_sub(r2),
-            Op::Sll => x[rd] = r1 << (r2 & 63),
-            Op::Slt => x[rd] = ((r1 as i64) < (r2 as i64)) as u64,
-            Op::Sltu => x[rd] = (r1 < r2) as u64,
-            Op::Xor => x[rd] = r1 ^ r2,
-            Op::Srl => x[rd] = r1 >> (r2 & 63),
-            Op::Sra => x[rd] = ((r1 as i64) >> (r2 & 63)) as u64,
-            Op::Or => x[rd] = r1 | r2,
-            Op::And => x[rd] = r1 & r2,
-            Op::Addiw => x[rd] = sext32(r1.wrapping_add(imm)),
-            Op::Slliw => x[rd] = sext32(((r1 as u32) << (imm & 31)) as u64),
-            Op::Srliw => x[rd] = sext32(((r1 as u32) >> (imm & 31)) as u64),
-            Op::Sraiw => x[rd] = ((r1 as i32) >> (imm & 31)) as i64 as u64,
-            Op::Addw => x[rd] = sext32(r1.wrapping_add(r2)),
-            Op::Subw => x[rd] = sext32(r1.wrapping_sub(r2)),
-            Op::Sllw => x[rd] = sext32(((r1 as u32) << (r2 & 31)) as u64),
-            Op::Srlw => x[rd] = sext32(((r1 as u32) >> (r2 & 31)) as u64),
-            Op::Sraw => x[rd] = ((r1 as i32) >> (r2 & 31)) as i64 as u64,
+            Op::Sb => store!(write_u8, r2!() as u8),
+            Op::Sh => store!(write_u16, r2!() as u16),
+            Op::Sw => store!(write_u32, r2!() as u32),
+            Op::Sd => store!(write_u64, r2!()),
+            Op::Addi => x[rd] = r1!().wrapping_add(imm!()),
+            Op::Slti => x[rd] = ((r1!() as i64) < (imm!() as i64)) as u64,
+            Op::Sltiu => x[rd] = (r1!() < imm!()) as u64,
+            Op::Xori => x[rd] = r1!() ^ imm!(),
+            Op::Ori => x[rd] = r1!() | imm!(),
+            Op::Andi => x[rd] = r1!() & imm!(),
+            Op::Slli => x[rd] = r1!() << (imm!() & 63),
+            Op::Srli => x[rd] = r1!() >> (imm!() & 63),
+            Op::Srai => x[rd] = ((r1!() as i64) >> (imm!() & 63)) as u64,
+            Op::Add => x[rd] = r1!().wrapping_add(r2!()),
+            Op::Sub => x[rd] = r1!().wrapping_sub(r2!()),
+            Op::Sll => x[rd] = r1!() << (r2!() & 63),
+            Op::Slt => x[rd] = ((r1!() as i64) < (r2!() as i64)) as u64,
+            Op::Sltu => x[rd] = (r1!() < r2!()) as u64,
+            Op::Xor => x[rd] = r1!() ^ r2!(),
+            Op::Srl => x[rd] = r1!() >> (r2!() & 63),
+            Op::Sra => x[rd] = ((r1!() as i64) >> (r2!() & 63)) as u64,
+            Op::Or => x[rd] = r1!() | r2!(),
+            Op::And => x[rd] = r1!() & r2!(),
+            Op::Addiw => x[rd] = sext32(r1!().wrapping_add(imm!())),
+            Op::Slliw => x[rd] = sext32(((r1!() as u32) << (imm!() & 31)) as u64),
+            Op::Srliw => x[rd] = sext32(((r1!() as u32) >> (imm!() & 31)) as u64),
+            Op::Sraiw => x[rd] = ((r1!() as i32) >> (imm!() & 31)) as i64 as u64,
+            Op::Addw => x[rd] = sext32(r1!().wrapping_add(r2!())),
+            Op::Subw => x[rd] = sext32(r1!().wrapping_sub(r2!())),
+            Op::Sllw => x[rd] = sext32(((r1!() as u32) << (r2!() & 31)) as u64),
+            Op::Srlw => x[rd] = sext32(((r1!() as u32) >> (r2!() & 31)) as u64),
+            Op::Sraw => x[rd] = ((r1!() as i32) >> (r2!() & 31)) as i64 as u64,
             Op::Fence => std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst),
             Op::FenceI => return BlockExit::FenceI(pc),
             Op::Ecall => return BlockExit::Ecall(pc),
             Op::Ebreak => return sig(idx, ipc, signal::SIGTRAP, None),
             Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci => {
                 let (op, src, writes) = match i.op {
-                    Op::Csrrw => (CsrOp::Write, r1, true),
-                    Op::Csrrs => (CsrOp::Set, r1, i.rs1 != 0),
-                    Op::Csrrc => (CsrOp::Clear, r1, i.rs1 != 0),
+                    Op::Csrrw => (CsrOp::Write, r1!(), true),
+                    Op::Csrrs => (CsrOp::Set, r1!(), i.rs1 != 0),
+                    Op::Csrrc => (CsrOp::Clear, r1!(), i.rs1 != 0),
                     Op::Csrrwi => (CsrOp::Write, i.rs1 as u64, true),
                     Op::Csrrsi => (CsrOp::Set, i.rs1 as u64, i.rs1 != 0),
                     _ => (CsrOp::Clear, i.rs1 as u64, i.rs1 != 0),
@@ -243,33 +255,41 @@ fn exec_block(
                     None => return sig(idx, ipc, signal::SIGILL, None),
                 }
             }
-            Op::Mul => x[rd] = r1.wrapping_mul(r2),
-            Op::Mulh => x[rd] = ((r1 as i64 as i128 * r2 as i64 as i128) >> 64) as u64,
-            Op::Mulhsu => x[rd] = ((r1 as i64 as i128 * r2 as i128) >> 64) as u64,
-            Op::Mulhu => x[rd] = ((r1 as u128 * r2 as u128) >> 64) as u64,
+            Op::Mul => x[rd] = r1!().wrapping_mul(r2!()),
+            Op::Mulh => x[rd] = ((r1!() as i64 as i128 * r2!() as i64 as i128) >> 64) as u64,
+            Op::Mulhsu => x[rd] = ((r1!() as i64 as i128 * r2!() as i128) >> 64) as u64,
+            Op::Mulhu => x[rd] = ((r1!() as u128 * r2!() as u128) >> 64) as u64,
             Op::Div => {
-                x[rd] = if r2 == 0 { u64::MAX } else { (r1 as i64).wrapping_div(r2 as i64) as u64 }
+                x[rd] = if r2!() == 0 {
+                    u64::MAX
+                } else {
+                    (r1!() as i64).wrapping_div(r2!() as i64) as u64
+                }
             }
-            Op::Divu => x[rd] = r1.checked_div(r2).unwrap_or(u64::MAX),
+            Op::Divu => x[rd] = r1!().checked_div(r2!()).unwrap_or(u64::MAX),
             Op::Rem => {
-                x[rd] = if r2 == 0 { r1 } else { (r1 as i64).wrapping_rem(r2 as i64) as u64 }
+                x[rd] = if r2!() == 0 {
+                    r1!()
+                } else {
+                    (r1!() as i64).wrapping_rem(r2!() as i64) as u64
+                }
             }
-            Op::Remu => x[rd] = if r2 == 0 { r1 } else { r1 % r2 },
-            Op::Mulw => x[rd] = sext32(r1.wrapping_mul(r2)),
+            Op::Remu => x[rd] = if r2!() == 0 { r1!() } else { r1!() % r2!() },
+            Op::Mulw => x[rd] = sext32(r1!().wrapping_mul(r2!())),
             Op::Divw => {
-                let (a, b) = (r1 as i32, r2 as i32);
+                let (a, b) = (r1!() as i32, r2!() as i32);
                 x[rd] = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 }
             }
             Op::Divuw => {
-                let (a, b) = (r1 as u32, r2 as u32);
+                let (a, b) = (r1!() as u32, r2!() as u32);
                 x[rd] = a.checked_div(b).map_or(u64::MAX, |q| sext32(q as u64))
             }
             Op::Remw => {
-                let (a, b) = (r1 as i32, r2 as i32);
+                let (a, b) = (r1!() as i32, r2!() as i32);
                 x[rd] = if b == 0 { a as i64 as u64 } else { a.wrapping_rem(b) as i64 as u64 }
             }
             Op::Remuw => {
-                let (a, b) = (r1 as u32, r2 as u32);
+                let (a, b) = (r1!() as u32, r2!() as u32);
                 x[rd] = if b == 0 { sext32(a as u64) } else { sext32((a % b) as u64) }
             }
             Op::LrW
@@ -293,21 +313,78 @@ fn exec_block(
             | Op::AmominD
             | Op::AmomaxD
             | Op::AmominuD
-            | Op::AmomaxuD => match atomic(i.op, r1, r2, cpu, mem) {
+            | Op::AmomaxuD => match atomic(i.op, r1!(), r2!(), cpu, mem) {
                 Ok(v) => x[rd] = v,
                 Err((signo, addr)) => return sig(idx, ipc, signo, Some(addr)),
             },
-            Op::Flw => match mem.read_u32(r1.wrapping_add(imm)) {
+            Op::Flw => match mem.read_u32(r1!().wrapping_add(imm!())) {
                 Ok(v) => cpu.f[(i.rd & 31) as usize] = fp::box_f32(v),
                 Err(f) => return mem_fault(idx, ipc, f),
             },
-            Op::Fld => match mem.read_u64(r1.wrapping_add(imm)) {
+            Op::Fld => match mem.read_u64(r1!().wrapping_add(imm!())) {
                 Ok(v) => cpu.f[(i.rd & 31) as usize] = v,
                 Err(f) => return mem_fault(idx, ipc, f),
             },
             Op::Fsw => store!(write_u32, cpu.f[(i.rs2 & 31) as usize] as u32),
             Op::Fsd => store!(write_u64, cpu.f[(i.rs2 & 31) as usize]),
-            _ => {
+            Op::FmaddS
+            | Op::FmsubS
+            | Op::FnmsubS
+            | Op::FnmaddS
+            | Op::FaddS
+            | Op::FsubS
+            | Op::FmulS
+            | Op::FdivS
+            | Op::FsqrtS
+            | Op::FsgnjS
+            | Op::FsgnjnS
+            | Op::FsgnjxS
+            | Op::FminS
+            | Op::FmaxS
+            | Op::FcvtWS
+            | Op::FcvtWuS
+            | Op::FcvtLS
+            | Op::FcvtLuS
+            | Op::FcvtSW
+            | Op::FcvtSWu
+            | Op::FcvtSL
+            | Op::FcvtSLu
+            | Op::FmvXW
+            | Op::FmvWX
+            | Op::FeqS
+            | Op::FltS
+            | Op::FleS
+            | Op::FclassS
+            | Op::FmaddD
+            | Op::FmsubD
+            | Op::FnmsubD
+            | Op::FnmaddD
+            | Op::FaddD
+            | Op::FsubD
+            | Op::FmulD
+            | Op::FdivD
+            | Op::FsqrtD
+            | Op::FsgnjD
+            | Op::FsgnjnD
+            | Op::FsgnjxD
+            | Op::FminD
+            | Op::FmaxD
+            | Op::FcvtSD
+            | Op::FcvtDS
+            | Op::FcvtWD
+            | Op::FcvtWuD
+            | Op::FcvtLD
+            | Op::FcvtLuD
+            | Op::FcvtDW
+            | Op::FcvtDWu
+            | Op::FcvtDL
+            | Op::FcvtDLu
+            | Op::FmvXD
+            | Op::FmvDX
+            | Op::FeqD
+            | Op::FltD
+            | Op::FleD
+            | Op::FclassD => {
                 if float::exec(i, x, cpu).is_err() {
                     return sig(idx, ipc, signal::SIGILL, None);
                 }

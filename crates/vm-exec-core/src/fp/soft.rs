@@ -16,7 +16,10 @@
 //! still be tiny with an unbounded exponent (apfloat then reports no UNDERFLOW, RISC-V does).
 //! [`fix_tininess`] settles that one case by redoing the operation on operands scaled by 2^64
 //! (exact), where the result is far from the subnormal range and its rounding is the
-//! unbounded-exponent rounding.
+//! unbounded-exponent rounding. The scaled operands are the addends of a sum, the dividend of a
+//! quotient, and the smaller multiplicand and the addend of a (fused) product: an inexact result
+//! next to the smallest normal forces those to be far below the overflow threshold, so scaling
+//! them is exact.
 //!
 //! # Overflow
 //!
