@@ -14,7 +14,7 @@
 //! * `cargo xtask guests truth [--check] [--tag TAG] [CASE...]` runs the cases of
 //!   `guests/cases.txt` under `qemu-riscv64` (override with `$QEMU_RISCV64`)
 //!   exactly the way the emulator is meant to be run (repository root as the
-//!   working directory, `env -i` plus the case's variables, argv[0] =
+//!   working directory, `env -i` plus the case's variables, `argv[0]` =
 //!   `guests/BINARY`, RLIMIT_CORE 0, RLIMIT_STACK 8 MiB) and stores stdout,
 //!   stderr and the exit status in `guests/expected/`.
 //! * `cargo xtask guests list` prints the parsed manifest.

@@ -6,7 +6,7 @@
 //! |----------|-----------------|-----------------------------------------------------|
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
-//! | `bench`  | [`bench`]       | benchmarks: emulator vs. qemu vs. native            |
+//! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
 //!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
 //! anyhow::Result<()>`, declare the module below, and add an arm to

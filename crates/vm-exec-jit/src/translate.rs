@@ -1,0 +1,776 @@
+//! Translation of one decoded guest block into x86-64 code.
+//!
+//! Shape of a translated block (all in the code cache's one executable buffer):
+//!
+//! ```text
+//! entry:  sub r12, N ; jl fuel_stub        ; not enough fuel: nothing of the block runs
+//!         add qword [r15 + block_execs], 1
+//!         <instruction 0> ... <instruction N-1>
+//!         <exit>                           ; direct exit site, jalr lookup, or signal
+//! stubs:  out-of-line slow paths and exits
+//! ```
+//!
+//! Invariants:
+//! - Fuel: the block charges all N instructions at entry (a block with no instruction, one
+//!   that starts at an illegal or unfetchable instruction, requires one unit of fuel without
+//!   charging it). Every exit taken before the end refunds exactly the instructions that did
+//!   not retire, so `fuel_at_entry - r12` is always the number of retired instructions.
+//! - Guest registers live in the context (`[r15 + x_off(r)]`); within an instruction the
+//!   scratch registers `rax`, `rcx`, `rdx`, `rsi`, `rdi`, `r8`..`r11` hold temporaries only,
+//!   so helper calls need no spilling. x0 reads as an immediate zero and writes to it (or to
+//!   the interpreter's sink register 32) are dropped.
+//! - Loads and stores are checked inline: the access must be naturally aligned, its page
+//!   index below the page count, and its page permission must allow it (for stores: writable
+//!   and not holding code). Anything else takes the slow path through the address space,
+//!   which handles misaligned and page-straddling accesses, faults and code invalidation.
+//! - A direct exit is a 5-byte `jmp rel32` (a *site*) to a stub that stores the target pc
+//!   and the site id and returns to the dispatcher; chaining rewrites the `rel32` to point
+//!   at the target block's entry, unchaining restores it. An indirect jump (`jalr`) probes
+//!   the jump table and jumps to the cached translation, or exits with `EXIT_INDIRECT`.
+//! - Division never traps: zero divisors and `MIN / -1` are handled before `idiv`.
+
+use crate::context::*;
+use crate::helpers::{self, load_kind, STATUS_SIGNAL};
+use dynasmrt::x64::Assembler;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
+use vm_exec_core::exec::signal;
+use vm_exec_core::inst::{Inst, Op};
+use vm_exec_core::memory::{PERM_CODE, PERM_READ, PERM_WRITE};
+use vm_exec_interp::block::{is_terminator, Block, Tail};
+
+/// log2 of the number of jump-table entries.
+pub(crate) const JTAB_BITS: u32 = 12;
+/// Number of jump-table entries.
+pub(crate) const JTAB_SIZE: usize = 1 << JTAB_BITS;
+
+/// Upper bound of the code emitted for one block: a fixed part plus a part per instruction.
+/// The code cache flushes before a translation could exceed its capacity, so the executable
+/// buffer never has to grow (which would move code that tables point into).
+pub(crate) const fn max_code_bytes(insts: usize) -> usize {
+    256 + insts * MAX_BYTES_PER_INST
+}
+/// See [`max_code_bytes`]; checked by a unit test against worst cases.
+pub(crate) const MAX_BYTES_PER_INST: usize = 320;
+
+/// The jump table's slot for guest pc `pc`.
+#[inline(always)]
+pub(crate) fn jtab_slot(pc: u64) -> usize {
+    ((pc >> 1) as usize) & (JTAB_SIZE - 1)
+}
+
+/// A direct exit site of a translated block.
+#[derive(Clone, Debug)]
+pub(crate) struct SiteSpec {
+    /// Offset of the site's `jmp rel32` instruction.
+    pub jmp: usize,
+    /// Offset of its stub (the unchained target).
+    pub stub: usize,
+    /// Guest pc it leads to.
+    pub target: u64,
+}
+
+/// What translating a block produced.
+#[derive(Debug)]
+pub(crate) struct Translation {
+    /// Offset of the block's entry.
+    pub entry: usize,
+    /// Its direct exit sites; site `i` has id `first_site + i`.
+    pub sites: Vec<SiteSpec>,
+}
+
+/// Options of the translator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Whether `jalr` probes the jump table (chaining on) or always exits.
+    pub chaining: bool,
+}
+
+enum Stub {
+    Fuel { label: DynamicLabel },
+    Site { label: DynamicLabel, index: usize },
+    Signal { label: DynamicLabel, pc: u64, refund: u32, fixed: Option<(i32, Option<u64>)> },
+    Next { label: DynamicLabel, pc: u64, refund: u32 },
+    LoadSlow { label: DynamicLabel, back: DynamicLabel, kind: u64, fault: DynamicLabel },
+    StoreSlow { label: DynamicLabel, back: DynamicLabel, size: u32, fault: DynamicLabel, next: DynamicLabel },
+}
+
+struct Emitter<'a> {
+    ops: &'a mut Assembler,
+    pc: u64,
+    n: u32,
+    first_site: u32,
+    opts: Options,
+    stubs: Vec<Stub>,
+    sites: Vec<SiteSpec>,
+}
+
+/// Translates `block` at the end of `ops` (uncommitted). `first_site` is the id the block's
+/// first exit site gets.
+pub(crate) fn translate(ops: &mut Assembler, block: &Block, first_site: u32, opts: Options) -> Translation {
+    let n = block.insts.len() as u32;
+    let mut e = Emitter { ops, pc: block.start, n, first_site, opts, stubs: Vec::new(), sites: Vec::new() };
+    let entry = e.ops.offset().0;
+    let fuel = e.ops.new_dynamic_label();
+    if n > 0 {
+        dynasm!(e.ops ; .arch x64 ; sub r12, n as i32 ; jl =>fuel);
+    } else {
+        dynasm!(e.ops ; .arch x64 ; cmp r12, 1 ; jl =>fuel);
+    }
+    e.stubs.push(Stub::Fuel { label: fuel });
+    dynasm!(e.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+    let mut pc = block.start;
+    for (idx, inst) in block.insts.iter().enumerate() {
+        e.inst(inst, idx as u32, pc);
+        pc = pc.wrapping_add(inst.len as u64);
+    }
+    let ends_in_terminator = block.insts.last().is_some_and(|i| is_terminator(i.op));
+    if !ends_in_terminator {
+        match block.tail {
+            Tail::Normal => e.direct_exit(block.end),
+            Tail::Illegal => e.signal_now(block.end, 0, signal::SIGILL, None),
+            Tail::FetchFault(a) => e.signal_now(block.end, 0, signal::SIGSEGV, Some(a)),
+        }
+    }
+    e.emit_stubs();
+    Translation { entry, sites: e.sites }
+}
+
+/// Emits the entry trampoline and the common exit, returning the entry's offset.
+///
+/// The entry is `extern "sysv64" fn(ctx: *mut JitContext, code: *const u8) -> u32`: it saves
+/// the callee-saved registers, loads the pinned registers from the context and jumps to
+/// `code`; the exit (global label `exit`, reached with the exit code in `eax`) spills the
+/// fuel and returns to the dispatcher.
+pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
+    let entry = ops.offset().0;
+    dynasm!(ops
+        ; .arch x64
+        ; push rbx
+        ; push rbp
+        ; push r12
+        ; push r13
+        ; push r14
+        ; push r15
+        ; sub rsp, 8
+        ; mov r15, rdi
+        ; mov r14, QWORD [r15 + MEM_BASE_OFF]
+        ; mov r13, QWORD [r15 + PERMS_OFF]
+        ; mov r12, QWORD [r15 + FUEL_OFF]
+        ; jmp rsi
+        ; ->exit:
+        ; mov QWORD [r15 + FUEL_OFF], r12
+        ; add rsp, 8
+        ; pop r15
+        ; pop r14
+        ; pop r13
+        ; pop r12
+        ; pop rbp
+        ; pop rbx
+        ; ret
+    );
+    entry
+}
+
+impl Emitter<'_> {
+    /// Loads guest register `g` into host register `h` (64 bits).
+    fn ld(&mut self, h: u8, g: u8) {
+        if g == 0 || g >= 32 {
+            dynasm!(self.ops ; .arch x64 ; xor Rd(h), Rd(h));
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
+        }
+    }
+
+    /// Stores host register `h` into guest register `g` (dropped for x0 and the sink).
+    fn st(&mut self, g: u8, h: u8) {
+        if g != 0 && g < 32 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+        }
+    }
+
+    /// Stores a 64-bit constant into guest register `g`.
+    fn st_const(&mut self, g: u8, v: u64) {
+        if g == 0 || g >= 32 {
+            return;
+        }
+        if v as i64 == v as i32 as i64 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], v as i32);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD v as i64 ; mov QWORD [r15 + x_off(g)], rax);
+        }
+    }
+
+    /// Sets the guest pc field to `v` (clobbers `rax`).
+    fn set_pc(&mut self, v: u64) {
+        dynasm!(self.ops ; .arch x64 ; mov rax, QWORD v as i64 ; mov QWORD [r15 + PC_OFF], rax);
+    }
+
+    fn label(&mut self) -> DynamicLabel {
+        self.ops.new_dynamic_label()
+    }
+
+    /// A label that raises the signal recorded by a helper at instruction `idx`.
+    fn fault_label(&mut self, idx: u32, ipc: u64) -> DynamicLabel {
+        let label = self.label();
+        self.stubs.push(Stub::Signal { label, pc: ipc, refund: self.n - idx, fixed: None });
+        label
+    }
+
+    /// A label that leaves for the dispatcher after instruction `idx` retired.
+    fn next_label(&mut self, idx: u32, next_pc: u64) -> DynamicLabel {
+        let label = self.label();
+        self.stubs.push(Stub::Next { label, pc: next_pc, refund: self.n - idx - 1 });
+        label
+    }
+
+    /// Jumps to a stub that raises `signo` at `pc`, refunding `refund` instructions.
+    fn signal_now(&mut self, pc: u64, refund: u32, signo: i32, addr: Option<u64>) {
+        let label = self.label();
+        self.stubs.push(Stub::Signal { label, pc, refund, fixed: Some((signo, addr)) });
+        dynasm!(self.ops ; .arch x64 ; jmp =>label);
+    }
+
+    /// Emits a chainable direct exit to `target`.
+    fn direct_exit(&mut self, target: u64) {
+        let label = self.label();
+        let jmp = self.ops.offset().0;
+        // A jump to a dynamic label is always encoded `E9 rel32`; chaining patches the rel32.
+        dynasm!(self.ops ; .arch x64 ; jmp =>label);
+        let index = self.sites.len();
+        self.sites.push(SiteSpec { jmp, stub: 0, target });
+        self.stubs.push(Stub::Site { label, index });
+    }
+
+    /// Calls `f` (an `extern "C"` helper); arguments must already be in place.
+    fn call(&mut self, f: usize) {
+        dynasm!(self.ops ; .arch x64 ; mov rax, QWORD f as i64 ; call rax);
+    }
+
+    /// Computes the address `x[rs1] + imm` into `rsi`.
+    fn addr(&mut self, rs1: u8, imm: i32) {
+        if rs1 == 0 {
+            dynasm!(self.ops ; .arch x64 ; mov rsi, imm);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rsi, QWORD [r15 + x_off(rs1)]);
+            if imm != 0 {
+                dynasm!(self.ops ; .arch x64 ; add rsi, imm);
+            }
+        }
+    }
+
+    /// Emits the inline checks of an access of `size` bytes at `rsi`: jumps to `slow` unless
+    /// the access is aligned, inside the space and its page has exactly the bits of `want`
+    /// among those of `mask`. Clobbers `rax`.
+    fn mem_check(&mut self, size: u32, mask: u8, want: u8, slow: DynamicLabel) {
+        if size > 1 {
+            dynasm!(self.ops ; .arch x64 ; test esi, (size - 1) as i32 ; jnz =>slow);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, rsi
+            ; shr rax, 12
+            ; cmp rax, QWORD [r15 + PAGES_OFF]
+            ; jae =>slow
+        );
+        if mask == want {
+            dynasm!(self.ops ; .arch x64 ; test BYTE [r13 + rax], mask as i8 ; jz =>slow);
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; movzx eax, BYTE [r13 + rax]
+                ; and eax, mask as i32
+                ; cmp eax, want as i32
+                ; jne =>slow
+            );
+        }
+    }
+
+    /// A load of kind `kind` into `rax` (then written by `finish`).
+    fn load(&mut self, i: &Inst, idx: u32, ipc: u64, kind: u64, finish: impl FnOnce(&mut Self)) {
+        let size = match kind {
+            load_kind::LB | load_kind::LBU => 1,
+            load_kind::LH | load_kind::LHU => 2,
+            load_kind::LW | load_kind::LWU => 4,
+            _ => 8,
+        };
+        let slow = self.label();
+        let back = self.label();
+        let fault = self.fault_label(idx, ipc);
+        self.addr(i.rs1, i.imm);
+        self.mem_check(size, PERM_READ, PERM_READ, slow);
+        match kind {
+            load_kind::LB => dynasm!(self.ops ; .arch x64 ; movsx rax, BYTE [r14 + rsi]),
+            load_kind::LH => dynasm!(self.ops ; .arch x64 ; movsx rax, WORD [r14 + rsi]),
+            load_kind::LW => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [r14 + rsi]),
+            load_kind::LBU => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r14 + rsi]),
+            load_kind::LHU => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r14 + rsi]),
+            load_kind::LWU => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r14 + rsi]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r14 + rsi]),
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+        self.stubs.push(Stub::LoadSlow { label: slow, back, kind, fault });
+        finish(self);
+    }
+
+    /// A store of `size` bytes of `rdx` (loaded by `value`) to `x[rs1] + imm`.
+    fn store(&mut self, i: &Inst, idx: u32, ipc: u64, size: u32, value: impl FnOnce(&mut Self)) {
+        let slow = self.label();
+        let back = self.label();
+        let fault = self.fault_label(idx, ipc);
+        let next = self.next_label(idx, ipc.wrapping_add(i.len as u64));
+        self.addr(i.rs1, i.imm);
+        value(self);
+        self.mem_check(size, PERM_WRITE | PERM_CODE, PERM_WRITE, slow);
+        match size {
+            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r14 + rsi], dl),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r14 + rsi], dx),
+            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r14 + rsi], edx),
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r14 + rsi], rdx),
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+        self.stubs.push(Stub::StoreSlow { label: slow, back, size, fault, next });
+    }
+
+    /// `rax = x[rs1]`, `rcx = x[rs2]`.
+    fn ld2(&mut self, i: &Inst) {
+        self.ld(0, i.rs1);
+        self.ld(1, i.rs2);
+    }
+
+    /// Calls a helper that returns a status in `rax`, with `rdi = ctx` and `rsi = inst`;
+    /// handles `STATUS_SIGNAL` and, when `may_store`, `STORE_INVALIDATED`.
+    fn status_call(&mut self, f: usize, i: &Inst, idx: u32, ipc: u64, may_store: bool) {
+        let fault = self.fault_label(idx, ipc);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdi, r15
+            ; mov rsi, QWORD i as *const Inst as i64
+        );
+        self.call(f);
+        if may_store {
+            let next = self.next_label(idx, ipc.wrapping_add(i.len as u64));
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp eax, STATUS_SIGNAL as i32
+                ; je =>fault
+                ; ja =>next
+            );
+        } else {
+            dynasm!(self.ops ; .arch x64 ; test eax, eax ; jnz =>fault);
+        }
+    }
+
+    fn inst(&mut self, i: &Inst, idx: u32, ipc: u64) {
+        use Op::*;
+        let next_pc = ipc.wrapping_add(i.len as u64);
+        let rd = i.rd;
+        let imm = i.imm;
+        match i.op {
+            Lui => self.st_const(rd, imm as i64 as u64),
+            Auipc => self.st_const(rd, ipc.wrapping_add(imm as i64 as u64)),
+            Jal => {
+                self.st_const(rd, next_pc);
+                self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
+            }
+            Jalr => {
+                self.ld(0, i.rs1);
+                if imm != 0 {
+                    dynasm!(self.ops ; .arch x64 ; add rax, imm);
+                }
+                dynasm!(self.ops ; .arch x64 ; and rax, -2 ; mov QWORD [r15 + PC_OFF], rax);
+                if rd != 0 && rd < 32 {
+                    if next_pc as i64 == next_pc as i32 as i64 {
+                        dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(rd)], next_pc as i32);
+                    } else {
+                        dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD next_pc as i64 ; mov QWORD [r15 + x_off(rd)], rcx);
+                    }
+                }
+                if self.opts.chaining {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rcx, rax
+                        ; shr rcx, 1
+                        ; and ecx, (JTAB_SIZE - 1) as i32
+                        ; shl ecx, 4
+                        ; add rcx, QWORD [r15 + JTAB_OFF]
+                        ; cmp rax, QWORD [rcx]
+                        ; jne >miss
+                        ; jmp QWORD [rcx + 8]
+                        ; miss:
+                    );
+                }
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp ->exit);
+            }
+            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
+                self.ld(0, i.rs1);
+                if i.rs2 == 0 {
+                    dynasm!(self.ops ; .arch x64 ; test rax, rax);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r15 + x_off(i.rs2)]);
+                }
+                let taken = self.label();
+                match i.op {
+                    Beq => dynasm!(self.ops ; .arch x64 ; je =>taken),
+                    Bne => dynasm!(self.ops ; .arch x64 ; jne =>taken),
+                    Blt => dynasm!(self.ops ; .arch x64 ; jl =>taken),
+                    Bge => dynasm!(self.ops ; .arch x64 ; jge =>taken),
+                    Bltu => dynasm!(self.ops ; .arch x64 ; jb =>taken),
+                    _ => dynasm!(self.ops ; .arch x64 ; jae =>taken),
+                }
+                self.direct_exit(next_pc);
+                dynasm!(self.ops ; .arch x64 ; =>taken);
+                self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
+            }
+            Lb => self.load(i, idx, ipc, load_kind::LB, |e| e.st(rd, 0)),
+            Lh => self.load(i, idx, ipc, load_kind::LH, |e| e.st(rd, 0)),
+            Lw => self.load(i, idx, ipc, load_kind::LW, |e| e.st(rd, 0)),
+            Ld => self.load(i, idx, ipc, load_kind::LD, |e| e.st(rd, 0)),
+            Lbu => self.load(i, idx, ipc, load_kind::LBU, |e| e.st(rd, 0)),
+            Lhu => self.load(i, idx, ipc, load_kind::LHU, |e| e.st(rd, 0)),
+            Lwu => self.load(i, idx, ipc, load_kind::LWU, |e| e.st(rd, 0)),
+            Flw => self.load(i, idx, ipc, load_kind::LWU, |e| {
+                dynasm!(e.ops
+                    ; .arch x64
+                    ; mov rcx, QWORD 0xffff_ffff_0000_0000u64 as i64
+                    ; or rax, rcx
+                    ; mov QWORD [r15 + f_off(rd)], rax
+                );
+            }),
+            Fld => self.load(i, idx, ipc, load_kind::LD, |e| {
+                dynasm!(e.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
+            }),
+            Sb | Sh | Sw | Sd => {
+                let size = match i.op {
+                    Sb => 1,
+                    Sh => 2,
+                    Sw => 4,
+                    _ => 8,
+                };
+                let rs2 = i.rs2;
+                self.store(i, idx, ipc, size, |e| e.ld(2, rs2));
+            }
+            Fsw | Fsd => {
+                let size = if i.op == Fsw { 4 } else { 8 };
+                let rs2 = i.rs2;
+                self.store(i, idx, ipc, size, |e| {
+                    dynasm!(e.ops ; .arch x64 ; mov rdx, QWORD [r15 + f_off(rs2)]);
+                });
+            }
+            Addi | Slti | Sltiu | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw | Srliw | Sraiw => {
+                if rd == 0 || rd >= 32 {
+                    return;
+                }
+                self.ld(0, i.rs1);
+                let sh = (imm & 63) as i8;
+                match i.op {
+                    Addi => {
+                        if imm != 0 {
+                            dynasm!(self.ops ; .arch x64 ; add rax, imm);
+                        }
+                    }
+                    Slti => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setl dl ; mov rax, rdx),
+                    Sltiu => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setb dl ; mov rax, rdx),
+                    Xori => dynasm!(self.ops ; .arch x64 ; xor rax, imm),
+                    Ori => dynasm!(self.ops ; .arch x64 ; or rax, imm),
+                    Andi => dynasm!(self.ops ; .arch x64 ; and rax, imm),
+                    Slli => dynasm!(self.ops ; .arch x64 ; shl rax, sh),
+                    Srli => dynasm!(self.ops ; .arch x64 ; shr rax, sh),
+                    Srai => dynasm!(self.ops ; .arch x64 ; sar rax, sh),
+                    Addiw => dynasm!(self.ops ; .arch x64 ; add eax, imm ; movsxd rax, eax),
+                    Slliw => dynasm!(self.ops ; .arch x64 ; shl eax, sh & 31 ; movsxd rax, eax),
+                    Srliw => dynasm!(self.ops ; .arch x64 ; shr eax, sh & 31 ; movsxd rax, eax),
+                    _ => dynasm!(self.ops ; .arch x64 ; sar eax, sh & 31 ; movsxd rax, eax),
+                }
+                self.st(rd, 0);
+            }
+            Add | Sub | Sll | Slt | Sltu | Xor | Srl | Sra | Or | And | Addw | Subw | Sllw | Srlw | Sraw
+            | Mul | Mulh | Mulhsu | Mulhu | Mulw => {
+                if rd == 0 || rd >= 32 {
+                    return;
+                }
+                self.ld2(i);
+                match i.op {
+                    Add => dynasm!(self.ops ; .arch x64 ; add rax, rcx),
+                    Sub => dynasm!(self.ops ; .arch x64 ; sub rax, rcx),
+                    Sll => dynasm!(self.ops ; .arch x64 ; shl rax, cl),
+                    Slt => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
+                    Sltu => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
+                    Xor => dynasm!(self.ops ; .arch x64 ; xor rax, rcx),
+                    Srl => dynasm!(self.ops ; .arch x64 ; shr rax, cl),
+                    Sra => dynasm!(self.ops ; .arch x64 ; sar rax, cl),
+                    Or => dynasm!(self.ops ; .arch x64 ; or rax, rcx),
+                    And => dynasm!(self.ops ; .arch x64 ; and rax, rcx),
+                    Addw => dynasm!(self.ops ; .arch x64 ; add eax, ecx ; movsxd rax, eax),
+                    Subw => dynasm!(self.ops ; .arch x64 ; sub eax, ecx ; movsxd rax, eax),
+                    Sllw => dynasm!(self.ops ; .arch x64 ; shl eax, cl ; movsxd rax, eax),
+                    Srlw => dynasm!(self.ops ; .arch x64 ; shr eax, cl ; movsxd rax, eax),
+                    Sraw => dynasm!(self.ops ; .arch x64 ; sar eax, cl ; movsxd rax, eax),
+                    Mul => dynasm!(self.ops ; .arch x64 ; imul rax, rcx),
+                    Mulw => dynasm!(self.ops ; .arch x64 ; imul eax, ecx ; movsxd rax, eax),
+                    Mulh => dynasm!(self.ops ; .arch x64 ; imul rcx ; mov rax, rdx),
+                    Mulhu => dynasm!(self.ops ; .arch x64 ; mul rcx ; mov rax, rdx),
+                    // high(signed a * unsigned b) = high_unsigned(a, b) - (a < 0 ? b : 0)
+                    _ => dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rsi, rax
+                        ; sar rsi, 63
+                        ; and rsi, rcx
+                        ; mul rcx
+                        ; sub rdx, rsi
+                        ; mov rax, rdx
+                    ),
+                }
+                self.st(rd, 0);
+            }
+            Div | Divu | Rem | Remu | Divw | Divuw | Remw | Remuw => {
+                if rd == 0 || rd >= 32 {
+                    return;
+                }
+                self.ld2(i);
+                self.divide(i.op);
+                self.st(rd, 0);
+            }
+            Fence => {}
+            FenceI => {
+                self.set_pc(next_pc);
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FENCE_I as i32 ; jmp ->exit);
+            }
+            Ecall => {
+                self.set_pc(next_pc);
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_ECALL as i32 ; jmp ->exit);
+            }
+            Ebreak => self.signal_now(ipc, self.n - idx, signal::SIGTRAP, None),
+            Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => {
+                let fault = self.fault_label(idx, ipc);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov QWORD [r15 + FUEL_OFF], r12
+                    ; mov rdi, r15
+                    ; mov rsi, QWORD i as *const Inst as i64
+                    ; mov edx, (self.n - idx) as i32
+                );
+                self.call(helpers::csr_op as *const () as usize);
+                dynasm!(self.ops ; .arch x64 ; test eax, eax ; jnz =>fault);
+            }
+            LrW | LrD | ScW | ScD | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW
+            | AmominuW | AmomaxuW | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD
+            | AmominuD | AmomaxuD => {
+                self.status_call(helpers::amo_op as *const () as usize, i, idx, ipc, true);
+            }
+            FmvXD => {
+                if rd != 0 && rd < 32 {
+                    dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r15 + f_off(i.rs1)]);
+                    self.st(rd, 0);
+                }
+            }
+            FmvDX => {
+                self.ld(0, i.rs1);
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
+            }
+            _ => self.status_call(helpers::fp_op as *const () as usize, i, idx, ipc, false),
+        }
+    }
+
+    /// `rax = rax op rcx` for the division family, with RISC-V results for a zero divisor and
+    /// for signed overflow; never executes a trapping `div`/`idiv`.
+    fn divide(&mut self, op: Op) {
+        use Op::*;
+        match op {
+            Div => dynasm!(self.ops
+                ; .arch x64
+                ; test rcx, rcx
+                ; jz >zero
+                ; cmp rcx, -1
+                ; jne >normal
+                ; neg rax
+                ; jmp >done
+                ; normal:
+                ; cqo
+                ; idiv rcx
+                ; jmp >done
+                ; zero:
+                ; mov rax, -1
+                ; done:
+            ),
+            Rem => dynasm!(self.ops
+                ; .arch x64
+                ; test rcx, rcx
+                ; jz >done
+                ; cmp rcx, -1
+                ; jne >normal
+                ; xor eax, eax
+                ; jmp >done
+                ; normal:
+                ; cqo
+                ; idiv rcx
+                ; mov rax, rdx
+                ; done:
+            ),
+            Divu => dynasm!(self.ops
+                ; .arch x64
+                ; test rcx, rcx
+                ; jz >zero
+                ; xor edx, edx
+                ; div rcx
+                ; jmp >done
+                ; zero:
+                ; mov rax, -1
+                ; done:
+            ),
+            Remu => dynasm!(self.ops
+                ; .arch x64
+                ; test rcx, rcx
+                ; jz >done
+                ; xor edx, edx
+                ; div rcx
+                ; mov rax, rdx
+                ; done:
+            ),
+            Divw => dynasm!(self.ops
+                ; .arch x64
+                ; test ecx, ecx
+                ; jz >zero
+                ; cmp ecx, -1
+                ; jne >normal
+                ; neg eax
+                ; movsxd rax, eax
+                ; jmp >done
+                ; normal:
+                ; cdq
+                ; idiv ecx
+                ; movsxd rax, eax
+                ; jmp >done
+                ; zero:
+                ; mov rax, -1
+                ; done:
+            ),
+            Divuw => dynasm!(self.ops
+                ; .arch x64
+                ; test ecx, ecx
+                ; jz >zero
+                ; xor edx, edx
+                ; div ecx
+                ; movsxd rax, eax
+                ; jmp >done
+                ; zero:
+                ; mov rax, -1
+                ; done:
+            ),
+            Remw => dynasm!(self.ops
+                ; .arch x64
+                ; test ecx, ecx
+                ; jz >zero
+                ; cmp ecx, -1
+                ; jne >normal
+                ; xor eax, eax
+                ; jmp >done
+                ; normal:
+                ; cdq
+                ; idiv ecx
+                ; movsxd rax, edx
+                ; jmp >done
+                ; zero:
+                ; movsxd rax, eax
+                ; done:
+            ),
+            _ => dynasm!(self.ops
+                // Remuw
+                ; .arch x64
+                ; test ecx, ecx
+                ; jz >zero
+                ; xor edx, edx
+                ; div ecx
+                ; movsxd rax, edx
+                ; jmp >done
+                ; zero:
+                ; movsxd rax, eax
+                ; done:
+            ),
+        }
+    }
+
+    fn emit_stubs(&mut self) {
+        let stubs = std::mem::take(&mut self.stubs);
+        for stub in stubs {
+            match stub {
+                Stub::Fuel { label } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    if self.n > 0 {
+                        dynasm!(self.ops ; .arch x64 ; add r12, self.n as i32);
+                    }
+                    self.set_pc(self.pc);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp ->exit);
+                }
+                Stub::Site { label, index } => {
+                    self.sites[index].stub = self.ops.offset().0;
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    let target = self.sites[index].target;
+                    self.set_pc(target);
+                    let id = self.first_site + index as u32;
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov DWORD [r15 + EXIT_SITE_OFF], id as i32
+                        ; mov eax, EXIT_BRANCH as i32
+                        ; jmp ->exit
+                    );
+                }
+                Stub::Signal { label, pc, refund, fixed } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    if let Some((signo, addr)) = fixed {
+                        dynasm!(self.ops
+                            ; .arch x64
+                            ; mov DWORD [r15 + SIG_SIGNO_OFF], signo
+                            ; mov rax, QWORD addr.unwrap_or(0) as i64
+                            ; mov QWORD [r15 + SIG_ADDR_OFF], rax
+                            ; mov QWORD [r15 + SIG_HAS_ADDR_OFF], addr.is_some() as i32
+                        );
+                    }
+                    if refund > 0 {
+                        dynasm!(self.ops ; .arch x64 ; add r12, refund as i32);
+                    }
+                    self.set_pc(pc);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_SIGNAL as i32 ; jmp ->exit);
+                }
+                Stub::Next { label, pc, refund } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    if refund > 0 {
+                        dynasm!(self.ops ; .arch x64 ; add r12, refund as i32);
+                    }
+                    self.set_pc(pc);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_NEXT as i32 ; jmp ->exit);
+                }
+                Stub::LoadSlow { label, back, kind, fault } => {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; =>label
+                        ; mov rdi, r15
+                        ; mov edx, kind as i32
+                    );
+                    self.call(helpers::load_slow as *const () as usize);
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; test rdx, rdx
+                        ; jnz =>fault
+                        ; jmp =>back
+                    );
+                }
+                Stub::StoreSlow { label, back, size, fault, next } => {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; =>label
+                        ; mov rdi, r15
+                        ; mov ecx, size as i32
+                    );
+                    self.call(helpers::store_slow as *const () as usize);
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cmp eax, STATUS_SIGNAL as i32
+                        ; je =>fault
+                        ; ja =>next
+                        ; jmp =>back
+                    );
+                }
+            }
+        }
+    }
+}
