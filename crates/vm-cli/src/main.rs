@@ -14,7 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vm_executors::{ExecutorType, GuestExit, InterpreterExecutor, ProcessConfig, Program};
+use vm_executors::async_executor::GuestRunner;
+use vm_executors::{ExecutorType, GuestExit, ProcessConfig, Program};
 
 #[derive(Parser)]
 #[command(name = "vmx", version, about = "Run RISC-V (RV64GC) Linux programs fast")]
@@ -91,7 +92,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for d in &args.dirs {
         config.allow_dir(d).with_context(|| format!("--dir {}", d.display()))?;
     }
-    let mut runner = InterpreterExecutor::with_engine(args.engine);
+    let mut runner = GuestRunner::with_engine(args.engine);
     runner
         .load(Arc::new(program), config)
         .with_context(|| format!("cannot load {}", args.program.display()))?;

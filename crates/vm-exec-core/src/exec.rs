@@ -161,3 +161,15 @@ pub trait Executor: Send {
     /// Counters since the engine was created.
     fn stats(&self) -> ExecutionStats;
 }
+
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+        (**self).run(thread, process, fuel)
+    }
+    fn stats(&self) -> ExecutionStats {
+        (**self).stats()
+    }
+}

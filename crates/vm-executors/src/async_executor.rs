@@ -85,31 +85,40 @@ struct LoadedGuest {
 /// Fuel per step when running to completion; large enough that the per-step cost vanishes.
 const COMPLETION_SLICE: u64 = 1 << 26;
 
-/// Runs one guest at a time on any engine; [`InterpreterExecutor`] is this with the
-/// interpreter.
-pub struct GuestRunner {
-    engine: Box<dyn Executor>,
+/// Runs one guest at a time on engine `E`. [`InterpreterExecutor`] is this with the
+/// interpreter; `GuestRunner` (with the default `E`) picks its engine at run time.
+pub struct GuestRunner<E: Executor = Box<dyn Executor>> {
+    engine: E,
     guest: Option<LoadedGuest>,
 }
 
 /// A guest runner that uses the interpreter.
-pub type InterpreterExecutor = GuestRunner;
+pub type InterpreterExecutor = GuestRunner<Interpreter>;
 
-impl Default for GuestRunner {
+impl<E: Executor + Default> Default for GuestRunner<E> {
     fn default() -> Self {
-        Self::with_engine(ExecutorType::Interpreter)
+        GuestRunner { engine: E::default(), guest: None }
+    }
+}
+
+impl<E: Executor + Default> GuestRunner<E> {
+    /// A runner with a fresh engine and no guest loaded.
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
 impl GuestRunner {
-    /// An interpreter with no guest loaded.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A runner on the given engine.
+    /// A runner on the engine chosen at run time.
     pub fn with_engine(kind: ExecutorType) -> Self {
         GuestRunner { engine: kind.create(), guest: None }
+    }
+}
+
+impl<E: Executor> GuestRunner<E> {
+    /// A runner on the given engine instance.
+    pub fn from_engine(engine: E) -> Self {
+        GuestRunner { engine, guest: None }
     }
 
     /// Loads `program` as a new process (pid 1000 + whatever; the guest sees pid `pid`).

@@ -25,7 +25,7 @@ pub mod async_executor;
 
 pub use async_executor::{
     AsyncExecutionContext, ExecutionHandle, ExecutionResult, ExecutionStats, ExecutorType,
-    InterpreterExecutor,
+    GuestRunner, InterpreterExecutor,
 };
 pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};

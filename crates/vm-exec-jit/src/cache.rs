@@ -1,0 +1,468 @@
+//! The code cache: decoded blocks, their translations in one executable buffer, block
+//! chaining and the indirect-jump table, keyed by guest pc.
+//!
+//! Invariants:
+//! - Every block record is the decoding of the guest bytes at its pc at the time it was
+//!   decoded; every page those bytes came from carries `PERM_CODE` and lists the block in
+//!   `by_page`. A block whose page is invalidated is marked dead and unreachable: removed from
+//!   the pc map and the fast table, its jump-table entry cleared, and every site chained to
+//!   it restored to its stub, before the dispatcher looks up anything again.
+//! - Translated code lives in a `dynasmrt` assembler created with the cache's whole capacity,
+//!   so the executable buffer never grows or moves: before translating, the cache flushes
+//!   itself (drops every block and starts a fresh buffer) if the block's worst-case size
+//!   might not fit. Host addresses of translations (jump table, chained jumps) therefore stay
+//!   valid until the next flush. The buffer is never writable and executable at once:
+//!   `dynasmrt` remaps it writable for each commit or patch and executable again after.
+//! - Block records, their decoded instructions (which helpers read through pointers baked
+//!   into the code) and exit-site records are append-only until the next flush, so every
+//!   pointer translated code holds stays valid for as long as that code can run.
+//! - A site is patched (chained) only to a live translated block whose pc is the site's
+//!   target, and only while the site's own block is live.
+
+use crate::context::JitContext;
+use crate::translate::{self, jtab_slot, max_code_bytes, Options, JTAB_SIZE};
+use dynasmrt::x64::Assembler;
+use dynasmrt::{AssemblyOffset, DynasmApi};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+use vm_exec_core::inst::Op;
+use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT, PERM_CODE};
+use vm_exec_interp::block::{decode_block, Block, Tail};
+
+/// Multiplicative hash for guest pcs and page numbers.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PcHasher(u64);
+
+impl Hasher for PcHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type PcMap<V> = HashMap<u64, V, BuildHasherDefault<PcHasher>>;
+
+/// A block the dispatcher has seen: decoded always, translated once hot.
+pub(crate) struct BlockRec {
+    /// Guest pc of the first instruction.
+    pub pc: u64,
+    /// The decoded instructions (translated code points into `block.insts`).
+    pub block: Block,
+    /// Whether executing the block can invalidate code (stores, atomics, `ecall`, `fence.i`).
+    pub may_invalidate: bool,
+    /// First and last guest page its bytes come from.
+    pages: (u64, u64),
+    /// False once invalidated or flushed.
+    pub live: bool,
+    /// Dispatcher visits while not translated (the hybrid's hotness counter).
+    pub count: u32,
+    /// Offset of the translated entry, once translated.
+    pub entry: Option<usize>,
+    /// Sites chained to this block.
+    incoming: Vec<u32>,
+}
+
+impl BlockRec {
+    /// Number of instructions.
+    pub fn len(&self) -> u64 {
+        self.block.insts.len() as u64
+    }
+}
+
+/// One direct exit of a translated block.
+struct ExitSite {
+    /// Offset of the `jmp rel32`.
+    jmp: usize,
+    /// Offset of the stub (where the jump leads unchained).
+    stub: usize,
+    /// Guest pc the exit leads to.
+    target: u64,
+    /// The block the site belongs to.
+    owner: u32,
+    /// The block it is chained to.
+    chained: Option<u32>,
+}
+
+/// One jump-table entry, read by translated code: `[pc, host address]`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct JumpEntry {
+    pc: u64,
+    code: u64,
+}
+
+const EMPTY_JUMP: JumpEntry = JumpEntry { pc: u64::MAX, code: 0 };
+
+const FAST_SIZE: usize = 1 << 12;
+
+#[inline(always)]
+fn fast_slot(pc: u64) -> usize {
+    ((pc >> 1) as usize ^ (pc >> 13) as usize) & (FAST_SIZE - 1)
+}
+
+/// Counters of the cache.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CacheCounters {
+    /// Lookups that found a block.
+    pub hits: u64,
+    /// Lookups that decoded a block.
+    pub misses: u64,
+    /// Blocks translated.
+    pub translated: u64,
+    /// Blocks dropped by invalidation or flush.
+    pub invalidations: u64,
+    /// Whole-cache flushes.
+    pub flushes: u64,
+    /// Sites chained.
+    pub chains: u64,
+    /// Time spent decoding and translating.
+    pub compile_time: Duration,
+}
+
+/// Decoded blocks and their translations for one address space.
+pub(crate) struct CodeCache {
+    asm: Assembler,
+    capacity: usize,
+    /// Offset of the entry trampoline.
+    trampoline: usize,
+    /// Host address of offset 0 of the executable buffer.
+    base: usize,
+    blocks: Vec<BlockRec>,
+    map: PcMap<u32>,
+    fast: Box<[(u64, u32)]>,
+    by_page: PcMap<Vec<u32>>,
+    sites: Vec<ExitSite>,
+    jtab: Box<[JumpEntry]>,
+    opts: Options,
+    /// Counters since creation.
+    pub counters: CacheCounters,
+}
+
+/// The executable buffer could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot allocate executable memory for the code cache: {0}")]
+pub struct CodeBufferError(#[from] std::io::Error);
+
+fn new_assembler(capacity: usize) -> Result<(Assembler, usize, usize), CodeBufferError> {
+    let mut asm = Assembler::new_with_capacity(capacity)?;
+    let trampoline = translate::emit_trampoline(&mut asm);
+    asm.commit().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
+    let base = asm.reader().lock().ptr(AssemblyOffset(0)) as usize;
+    Ok((asm, trampoline, base))
+}
+
+impl CodeCache {
+    /// An empty cache whose translations take at most `capacity` bytes.
+    pub fn new(capacity: usize, opts: Options) -> Result<Self, CodeBufferError> {
+        let capacity = capacity.max(max_code_bytes(vm_exec_interp::block::MAX_BLOCK_INSTS) * 2);
+        let (asm, trampoline, base) = new_assembler(capacity)?;
+        Ok(CodeCache {
+            asm,
+            capacity,
+            trampoline,
+            base,
+            blocks: Vec::new(),
+            map: PcMap::default(),
+            fast: vec![(u64::MAX, 0); FAST_SIZE].into_boxed_slice(),
+            by_page: PcMap::default(),
+            sites: Vec::new(),
+            jtab: vec![EMPTY_JUMP; JTAB_SIZE].into_boxed_slice(),
+            opts,
+            counters: CacheCounters::default(),
+        })
+    }
+
+    /// Whether chaining is enabled.
+    pub fn chaining(&self) -> bool {
+        self.opts.chaining
+    }
+
+    /// Host address of the jump table, for [`JitContext::jtab`].
+    pub fn jtab_addr(&self) -> u64 {
+        self.jtab.as_ptr() as u64
+    }
+
+    /// Number of live blocks (decoded or translated).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Bytes of executable buffer in use.
+    pub fn code_bytes(&self) -> usize {
+        self.asm.offset().0
+    }
+
+    /// The block record `id`.
+    #[inline(always)]
+    pub fn get(&self, id: u32) -> &BlockRec {
+        &self.blocks[id as usize]
+    }
+
+    /// The block record `id`, mutably.
+    #[inline(always)]
+    pub fn get_mut(&mut self, id: u32) -> &mut BlockRec {
+        &mut self.blocks[id as usize]
+    }
+
+    /// The live block at `pc`, decoding it (and marking its pages as code) on a miss.
+    #[inline]
+    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> u32 {
+        let slot = fast_slot(pc);
+        let (tag, id) = self.fast[slot];
+        if tag == pc {
+            self.counters.hits += 1;
+            return id;
+        }
+        if let Some(&id) = self.map.get(&pc) {
+            self.counters.hits += 1;
+            self.fast[slot] = (pc, id);
+            return id;
+        }
+        self.counters.misses += 1;
+        let t0 = Instant::now();
+        let block = decode_block(mem, pc);
+        self.counters.compile_time += t0.elapsed();
+        let code_end = match block.tail {
+            // The undecodable instruction's first bytes were read too; watch their page.
+            Tail::Illegal => block.end.wrapping_add(2),
+            _ => block.end,
+        };
+        if code_end > pc {
+            mem.mark_code(pc, code_end - pc);
+        }
+        let may_invalidate = block.insts.iter().any(|i| {
+            use Op::*;
+            matches!(
+                i.op,
+                Sb | Sh | Sw | Sd | Fsw | Fsd | Ecall | FenceI | ScW | ScD | AmoswapW | AmoaddW | AmoxorW
+                    | AmoandW | AmoorW | AmominW | AmomaxW | AmominuW | AmomaxuW | AmoswapD | AmoaddD
+                    | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD | AmominuD | AmomaxuD
+            )
+        });
+        let first_page = pc >> PAGE_SHIFT;
+        let last_page = (code_end.max(pc.wrapping_add(1)).wrapping_sub(1) >> PAGE_SHIFT).max(first_page);
+        let id = self.blocks.len() as u32;
+        for page in first_page..=last_page {
+            self.by_page.entry(page).or_default().push(id);
+        }
+        self.blocks.push(BlockRec {
+            pc,
+            block,
+            may_invalidate,
+            pages: (first_page, last_page),
+            live: true,
+            count: 0,
+            entry: None,
+            incoming: Vec::new(),
+        });
+        self.map.insert(pc, id);
+        self.fast[slot] = (pc, id);
+        id
+    }
+
+    /// Translates block `id` if it is not yet, flushing the cache first if its code might
+    /// not fit. Returns the (possibly new, after a flush) id of the translated block at the
+    /// same pc.
+    pub fn translate(&mut self, mem: &mut AddressSpace, mut id: u32) -> u32 {
+        if self.blocks[id as usize].entry.is_some() {
+            return id;
+        }
+        let n = self.blocks[id as usize].block.insts.len();
+        if self.asm.offset().0 + max_code_bytes(n) > self.capacity {
+            let pc = self.blocks[id as usize].pc;
+            self.flush();
+            id = self.lookup(mem, pc);
+        }
+        let t0 = Instant::now();
+        let first_site = self.sites.len() as u32;
+        let rec = &self.blocks[id as usize];
+        let t = translate::translate(&mut self.asm, &rec.block, first_site, self.opts);
+        if let Err(e) = self.asm.commit() {
+            // An encoding error is a translator bug; the block stays interpreted-only
+            // (the dispatcher falls back to the interpreter for untranslated blocks).
+            tracing::error!(pc = rec.pc, error = %e, "translation failed to commit");
+            return id;
+        }
+        debug_assert_eq!(self.asm.reader().lock().ptr(AssemblyOffset(0)) as usize, self.base);
+        for s in &t.sites {
+            self.sites.push(ExitSite { jmp: s.jmp, stub: s.stub, target: s.target, owner: id, chained: None });
+        }
+        self.blocks[id as usize].entry = Some(t.entry);
+        self.counters.translated += 1;
+        self.counters.compile_time += t0.elapsed();
+        id
+    }
+
+    /// Host address of translated code at `offset`.
+    #[inline(always)]
+    pub fn host(&self, offset: usize) -> *const u8 {
+        (self.base + offset) as *const u8
+    }
+
+    /// Runs translated code at `entry` with `ctx` until it exits; returns the exit code.
+    ///
+    /// # Safety
+    /// `ctx` must be fully set up for the process being run (see [`crate::context`]): its
+    /// memory fields describe the live address space that `ctx.mem` points to, and `jtab` is
+    /// this cache's table.
+    pub unsafe fn enter(&self, ctx: &mut JitContext, entry: usize) -> u32 {
+        type Entry = unsafe extern "sysv64" fn(*mut JitContext, *const u8) -> u32;
+        // SAFETY: `trampoline` is the offset of the code `emit_trampoline` produced, which has
+        // exactly this signature, in the live executable buffer (it never moves, see module
+        // docs).
+        let f: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(self.host(self.trampoline)) };
+        // SAFETY: the caller guarantees the context; `entry` is the entry of a live
+        // translation in this buffer, which only reads and writes the context, guest memory
+        // inside the checked bounds, and calls the helpers.
+        unsafe { f(ctx, self.host(entry)) }
+    }
+
+    /// Chains exit site `site` to the block `target` if both are still live and match.
+    pub fn chain(&mut self, site: u32, target: u32) {
+        let Some(s) = self.sites.get(site as usize) else { return };
+        let t = &self.blocks[target as usize];
+        let Some(entry) = t.entry else { return };
+        if s.chained.is_some() || !t.live || t.pc != s.target || !self.blocks[s.owner as usize].live {
+            return;
+        }
+        let jmp = s.jmp;
+        if self.patch(&[(jmp, entry)]) {
+            self.sites[site as usize].chained = Some(target);
+            self.blocks[target as usize].incoming.push(site);
+            self.counters.chains += 1;
+        }
+    }
+
+    /// Enters translated block `target` in the jump table (for `jalr`).
+    pub fn add_indirect(&mut self, target: u32) {
+        let t = &self.blocks[target as usize];
+        if let (true, Some(entry)) = (t.live, t.entry) {
+            self.jtab[jtab_slot(t.pc)] = JumpEntry { pc: t.pc, code: (self.base + entry) as u64 };
+        }
+    }
+
+    /// Rewrites the `rel32` of each `(jmp offset, destination offset)` pair. Returns false if
+    /// the buffer could not be remapped (nothing changed then).
+    fn patch(&mut self, patches: &[(usize, usize)]) -> bool {
+        if patches.is_empty() {
+            return true;
+        }
+        let r = self.asm.alter(|m| {
+            for &(jmp, dest) in patches {
+                let rel = dest as i64 - (jmp as i64 + 5);
+                m.goto(AssemblyOffset(jmp + 1));
+                m.push_i32(rel as i32);
+            }
+        });
+        if let Err(e) = r {
+            tracing::error!(error = %e, "patching translated code failed");
+            return false;
+        }
+        true
+    }
+
+    /// Drops every block with bytes on one of `pages` (page-aligned addresses).
+    pub fn invalidate_pages(&mut self, pages: &[u64]) {
+        let mut unpatch = Vec::new();
+        for &addr in pages {
+            let Some(ids) = self.by_page.remove(&(addr >> PAGE_SHIFT)) else { continue };
+            for id in ids {
+                self.kill(id, &mut unpatch);
+            }
+        }
+        self.patch(&unpatch);
+    }
+
+    /// Drops every block on a page that no longer carries `PERM_CODE` (someone else, the
+    /// interpreter tier, drained its invalidation).
+    pub fn invalidate_uncoded_pages(&mut self, mem: &AddressSpace) {
+        let stale: Vec<u64> = self
+            .by_page
+            .keys()
+            .copied()
+            .filter(|&page| mem.page_perms(page << PAGE_SHIFT) & PERM_CODE == 0)
+            .map(|page| page << PAGE_SHIFT)
+            .collect();
+        if !stale.is_empty() {
+            self.invalidate_pages(&stale);
+        }
+    }
+
+    fn kill(&mut self, id: u32, unpatch: &mut Vec<(usize, usize)>) {
+        let rec = &mut self.blocks[id as usize];
+        if !rec.live {
+            return;
+        }
+        rec.live = false;
+        self.counters.invalidations += 1;
+        let pc = rec.pc;
+        let (first, last) = rec.pages;
+        let incoming = std::mem::take(&mut rec.incoming);
+        if self.map.get(&pc) == Some(&id) {
+            self.map.remove(&pc);
+        }
+        let slot = fast_slot(pc);
+        if self.fast[slot] == (pc, id) {
+            self.fast[slot] = (u64::MAX, 0);
+        }
+        let j = &mut self.jtab[jtab_slot(pc)];
+        if j.pc == pc {
+            *j = EMPTY_JUMP;
+        }
+        for site in incoming {
+            let s = &mut self.sites[site as usize];
+            if s.chained == Some(id) {
+                s.chained = None;
+                if self.blocks[s.owner as usize].live {
+                    unpatch.push((s.jmp, s.stub));
+                }
+            }
+        }
+        // The block's other pages still list it; `kill` ignores dead blocks, and the lists
+        // are dropped with the pages' next invalidation or the next flush.
+        if first != last {
+            for page in first..=last {
+                if let Some(ids) = self.by_page.get_mut(&page) {
+                    ids.retain(|&b| b != id);
+                    if ids.is_empty() {
+                        self.by_page.remove(&page);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops every block and starts a fresh executable buffer.
+    pub fn flush(&mut self) {
+        let live = self.blocks.iter().filter(|b| b.live).count() as u64;
+        self.counters.invalidations += live;
+        self.counters.flushes += 1;
+        match new_assembler(self.capacity) {
+            Ok((asm, trampoline, base)) => {
+                self.asm = asm;
+                self.trampoline = trampoline;
+                self.base = base;
+            }
+            Err(e) => {
+                // Keep the old buffer: the tables are cleared below, so nothing refers to
+                // its blocks any more; new translations go after them until it is full, and
+                // `translate` refuses work that does not fit.
+                tracing::error!(error = %e, "cannot allocate a fresh code buffer; reusing the old one");
+            }
+        }
+        self.blocks.clear();
+        self.map.clear();
+        self.fast.fill((u64::MAX, 0));
+        self.by_page.clear();
+        self.sites.clear();
+        self.jtab.fill(EMPTY_JUMP);
+    }
+}
