@@ -1,6 +1,6 @@
 //! Differential test: every case of `guests/cases.txt` must give exactly the same stdout,
-//! stderr and exit status (exit code or killing signal) under `vmx run` as under
-//! `qemu-riscv64`.
+//! stderr and exit status (exit code or killing signal) under `vmx run` with every engine as
+//! under `qemu-riscv64`.
 //!
 //! The reference is qemu run live when it is installed. Without qemu the stored ground truth
 //! in `guests/expected/` (recorded from qemu by `cargo xtask guests truth`) is used and the
@@ -17,6 +17,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+
+/// Every engine `vmx run --engine` accepts.
+const ENGINES: &[&str] = &["interp"];
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
@@ -109,12 +112,6 @@ fn every_guest_matches_qemu() {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let Some(case) = queue.lock().unwrap().pop_front() else { break };
-                let mut runner = vec![vmx.clone(), "run".to_string()];
-                for d in &case.dirs {
-                    runner.push("--dir".into());
-                    runner.push(format!("guests/{d}"));
-                }
-                let ours = run_case(&root, case, &runner);
                 let stored = stored_truth(&root, case);
                 let reference = if live_qemu {
                     let q = run_case(&root, case, &["qemu-riscv64".to_string()]);
@@ -130,14 +127,22 @@ fn every_guest_matches_qemu() {
                 } else {
                     stored
                 };
-                if ours != reference {
-                    failures.lock().unwrap().push(format!(
-                        "{} (line {}): vmx differs from qemu\n=== vmx: {}\n=== qemu: {}",
-                        case.name,
-                        case.line,
-                        describe(&ours),
-                        describe(&reference)
-                    ));
+                for engine in ENGINES {
+                    let mut runner = vec![vmx.clone(), "run".into(), "--engine".into(), engine.to_string()];
+                    for d in &case.dirs {
+                        runner.push("--dir".into());
+                        runner.push(format!("guests/{d}"));
+                    }
+                    let ours = run_case(&root, case, &runner);
+                    if ours != reference {
+                        failures.lock().unwrap().push(format!(
+                            "{} (line {}): vmx --engine {engine} differs from qemu\n=== vmx: {}\n=== qemu: {}",
+                            case.name,
+                            case.line,
+                            describe(&ours),
+                            describe(&reference)
+                        ));
+                    }
                 }
             });
         }
