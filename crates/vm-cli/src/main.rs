@@ -1,6 +1,6 @@
 //! `vmx`: the command-line front end of vm-executors.
 //!
-//! `vmx run [--engine interp] [--stats] [--dir HOST_DIR]... PROGRAM [ARGS...]` runs a
+//! `vmx run [--engine interp|jit|hybrid] [--stats] [--dir HOST_DIR]... PROGRAM [ARGS...]` runs a
 //! statically linked RV64GC Linux program. Standard streams and the environment pass through;
 //! vmx's exit status is the guest's. On a guest's fatal signal vmx ends itself with the same
 //! signal, as `qemu-riscv64` does, so a shell reports 128 + N and prints the signal's name;
@@ -32,8 +32,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Execution engine.
-    #[arg(long, default_value = "interp")]
+    /// Execution engine: interp, jit or hybrid (interprets cold code, translates hot code).
+    #[arg(long, default_value = "hybrid")]
     engine: ExecutorType,
     /// Print instructions retired, blocks, time and MIPS to stderr when the guest ends.
     #[arg(long)]

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 /// Every engine `vmx run --engine` accepts.
-const ENGINES: &[&str] = &["interp"];
+const ENGINES: &[&str] = &["interp", "jit", "hybrid"];
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {

@@ -58,6 +58,10 @@ pub(crate) struct BlockRec {
     pub block: Block,
     /// Whether executing the block can invalidate code (stores, atomics, `ecall`, `fence.i`).
     pub may_invalidate: bool,
+    /// Whether the block reads the `cycle` or `instret` counter, whose value the embedded
+    /// interpreter would compute from its own instruction count: such blocks are always
+    /// translated.
+    pub reads_counter: bool,
     /// First and last guest page its bytes come from.
     pages: (u64, u64),
     /// False once invalidated or flushed.
@@ -71,6 +75,11 @@ pub(crate) struct BlockRec {
 }
 
 impl BlockRec {
+    /// First and last guest page (numbers) its bytes come from.
+    pub fn pages(&self) -> (u64, u64) {
+        self.pages
+    }
+
     /// Number of instructions.
     pub fn len(&self) -> u64 {
         self.block.insts.len() as u64
@@ -162,7 +171,9 @@ fn new_assembler(capacity: usize) -> Result<(Assembler, usize, usize), CodeBuffe
 impl CodeCache {
     /// An empty cache whose translations take at most `capacity` bytes.
     pub fn new(capacity: usize, opts: Options) -> Result<Self, CodeBufferError> {
-        let capacity = capacity.max(max_code_bytes(vm_exec_interp::block::MAX_BLOCK_INSTS) * 2);
+        // At least a page; blocks whose worst case does not fit even in an empty buffer stay
+        // interpreted (see `translate`).
+        let capacity = capacity.max(4096);
         let (asm, trampoline, base) = new_assembler(capacity)?;
         Ok(CodeCache {
             asm,
@@ -242,13 +253,42 @@ impl CodeCache {
             use Op::*;
             matches!(
                 i.op,
-                Sb | Sh | Sw | Sd | Fsw | Fsd | Ecall | FenceI | ScW | ScD | AmoswapW | AmoaddW | AmoxorW
-                    | AmoandW | AmoorW | AmominW | AmomaxW | AmominuW | AmomaxuW | AmoswapD | AmoaddD
-                    | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD | AmominuD | AmomaxuD
+                Sb | Sh
+                    | Sw
+                    | Sd
+                    | Fsw
+                    | Fsd
+                    | Ecall
+                    | FenceI
+                    | ScW
+                    | ScD
+                    | AmoswapW
+                    | AmoaddW
+                    | AmoxorW
+                    | AmoandW
+                    | AmoorW
+                    | AmominW
+                    | AmomaxW
+                    | AmominuW
+                    | AmomaxuW
+                    | AmoswapD
+                    | AmoaddD
+                    | AmoxorD
+                    | AmoandD
+                    | AmoorD
+                    | AmominD
+                    | AmomaxD
+                    | AmominuD
+                    | AmomaxuD
             )
         });
+        let reads_counter = block.insts.iter().any(|i| {
+            matches!(i.op, Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci)
+                && matches!((i.imm as u32) & 0xfff, 0xc00 | 0xc02)
+        });
         let first_page = pc >> PAGE_SHIFT;
-        let last_page = (code_end.max(pc.wrapping_add(1)).wrapping_sub(1) >> PAGE_SHIFT).max(first_page);
+        let last_page =
+            (code_end.max(pc.wrapping_add(1)).wrapping_sub(1) >> PAGE_SHIFT).max(first_page);
         let id = self.blocks.len() as u32;
         for page in first_page..=last_page {
             self.by_page.entry(page).or_default().push(id);
@@ -257,6 +297,7 @@ impl CodeCache {
             pc,
             block,
             may_invalidate,
+            reads_counter,
             pages: (first_page, last_page),
             live: true,
             count: 0,
@@ -280,6 +321,10 @@ impl CodeCache {
             let pc = self.blocks[id as usize].pc;
             self.flush();
             id = self.lookup(mem, pc);
+            if self.asm.offset().0 + max_code_bytes(n) > self.capacity {
+                // Only when a fresh buffer could not be had: stay untranslated.
+                return id;
+            }
         }
         let t0 = Instant::now();
         let first_site = self.sites.len() as u32;
@@ -293,7 +338,13 @@ impl CodeCache {
         }
         debug_assert_eq!(self.asm.reader().lock().ptr(AssemblyOffset(0)) as usize, self.base);
         for s in &t.sites {
-            self.sites.push(ExitSite { jmp: s.jmp, stub: s.stub, target: s.target, owner: id, chained: None });
+            self.sites.push(ExitSite {
+                jmp: s.jmp,
+                stub: s.stub,
+                target: s.target,
+                owner: id,
+                chained: None,
+            });
         }
         self.blocks[id as usize].entry = Some(t.entry);
         self.counters.translated += 1;
@@ -318,7 +369,8 @@ impl CodeCache {
         // SAFETY: `trampoline` is the offset of the code `emit_trampoline` produced, which has
         // exactly this signature, in the live executable buffer (it never moves, see module
         // docs).
-        let f: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(self.host(self.trampoline)) };
+        let f: Entry =
+            unsafe { std::mem::transmute::<*const u8, Entry>(self.host(self.trampoline)) };
         // SAFETY: the caller guarantees the context; `entry` is the entry of a live
         // translation in this buffer, which only reads and writes the context, guest memory
         // inside the checked bounds, and calls the helpers.
@@ -330,7 +382,8 @@ impl CodeCache {
         let Some(s) = self.sites.get(site as usize) else { return };
         let t = &self.blocks[target as usize];
         let Some(entry) = t.entry else { return };
-        if s.chained.is_some() || !t.live || t.pc != s.target || !self.blocks[s.owner as usize].live {
+        if s.chained.is_some() || !t.live || t.pc != s.target || !self.blocks[s.owner as usize].live
+        {
             return;
         }
         let jmp = s.jmp;

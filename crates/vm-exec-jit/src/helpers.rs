@@ -115,7 +115,12 @@ pub(crate) unsafe extern "C" fn load_slow(ctx: *mut JitContext, addr: u64, kind:
 ///
 /// # Safety
 /// Called only from translated code (module invariant on `ctx`).
-pub(crate) unsafe extern "C" fn store_slow(ctx: *mut JitContext, addr: u64, value: u64, size: u64) -> u64 {
+pub(crate) unsafe extern "C" fn store_slow(
+    ctx: *mut JitContext,
+    addr: u64,
+    value: u64,
+    size: u64,
+) -> u64 {
     // SAFETY: called from translated code, so `ctx` is the live context.
     let (ctx, mem) = unsafe { parts(ctx) };
     let r = match size {
@@ -219,11 +224,26 @@ fn set_x(cpu: &mut CpuState, rd: u8, v: u64) {
 /// LR/SC and AMOs, exactly as the interpreter performs them: the guest thread is the only
 /// one touching this address space while it runs, so a plain read-modify-write is atomic for
 /// it; misaligned addresses raise SIGBUS as Linux does.
-fn atomic(op: Op, addr: u64, src: u64, cpu: &mut CpuState, mem: &mut AddressSpace) -> Result<u64, (i32, u64)> {
+fn atomic(
+    op: Op,
+    addr: u64,
+    src: u64,
+    cpu: &mut CpuState,
+    mem: &mut AddressSpace,
+) -> Result<u64, (i32, u64)> {
     use Op::*;
     let word = matches!(
         op,
-        LrW | ScW | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW | AmominuW | AmomaxuW
+        LrW | ScW
+            | AmoswapW
+            | AmoaddW
+            | AmoxorW
+            | AmoandW
+            | AmoorW
+            | AmominW
+            | AmomaxW
+            | AmominuW
+            | AmomaxuW
     );
     let size = if word { 4 } else { 8 };
     if addr % size != 0 {

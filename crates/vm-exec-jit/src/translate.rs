@@ -15,10 +15,18 @@
 //!   that starts at an illegal or unfetchable instruction, requires one unit of fuel without
 //!   charging it). Every exit taken before the end refunds exactly the instructions that did
 //!   not retire, so `fuel_at_entry - r12` is always the number of retired instructions.
-//! - Guest registers live in the context (`[r15 + x_off(r)]`); within an instruction the
-//!   scratch registers `rax`, `rcx`, `rdx`, `rsi`, `rdi`, `r8`..`r11` hold temporaries only,
-//!   so helper calls need no spilling. x0 reads as an immediate zero and writes to it (or to
-//!   the interpreter's sink register 32) are dropped.
+//! - Guest registers live in the context (`[r15 + x_off(r)]`), except that the (up to seven)
+//!   integer registers a block uses most are cached in host registers (`rbx`, `rbp`,
+//!   `r8`..`r11`, `rdi`) for the whole block: loaded after the fuel check, written back (those the
+//!   block writes) on every path that leaves the block (exit sites before their `jmp`, so
+//!   chained and unchained paths alike; jump-table probes; stubs), and around every helper
+//!   call that reads or writes guest registers (written back before, reloaded after). While
+//!   the block runs, a cached register's host copy is its only up-to-date value. Slow-path
+//!   memory helpers, which touch no guest register, preserve the caller-saved cache
+//!   registers with `push`/`pop`. `rax`, `rcx`, `rdx`, `rsi` hold temporaries only (`rdi`
+//!   is also the first helper argument, set after the cache registers were saved).
+//!   x0 reads as an immediate zero and writes to it (or to the interpreter's sink register
+//!   32) are dropped.
 //! - Loads and stores are checked inline: the access must be naturally aligned, its page
 //!   index below the page count, and its page permission must allow it (for stores: writable
 //!   and not holding code). Anything else takes the slow path through the address space,
@@ -31,7 +39,7 @@
 
 use crate::context::*;
 use crate::helpers::{self, load_kind, STATUS_SIGNAL};
-use dynasmrt::x64::Assembler;
+use dynasmrt::x64::{Assembler, Rq};
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
 use vm_exec_core::exec::signal;
 use vm_exec_core::inst::{Inst, Op};
@@ -86,16 +94,158 @@ pub(crate) struct Options {
 }
 
 enum Stub {
-    Fuel { label: DynamicLabel },
-    Site { label: DynamicLabel, index: usize },
-    Signal { label: DynamicLabel, pc: u64, refund: u32, fixed: Option<(i32, Option<u64>)> },
-    Next { label: DynamicLabel, pc: u64, refund: u32 },
-    LoadSlow { label: DynamicLabel, back: DynamicLabel, kind: u64, fault: DynamicLabel },
-    StoreSlow { label: DynamicLabel, back: DynamicLabel, size: u32, fault: DynamicLabel, next: DynamicLabel },
+    Fuel {
+        label: DynamicLabel,
+    },
+    /// Not enough fuel to go round a self-loop again: refund, write back, exit.
+    LoopFuel {
+        label: DynamicLabel,
+    },
+    Site {
+        label: DynamicLabel,
+        index: usize,
+    },
+    Signal {
+        label: DynamicLabel,
+        pc: u64,
+        refund: u32,
+        fixed: Option<(i32, Option<u64>)>,
+    },
+    Next {
+        label: DynamicLabel,
+        pc: u64,
+        refund: u32,
+    },
+    LoadSlow {
+        label: DynamicLabel,
+        back: DynamicLabel,
+        kind: u64,
+        fault: DynamicLabel,
+    },
+    StoreSlow {
+        label: DynamicLabel,
+        back: DynamicLabel,
+        size: u32,
+        fault: DynamicLabel,
+        next: DynamicLabel,
+    },
+}
+
+/// Host registers that may cache guest registers, callee-saved ones first.
+const CACHE_REGS: [Rq; 7] = [Rq::RBX, Rq::RBP, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
+
+/// True for instructions whose `rd` names an integer register.
+fn writes_int_rd(op: Op) -> bool {
+    use Op::*;
+    !matches!(
+        op,
+        Beq | Bne
+            | Blt
+            | Bge
+            | Bltu
+            | Bgeu
+            | Sb
+            | Sh
+            | Sw
+            | Sd
+            | Fence
+            | FenceI
+            | Ecall
+            | Ebreak
+            | Flw
+            | Fld
+            | Fsw
+            | Fsd
+            | FmaddS
+            | FmsubS
+            | FnmsubS
+            | FnmaddS
+            | FaddS
+            | FsubS
+            | FmulS
+            | FdivS
+            | FsqrtS
+            | FsgnjS
+            | FsgnjnS
+            | FsgnjxS
+            | FminS
+            | FmaxS
+            | FcvtSW
+            | FcvtSWu
+            | FcvtSL
+            | FcvtSLu
+            | FmvWX
+            | FmaddD
+            | FmsubD
+            | FnmsubD
+            | FnmaddD
+            | FaddD
+            | FsubD
+            | FmulD
+            | FdivD
+            | FsqrtD
+            | FsgnjD
+            | FsgnjnD
+            | FsgnjxD
+            | FminD
+            | FmaxD
+            | FcvtSD
+            | FcvtDS
+            | FcvtDW
+            | FcvtDWu
+            | FcvtDL
+            | FcvtDLu
+            | FmvDX
+    )
+}
+
+/// True for helper-run instructions that read integer register `rs1` (atomics read `rs2`
+/// too, and write `rd`, so they count as touching integer registers through `writes_int_rd`).
+fn reads_int_rs1(op: Op) -> bool {
+    use Op::*;
+    matches!(
+        op,
+        FcvtSW | FcvtSWu | FcvtSL | FcvtSLu | FmvWX | FcvtDW | FcvtDWu | FcvtDL | FcvtDLu | FmvDX
+    )
+}
+
+/// Chooses the guest registers to cache: the most used ones (used at least twice).
+fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
+    let mut uses = [0u32; 32];
+    for i in insts {
+        // Over-counting (an fp register number counted as an integer one) only affects the
+        // choice, never correctness: every access goes through the allocation.
+        uses[(i.rs1 & 31) as usize] += 1;
+        uses[(i.rs2 & 31) as usize] += 1;
+        if writes_int_rd(i.op) {
+            uses[(i.rd & 31) as usize] += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 2).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(uses[r]));
+    let mut alloc = [None; 32];
+    for (&g, &h) in order.iter().zip(CACHE_REGS.iter()) {
+        alloc[g] = Some(h);
+    }
+    alloc
+}
+
+fn is_caller_saved(h: Rq) -> bool {
+    !matches!(h, Rq::RBX | Rq::RBP)
 }
 
 struct Emitter<'a> {
     ops: &'a mut Assembler,
+    /// Host register caching each guest register, if any.
+    alloc: [Option<Rq>; 32],
+    /// Cached registers the block writes: these are written back at exits.
+    dirty: Vec<(u8, Rq)>,
+    /// Every cached register.
+    cached: Vec<(u8, Rq)>,
+    /// Start of the block's body (after the fuel check and register loads), the target of
+    /// a self-loop when chaining.
+    body: DynamicLabel,
     pc: u64,
     n: u32,
     first_site: u32,
@@ -106,9 +256,35 @@ struct Emitter<'a> {
 
 /// Translates `block` at the end of `ops` (uncommitted). `first_site` is the id the block's
 /// first exit site gets.
-pub(crate) fn translate(ops: &mut Assembler, block: &Block, first_site: u32, opts: Options) -> Translation {
+pub(crate) fn translate(
+    ops: &mut Assembler,
+    block: &Block,
+    first_site: u32,
+    opts: Options,
+) -> Translation {
     let n = block.insts.len() as u32;
-    let mut e = Emitter { ops, pc: block.start, n, first_site, opts, stubs: Vec::new(), sites: Vec::new() };
+    let alloc = allocate(&block.insts);
+    let cached: Vec<(u8, Rq)> =
+        (0..32u8).filter_map(|g| alloc[g as usize].map(|h| (g, h))).collect();
+    let dirty: Vec<(u8, Rq)> = cached
+        .iter()
+        .copied()
+        .filter(|&(g, _)| block.insts.iter().any(|i| writes_int_rd(i.op) && i.rd == g))
+        .collect();
+    let body = ops.new_dynamic_label();
+    let mut e = Emitter {
+        ops,
+        body,
+        alloc,
+        dirty,
+        cached,
+        pc: block.start,
+        n,
+        first_site,
+        opts,
+        stubs: Vec::new(),
+        sites: Vec::new(),
+    };
     let entry = e.ops.offset().0;
     let fuel = e.ops.new_dynamic_label();
     if n > 0 {
@@ -118,6 +294,8 @@ pub(crate) fn translate(ops: &mut Assembler, block: &Block, first_site: u32, opt
     }
     e.stubs.push(Stub::Fuel { label: fuel });
     dynasm!(e.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+    e.reload_all();
+    dynasm!(e.ops ; .arch x64 ; =>body);
     let mut pc = block.start;
     for (idx, inst) in block.insts.iter().enumerate() {
         e.inst(inst, idx as u32, pc);
@@ -152,6 +330,12 @@ pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
         ; push r14
         ; push r15
         ; sub rsp, 8
+        // The caller's MXCSR is kept in the alignment slot; translated code runs with the
+        // default environment (round to nearest even, all exceptions masked, no
+        // flush-to-zero), which the inline floating-point fast paths rely on.
+        ; stmxcsr DWORD [rsp]
+        ; mov DWORD [rsp + 4], 0x1f80
+        ; ldmxcsr DWORD [rsp + 4]
         ; mov r15, rdi
         ; mov r14, QWORD [r15 + MEM_BASE_OFF]
         ; mov r13, QWORD [r15 + PERMS_OFF]
@@ -159,6 +343,7 @@ pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
         ; jmp rsi
         ; ->exit:
         ; mov QWORD [r15 + FUEL_OFF], r12
+        ; ldmxcsr DWORD [rsp]
         ; add rsp, 8
         ; pop r15
         ; pop r14
@@ -173,18 +358,59 @@ pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
 
 impl Emitter<'_> {
     /// Loads guest register `g` into host register `h` (64 bits).
-    fn ld(&mut self, h: u8, g: u8) {
+    fn ld(&mut self, h: Rq, g: u8) {
         if g == 0 || g >= 32 {
             dynasm!(self.ops ; .arch x64 ; xor Rd(h), Rd(h));
+        } else if let Some(c) = self.alloc[g as usize] {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(c));
         } else {
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
         }
     }
 
-    /// Stores host register `h` into guest register `g` (dropped for x0 and the sink).
-    fn st(&mut self, g: u8, h: u8) {
-        if g != 0 && g < 32 {
+    /// Writes every dirty cached register back to the context.
+    fn spill(&mut self) {
+        for k in 0..self.dirty.len() {
+            let (g, h) = self.dirty[k];
             dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+        }
+    }
+
+    /// Loads every cached register from the context.
+    fn reload_all(&mut self) {
+        for k in 0..self.cached.len() {
+            let (g, h) = self.cached[k];
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
+        }
+    }
+
+    /// Whether a caller-saved host register caches something.
+    fn uses_caller_saved(&self) -> bool {
+        self.cached.iter().any(|&(_, h)| is_caller_saved(h))
+    }
+
+    /// Saves the caller-saved cache registers (five pushes and eight bytes of padding keep
+    /// the stack 16-byte aligned for the call).
+    fn push_volatile(&mut self) {
+        if self.uses_caller_saved() {
+            dynasm!(self.ops ; .arch x64 ; push rdi ; push r8 ; push r9 ; push r10 ; push r11 ; sub rsp, 8);
+        }
+    }
+
+    fn pop_volatile(&mut self) {
+        if self.uses_caller_saved() {
+            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rdi);
+        }
+    }
+
+    /// Stores host register `h` into guest register `g` (dropped for x0 and the sink).
+    fn st(&mut self, g: u8, h: Rq) {
+        if g != 0 && g < 32 {
+            if let Some(c) = self.alloc[g as usize] {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), Rq(h));
+            } else {
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+            }
         }
     }
 
@@ -193,7 +419,13 @@ impl Emitter<'_> {
         if g == 0 || g >= 32 {
             return;
         }
-        if v as i64 == v as i32 as i64 {
+        if let Some(c) = self.alloc[g as usize] {
+            if v as i64 == v as i32 as i64 {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), v as i32);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), QWORD v as i64);
+            }
+        } else if v as i64 == v as i32 as i64 {
             dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], v as i32);
         } else {
             dynasm!(self.ops ; .arch x64 ; mov rax, QWORD v as i64 ; mov QWORD [r15 + x_off(g)], rax);
@@ -232,6 +464,22 @@ impl Emitter<'_> {
 
     /// Emits a chainable direct exit to `target`.
     fn direct_exit(&mut self, target: u64) {
+        if target == self.pc && self.n > 0 && self.opts.chaining {
+            // A loop that is one block: charge the next round and go straight back to the
+            // body, keeping the cached registers in place.
+            let label = self.label();
+            let body = self.body;
+            dynasm!(self.ops
+                ; .arch x64
+                ; sub r12, self.n as i32
+                ; jl =>label
+                ; add QWORD [r15 + BLOCK_EXECS_OFF], 1
+                ; jmp =>body
+            );
+            self.stubs.push(Stub::LoopFuel { label });
+            return;
+        }
+        self.spill();
         let label = self.label();
         let jmp = self.ops.offset().0;
         // A jump to a dynamic label is always encoded `E9 rel32`; chaining patches the rel32.
@@ -250,8 +498,10 @@ impl Emitter<'_> {
     fn addr(&mut self, rs1: u8, imm: i32) {
         if rs1 == 0 {
             dynasm!(self.ops ; .arch x64 ; mov rsi, imm);
+        } else if let Some(c) = self.alloc[rs1 as usize & 31] {
+            dynasm!(self.ops ; .arch x64 ; lea rsi, [Rq(c) + imm]);
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov rsi, QWORD [r15 + x_off(rs1)]);
+            self.ld(Rq::RSI, rs1);
             if imm != 0 {
                 dynasm!(self.ops ; .arch x64 ; add rsi, imm);
             }
@@ -333,20 +583,31 @@ impl Emitter<'_> {
 
     /// `rax = x[rs1]`, `rcx = x[rs2]`.
     fn ld2(&mut self, i: &Inst) {
-        self.ld(0, i.rs1);
-        self.ld(1, i.rs2);
+        self.ld(Rq::RAX, i.rs1);
+        self.ld(Rq::RCX, i.rs2);
     }
 
     /// Calls a helper that returns a status in `rax`, with `rdi = ctx` and `rsi = inst`;
     /// handles `STATUS_SIGNAL` and, when `may_store`, `STORE_INVALIDATED`.
     fn status_call(&mut self, f: usize, i: &Inst, idx: u32, ipc: u64, may_store: bool) {
         let fault = self.fault_label(idx, ipc);
+        let touches_x = reads_int_rs1(i.op) || writes_int_rd(i.op);
+        if touches_x {
+            self.spill();
+        } else {
+            self.push_volatile();
+        }
         dynasm!(self.ops
             ; .arch x64
             ; mov rdi, r15
             ; mov rsi, QWORD i as *const Inst as i64
         );
         self.call(f);
+        if touches_x {
+            self.reload_all();
+        } else {
+            self.pop_volatile();
+        }
         if may_store {
             let next = self.next_label(idx, ipc.wrapping_add(i.len as u64));
             dynasm!(self.ops
@@ -373,18 +634,21 @@ impl Emitter<'_> {
                 self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
             }
             Jalr => {
-                self.ld(0, i.rs1);
+                self.ld(Rq::RAX, i.rs1);
                 if imm != 0 {
                     dynasm!(self.ops ; .arch x64 ; add rax, imm);
                 }
                 dynasm!(self.ops ; .arch x64 ; and rax, -2 ; mov QWORD [r15 + PC_OFF], rax);
                 if rd != 0 && rd < 32 {
-                    if next_pc as i64 == next_pc as i32 as i64 {
+                    if let Some(c) = self.alloc[rd as usize] {
+                        dynasm!(self.ops ; .arch x64 ; mov Rq(c), QWORD next_pc as i64);
+                    } else if next_pc as i64 == next_pc as i32 as i64 {
                         dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(rd)], next_pc as i32);
                     } else {
                         dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD next_pc as i64 ; mov QWORD [r15 + x_off(rd)], rcx);
                     }
                 }
+                self.spill();
                 if self.opts.chaining {
                     dynasm!(self.ops
                         ; .arch x64
@@ -402,11 +666,20 @@ impl Emitter<'_> {
                 dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp ->exit);
             }
             Beq | Bne | Blt | Bge | Bltu | Bgeu => {
-                self.ld(0, i.rs1);
+                // The first operand stays in its cache register when it has one.
+                let a = match self.alloc[i.rs1 as usize & 31] {
+                    Some(c) if i.rs1 != 0 => c,
+                    _ => {
+                        self.ld(Rq::RAX, i.rs1);
+                        Rq::RAX
+                    }
+                };
                 if i.rs2 == 0 {
-                    dynasm!(self.ops ; .arch x64 ; test rax, rax);
+                    dynasm!(self.ops ; .arch x64 ; test Rq(a), Rq(a));
+                } else if let Some(c) = self.alloc[i.rs2 as usize & 31] {
+                    dynasm!(self.ops ; .arch x64 ; cmp Rq(a), Rq(c));
                 } else {
-                    dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r15 + x_off(i.rs2)]);
+                    dynasm!(self.ops ; .arch x64 ; cmp Rq(a), QWORD [r15 + x_off(i.rs2)]);
                 }
                 let taken = self.label();
                 match i.op {
@@ -421,13 +694,13 @@ impl Emitter<'_> {
                 dynasm!(self.ops ; .arch x64 ; =>taken);
                 self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
             }
-            Lb => self.load(i, idx, ipc, load_kind::LB, |e| e.st(rd, 0)),
-            Lh => self.load(i, idx, ipc, load_kind::LH, |e| e.st(rd, 0)),
-            Lw => self.load(i, idx, ipc, load_kind::LW, |e| e.st(rd, 0)),
-            Ld => self.load(i, idx, ipc, load_kind::LD, |e| e.st(rd, 0)),
-            Lbu => self.load(i, idx, ipc, load_kind::LBU, |e| e.st(rd, 0)),
-            Lhu => self.load(i, idx, ipc, load_kind::LHU, |e| e.st(rd, 0)),
-            Lwu => self.load(i, idx, ipc, load_kind::LWU, |e| e.st(rd, 0)),
+            Lb => self.load(i, idx, ipc, load_kind::LB, |e| e.st(rd, Rq::RAX)),
+            Lh => self.load(i, idx, ipc, load_kind::LH, |e| e.st(rd, Rq::RAX)),
+            Lw => self.load(i, idx, ipc, load_kind::LW, |e| e.st(rd, Rq::RAX)),
+            Ld => self.load(i, idx, ipc, load_kind::LD, |e| e.st(rd, Rq::RAX)),
+            Lbu => self.load(i, idx, ipc, load_kind::LBU, |e| e.st(rd, Rq::RAX)),
+            Lhu => self.load(i, idx, ipc, load_kind::LHU, |e| e.st(rd, Rq::RAX)),
+            Lwu => self.load(i, idx, ipc, load_kind::LWU, |e| e.st(rd, Rq::RAX)),
             Flw => self.load(i, idx, ipc, load_kind::LWU, |e| {
                 dynasm!(e.ops
                     ; .arch x64
@@ -447,7 +720,7 @@ impl Emitter<'_> {
                     _ => 8,
                 };
                 let rs2 = i.rs2;
-                self.store(i, idx, ipc, size, |e| e.ld(2, rs2));
+                self.store(i, idx, ipc, size, |e| e.ld(Rq::RDX, rs2));
             }
             Fsw | Fsd => {
                 let size = if i.op == Fsw { 4 } else { 8 };
@@ -456,11 +729,15 @@ impl Emitter<'_> {
                     dynasm!(e.ops ; .arch x64 ; mov rdx, QWORD [r15 + f_off(rs2)]);
                 });
             }
-            Addi | Slti | Sltiu | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw | Srliw | Sraiw => {
+            Addi | Slti | Sltiu | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw
+            | Srliw | Sraiw => {
                 if rd == 0 || rd >= 32 {
                     return;
                 }
-                self.ld(0, i.rs1);
+                if self.alu_direct(i) {
+                    return;
+                }
+                self.ld(Rq::RAX, i.rs1);
                 let sh = (imm & 63) as i8;
                 match i.op {
                     Addi => {
@@ -468,8 +745,12 @@ impl Emitter<'_> {
                             dynasm!(self.ops ; .arch x64 ; add rax, imm);
                         }
                     }
-                    Slti => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setl dl ; mov rax, rdx),
-                    Sltiu => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setb dl ; mov rax, rdx),
+                    Slti => {
+                        dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setl dl ; mov rax, rdx)
+                    }
+                    Sltiu => {
+                        dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, imm ; setb dl ; mov rax, rdx)
+                    }
                     Xori => dynasm!(self.ops ; .arch x64 ; xor rax, imm),
                     Ori => dynasm!(self.ops ; .arch x64 ; or rax, imm),
                     Andi => dynasm!(self.ops ; .arch x64 ; and rax, imm),
@@ -481,11 +762,14 @@ impl Emitter<'_> {
                     Srliw => dynasm!(self.ops ; .arch x64 ; shr eax, sh & 31 ; movsxd rax, eax),
                     _ => dynasm!(self.ops ; .arch x64 ; sar eax, sh & 31 ; movsxd rax, eax),
                 }
-                self.st(rd, 0);
+                self.st(rd, Rq::RAX);
             }
-            Add | Sub | Sll | Slt | Sltu | Xor | Srl | Sra | Or | And | Addw | Subw | Sllw | Srlw | Sraw
-            | Mul | Mulh | Mulhsu | Mulhu | Mulw => {
+            Add | Sub | Sll | Slt | Sltu | Xor | Srl | Sra | Or | And | Addw | Subw | Sllw
+            | Srlw | Sraw | Mul | Mulh | Mulhsu | Mulhu | Mulw => {
                 if rd == 0 || rd >= 32 {
+                    return;
+                }
+                if self.alu_direct(i) {
                     return;
                 }
                 self.ld2(i);
@@ -493,8 +777,12 @@ impl Emitter<'_> {
                     Add => dynasm!(self.ops ; .arch x64 ; add rax, rcx),
                     Sub => dynasm!(self.ops ; .arch x64 ; sub rax, rcx),
                     Sll => dynasm!(self.ops ; .arch x64 ; shl rax, cl),
-                    Slt => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
-                    Sltu => dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
+                    Slt => {
+                        dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx)
+                    }
+                    Sltu => {
+                        dynasm!(self.ops ; .arch x64 ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx)
+                    }
                     Xor => dynasm!(self.ops ; .arch x64 ; xor rax, rcx),
                     Srl => dynasm!(self.ops ; .arch x64 ; shr rax, cl),
                     Sra => dynasm!(self.ops ; .arch x64 ; sar rax, cl),
@@ -520,7 +808,7 @@ impl Emitter<'_> {
                         ; mov rax, rdx
                     ),
                 }
-                self.st(rd, 0);
+                self.st(rd, Rq::RAX);
             }
             Div | Divu | Rem | Remu | Divw | Divuw | Remw | Remuw => {
                 if rd == 0 || rd >= 32 {
@@ -528,20 +816,23 @@ impl Emitter<'_> {
                 }
                 self.ld2(i);
                 self.divide(i.op);
-                self.st(rd, 0);
+                self.st(rd, Rq::RAX);
             }
             Fence => {}
             FenceI => {
+                self.spill();
                 self.set_pc(next_pc);
                 dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FENCE_I as i32 ; jmp ->exit);
             }
             Ecall => {
+                self.spill();
                 self.set_pc(next_pc);
                 dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_ECALL as i32 ; jmp ->exit);
             }
             Ebreak => self.signal_now(ipc, self.n - idx, signal::SIGTRAP, None),
             Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => {
                 let fault = self.fault_label(idx, ipc);
+                self.spill();
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov QWORD [r15 + FUEL_OFF], r12
@@ -550,25 +841,229 @@ impl Emitter<'_> {
                     ; mov edx, (self.n - idx) as i32
                 );
                 self.call(helpers::csr_op as *const () as usize);
+                self.reload_all();
                 dynasm!(self.ops ; .arch x64 ; test eax, eax ; jnz =>fault);
             }
-            LrW | LrD | ScW | ScD | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW
-            | AmominuW | AmomaxuW | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD
-            | AmominuD | AmomaxuD => {
+            LrW | LrD | ScW | ScD | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW
+            | AmomaxW | AmominuW | AmomaxuW | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD
+            | AmominD | AmomaxD | AmominuD | AmomaxuD => {
                 self.status_call(helpers::amo_op as *const () as usize, i, idx, ipc, true);
             }
             FmvXD => {
                 if rd != 0 && rd < 32 {
                     dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r15 + f_off(i.rs1)]);
-                    self.st(rd, 0);
+                    self.st(rd, Rq::RAX);
                 }
             }
             FmvDX => {
-                self.ld(0, i.rs1);
+                self.ld(Rq::RAX, i.rs1);
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
+            }
+            FaddD | FsubD | FmulD | FdivD | FsqrtD | FcvtDW | FcvtDL | FcvtWD | FcvtLD
+                if self.fast_fp_applies(i) =>
+            {
+                self.fast_fp(i, idx, ipc)
+            }
+            FsgnjD | FsgnjnD | FsgnjxD => {
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, QWORD [r15 + f_off(i.rs1)]
+                    ; mov rcx, QWORD [r15 + f_off(i.rs2)]
+                    ; mov rdx, QWORD 0x8000_0000_0000_0000u64 as i64
+                );
+                match i.op {
+                    FsgnjD => {
+                        dynasm!(self.ops ; .arch x64 ; and rcx, rdx ; not rdx ; and rax, rdx ; or rax, rcx)
+                    }
+                    FsgnjnD => {
+                        dynasm!(self.ops ; .arch x64 ; not rcx ; and rcx, rdx ; not rdx ; and rax, rdx ; or rax, rcx)
+                    }
+                    _ => dynasm!(self.ops ; .arch x64 ; and rcx, rdx ; xor rax, rcx),
+                }
                 dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
             }
             _ => self.status_call(helpers::fp_op as *const () as usize, i, idx, ipc, false),
         }
+    }
+
+    /// Whether `i` has an inline fast path: its rounding mode must be round-to-nearest-even
+    /// (statically, or dynamically checked), or round-towards-zero for conversions to
+    /// integers.
+    fn fast_fp_applies(&self, i: &Inst) -> bool {
+        match i.op {
+            Op::FcvtWD | Op::FcvtLD => i.rm == 1,
+            _ => i.rm == 0 || i.rm == 7,
+        }
+    }
+
+    /// Inline SSE code for the hot double-precision operations, exact in results and flags.
+    ///
+    /// The host computes in its default environment (round to nearest even, exceptions
+    /// masked), so the fast path only runs when that gives the RISC-V answer and the
+    /// accrued flags need no update: `fflags` already has NX (so inexactness needs no
+    /// detection), a dynamic rounding mode is RNE, and the result shows that no other
+    /// exception happened: finite for add/sub/sqrt (a subnormal sum is exact, so it cannot
+    /// underflow), finite and normal for mul/div (a tiny or zero product may have
+    /// underflowed), and not the x86 "integer indefinite" for conversions to integers
+    /// (out of range or NaN). Finite operands are implied by a finite result for add, sub,
+    /// mul and sqrt, and an infinite or NaN operand of div gives a zero, infinite or NaN
+    /// result, which also leaves the fast path. Otherwise the generic helper recomputes
+    /// from the unchanged operands.
+    fn fast_fp(&mut self, i: &Inst, idx: u32, ipc: u64) {
+        use Op::*;
+        let slow = self.label();
+        let done = self.label();
+        dynasm!(self.ops ; .arch x64 ; test BYTE [r15 + FFLAGS_OFF], 1 ; jz =>slow);
+        if i.rm == 7 {
+            dynasm!(self.ops ; .arch x64 ; cmp BYTE [r15 + FRM_OFF], 0 ; jne =>slow);
+        }
+        let (a, b) = (f_off(i.rs1), f_off(i.rs2));
+        match i.op {
+            FaddD | FsubD | FmulD | FdivD | FsqrtD => {
+                dynasm!(self.ops ; .arch x64 ; movq xmm0, QWORD [r15 + a]);
+                match i.op {
+                    FaddD => dynasm!(self.ops ; .arch x64 ; addsd xmm0, QWORD [r15 + b]),
+                    FsubD => dynasm!(self.ops ; .arch x64 ; subsd xmm0, QWORD [r15 + b]),
+                    FmulD => dynasm!(self.ops ; .arch x64 ; mulsd xmm0, QWORD [r15 + b]),
+                    FdivD => dynasm!(self.ops ; .arch x64 ; divsd xmm0, QWORD [r15 + b]),
+                    _ => dynasm!(self.ops ; .arch x64 ; sqrtsd xmm0, xmm0),
+                }
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; movq rax, xmm0
+                    ; mov rcx, rax
+                    ; shr rcx, 52
+                    ; and ecx, 0x7ff
+                );
+                if matches!(i.op, FmulD | FdivD) {
+                    // exponent field in 1..=0x7fe: normal and finite
+                    dynasm!(self.ops ; .arch x64 ; dec ecx ; cmp ecx, 0x7fd ; ja =>slow);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; cmp ecx, 0x7ff ; je =>slow);
+                }
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + f_off(i.rd)], rax);
+            }
+            FcvtDW | FcvtDL => {
+                self.ld(Rq::RAX, i.rs1);
+                if i.op == FcvtDW {
+                    dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, eax);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, rax);
+                }
+                dynasm!(self.ops ; .arch x64 ; movq QWORD [r15 + f_off(i.rd)], xmm0);
+            }
+            _ => {
+                // FcvtWD / FcvtLD with rtz
+                if i.op == FcvtWD {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cvttsd2si eax, QWORD [r15 + a]
+                        ; cmp eax, i32::MIN
+                        ; je =>slow
+                        ; movsxd rax, eax
+                    );
+                } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cvttsd2si rax, QWORD [r15 + a]
+                        ; mov rcx, QWORD i64::MIN
+                        ; cmp rax, rcx
+                        ; je =>slow
+                    );
+                }
+                self.st(i.rd, Rq::RAX);
+            }
+        }
+        dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>slow);
+        self.status_call(helpers::fp_op as *const () as usize, i, idx, ipc, false);
+        dynasm!(self.ops ; .arch x64 ; =>done);
+    }
+
+    /// Emits the common ALU operations straight into a cached destination register (no
+    /// round trip through `rax`). Returns false, emitting nothing, where that does not
+    /// apply: `rd` not cached, an operation not handled here, or `rd == rs2 != rs1` (the
+    /// first move would clobber the second operand).
+    fn alu_direct(&mut self, i: &Inst) -> bool {
+        use Op::*;
+        let Some(hd) = self.alloc[i.rd as usize & 31] else { return false };
+        let imm = i.imm;
+        let sh = (imm & 63) as i8;
+        let reg_form = matches!(i.op, Add | Sub | Xor | Or | And | Addw | Subw);
+        let imm_form = matches!(
+            i.op,
+            Addi | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw | Srliw | Sraiw
+        );
+        if !(reg_form || imm_form) {
+            return false;
+        }
+        if reg_form && i.rs2 == i.rd && i.rs1 != i.rd {
+            return false;
+        }
+        if i.rs1 != i.rd {
+            self.ld(hd, i.rs1);
+        }
+        if imm_form {
+            match i.op {
+                Addi => {
+                    if imm != 0 {
+                        dynasm!(self.ops ; .arch x64 ; add Rq(hd), imm)
+                    }
+                }
+                Xori => dynasm!(self.ops ; .arch x64 ; xor Rq(hd), imm),
+                Ori => dynasm!(self.ops ; .arch x64 ; or Rq(hd), imm),
+                Andi => dynasm!(self.ops ; .arch x64 ; and Rq(hd), imm),
+                Slli => dynasm!(self.ops ; .arch x64 ; shl Rq(hd), sh),
+                Srli => dynasm!(self.ops ; .arch x64 ; shr Rq(hd), sh),
+                Srai => dynasm!(self.ops ; .arch x64 ; sar Rq(hd), sh),
+                Slliw => {
+                    dynasm!(self.ops ; .arch x64 ; shl Rd(hd), sh & 31 ; movsxd Rq(hd), Rd(hd))
+                }
+                Srliw => {
+                    dynasm!(self.ops ; .arch x64 ; shr Rd(hd), sh & 31 ; movsxd Rq(hd), Rd(hd))
+                }
+                Sraiw => {
+                    dynasm!(self.ops ; .arch x64 ; sar Rd(hd), sh & 31 ; movsxd Rq(hd), Rd(hd))
+                }
+                _ => dynasm!(self.ops ; .arch x64 ; add Rd(hd), imm ; movsxd Rq(hd), Rd(hd)),
+            }
+            return true;
+        }
+        let rs2 = i.rs2;
+        let w = matches!(i.op, Addw | Subw);
+        if rs2 == 0 {
+            match i.op {
+                And => dynasm!(self.ops ; .arch x64 ; xor Rd(hd), Rd(hd)),
+                Addw | Subw => dynasm!(self.ops ; .arch x64 ; movsxd Rq(hd), Rd(hd)),
+                _ => {}
+            }
+            return true;
+        }
+        if let Some(c) = self.alloc[rs2 as usize & 31] {
+            match i.op {
+                Add => dynasm!(self.ops ; .arch x64 ; add Rq(hd), Rq(c)),
+                Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(hd), Rq(c)),
+                Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(hd), Rq(c)),
+                Or => dynasm!(self.ops ; .arch x64 ; or Rq(hd), Rq(c)),
+                And => dynasm!(self.ops ; .arch x64 ; and Rq(hd), Rq(c)),
+                Addw => dynasm!(self.ops ; .arch x64 ; add Rd(hd), Rd(c)),
+                _ => dynasm!(self.ops ; .arch x64 ; sub Rd(hd), Rd(c)),
+            }
+        } else {
+            let m = x_off(rs2);
+            match i.op {
+                Add => dynasm!(self.ops ; .arch x64 ; add Rq(hd), QWORD [r15 + m]),
+                Sub => dynasm!(self.ops ; .arch x64 ; sub Rq(hd), QWORD [r15 + m]),
+                Xor => dynasm!(self.ops ; .arch x64 ; xor Rq(hd), QWORD [r15 + m]),
+                Or => dynasm!(self.ops ; .arch x64 ; or Rq(hd), QWORD [r15 + m]),
+                And => dynasm!(self.ops ; .arch x64 ; and Rq(hd), QWORD [r15 + m]),
+                Addw => dynasm!(self.ops ; .arch x64 ; add Rd(hd), DWORD [r15 + m]),
+                _ => dynasm!(self.ops ; .arch x64 ; sub Rd(hd), DWORD [r15 + m]),
+            }
+        }
+        if w {
+            dynasm!(self.ops ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+        }
+        true
     }
 
     /// `rax = rax op rcx` for the division family, with RISC-V results for a zero divisor and
@@ -701,6 +1196,12 @@ impl Emitter<'_> {
                     self.set_pc(self.pc);
                     dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp ->exit);
                 }
+                Stub::LoopFuel { label } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label ; add r12, self.n as i32);
+                    self.spill();
+                    self.set_pc(self.pc);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp ->exit);
+                }
                 Stub::Site { label, index } => {
                     self.sites[index].stub = self.ops.offset().0;
                     dynasm!(self.ops ; .arch x64 ; =>label);
@@ -716,6 +1217,7 @@ impl Emitter<'_> {
                 }
                 Stub::Signal { label, pc, refund, fixed } => {
                     dynasm!(self.ops ; .arch x64 ; =>label);
+                    self.spill();
                     if let Some((signo, addr)) = fixed {
                         dynasm!(self.ops
                             ; .arch x64
@@ -733,6 +1235,7 @@ impl Emitter<'_> {
                 }
                 Stub::Next { label, pc, refund } => {
                     dynasm!(self.ops ; .arch x64 ; =>label);
+                    self.spill();
                     if refund > 0 {
                         dynasm!(self.ops ; .arch x64 ; add r12, refund as i32);
                     }
@@ -743,10 +1246,15 @@ impl Emitter<'_> {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
+                    );
+                    self.push_volatile();
+                    dynasm!(self.ops
+                        ; .arch x64
                         ; mov rdi, r15
                         ; mov edx, kind as i32
                     );
                     self.call(helpers::load_slow as *const () as usize);
+                    self.pop_volatile();
                     dynasm!(self.ops
                         ; .arch x64
                         ; test rdx, rdx
@@ -758,10 +1266,15 @@ impl Emitter<'_> {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
+                    );
+                    self.push_volatile();
+                    dynasm!(self.ops
+                        ; .arch x64
                         ; mov rdi, r15
                         ; mov ecx, size as i32
                     );
                     self.call(helpers::store_slow as *const () as usize);
+                    self.pop_volatile();
                     dynasm!(self.ops
                         ; .arch x64
                         ; cmp eax, STATUS_SIGNAL as i32
@@ -772,5 +1285,104 @@ impl Emitter<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_exec_interp::block::MAX_BLOCK_INSTS;
+
+    fn inst(op: Op, rd: u8, rs1: u8, rs2: u8, rm: u8, imm: i32) -> Inst {
+        Inst { op, rd, rs1, rs2, rs3: 3, rm, len: 4, imm }
+    }
+
+    fn block_of(op: Op, rm: u8) -> Block {
+        // Registers 5..=10 are used everywhere, so all six are cached and dirty: every exit
+        // and helper call carries the largest spill code.
+        let insts: Vec<Inst> = (0..MAX_BLOCK_INSTS)
+            .map(|k| {
+                inst(
+                    op,
+                    5 + (k % 6) as u8,
+                    5 + ((k + 1) % 6) as u8,
+                    5 + ((k + 2) % 6) as u8,
+                    rm,
+                    -2048,
+                )
+            })
+            .collect();
+        Block {
+            start: 0x1_0000_0000,
+            end: 0x1_0000_0000 + 4 * insts.len() as u64,
+            insts: insts.into(),
+            tail: Tail::Normal,
+        }
+    }
+
+    #[test]
+    fn worst_case_blocks_fit_the_size_bound() {
+        let mut asm = Assembler::new().unwrap();
+        emit_trampoline(&mut asm);
+        let worst = [
+            (Op::Ld, 0),
+            (Op::Sd, 0),
+            (Op::Fsd, 0),
+            (Op::Flw, 0),
+            (Op::FaddD, 7),
+            (Op::FdivD, 0),
+            (Op::FcvtWD, 1),
+            (Op::FmaddS, 7),
+            (Op::FcvtSW, 7),
+            (Op::Csrrw, 0),
+            (Op::AmoaddD, 0),
+            (Op::ScW, 0),
+            (Op::Divw, 0),
+            (Op::Rem, 0),
+            (Op::Mulhsu, 0),
+            (Op::Auipc, 0),
+            (Op::Ebreak, 0),
+        ];
+        for (op, rm) in worst {
+            let before = asm.offset().0;
+            translate(&mut asm, &block_of(op, rm), 0, Options { chaining: true });
+            let size = asm.offset().0 - before;
+            assert!(size <= max_code_bytes(MAX_BLOCK_INSTS), "{op:?}: {size} bytes");
+        }
+        // Terminators: a block of 63 loads ending in each control transfer.
+        for last in [Op::Beq, Op::Bltu, Op::Jal, Op::Jalr, Op::Ecall, Op::FenceI] {
+            let mut b = block_of(Op::Ld, 0);
+            let mut insts = b.insts.to_vec();
+            insts[MAX_BLOCK_INSTS - 1] = inst(last, 5, 6, 7, 0, 16);
+            b.insts = insts.into();
+            let before = asm.offset().0;
+            translate(&mut asm, &b, 0, Options { chaining: true });
+            assert!(asm.offset().0 - before <= max_code_bytes(MAX_BLOCK_INSTS), "{last:?}");
+        }
+        asm.commit().unwrap();
+    }
+
+    #[test]
+    fn exit_sites_are_patchable_rel32_jumps() {
+        let mut asm = Assembler::new().unwrap();
+        emit_trampoline(&mut asm);
+        let insts = vec![inst(Op::Addi, 5, 5, 0, 0, 1), inst(Op::Bne, 0, 5, 6, 0, -4)];
+        let b = Block { start: 0x1000, end: 0x1008, insts: insts.into(), tail: Tail::Normal };
+        let t = translate(&mut asm, &b, 7, Options { chaining: false });
+        asm.commit().unwrap();
+        assert_eq!(t.sites.len(), 2);
+        let buf = asm.reader();
+        let code = buf.lock();
+        for s in &t.sites {
+            assert_eq!(code[s.jmp], 0xe9, "site is `jmp rel32`");
+            let rel = i32::from_le_bytes(code[s.jmp + 1..s.jmp + 5].try_into().unwrap());
+            assert_eq!(
+                s.jmp as i64 + 5 + rel as i64,
+                s.stub as i64,
+                "unchained site leads to its stub"
+            );
+        }
+        assert_eq!(t.sites[0].target, 0x1008);
+        assert_eq!(t.sites[1].target, 0x1000);
     }
 }

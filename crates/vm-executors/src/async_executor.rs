@@ -1,6 +1,7 @@
 //! Execution engines behind one interface, and running guests in the background.
 //!
-//! - [`InterpreterExecutor`] owns one guest process and runs it with the interpreter, either
+//! - [`InterpreterExecutor`], [`JitExecutor`] and [`HybridExecutor`] own one guest process
+//!   and run it with their engine (a [`GuestRunner`] picks the engine at run time), either
 //!   in bounded steps ([`InterpreterExecutor::execute_block`], [`InterpreterExecutor::execute_batch`])
 //!   or to the end ([`InterpreterExecutor::run_to_completion`]).
 //! - [`AsyncExecutionContext`] runs guests on background threads; each run gives an
@@ -28,16 +29,26 @@ pub use vm_exec_core::exec::ExecutionStats;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ExecutorType {
-    /// The interpreter over pre-decoded blocks.
-    #[default]
+    /// The interpreter over pre-decoded blocks: no translation cost, slowest on long runs.
     Interpreter,
+    /// The x86-64 block translator: every block is translated the first time it runs.
+    Jit,
+    /// Interprets cold code and translates blocks once they are hot: the default.
+    #[default]
+    Hybrid,
 }
 
 impl ExecutorType {
+    /// Every engine, in the order the CLI lists them.
+    pub const ALL: [ExecutorType; 3] =
+        [ExecutorType::Interpreter, ExecutorType::Jit, ExecutorType::Hybrid];
+
     /// The engine's short name, as the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {
             ExecutorType::Interpreter => "interp",
+            ExecutorType::Jit => "jit",
+            ExecutorType::Hybrid => "hybrid",
         }
     }
 
@@ -45,6 +56,8 @@ impl ExecutorType {
     pub fn create(self) -> Box<dyn Executor> {
         match self {
             ExecutorType::Interpreter => Box::new(Interpreter::new()),
+            ExecutorType::Jit => Box::new(vm_exec_jit::JitExecutor::new()),
+            ExecutorType::Hybrid => Box::new(vm_exec_jit::HybridExecutor::new()),
         }
     }
 }
@@ -52,11 +65,10 @@ impl ExecutorType {
 impl std::str::FromStr for ExecutorType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "interp" | "interpreter" => Ok(ExecutorType::Interpreter),
-            "jit" | "hybrid" => Err(format!("engine '{s}' is not available yet (only 'interp')")),
-            _ => Err(format!("unknown engine '{s}' (available: interp)")),
-        }
+        ExecutorType::ALL
+            .into_iter()
+            .find(|e| e.name() == s || (s == "interpreter" && *e == ExecutorType::Interpreter))
+            .ok_or_else(|| format!("unknown engine '{s}' (available: interp, jit, hybrid)"))
     }
 }
 
@@ -94,6 +106,10 @@ pub struct GuestRunner<E: Executor = Box<dyn Executor>> {
 
 /// A guest runner that uses the interpreter.
 pub type InterpreterExecutor = GuestRunner<Interpreter>;
+/// A guest runner that uses the JIT.
+pub type JitExecutor = GuestRunner<vm_exec_jit::JitExecutor>;
+/// A guest runner that uses the hybrid engine (interpreter for cold code, JIT for hot).
+pub type HybridExecutor = GuestRunner<vm_exec_jit::HybridExecutor>;
 
 impl<E: Executor + Default> Default for GuestRunner<E> {
     fn default() -> Self {
@@ -121,7 +137,8 @@ impl<E: Executor> GuestRunner<E> {
         GuestRunner { engine, guest: None }
     }
 
-    /// Loads `program` as a new process (pid 1000 + whatever; the guest sees pid `pid`).
+    /// Loads `program` as a new process (the guest sees pid 1000), replacing any guest
+    /// loaded before.
     pub fn load(&mut self, program: Arc<Program>, config: ProcessConfig) -> Result<(), Error> {
         let (process, thread) = loader::load(program, Arc::new(config), 1000)?;
         self.guest = Some(LoadedGuest {

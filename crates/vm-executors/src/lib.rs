@@ -1,8 +1,8 @@
 //! vm-executors runs unmodified, statically linked RV64GC Linux programs.
 //!
 //! This crate is the public face of the project. Today it offers the [`async_executor`]
-//! module: execution engines behind one interface, and a context that runs guests in the
-//! background. The coroutine scheduler (`coroutine`) and distributed execution
+//! module: three execution engines (interpreter, JIT, hybrid) behind one interface, and a
+//! context that runs guests in the background. The coroutine scheduler (`coroutine`) and distributed execution
 //! (`distributed`) described in the package summary are not implemented yet and are absent
 //! rather than simulated.
 //!
@@ -25,7 +25,7 @@ pub mod async_executor;
 
 pub use async_executor::{
     AsyncExecutionContext, ExecutionHandle, ExecutionResult, ExecutionStats, ExecutorType,
-    GuestRunner, InterpreterExecutor,
+    GuestRunner, HybridExecutor, InterpreterExecutor, JitExecutor,
 };
 pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};

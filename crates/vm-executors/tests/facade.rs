@@ -5,9 +5,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use vm_exec_core::exec::Executor;
 use vm_executors::{
-    AsyncExecutionContext, CaptureBuffer, Error, ExecutorType, GuestExit, InterpreterExecutor,
-    ProcessConfig, Program, Stdio,
+    AsyncExecutionContext, CaptureBuffer, Error, ExecutorType, GuestExit, GuestRunner,
+    HybridExecutor, InterpreterExecutor, JitExecutor, ProcessConfig, Program, Stdio,
 };
 
 fn repo() -> PathBuf {
@@ -34,6 +35,22 @@ fn captured(args: &[&str]) -> (ProcessConfig, CaptureBuffer, CaptureBuffer) {
         ..Default::default()
     };
     (config, out, err)
+}
+
+#[test]
+fn every_engine_type_runs_hello() {
+    fn check<E: Executor>(mut ex: GuestRunner<E>) {
+        let (config, out, _) = captured(&["guests/bin/hello"]);
+        ex.load(program("hello"), config).unwrap();
+        assert_eq!(ex.run_to_completion().unwrap().exit, GuestExit::Exited(0));
+        assert_eq!(out.contents(), expected("hello"));
+    }
+    check(InterpreterExecutor::new());
+    check(JitExecutor::new());
+    check(HybridExecutor::new());
+    for e in ExecutorType::ALL {
+        check(GuestRunner::with_engine(e));
+    }
 }
 
 #[test]
@@ -101,8 +118,10 @@ fn errors_are_values_not_panics() {
     let mut ex = InterpreterExecutor::new();
     assert!(matches!(ex.execute_block(10), Err(Error::NotLoaded)));
     assert!(matches!(ex.run_to_completion(), Err(Error::NotLoaded)));
-    "jit".parse::<ExecutorType>().expect_err("not available yet");
-    assert_eq!("interp".parse::<ExecutorType>(), Ok(ExecutorType::Interpreter));
+    "wasm".parse::<ExecutorType>().expect_err("no such engine");
+    for e in ExecutorType::ALL {
+        assert_eq!(e.name().parse::<ExecutorType>(), Ok(e));
+    }
 }
 
 struct ThreadWaker(std::thread::Thread);
@@ -126,7 +145,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 
 #[test]
 fn background_runs_can_be_awaited_or_waited_for() {
-    let ctx = AsyncExecutionContext::new(ExecutorType::Interpreter);
+    let ctx = AsyncExecutionContext::new(ExecutorType::Hybrid);
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (config, out, _) = captured(&["guests/bin/hello"]);

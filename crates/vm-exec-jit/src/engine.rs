@@ -1,0 +1,440 @@
+//! The dispatcher shared by [`crate::JitExecutor`] and [`crate::HybridExecutor`]: look up the
+//! block at the pc, run it translated or interpreted, act on how it ended.
+//!
+//! Invariants (in addition to those of `vm_exec_core::exec`):
+//! - Pending code invalidations are drained and applied to the code cache before every
+//!   block lookup, and translated code leaves for the dispatcher right after anything that
+//!   can queue one (stores to code pages, atomics, `ecall`, `fence.i`), so chained code
+//!   never runs a stale translation.
+//! - A block runs translated only when the remaining fuel covers all of it; otherwise (and
+//!   for cold blocks of the hybrid tier) the interpreter runs exactly `min(len, fuel)` of its
+//!   instructions, one block per call, which keeps `run(fuel = N)` exact.
+//! - The interpreter keeps its own block cache and drains invalidations itself. The two
+//!   caches are kept coherent both ways: when this dispatcher drains pages on which the
+//!   interpreter has run code, the interpreter is replaced by a fresh one (its statistics are
+//!   kept); after an interpreted block that may have invalidated code, pages of this cache
+//!   that lost `PERM_CODE` are invalidated here. Because the interpreter runs one block per
+//!   call, it cannot re-mark a page between invalidating it and returning.
+//! - At the start of every `run`, blocks on pages that lost `PERM_CODE` are dropped, which
+//!   catches invalidations drained by another engine, or a different address space.
+
+use crate::cache::{CodeBufferError, CodeCache};
+use crate::context::*;
+use crate::translate::Options;
+use std::collections::HashSet;
+use vm_exec_core::cpu::GuestThread;
+use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestSignal, RunResult, StopReason};
+use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT, PERM_CODE};
+use vm_exec_core::process::Process;
+use vm_exec_core::syscall::{self, SyscallOutcome};
+use vm_exec_interp::Interpreter;
+
+/// Configuration of the translating engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitConfig {
+    /// Most bytes of translated code held at once; the cache flushes itself when a new
+    /// translation might not fit.
+    pub cache_limit_bytes: usize,
+    /// Patch direct exits into jumps to their translated successors, and resolve `jalr`
+    /// through the jump table, instead of returning to the dispatcher after every block.
+    pub chaining: bool,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        JitConfig { cache_limit_bytes: 64 << 20, chaining: true }
+    }
+}
+
+/// How much work each tier did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Instructions retired by the interpreter (cold blocks, and partial blocks at the end of
+    /// a fuel budget).
+    pub interpreted_instructions: u64,
+    /// Instructions retired by translated code.
+    pub translated_instructions: u64,
+    /// Blocks translated (promoted to the translated tier).
+    pub blocks_translated: u64,
+    /// Direct exits chained to their successors.
+    pub chained_exits: u64,
+    /// Whole-cache flushes.
+    pub cache_flushes: u64,
+}
+
+/// The engine state behind both executors.
+pub(crate) struct Engine {
+    cache: CodeCache,
+    ctx: Box<JitContext>,
+    /// A block is translated on the visit that makes its count exceed this.
+    threshold: u32,
+    interp: Interpreter,
+    /// Statistics of interpreters replaced by fresh ones.
+    old_interp_stats: ExecutionStats,
+    /// Pages (numbers) of the blocks the current interpreter has run.
+    interp_pages: HashSet<u64>,
+    /// Instructions retired and system calls handled by this engine's own dispatcher.
+    instructions: u64,
+    syscalls: u64,
+    tier: TierStats,
+}
+
+impl Engine {
+    pub(crate) fn new(cfg: JitConfig, threshold: u32) -> Result<Self, CodeBufferError> {
+        Ok(Engine {
+            cache: CodeCache::new(cfg.cache_limit_bytes, Options { chaining: cfg.chaining })?,
+            ctx: Box::default(),
+            threshold,
+            interp: Interpreter::new(),
+            old_interp_stats: ExecutionStats::default(),
+            interp_pages: HashSet::new(),
+            instructions: 0,
+            syscalls: 0,
+            tier: TierStats::default(),
+        })
+    }
+
+    pub(crate) fn tier_stats(&self) -> TierStats {
+        TierStats {
+            blocks_translated: self.cache.counters.translated,
+            chained_exits: self.cache.counters.chains,
+            cache_flushes: self.cache.counters.flushes,
+            ..self.tier
+        }
+    }
+
+    pub(crate) fn cached_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub(crate) fn code_bytes(&self) -> usize {
+        self.cache.code_bytes()
+    }
+
+    pub(crate) fn stats(&self) -> ExecutionStats {
+        let mut i = self.interp.stats();
+        i.merge(&self.old_interp_stats);
+        let c = &self.cache.counters;
+        ExecutionStats {
+            instructions: self.instructions,
+            total_executions: self.ctx.block_execs + i.total_executions,
+            blocks_compiled: c.translated,
+            cache_hits: c.hits,
+            cache_misses: c.misses,
+            invalidations: c.invalidations,
+            compile_time: c.compile_time + i.compile_time,
+            syscalls: self.syscalls + i.syscalls,
+        }
+    }
+
+    /// Replaces the interpreter by a fresh one (its cache may hold stale blocks).
+    fn reset_interp(&mut self) {
+        let old = std::mem::take(&mut self.interp);
+        self.old_interp_stats.merge(&old.stats());
+        self.interp_pages.clear();
+    }
+
+    fn bind(&mut self, mem: &mut AddressSpace) {
+        self.cache.invalidate_uncoded_pages(mem);
+        // The same check for the interpreter's cache, which has no per-page invalidation
+        // from outside: replace it if any page it decoded from lost its code mark.
+        if self.interp_pages.iter().any(|&p| mem.page_perms(p << PAGE_SHIFT) & PERM_CODE == 0) {
+            self.reset_interp();
+        }
+        let ctx = &mut *self.ctx;
+        ctx.mem_base = mem.host_base() as u64;
+        ctx.perms = mem.perm_table() as u64;
+        ctx.pages = mem.size() >> PAGE_SHIFT;
+        ctx.jtab = self.cache.jtab_addr();
+        ctx.mem = mem as *mut AddressSpace as usize;
+    }
+
+    /// Drains pending invalidations into both caches.
+    fn drain(&mut self, mem: &mut AddressSpace) {
+        let pages = mem.drain_invalidations();
+        self.cache.invalidate_pages(&pages);
+        if pages.iter().any(|p| self.interp_pages.contains(&(p >> PAGE_SHIFT))) {
+            self.reset_interp();
+        }
+    }
+
+    pub(crate) fn run(
+        &mut self,
+        thread: &mut GuestThread,
+        process: &mut Process,
+        fuel: u64,
+    ) -> RunResult {
+        self.bind(&mut process.mem);
+        self.ctx.cpu = thread.cpu.clone();
+        let chaining = self.cache.chaining();
+        let mut retired = 0u64;
+        // The exit site (or jump-table miss) that led to the block about to run.
+        let mut link: Option<u32> = None;
+        let mut indirect = false;
+        let stop = loop {
+            if process.mem.has_pending_invalidations() {
+                self.drain(&mut process.mem);
+            }
+            if retired >= fuel {
+                break StopReason::FuelExhausted;
+            }
+            let remaining = fuel - retired;
+            let pc = self.ctx.cpu.pc;
+            let mut id = self.cache.lookup(&mut process.mem, pc);
+            let rec = self.cache.get_mut(id);
+            if rec.entry.is_none() {
+                rec.count = rec.count.saturating_add(1);
+                if rec.count > self.threshold || rec.reads_counter {
+                    id = self.cache.translate(&mut process.mem, id);
+                }
+            }
+            let rec = self.cache.get(id);
+            let len = rec.len();
+            let entry = rec.entry.filter(|_| len <= remaining);
+            let Some(entry) = entry else {
+                link = None;
+                indirect = false;
+                let k = len.clamp(1, remaining);
+                let may_invalidate = rec.may_invalidate;
+                let (first, last) = rec.pages();
+                for page in first..=last {
+                    self.interp_pages.insert(page);
+                }
+                let r = self.interpret(thread, process, k, may_invalidate);
+                retired += r.retired;
+                match r.stop {
+                    StopReason::FuelExhausted => continue,
+                    other => break other,
+                }
+            };
+            if let Some(site) = link.take() {
+                self.cache.chain(site, id);
+            }
+            if std::mem::take(&mut indirect) {
+                self.cache.add_indirect(id);
+            }
+            let start = remaining.min(i64::MAX as u64) as i64;
+            let ctx = &mut *self.ctx;
+            ctx.fuel = start;
+            ctx.fuel_entry = start;
+            ctx.instret_base = self.instructions + retired;
+            // SAFETY: `bind` set the context up for `process.mem`, which stays borrowed
+            // (exclusively, through `process`) for the whole call; `entry` belongs to a live
+            // translation of this cache.
+            let exit = unsafe { self.cache.enter(ctx, entry) };
+            let done = (start - ctx.fuel) as u64;
+            retired += done;
+            self.tier.translated_instructions += done;
+            match exit {
+                EXIT_FUEL | EXIT_NEXT => {}
+                EXIT_BRANCH => {
+                    if chaining {
+                        link = Some(ctx.exit_site);
+                    }
+                }
+                EXIT_INDIRECT => indirect = chaining,
+                EXIT_FENCE_I => process.mem.invalidate_all_code(),
+                EXIT_ECALL => {
+                    self.syscalls += 1;
+                    let next = ctx.cpu.pc;
+                    thread.cpu.clone_from(&ctx.cpu);
+                    let outcome = syscall::dispatch(thread, process);
+                    self.ctx.cpu.clone_from(&thread.cpu);
+                    match outcome {
+                        SyscallOutcome::Continue => {}
+                        SyscallOutcome::ThreadExit(code) => break StopReason::ThreadExit(code),
+                        SyscallOutcome::ProcessExit(code) => break StopReason::ProcessExit(code),
+                        SyscallOutcome::Signal(signo) => {
+                            break StopReason::Signal(GuestSignal {
+                                signo,
+                                pc: next.wrapping_sub(4),
+                                addr: None,
+                            })
+                        }
+                    }
+                }
+                EXIT_SIGNAL => {
+                    let addr = (ctx.sig_has_addr != 0).then_some(ctx.sig_addr);
+                    break StopReason::Signal(GuestSignal {
+                        signo: ctx.sig_signo,
+                        pc: ctx.cpu.pc,
+                        addr,
+                    });
+                }
+                other => {
+                    // Translated code only produces the codes above.
+                    tracing::error!(exit = other, "unknown exit code from translated code");
+                    break StopReason::Signal(GuestSignal {
+                        signo: signal::SIGILL,
+                        pc: ctx.cpu.pc,
+                        addr: None,
+                    });
+                }
+            }
+        };
+        self.ctx.cpu.x[0] = 0;
+        thread.cpu.clone_from(&self.ctx.cpu);
+        self.instructions += retired;
+        RunResult { stop, retired }
+    }
+
+    /// Runs at most `k` instructions (one block) with the interpreter.
+    fn interpret(
+        &mut self,
+        thread: &mut GuestThread,
+        process: &mut Process,
+        k: u64,
+        may_invalidate: bool,
+    ) -> RunResult {
+        thread.cpu.clone_from(&self.ctx.cpu);
+        let r = self.interp.run(thread, process, k);
+        self.ctx.cpu.clone_from(&thread.cpu);
+        if may_invalidate {
+            self.cache.invalidate_uncoded_pages(&process.mem);
+        }
+        self.tier.interpreted_instructions += r.retired;
+        r
+    }
+}
+
+/// The translating engine: every block is translated to x86-64 the first time it runs.
+///
+/// One instance serves one process at a time (its code cache describes that process's code);
+/// it may run any of the process's threads. Partial blocks at the end of a fuel budget run on
+/// an embedded interpreter, so fuel is exact.
+pub struct JitExecutor {
+    engine: Engine,
+}
+
+impl JitExecutor {
+    /// A JIT with the default configuration.
+    ///
+    /// # Panics
+    /// If the host refuses to map executable memory (see [`JitExecutor::try_with_config`]).
+    pub fn new() -> Self {
+        Self::with_config(JitConfig::default())
+    }
+
+    /// A JIT with the given configuration.
+    ///
+    /// # Panics
+    /// If the host refuses to map executable memory (see [`JitExecutor::try_with_config`]).
+    pub fn with_config(cfg: JitConfig) -> Self {
+        match Self::try_with_config(cfg) {
+            Ok(j) => j,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A JIT with the given configuration, or the error the host gave when asked for the
+    /// executable buffer.
+    pub fn try_with_config(cfg: JitConfig) -> Result<Self, CodeBufferError> {
+        Ok(JitExecutor { engine: Engine::new(cfg, 0)? })
+    }
+
+    /// Work done per tier (almost everything is translated; the interpreter only runs
+    /// partial blocks at the end of a fuel budget).
+    pub fn tier_stats(&self) -> TierStats {
+        self.engine.tier_stats()
+    }
+
+    /// Number of blocks currently in the code cache.
+    pub fn cached_blocks(&self) -> usize {
+        self.engine.cached_blocks()
+    }
+
+    /// Bytes of translated code currently in the executable buffer.
+    pub fn code_bytes(&self) -> usize {
+        self.engine.code_bytes()
+    }
+}
+
+impl Default for JitExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Executor for JitExecutor {
+    fn name(&self) -> &'static str {
+        "jit"
+    }
+
+    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+        self.engine.run(thread, process, fuel)
+    }
+
+    /// `total_executions` counts every entry into a translated block, chained ones included,
+    /// plus the interpreter's block executions.
+    fn stats(&self) -> ExecutionStats {
+        self.engine.stats()
+    }
+}
+
+/// The tiering engine: interprets a block until it has run `threshold` times, then
+/// translates it.
+pub struct HybridExecutor {
+    engine: Engine,
+}
+
+/// Default number of interpreted executions before a block is translated.
+pub const DEFAULT_HOT_THRESHOLD: u32 = 50;
+
+impl HybridExecutor {
+    /// A hybrid engine with the default threshold and JIT configuration.
+    ///
+    /// # Panics
+    /// If the host refuses to map executable memory (see [`HybridExecutor::try_with_config`]).
+    pub fn new() -> Self {
+        Self::with_threshold(DEFAULT_HOT_THRESHOLD)
+    }
+
+    /// A hybrid engine that translates a block when it is about to run for the
+    /// `threshold + 1`-th time (0 translates everything at once, like [`JitExecutor`]).
+    ///
+    /// # Panics
+    /// If the host refuses to map executable memory (see [`HybridExecutor::try_with_config`]).
+    pub fn with_threshold(threshold: u32) -> Self {
+        match Self::try_with_config(JitConfig::default(), threshold) {
+            Ok(h) => h,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A hybrid engine with the given threshold and translator configuration.
+    pub fn try_with_config(cfg: JitConfig, threshold: u32) -> Result<Self, CodeBufferError> {
+        Ok(HybridExecutor { engine: Engine::new(cfg, threshold)? })
+    }
+
+    /// Instructions run by each tier, and blocks promoted.
+    pub fn tier_stats(&self) -> TierStats {
+        self.engine.tier_stats()
+    }
+
+    /// Number of blocks currently known to the engine (interpreted or translated).
+    pub fn cached_blocks(&self) -> usize {
+        self.engine.cached_blocks()
+    }
+}
+
+impl Default for HybridExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Executor for HybridExecutor {
+    fn name(&self) -> &'static str {
+        "hybrid"
+    }
+
+    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+        self.engine.run(thread, process, fuel)
+    }
+
+    /// As for [`JitExecutor`]; `blocks_compiled` counts translations only (the interpreter's
+    /// decoding of cold blocks is not counted there, its time is in `compile_time`).
+    fn stats(&self) -> ExecutionStats {
+        self.engine.stats()
+    }
+}

@@ -1,0 +1,359 @@
+//! Engine behaviour on small hand-assembled programs: results, exact instruction counts,
+//! fuel and resumption, faults, x0, self-modifying code and cache flushing. A copy of the
+//! interpreter's `tests/engine.rs`, run for every configuration of the JIT and the hybrid
+//! engine (`engines()`).
+
+use std::sync::Arc;
+use vm_exec_core::cpu::GuestThread;
+use vm_exec_core::elf::Program;
+use vm_exec_core::elf_writer::{simple_executable, write_executable, SegmentSpec};
+use vm_exec_core::exec::ExecutionStats;
+use vm_exec_core::exec::{signal, Executor, StopReason};
+use vm_exec_core::loader;
+use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+
+type MakeEngine = fn() -> Box<dyn Executor>;
+
+/// Every engine configuration under test, by name.
+fn engines() -> Vec<(&'static str, MakeEngine)> {
+    vec![
+        ("jit", || Box::new(JitExecutor::new())),
+        ("jit-nochain", || {
+            Box::new(JitExecutor::with_config(JitConfig {
+                chaining: false,
+                ..JitConfig::default()
+            }))
+        }),
+        ("hybrid", || Box::new(HybridExecutor::new())),
+        ("hybrid-t0", || Box::new(HybridExecutor::with_threshold(0))),
+        ("hybrid-t2", || Box::new(HybridExecutor::with_threshold(2))),
+    ]
+}
+
+fn tiny_cache_engines() -> Vec<(&'static str, Box<dyn Executor>)> {
+    let tiny = JitConfig { cache_limit_bytes: 1, ..JitConfig::default() };
+    vec![
+        ("jit", Box::new(JitExecutor::with_config(tiny))),
+        ("jit-nochain", Box::new(JitExecutor::with_config(JitConfig { chaining: false, ..tiny }))),
+        ("hybrid-t1", Box::new(vm_exec_jit::HybridExecutor::try_with_config(tiny, 1).unwrap())),
+    ]
+}
+
+// A minimal encoder for the instructions these tests use.
+const A0: u32 = 10;
+const A1: u32 = 11;
+const A2: u32 = 12;
+const A7: u32 = 17;
+const T0: u32 = 5;
+const T1: u32 = 6;
+
+fn r(op: u32, f3: u32, f7: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
+    f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
+}
+fn i(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
+    (imm as u32) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
+}
+fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x13, 0, rd, rs1, imm)
+}
+fn add(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 0, 0, rd, rs1, rs2)
+}
+fn lui(rd: u32, imm20: u32) -> u32 {
+    imm20 << 12 | rd << 7 | 0x37
+}
+fn lw(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x03, 2, rd, rs1, imm)
+}
+fn sw(rs2: u32, rs1: u32, imm: i32) -> u32 {
+    let imm = imm as u32;
+    (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | 2 << 12 | (imm & 0x1f) << 7 | 0x23
+}
+fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
+    let o = off as u32;
+    (o >> 12 & 1) << 31
+        | (o >> 5 & 0x3f) << 25
+        | rs2 << 20
+        | rs1 << 15
+        | 1 << 12
+        | (o >> 1 & 0xf) << 8
+        | (o >> 11 & 1) << 7
+        | 0x63
+}
+fn jal(rd: u32, off: i32) -> u32 {
+    let o = off as u32;
+    (o >> 20 & 1) << 31
+        | (o >> 1 & 0x3ff) << 21
+        | (o >> 11 & 1) << 20
+        | (o >> 12 & 0xff) << 12
+        | rd << 7
+        | 0x6f
+}
+const ECALL: u32 = 0x73;
+const FENCE_I: u32 = 0x100f;
+
+fn exit_with_a0() -> Vec<u32> {
+    vec![addi(A7, 0, 94), ECALL]
+}
+
+fn bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn load(elf: Vec<u8>) -> (Process, GuestThread) {
+    let program = Arc::new(Program::parse(elf).expect("valid test program"));
+    let config = ProcessConfig { memory_size: 64 << 20, ..Default::default() };
+    loader::load(program, Arc::new(config), 1).expect("loads")
+}
+
+/// Sums 1..=n in a loop and exits with the sum (mod 256): 3 + 3n + 2 instructions.
+fn sum_program(n: i32) -> Vec<u8> {
+    let mut w = vec![
+        addi(A0, 0, 0),
+        addi(T0, 0, n),
+        addi(T1, 0, 0),
+        // loop:
+        addi(T1, T1, 1),
+        add(A0, A0, T1),
+        bne(T1, T0, -8),
+    ];
+    w.extend(exit_with_a0());
+    simple_executable(&bytes(&w), &[])
+}
+
+#[test]
+fn runs_a_loop_and_counts_every_instruction() {
+    for (name, make) in engines() {
+        let (mut p, mut t) = load(sum_program(100));
+        let mut e = make();
+        let r = e.run(&mut t, &mut p, u64::MAX);
+        assert_eq!(r.stop, StopReason::ProcessExit(5050 & 0xff), "{name}");
+        assert_eq!(r.retired, 3 + 3 * 100 + 2, "{name}");
+        let s: ExecutionStats = e.stats();
+        assert_eq!(s.instructions, r.retired, "{name}");
+        assert_eq!(s.syscalls, 1, "{name}");
+        assert_eq!(s.total_executions, 1 + 99 + 1, "{name}: every block entry is counted: {s:?}");
+        if name.starts_with("jit") {
+            assert_eq!(s.blocks_compiled, 3, "{name}: the loop block is translated once: {s:?}");
+        }
+        if name == "jit" {
+            assert_eq!(s.cache_misses, 3, "{name}: {s:?}");
+            assert!(
+                s.cache_hits <= 2,
+                "{name}: the loop is chained to itself, not dispatched: {s:?}"
+            );
+        }
+        if name == "jit-nochain" {
+            assert_eq!(
+                (s.cache_misses, s.cache_hits),
+                (3, 98),
+                "{name}: every block exit is dispatched: {s:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fuel_stops_exactly_and_resumes_to_the_same_state() {
+    let straight = {
+        let (mut p, mut t) = load(sum_program(37));
+        let r = vm_exec_interp::Interpreter::new().run(&mut t, &mut p, u64::MAX);
+        (r.stop, r.retired, t.cpu.clone())
+    };
+    for (name, make) in engines() {
+        for slice in 1..=20u64 {
+            let (mut p, mut t) = load(sum_program(37));
+            let mut e = make();
+            let mut total = 0;
+            let stop = loop {
+                let r = e.run(&mut t, &mut p, slice);
+                assert!(r.retired <= slice);
+                total += r.retired;
+                if r.stop != StopReason::FuelExhausted {
+                    break r.stop;
+                }
+                assert_eq!(
+                    r.retired, slice,
+                    "a slice that did not end the guest uses all its fuel"
+                );
+            };
+            assert_eq!((stop, total, t.cpu.clone()), straight, "{name}: slice {slice}");
+            assert_eq!(e.stats().instructions, total, "{name}: slice {slice}");
+        }
+        // Zero fuel runs nothing.
+        let (mut p, mut t) = load(sum_program(3));
+        let pc = t.cpu.pc;
+        let r = make().run(&mut t, &mut p, 0);
+        assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::FuelExhausted, 0, pc), "{name}");
+    }
+}
+
+#[test]
+fn writes_to_x0_are_discarded() {
+    for (name, make) in engines() {
+        let mut w = vec![addi(0, 0, 5), add(0, 0, 0), lui(0, 7), jal(0, 4), add(A0, 0, 0)];
+        w.extend(exit_with_a0());
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        assert_eq!(r.stop, StopReason::ProcessExit(0), "{name}");
+        assert_eq!(t.cpu.x[0], 0, "{name}");
+    }
+}
+
+#[test]
+fn bad_accesses_and_illegal_instructions_are_guest_signals() {
+    for (name, make) in engines() {
+        // Load from an unmapped address.
+        let w = vec![lui(A1, 0x7000), lw(A0, A1, 8)];
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        match r.stop {
+            StopReason::Signal(s) => {
+                assert_eq!(s.signo, signal::SIGSEGV, "{name}");
+                assert_eq!(s.addr, Some(0x700_0008), "{name}");
+                assert_eq!(s.pc, 0x10004, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(r.retired, 1, "{name}");
+        assert_eq!(t.cpu.pc, 0x10004, "{name}");
+        // Store into the code segment (read+execute only).
+        let w = vec![lui(A1, 0x10), sw(A0, A1, 0)];
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        assert!(
+            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000)),
+            "{name}: {r:?}"
+        );
+        // An illegal instruction after two good ones: SIGILL at its pc, two retired.
+        let w = vec![addi(A0, 0, 1), addi(A0, A0, 1), 0xffff_ffff];
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        assert!(
+            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008),
+            "{name}: {r:?}"
+        );
+        assert_eq!(r.retired, 2, "{name}");
+        assert_eq!(t.cpu.x[A0 as usize], 2, "{name}");
+        // Running past the code into the zero-filled rest of its page: 0x0000 is illegal.
+        let w = vec![addi(A0, 0, 1)];
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        assert!(
+            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
+            "{name}: {r:?}"
+        );
+        // Jumping to unmapped memory: the fetch faults at the target.
+        let w = vec![lui(A1, 0x7000), i(0x67, 0, 0, A1, 0)];
+        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &mut p, u64::MAX);
+        assert!(
+            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
+            "{name}: {r:?}"
+        );
+        assert_eq!(r.retired, 2, "{name}");
+    }
+}
+
+/// A program in a writable+executable segment that patches the immediate of an instruction
+/// it has already executed, then runs it again.
+fn self_modifying(with_fence: bool) -> Vec<u8> {
+    // 0x10000: a2 = 0
+    // 0x10004: jal ra, target        (call)
+    // 0x10008: a2 += a0
+    // 0x1000c: load the patched word into t0, store it at target
+    // ...
+    // target: addi a0, zero, 1 ; jalr ra
+    let target_off = 0x40u32;
+    let patched = addi(A0, 0, 41);
+    let mut w = vec![
+        addi(A2, 0, 0),
+        jal(1, target_off as i32 - 4),
+        add(A2, A2, A0),
+        lui(T0, patched >> 12 & 0xfffff),
+        addi(T0, T0, (patched & 0xfff) as i32),
+        lui(A1, 0x10),
+        sw(T0, A1, target_off as i32),
+    ];
+    if with_fence {
+        w.push(FENCE_I);
+    }
+    // The `lui`+`addi` pair above needs the sign adjustment of addi; fix it up exactly.
+    let lo = ((patched & 0xfff) as i32) << 20 >> 20;
+    let hi = patched.wrapping_sub(lo as u32) >> 12;
+    w[3] = lui(T0, hi & 0xfffff);
+    w[4] = addi(T0, T0, lo);
+    let call_again = w.len() as i32 * 4;
+    w.push(jal(1, target_off as i32 - call_again));
+    w.push(add(A0, A2, A0));
+    w.extend(exit_with_a0());
+    while w.len() * 4 < target_off as usize {
+        w.push(addi(0, 0, 0));
+    }
+    w.push(addi(A0, 0, 1));
+    w.push(i(0x67, 0, 0, 1, 0)); // jalr x0, 0(ra)
+    write_executable(
+        0x10000,
+        &[SegmentSpec { addr: 0x10000, bytes: &bytes(&w), zero_tail: 0, flags: 7 }],
+    )
+}
+
+#[test]
+fn self_modifying_code_runs_the_new_instructions() {
+    for (name, make) in engines() {
+        for fence in [false, true] {
+            let (mut p, mut t) = load(self_modifying(fence));
+            let mut e = make();
+            let r = e.run(&mut t, &mut p, u64::MAX);
+            // First call returns 1, second returns the patched 41: exit 1 + 41.
+            assert_eq!(r.stop, StopReason::ProcessExit(42), "{name}: fence.i: {fence}");
+            if name.starts_with("jit") {
+                assert!(e.stats().invalidations >= 1, "{name}");
+            }
+        }
+    }
+}
+
+/// A loop of `n` iterations whose body hops through `hops` small blocks (each adds its index
+/// to a0 and jumps to the next), then exits with a0.
+fn hopping_program(n: i32, hops: i32) -> Vec<u8> {
+    let mut w = vec![addi(A0, 0, 0), addi(T0, 0, n), addi(T1, 0, 0)];
+    let loop_start = w.len() as i32;
+    for h in 0..hops {
+        w.push(addi(A0, A0, h));
+        w.push(jal(0, 4));
+    }
+    w.push(addi(T1, T1, 1));
+    let here = w.len() as i32;
+    w.push(bne(T1, T0, (loop_start - here) * 4));
+    w.extend(exit_with_a0());
+    simple_executable(&bytes(&w), &[])
+}
+
+#[test]
+fn a_tiny_cache_flushes_and_still_runs_correctly() {
+    let (n, hops) = (50, 40);
+    let want = (n * (hops * (hops - 1) / 2)) & 0xff;
+    let insts = 3 + n as u64 * (2 * hops as u64 + 2) + 2;
+    for (name, mut e) in tiny_cache_engines() {
+        let (mut p, mut t) = load(hopping_program(n, hops));
+        let r = e.run(&mut t, &mut p, u64::MAX);
+        assert_eq!(r.stop, StopReason::ProcessExit(want), "{name}");
+        assert_eq!(r.retired, insts, "{name}");
+        assert!(e.stats().invalidations > 0, "{name}: {:?}", e.stats());
+    }
+    // The same with an ample cache: nothing is dropped.
+    let (mut p, mut t) = load(hopping_program(n, hops));
+    let mut e = JitExecutor::new();
+    let r = e.run(&mut t, &mut p, u64::MAX);
+    assert_eq!((r.stop, r.retired), (StopReason::ProcessExit(want), insts));
+    assert_eq!(e.stats().invalidations, 0);
+}
+
+#[test]
+fn engines_are_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<JitExecutor>();
+    assert_send::<HybridExecutor>();
+}

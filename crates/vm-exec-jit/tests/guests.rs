@@ -1,0 +1,180 @@
+//! Differential test on the real guest programs: every case of `guests/cases.txt` runs
+//! in-process under the interpreter (the reference engine), the JIT (chaining on and off) and
+//! the hybrid engine, with captured output; stdout, stderr, exit status and the exact number
+//! of retired instructions must agree, and the output must equal the stored `qemu-riscv64`
+//! ground truth in `guests/expected/`.
+//!
+//! The guests open relative paths against the host's working directory, so this binary
+//! changes it to the repository root; that is why it holds a single test.
+
+#[path = "../../../xtask/src/manifest.rs"]
+#[allow(dead_code)]
+mod manifest;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use vm_exec_core::elf::Program;
+use vm_exec_core::exec::{Executor, StopReason};
+use vm_exec_core::loader;
+use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+use vm_exec_interp::Interpreter;
+use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: String,
+    instructions: u64,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs `case` on `engine` in slices of `slice` instructions.
+fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice: u64) -> Outcome {
+    let bytes = std::fs::read(root.join("guests").join(&case.binary)).expect("guest binary");
+    let program = Arc::new(Program::parse(bytes).expect("guest parses"));
+    let stdout = CaptureBuffer::with_limit(64 << 20);
+    let stderr = CaptureBuffer::with_limit(64 << 20);
+    let stdin: Vec<u8> = match &case.stdin {
+        Some(f) => std::fs::read(root.join("guests").join(f)).expect("stdin file"),
+        None => Vec::new(),
+    };
+    let mut args = vec![case.argv0().into_bytes()];
+    args.extend(case.args.iter().map(|a| a.clone().into_bytes()));
+    let mut config = ProcessConfig {
+        args,
+        env: case.env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()).collect(),
+        exe_path: root.join(case.argv0()),
+        stdin: Stdio::Bytes(stdin.into()),
+        stdout: Stdio::Capture(stdout.clone()),
+        stderr: Stdio::Capture(stderr.clone()),
+        random_seed: Some(0x5eed),
+        ..Default::default()
+    };
+    for d in &case.dirs {
+        config.allow_dir(root.join("guests").join(d)).expect("case directory exists");
+    }
+    let (mut process, mut thread) =
+        loader::load(program, Arc::new(config), 1000).expect("guest loads");
+    let mut instructions = 0;
+    let status = loop {
+        let r = engine.run(&mut thread, &mut process, slice);
+        assert!(r.retired <= slice);
+        instructions += r.retired;
+        match r.stop {
+            StopReason::FuelExhausted => continue,
+            StopReason::ProcessExit(c) | StopReason::ThreadExit(c) => {
+                break format!("exit {}", c & 0xff)
+            }
+            StopReason::Signal(s) => break format!("signal {}", s.signo),
+        }
+    };
+    Outcome { stdout: stdout.contents(), stderr: stderr.contents(), status, instructions }
+}
+
+fn stored_truth(root: &Path, case: &manifest::Case) -> (Vec<u8>, Vec<u8>, String) {
+    let base = root.join("guests/expected").join(&case.name);
+    let read = |ext: &str| {
+        std::fs::read(base.with_extension(ext))
+            .unwrap_or_else(|e| panic!("ground truth for {}: {e}", case.name))
+    };
+    (read("stdout"), read("stderr"), String::from_utf8(read("status")).unwrap().trim().to_string())
+}
+
+fn describe(o: &Outcome) -> String {
+    format!(
+        "status {}, {} instructions\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        o.instructions,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+type MakeEngine = fn() -> Box<dyn Executor>;
+
+#[test]
+fn every_guest_matches_the_interpreter_and_qemu() {
+    let root = repo_root();
+    std::env::set_current_dir(&root).expect("chdir to the repository root");
+    let cases = manifest::load(&root.join("guests/cases.txt")).expect("cases.txt parses");
+    assert!(cases.len() >= 20, "the manifest lists the guest programs");
+    // Every configuration runs every case, except that the variants (no chaining, fuel
+    // slicing) skip the few cases past HEAVY instructions to keep the debug-build test time
+    // reasonable; `jit` and `hybrid` run everything.
+    const HEAVY: u64 = 300_000_000;
+    let engines: Vec<(&str, MakeEngine, u64)> = vec![
+        ("jit", || Box::new(JitExecutor::new()), 1 << 26),
+        (
+            "jit-nochain",
+            || {
+                Box::new(JitExecutor::with_config(JitConfig {
+                    chaining: false,
+                    ..JitConfig::default()
+                }))
+            },
+            1 << 26,
+        ),
+        // Odd slices exercise the fuel paths (partial blocks, resumption) all along.
+        ("jit-sliced", || Box::new(JitExecutor::new()), 100_003),
+        ("hybrid", || Box::new(HybridExecutor::new()), 1 << 26),
+        ("hybrid-sliced", || Box::new(HybridExecutor::with_threshold(3)), 9_973),
+    ];
+    let queue = Mutex::new(cases.iter().collect::<VecDeque<_>>());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let Some(case) = queue.lock().unwrap().pop_front() else { break };
+                let t0 = std::time::Instant::now();
+                let reference = run_case(&root, case, &mut Interpreter::new(), 1 << 26);
+                if std::env::var_os("VMX_TIMES").is_some() {
+                    eprintln!("{:>24} {:>14} {:>8.3} s", case.name, "interp", t0.elapsed().as_secs_f64());
+                }
+                let (out, err, status) = stored_truth(&root, case);
+                if (&reference.stdout, &reference.stderr, &reference.status) != (&out, &err, &status) {
+                    failures.lock().unwrap().push(format!(
+                        "{}: the interpreter differs from guests/expected\n{}",
+                        case.name,
+                        describe(&reference)
+                    ));
+                }
+                for (name, make, slice) in &engines {
+                    if reference.instructions > HEAVY && !matches!(*name, "jit" | "hybrid") {
+                        continue;
+                    }
+                    let t0 = std::time::Instant::now();
+                    let ours = run_case(&root, case, make().as_mut(), *slice);
+                    if std::env::var_os("VMX_TIMES").is_some() {
+                        eprintln!("{:>24} {name:>14} {:>8.3} s", case.name, t0.elapsed().as_secs_f64());
+                    }
+                    if ours != reference {
+                        failures.lock().unwrap().push(format!(
+                            "{} (line {}): {name} differs from the interpreter\n=== {name}: {}\n=== interp: {}",
+                            case.name,
+                            case.line,
+                            describe(&ours),
+                            describe(&reference)
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failures over {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+    eprintln!(
+        "{} cases identical under interp, jit and hybrid, and to the stored qemu output",
+        cases.len()
+    );
+}
