@@ -7,6 +7,7 @@
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
+//! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
 //! anyhow::Result<()>`, declare the module below, and add an arm to
@@ -20,6 +21,7 @@ mod manifest;
 
 mod bench;
 mod ci;
+mod fuzz;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
@@ -39,6 +41,9 @@ commands:
   bench [--runs N] [--quick] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
+  fuzz [--cases N] [--seed S]
+                      soak the randomized JIT-vs-interpreter differential test
+                      (default 200000 programs; CI runs 10000)
   help                this text
 ";
 
@@ -62,6 +67,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "guests" => guests::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
