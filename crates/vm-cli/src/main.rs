@@ -101,11 +101,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let s = &result.stats;
         let secs = result.wall_time.as_secs_f64();
         eprintln!(
-            "vmx: engine {}, {} instructions, {} block executions, {} blocks decoded ({} cache hits, {} misses, {} invalidated), {} syscalls, {:.3} s, {:.1} MIPS",
+            "vmx: engine {}, {} instructions, {} block executions, {} blocks compiled ({:.1} us each; {} cache hits, {} misses, {} invalidated), {} syscalls, {:.3} s, {:.1} MIPS",
             args.engine.name(),
             result.instructions,
             s.total_executions,
             s.blocks_compiled,
+            s.compile_time.as_secs_f64() * 1e6 / s.blocks_compiled.max(1) as f64,
             s.cache_hits,
             s.cache_misses,
             s.invalidations,
