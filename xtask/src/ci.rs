@@ -4,7 +4,9 @@
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 3. `cargo test --workspace` (the differential tests run qemu-riscv64 when installed);
 //! 4. `cargo doc --workspace --no-deps` with warnings as errors;
-//! 5. when the RISC-V cross compiler is installed, `cargo xtask guests build --check`
+//! 5. the loom model tests of the scheduler's parking protocol (`--cfg loom`, own target
+//!    directory so the flag does not rebuild everything else);
+//! 6. when the RISC-V cross compiler is installed, `cargo xtask guests build --check`
 //!    (the committed guest binaries are exactly what their sources build to).
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +36,10 @@ pub fn run(args: &[String]) -> Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     cargo(&["test", "--workspace"], &[])?;
     cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    cargo(
+        &["test", "-p", "vm-coroutine", "--release", "loom"],
+        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+    )?;
     let have_cross = Command::new("riscv64-linux-gnu-gcc").arg("--version").output().is_ok();
     if have_cross {
         crate::guests::run(&["build".into(), "--check".into()])?;

@@ -26,7 +26,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(s) = &seed {
         cmd.env("VMX_RANDOM_SEED", s);
     }
-    eprintln!("xtask fuzz: {cases} generated programs, seed {}", seed.as_deref().unwrap_or("default"));
+    eprintln!(
+        "xtask fuzz: {cases} generated programs, seed {}",
+        seed.as_deref().unwrap_or("default")
+    );
     if !cmd.status()?.success() {
         bail!("the randomized differential test failed (rerun with the seed it printed)");
     }

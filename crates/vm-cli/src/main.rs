@@ -1,5 +1,8 @@
 //! `vmx`: the command-line front end of vm-executors.
 //!
+//! `vmx batch --vcpus N --instances K [--engine E] PROGRAM [ARGS...]` runs K independent
+//! instances as guest processes on N vCPU threads and prints a summary.
+//!
 //! `vmx run [--engine interp|jit|hybrid] [--stats] [--dir HOST_DIR]... PROGRAM [ARGS...]` runs a
 //! statically linked RV64GC Linux program. Standard streams and the environment pass through;
 //! vmx's exit status is the guest's. On a guest's fatal signal vmx ends itself with the same
@@ -28,6 +31,39 @@ struct Cli {
 enum Command {
     /// Run a statically linked RV64GC Linux program.
     Run(RunArgs),
+    /// Run many independent instances of a program as guest processes on N vCPU threads,
+    /// then print a summary.
+    Batch(BatchArgs),
+}
+
+#[derive(clap::Args)]
+struct BatchArgs {
+    /// Number of vCPU worker threads.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    vcpus: usize,
+    /// Number of instances (guest processes) to run.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Execution engine: interp, jit or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    engine: ExecutorType,
+    /// Instructions a guest runs before it goes back to a run queue.
+    #[arg(long, default_value_t = vm_executors::coroutine::scheduler::DEFAULT_TIME_SLICE)]
+    slice: u64,
+    /// Keep up to this many bytes of each instance's stdout and stderr (default: discard).
+    #[arg(long, value_name = "BYTES")]
+    capture: Option<usize>,
+    /// Run the instances one after another on one thread instead (the baseline).
+    #[arg(long)]
+    sequential: bool,
+    /// Guest address-space size in MiB.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    memory: u64,
+    /// The program to run.
+    program: PathBuf,
+    /// Arguments passed to every instance.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +99,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Batch(args) => batch(args),
     };
     match result {
         Ok(code) => code,
@@ -125,6 +162,41 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::from((128 + sig.signo) as u8))
         }
     }
+}
+
+fn batch(args: BatchArgs) -> Result<ExitCode> {
+    use vm_executors::coroutine::{run_batch, run_sequential, BatchConfig, OutputMode};
+    if args.vcpus == 0 {
+        anyhow::bail!("--vcpus must be at least 1");
+    }
+    let bytes = std::fs::read(&args.program)
+        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let program = Arc::new(
+        Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?,
+    );
+    let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
+    guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let config = BatchConfig {
+        instances: args.instances,
+        vcpus: args.vcpus,
+        time_slice: args.slice.max(1),
+        output: args.capture.map_or(OutputMode::Discard, |limit| OutputMode::Capture { limit }),
+        process: ProcessConfig {
+            args: guest_args,
+            stdin: vm_executors::Stdio::Null,
+            exe_path: std::fs::canonicalize(&args.program).unwrap_or_else(|_| args.program.clone()),
+            memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+            ..Default::default()
+        },
+        engine: Some(args.engine.factory()),
+    };
+    let summary = if args.sequential {
+        run_sequential(program, &config)
+    } else {
+        run_batch(program, &config).context("starting the scheduler")?
+    };
+    print!("{summary}");
+    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Ends this process with `signo`, without a core dump, so that the parent sees the same

@@ -52,6 +52,11 @@ impl ExecutorType {
         }
     }
 
+    /// A function that makes fresh engines of this type (for the scheduler and batches).
+    pub fn factory(self) -> vm_coroutine::EngineFactory {
+        Arc::new(move || self.create())
+    }
+
     /// A fresh engine of this type.
     pub fn create(self) -> Box<dyn Executor> {
         match self {

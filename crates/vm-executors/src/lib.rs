@@ -1,10 +1,12 @@
 //! vm-executors runs unmodified, statically linked RV64GC Linux programs.
 //!
-//! This crate is the public face of the project. Today it offers the [`async_executor`]
-//! module: three execution engines (interpreter, JIT, hybrid) behind one interface, and a
-//! context that runs guests in the background. The coroutine scheduler (`coroutine`) and distributed execution
-//! (`distributed`) described in the package summary are not implemented yet and are absent
-//! rather than simulated.
+//! This crate is the public face of the project:
+//! - [`async_executor`]: three execution engines (interpreter, JIT, hybrid) behind one
+//!   interface, and a context that runs guests in the background;
+//! - [`coroutine`]: the M:N scheduler that runs many guest processes on N vCPU threads.
+//!
+//! Distributed execution (`distributed` in the package summary) is not implemented yet and
+//! is absent rather than simulated.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -22,10 +24,14 @@
 #![warn(missing_docs)]
 
 pub mod async_executor;
+pub mod coroutine;
 
 pub use async_executor::{
     AsyncExecutionContext, ExecutionHandle, ExecutionResult, ExecutionStats, ExecutorType,
     GuestRunner, HybridExecutor, InterpreterExecutor, JitExecutor,
+};
+pub use coroutine::{
+    Coroutine, CoroutineId, CoroutineState, Scheduler, SchedulerStats, VCPUState, VCPUStats, VCPU,
 };
 pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};

@@ -1,0 +1,120 @@
+//! Guest programs for the scheduler tests: the real `hello` and a few hand-assembled ones.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use vm_exec_core::elf::Program;
+use vm_exec_core::elf_writer::simple_executable;
+use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+
+const A0: u32 = 10;
+const A1: u32 = 11;
+const A7: u32 = 17;
+const T0: u32 = 5;
+const ECALL: u32 = 0x73;
+
+fn i_type(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
+    (imm as u32) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
+}
+fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i_type(0x13, 0, rd, rs1, imm)
+}
+fn lw(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i_type(0x03, 2, rd, rs1, imm)
+}
+fn lui(rd: u32, imm20: u32) -> u32 {
+    imm20 << 12 | rd << 7 | 0x37
+}
+fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
+    let o = off as u32;
+    (o >> 12 & 1) << 31
+        | (o >> 5 & 0x3f) << 25
+        | rs2 << 20
+        | rs1 << 15
+        | 1 << 12
+        | (o >> 1 & 0xf) << 8
+        | (o >> 11 & 1) << 7
+        | 0x63
+}
+fn jal(rd: u32, off: i32) -> u32 {
+    let o = off as u32;
+    (o >> 20 & 1) << 31
+        | (o >> 1 & 0x3ff) << 21
+        | (o >> 11 & 1) << 20
+        | (o >> 12 & 0xff) << 12
+        | rd << 7
+        | 0x6f
+}
+
+fn program(words: &[u32]) -> Arc<Program> {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    Arc::new(Program::parse(simple_executable(&bytes, &[])).expect("valid test program"))
+}
+
+/// Exits at once with `code` (3 instructions).
+pub fn exit_program(code: i32) -> Arc<Program> {
+    program(&[addi(A0, 0, code), addi(A7, 0, 94), ECALL])
+}
+
+/// Loops `4096 * k` times (2 instructions each), then exits with `code`.
+pub fn loop_program(k: u32, code: i32) -> Arc<Program> {
+    program(&[
+        lui(T0, k),
+        addi(T0, T0, -1),
+        bne(T0, 0, -4),
+        addi(A0, 0, code),
+        addi(A7, 0, 94),
+        ECALL,
+    ])
+}
+
+/// Jumps to itself forever, never making a system call.
+pub fn spin_program() -> Arc<Program> {
+    program(&[jal(0, 0)])
+}
+
+/// Loads from an unmapped address: SIGSEGV.
+pub fn segv_program() -> Arc<Program> {
+    program(&[lui(A1, 0x7000), lw(A0, A1, 8)])
+}
+
+/// A small address space for the hand-assembled programs.
+pub fn tiny_config() -> Arc<ProcessConfig> {
+    Arc::new(ProcessConfig {
+        memory_size: 16 << 20,
+        stack_size: 256 << 10,
+        stdin: Stdio::Null,
+        stdout: Stdio::Null,
+        stderr: Stdio::Null,
+        ..Default::default()
+    })
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `guests/bin/hello`, parsed.
+pub fn hello() -> Arc<Program> {
+    let bytes = std::fs::read(repo().join("guests/bin/hello")).expect("guests/bin/hello");
+    Arc::new(Program::parse(bytes).expect("hello parses"))
+}
+
+/// What `hello` prints when its argv[0] is `guests/bin/hello`.
+pub fn hello_expected() -> Vec<u8> {
+    std::fs::read(repo().join("guests/expected/hello.stdout")).expect("hello.stdout")
+}
+
+/// A configuration for `hello` (argv[0] `guests/bin/hello`) whose stdout is captured.
+pub fn hello_config() -> (Arc<ProcessConfig>, CaptureBuffer) {
+    let out = CaptureBuffer::with_limit(1 << 16);
+    let config = ProcessConfig {
+        args: vec![b"guests/bin/hello".to_vec()],
+        stdin: Stdio::Null,
+        stdout: Stdio::Capture(out.clone()),
+        stderr: Stdio::Null,
+        random_seed: Some(1),
+        ..Default::default()
+    };
+    (Arc::new(config), out)
+}
