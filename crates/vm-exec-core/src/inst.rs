@@ -212,3 +212,71 @@ impl Inst {
         Inst { op, rd: 0, rs1: 0, rs2: 0, rs3: 0, rm: 0, len, imm: 0 }
     }
 }
+
+impl Op {
+    /// True if the instruction's `rd` names an integer register it writes (every op except
+    /// branches, stores, fences, `ecall`/`ebreak`, FP loads, and FP ops with an FP result).
+    pub fn writes_int_rd(self) -> bool {
+        use Op::*;
+        !matches!(
+            self,
+            Beq | Bne
+                | Blt
+                | Bge
+                | Bltu
+                | Bgeu
+                | Sb
+                | Sh
+                | Sw
+                | Sd
+                | Fence
+                | FenceI
+                | Ecall
+                | Ebreak
+                | Flw
+                | Fld
+                | Fsw
+                | Fsd
+                | FmaddS
+                | FmsubS
+                | FnmsubS
+                | FnmaddS
+                | FaddS
+                | FsubS
+                | FmulS
+                | FdivS
+                | FsqrtS
+                | FsgnjS
+                | FsgnjnS
+                | FsgnjxS
+                | FminS
+                | FmaxS
+                | FcvtSW
+                | FcvtSWu
+                | FcvtSL
+                | FcvtSLu
+                | FmvWX
+                | FmaddD
+                | FmsubD
+                | FnmsubD
+                | FnmaddD
+                | FaddD
+                | FsubD
+                | FmulD
+                | FdivD
+                | FsqrtD
+                | FsgnjD
+                | FsgnjnD
+                | FsgnjxD
+                | FminD
+                | FmaxD
+                | FcvtSD
+                | FcvtDS
+                | FcvtDW
+                | FcvtDWu
+                | FcvtDL
+                | FcvtDLu
+                | FmvDX
+        )
+    }
+}

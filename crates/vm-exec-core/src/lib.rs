@@ -12,6 +12,7 @@
 //! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod cpu;
 pub mod csr;
 pub mod decode;

@@ -65,71 +65,6 @@ pub fn is_terminator(op: Op) -> bool {
     )
 }
 
-/// True for instructions whose `rd` names an integer register.
-fn writes_int_rd(op: Op) -> bool {
-    use Op::*;
-    !matches!(
-        op,
-        Beq | Bne
-            | Blt
-            | Bge
-            | Bltu
-            | Bgeu
-            | Sb
-            | Sh
-            | Sw
-            | Sd
-            | Fence
-            | FenceI
-            | Ecall
-            | Ebreak
-            | Flw
-            | Fld
-            | Fsw
-            | Fsd
-            | FmaddS
-            | FmsubS
-            | FnmsubS
-            | FnmaddS
-            | FaddS
-            | FsubS
-            | FmulS
-            | FdivS
-            | FsqrtS
-            | FsgnjS
-            | FsgnjnS
-            | FsgnjxS
-            | FminS
-            | FmaxS
-            | FcvtSW
-            | FcvtSWu
-            | FcvtSL
-            | FcvtSLu
-            | FmvWX
-            | FmaddD
-            | FmsubD
-            | FnmsubD
-            | FnmaddD
-            | FaddD
-            | FsubD
-            | FmulD
-            | FdivD
-            | FsqrtD
-            | FsgnjD
-            | FsgnjnD
-            | FsgnjxD
-            | FminD
-            | FmaxD
-            | FcvtSD
-            | FcvtDS
-            | FcvtDW
-            | FcvtDWu
-            | FcvtDL
-            | FcvtDLu
-            | FmvDX
-    )
-}
-
 /// Decodes the block starting at `pc`. Never fails: problems become the block's [`Tail`].
 pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
     let mut insts = Vec::with_capacity(16);
@@ -150,7 +85,7 @@ pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
                 break;
             }
         };
-        if inst.rd == 0 && writes_int_rd(inst.op) {
+        if inst.rd == 0 && inst.op.writes_int_rd() {
             inst.rd = ZERO_SINK;
         }
         at = at.wrapping_add(inst.len as u64);

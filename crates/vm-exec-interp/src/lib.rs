@@ -14,7 +14,6 @@
 #![warn(missing_docs)]
 
 pub mod block;
-mod float;
 mod run;
 
 use block::BlockCache;

@@ -7,7 +7,7 @@
 //! calls; the other architectural state (fp registers, fcsr, reservation) is used in place.
 
 use crate::block::{BlockCache, Tail};
-use crate::float;
+use vm_exec_core::atomic;
 use vm_exec_core::cpu::{CpuState, GuestThread};
 use vm_exec_core::csr::{csr_access, CsrOp};
 use vm_exec_core::exec::{signal, ExecutionStats, GuestSignal, RunResult, StopReason};
@@ -313,9 +313,9 @@ fn exec_block(
             | Op::AmominD
             | Op::AmomaxD
             | Op::AmominuD
-            | Op::AmomaxuD => match atomic(i.op, r1!(), r2!(), cpu, mem) {
+            | Op::AmomaxuD => match atomic::execute(i.op, r1!(), r2!(), cpu, mem) {
                 Ok(v) => x[rd] = v,
-                Err((signo, addr)) => return sig(idx, ipc, signo, Some(addr)),
+                Err(f) => return sig(idx, ipc, f.signo, Some(f.addr)),
             },
             Op::Flw => match mem.read_u32(r1!().wrapping_add(imm!())) {
                 Ok(v) => cpu.f[(i.rd & 31) as usize] = fp::box_f32(v),
@@ -384,99 +384,12 @@ fn exec_block(
             | Op::FeqD
             | Op::FltD
             | Op::FleD
-            | Op::FclassD => {
-                if float::exec(i, x, cpu).is_err() {
-                    return sig(idx, ipc, signal::SIGILL, None);
-                }
-            }
+            | Op::FclassD => match fp::execute(i, r1!(), cpu) {
+                Ok(Some(v)) => x[rd] = v,
+                Ok(None) => {}
+                Err(_) => return sig(idx, ipc, signal::SIGILL, None),
+            },
         }
     }
     BlockExit::Next(pc)
-}
-
-/// LR/SC and AMOs. The guest is single-threaded per address space here, so plain
-/// read-modify-write on guest memory is atomic with respect to it. Misaligned addresses raise
-/// SIGBUS as Linux does.
-fn atomic(
-    op: Op,
-    addr: u64,
-    src: u64,
-    cpu: &mut CpuState,
-    mem: &mut AddressSpace,
-) -> Result<u64, (i32, u64)> {
-    use Op::*;
-    let word = matches!(
-        op,
-        LrW | ScW
-            | AmoswapW
-            | AmoaddW
-            | AmoxorW
-            | AmoandW
-            | AmoorW
-            | AmominW
-            | AmomaxW
-            | AmominuW
-            | AmomaxuW
-    );
-    let size = if word { 4 } else { 8 };
-    if addr % size != 0 {
-        return Err((signal::SIGBUS, addr));
-    }
-    let segv = |f: MemFault| (signal::SIGSEGV, f.addr);
-    let load = |mem: &AddressSpace| -> Result<u64, (i32, u64)> {
-        if word {
-            mem.read_u32(addr).map(|v| v as i32 as i64 as u64).map_err(segv)
-        } else {
-            mem.read_u64(addr).map_err(segv)
-        }
-    };
-    match op {
-        LrW | LrD => {
-            let v = load(mem)?;
-            cpu.reservation = Some(addr);
-            return Ok(v);
-        }
-        ScW | ScD => {
-            if cpu.reservation.take() != Some(addr) {
-                return Ok(1);
-            }
-            let r = if word { mem.write_u32(addr, src as u32) } else { mem.write_u64(addr, src) };
-            r.map_err(segv)?;
-            return Ok(0);
-        }
-        _ => {}
-    }
-    // An AMO needs write permission even to read (it is a store on RISC-V).
-    mem.slice_mut(addr, size).map_err(segv)?;
-    let old = load(mem)?;
-    let new = if word {
-        let (a, b) = (old as u32, src as u32);
-        (match op {
-            AmoswapW => b,
-            AmoaddW => a.wrapping_add(b),
-            AmoxorW => a ^ b,
-            AmoandW => a & b,
-            AmoorW => a | b,
-            AmominW => (a as i32).min(b as i32) as u32,
-            AmomaxW => (a as i32).max(b as i32) as u32,
-            AmominuW => a.min(b),
-            _ => a.max(b),
-        }) as u64
-    } else {
-        let (a, b) = (old, src);
-        match op {
-            AmoswapD => b,
-            AmoaddD => a.wrapping_add(b),
-            AmoxorD => a ^ b,
-            AmoandD => a & b,
-            AmoorD => a | b,
-            AmominD => (a as i64).min(b as i64) as u64,
-            AmomaxD => (a as i64).max(b as i64) as u64,
-            AmominuD => a.min(b),
-            _ => a.max(b),
-        }
-    };
-    let r = if word { mem.write_u32(addr, new as u32) } else { mem.write_u64(addr, new) };
-    r.map_err(segv)?;
-    Ok(old)
 }

@@ -134,71 +134,6 @@ enum Stub {
 /// Host registers that may cache guest registers, callee-saved ones first.
 const CACHE_REGS: [Rq; 7] = [Rq::RBX, Rq::RBP, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
 
-/// True for instructions whose `rd` names an integer register.
-fn writes_int_rd(op: Op) -> bool {
-    use Op::*;
-    !matches!(
-        op,
-        Beq | Bne
-            | Blt
-            | Bge
-            | Bltu
-            | Bgeu
-            | Sb
-            | Sh
-            | Sw
-            | Sd
-            | Fence
-            | FenceI
-            | Ecall
-            | Ebreak
-            | Flw
-            | Fld
-            | Fsw
-            | Fsd
-            | FmaddS
-            | FmsubS
-            | FnmsubS
-            | FnmaddS
-            | FaddS
-            | FsubS
-            | FmulS
-            | FdivS
-            | FsqrtS
-            | FsgnjS
-            | FsgnjnS
-            | FsgnjxS
-            | FminS
-            | FmaxS
-            | FcvtSW
-            | FcvtSWu
-            | FcvtSL
-            | FcvtSLu
-            | FmvWX
-            | FmaddD
-            | FmsubD
-            | FnmsubD
-            | FnmaddD
-            | FaddD
-            | FsubD
-            | FmulD
-            | FdivD
-            | FsqrtD
-            | FsgnjD
-            | FsgnjnD
-            | FsgnjxD
-            | FminD
-            | FmaxD
-            | FcvtSD
-            | FcvtDS
-            | FcvtDW
-            | FcvtDWu
-            | FcvtDL
-            | FcvtDLu
-            | FmvDX
-    )
-}
-
 /// True for helper-run instructions that read integer register `rs1` (atomics read `rs2`
 /// too, and write `rd`, so they count as touching integer registers through `writes_int_rd`).
 fn reads_int_rs1(op: Op) -> bool {
@@ -217,7 +152,7 @@ fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
         // choice, never correctness: every access goes through the allocation.
         uses[(i.rs1 & 31) as usize] += 1;
         uses[(i.rs2 & 31) as usize] += 1;
-        if writes_int_rd(i.op) {
+        if i.op.writes_int_rd() {
             uses[(i.rd & 31) as usize] += 1;
         }
     }
@@ -269,7 +204,7 @@ pub(crate) fn translate(
     let dirty: Vec<(u8, Rq)> = cached
         .iter()
         .copied()
-        .filter(|&(g, _)| block.insts.iter().any(|i| writes_int_rd(i.op) && i.rd == g))
+        .filter(|&(g, _)| block.insts.iter().any(|i| i.op.writes_int_rd() && i.rd == g))
         .collect();
     let body = ops.new_dynamic_label();
     let mut e = Emitter {
@@ -591,7 +526,7 @@ impl Emitter<'_> {
     /// handles `STATUS_SIGNAL` and, when `may_store`, `STORE_INVALIDATED`.
     fn status_call(&mut self, f: usize, i: &Inst, idx: u32, ipc: u64, may_store: bool) {
         let fault = self.fault_label(idx, ipc);
-        let touches_x = reads_int_rs1(i.op) || writes_int_rd(i.op);
+        let touches_x = reads_int_rs1(i.op) || i.op.writes_int_rd();
         if touches_x {
             self.spill();
         } else {

@@ -51,6 +51,8 @@
 
 use rustc_apfloat::ieee::{Double, Single};
 
+mod exec;
+pub use exec::{execute, Illegal};
 mod fast;
 #[cfg(target_arch = "x86_64")]
 mod host;
