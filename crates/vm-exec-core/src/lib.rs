@@ -2,10 +2,13 @@
 //! instructions are executed.
 //!
 //! - [`inst`] and [`decode`]: the RV64GC instruction set, decoded once into [`inst::Inst`].
-//! - [`fp`]: IEEE-754 semantics of the F and D extensions exactly as RISC-V defines them.
+//! - [`fp`]: IEEE-754 semantics of the F and D extensions exactly as RISC-V defines them,
+//!   and [`fp::execute`], the FP instruction dispatch every engine shares.
+//! - [`atomic`]: LR/SC and AMO semantics, shared by every engine.
+//! - [`csr`]: the user-mode CSRs.
 //! - [`memory`]: the sandboxed guest address space (one host reservation, per-page permissions).
 //! - [`elf`] and [`loader`]: parsing a static RV64 ELF into a [`elf::Program`] and building the
-//!   initial process image and stack.
+//!   initial process image and stack; [`elf_writer`] writes minimal executables for tests.
 //! - [`cpu`]: the architectural state of one guest thread.
 //! - [`syscall`]: the Linux system-call table.
 //! - [`process`]: a guest process (address space, file descriptors, brk/mmap state).
