@@ -21,6 +21,7 @@ pub mod csr;
 pub mod decode;
 pub mod elf;
 pub mod elf_writer;
+pub mod encode;
 pub mod exec;
 pub mod fp;
 pub mod inst;

@@ -7,36 +7,15 @@ use std::sync::Arc;
 use vm_exec_core::cpu::{CpuState, GuestThread};
 use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::{write_executable, SegmentSpec};
+use vm_exec_core::encode::*;
 use vm_exec_core::exec::{Executor, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::process::{Process, ProcessConfig};
 use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
 
-const A0: u32 = 10;
-const A1: u32 = 11;
-const A2: u32 = 12;
-const A7: u32 = 17;
-const T0: u32 = 5;
-const T1: u32 = 6;
-const T2: u32 = 7;
 const DATA: u64 = 0x20_0000;
 
-fn r(op: u32, f3: u32, f7: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
-    f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
-}
-fn i(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
-    ((imm as u32) & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
-}
-fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
-    i(0x13, 0, rd, rs1, imm)
-}
-fn add(rd: u32, rs1: u32, rs2: u32) -> u32 {
-    r(0x33, 0, 0, rd, rs1, rs2)
-}
-fn lui(rd: u32, imm20: u32) -> u32 {
-    imm20 << 12 | rd << 7 | 0x37
-}
 fn ld(rd: u32, rs1: u32, imm: i32) -> u32 {
     i(0x03, 3, rd, rs1, imm)
 }
@@ -44,34 +23,6 @@ fn sd(rs2: u32, rs1: u32, imm: i32) -> u32 {
     let imm = imm as u32;
     (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | 3 << 12 | (imm & 0x1f) << 7 | 0x23
 }
-fn sw(rs2: u32, rs1: u32, imm: i32) -> u32 {
-    let imm = imm as u32;
-    (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | 2 << 12 | (imm & 0x1f) << 7 | 0x23
-}
-fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 12 & 1) << 31
-        | (o >> 5 & 0x3f) << 25
-        | rs2 << 20
-        | rs1 << 15
-        | 1 << 12
-        | (o >> 1 & 0xf) << 8
-        | (o >> 11 & 1) << 7
-        | 0x63
-}
-fn jal(rd: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 20 & 1) << 31
-        | (o >> 1 & 0x3ff) << 21
-        | (o >> 11 & 1) << 20
-        | (o >> 12 & 0xff) << 12
-        | rd << 7
-        | 0x6f
-}
-fn jalr(rd: u32, rs1: u32) -> u32 {
-    i(0x67, 0, rd, rs1, 0)
-}
-const ECALL: u32 = 0x73;
 
 fn bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -108,7 +59,7 @@ fn busy_program(n: i32, hops: i32) -> Vec<u8> {
     let func = w.len() as i32;
     w[call_at as usize] = jal(1, (func - call_at) * 4);
     w.push(addi(A2, A2, 3));
-    w.push(jalr(0, 1));
+    w.push(jalr(0, 1, 0));
     write_executable(
         0x10000,
         &[

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::{simple_executable, write_executable, SegmentSpec};
+use vm_exec_core::encode::*;
 use vm_exec_core::exec::ExecutionStats;
 use vm_exec_core::exec::{signal, Executor, StopReason};
 use vm_exec_core::loader;
@@ -41,57 +42,6 @@ fn tiny_cache_engines() -> Vec<(&'static str, Box<dyn Executor>)> {
 }
 
 // A minimal encoder for the instructions these tests use.
-const A0: u32 = 10;
-const A1: u32 = 11;
-const A2: u32 = 12;
-const A7: u32 = 17;
-const T0: u32 = 5;
-const T1: u32 = 6;
-
-fn r(op: u32, f3: u32, f7: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
-    f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
-}
-fn i(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
-    (imm as u32) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
-}
-fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
-    i(0x13, 0, rd, rs1, imm)
-}
-fn add(rd: u32, rs1: u32, rs2: u32) -> u32 {
-    r(0x33, 0, 0, rd, rs1, rs2)
-}
-fn lui(rd: u32, imm20: u32) -> u32 {
-    imm20 << 12 | rd << 7 | 0x37
-}
-fn lw(rd: u32, rs1: u32, imm: i32) -> u32 {
-    i(0x03, 2, rd, rs1, imm)
-}
-fn sw(rs2: u32, rs1: u32, imm: i32) -> u32 {
-    let imm = imm as u32;
-    (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | 2 << 12 | (imm & 0x1f) << 7 | 0x23
-}
-fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 12 & 1) << 31
-        | (o >> 5 & 0x3f) << 25
-        | rs2 << 20
-        | rs1 << 15
-        | 1 << 12
-        | (o >> 1 & 0xf) << 8
-        | (o >> 11 & 1) << 7
-        | 0x63
-}
-fn jal(rd: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 20 & 1) << 31
-        | (o >> 1 & 0x3ff) << 21
-        | (o >> 11 & 1) << 20
-        | (o >> 12 & 0xff) << 12
-        | rd << 7
-        | 0x6f
-}
-const ECALL: u32 = 0x73;
-const FENCE_I: u32 = 0x100f;
 
 fn exit_with_a0() -> Vec<u32> {
     vec![addi(A7, 0, 94), ECALL]

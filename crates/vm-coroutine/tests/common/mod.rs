@@ -5,46 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::simple_executable;
+use vm_exec_core::encode::*;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
-
-const A0: u32 = 10;
-const A1: u32 = 11;
-const A7: u32 = 17;
-const T0: u32 = 5;
-const ECALL: u32 = 0x73;
-
-fn i_type(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
-    (imm as u32) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op
-}
-fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
-    i_type(0x13, 0, rd, rs1, imm)
-}
-fn lw(rd: u32, rs1: u32, imm: i32) -> u32 {
-    i_type(0x03, 2, rd, rs1, imm)
-}
-fn lui(rd: u32, imm20: u32) -> u32 {
-    imm20 << 12 | rd << 7 | 0x37
-}
-fn bne(rs1: u32, rs2: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 12 & 1) << 31
-        | (o >> 5 & 0x3f) << 25
-        | rs2 << 20
-        | rs1 << 15
-        | 1 << 12
-        | (o >> 1 & 0xf) << 8
-        | (o >> 11 & 1) << 7
-        | 0x63
-}
-fn jal(rd: u32, off: i32) -> u32 {
-    let o = off as u32;
-    (o >> 20 & 1) << 31
-        | (o >> 1 & 0x3ff) << 21
-        | (o >> 11 & 1) << 20
-        | (o >> 12 & 0xff) << 12
-        | rd << 7
-        | 0x6f
-}
 
 fn program(words: &[u32]) -> Arc<Program> {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
