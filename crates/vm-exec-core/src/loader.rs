@@ -63,7 +63,9 @@ pub fn load(
     let size = mem.size();
     let bias = if program.position_independent { PIE_BASE } else { 0 };
 
-    // Segments, each page with the union of the permissions of the segments that touch it.
+    // Segments: each page gets the union of the permissions of the segments that touch it;
+    // runs of pages with equal permissions are mapped with one call each.
+    let mut page_perms: std::collections::BTreeMap<u64, u8> = std::collections::BTreeMap::new();
     let mut high = 0u64;
     for seg in &program.segments {
         if seg.mem_size == 0 {
@@ -79,8 +81,6 @@ pub fn load(
         if start < PAGE_SIZE {
             return Err(LoadError::DoesNotFit(format!("segment at {start:#x} maps page zero")));
         }
-        let page_start = start & !(PAGE_SIZE - 1);
-        let page_end = memory::page_round_up(end).ok_or_else(|| too_big(end))?;
         let mut perms = 0;
         if seg.flags & object::elf::PF_R != 0 {
             perms |= PERM_READ;
@@ -91,21 +91,31 @@ pub fn load(
         if seg.flags & object::elf::PF_X != 0 {
             perms |= PERM_EXEC;
         }
-        // Map page by page to merge permissions with pages an earlier segment mapped.
-        let mut page = page_start;
+        let page_end = memory::page_round_up(end).ok_or_else(|| too_big(end))?;
+        let mut page = start & !(PAGE_SIZE - 1);
         while page < page_end {
-            let old = mem.page_perms(page);
-            if old & memory::PERM_MAPPED == 0 {
-                mem.map_fixed(page, PAGE_SIZE, perms).map_err(map_err)?;
-            } else {
-                mem.protect(page, PAGE_SIZE, (old & 7) | perms).map_err(map_err)?;
-            }
+            *page_perms.entry(page).or_insert(0) |= perms;
             page += PAGE_SIZE;
         }
-        // Copy the file bytes; the host pages are writable whatever the guest's permissions.
-        let data = program.segment_data(seg);
-        write_ignoring_perms(&mut mem, start, data);
         high = high.max(end);
+    }
+    let mut pages = page_perms.into_iter().peekable();
+    while let Some((run_start, perms)) = pages.next() {
+        let mut run_end = run_start + PAGE_SIZE;
+        while let Some(&(next, p)) = pages.peek() {
+            if next != run_end || p != perms {
+                break;
+            }
+            run_end += PAGE_SIZE;
+            pages.next();
+        }
+        mem.map_fixed(run_start, run_end - run_start, perms).map_err(map_err)?;
+    }
+    // Copy the file bytes; the host pages are writable whatever the guest's permissions.
+    for seg in &program.segments {
+        if seg.mem_size > 0 {
+            write_ignoring_perms(&mut mem, seg.vaddr + bias, program.segment_data(seg));
+        }
     }
 
     mem.init_brk(high);
