@@ -30,36 +30,10 @@ pub fn execute(
     mem: &mut AddressSpace,
 ) -> Result<u64, AtomicFault> {
     use Op::*;
-    let word = matches!(
-        op,
-        LrW | ScW
-            | AmoswapW
-            | AmoaddW
-            | AmoxorW
-            | AmoandW
-            | AmoorW
-            | AmominW
-            | AmomaxW
-            | AmominuW
-            | AmomaxuW
-    );
-    let dword = matches!(
-        op,
-        LrD | ScD
-            | AmoswapD
-            | AmoaddD
-            | AmoxorD
-            | AmoandD
-            | AmoorD
-            | AmominD
-            | AmomaxD
-            | AmominuD
-            | AmomaxuD
-    );
-    if !word && !dword {
+    let Some(size) = op.atomic_width() else {
         return Err(AtomicFault { signo: signal::SIGILL, addr });
-    }
-    let size = if word { 4 } else { 8 };
+    };
+    let word = size == 4;
     if addr % size != 0 {
         return Err(AtomicFault { signo: signal::SIGBUS, addr });
     }

@@ -280,3 +280,42 @@ impl Op {
         )
     }
 }
+
+impl Op {
+    /// Access width in bytes of an LR/SC or AMO; `None` for every other operation.
+    pub fn atomic_width(self) -> Option<u64> {
+        use Op::*;
+        match self {
+            LrW | ScW | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW
+            | AmominuW | AmomaxuW => Some(4),
+            LrD | ScD | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD
+            | AmominuD | AmomaxuD => Some(8),
+            _ => None,
+        }
+    }
+
+    /// True if the instruction can write guest memory: integer and FP stores, SC and AMOs.
+    pub fn writes_memory(self) -> bool {
+        use Op::*;
+        matches!(self, Sb | Sh | Sw | Sd | Fsw | Fsd)
+            || (self.atomic_width().is_some() && !matches!(self, LrW | LrD))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+
+    #[test]
+    fn atomic_widths_and_memory_writers() {
+        assert_eq!(Op::LrW.atomic_width(), Some(4));
+        assert_eq!(Op::AmomaxuD.atomic_width(), Some(8));
+        assert_eq!(Op::Sd.atomic_width(), None);
+        for op in [Op::Sb, Op::Fsd, Op::ScW, Op::AmoaddD] {
+            assert!(op.writes_memory(), "{op:?}");
+        }
+        for op in [Op::LrD, Op::Ld, Op::Fld, Op::Ecall, Op::Add] {
+            assert!(!op.writes_memory(), "{op:?}");
+        }
+    }
+}

@@ -249,39 +249,11 @@ impl CodeCache {
         if code_end > pc {
             mem.mark_code(pc, code_end - pc);
         }
-        let may_invalidate = block.insts.iter().any(|i| {
-            use Op::*;
-            matches!(
-                i.op,
-                Sb | Sh
-                    | Sw
-                    | Sd
-                    | Fsw
-                    | Fsd
-                    | Ecall
-                    | FenceI
-                    | ScW
-                    | ScD
-                    | AmoswapW
-                    | AmoaddW
-                    | AmoxorW
-                    | AmoandW
-                    | AmoorW
-                    | AmominW
-                    | AmomaxW
-                    | AmominuW
-                    | AmomaxuW
-                    | AmoswapD
-                    | AmoaddD
-                    | AmoxorD
-                    | AmoandD
-                    | AmoorD
-                    | AmominD
-                    | AmomaxD
-                    | AmominuD
-                    | AmomaxuD
-            )
-        });
+        // Stores, SC/AMOs, syscalls and fence.i can queue code invalidations.
+        let may_invalidate = block
+            .insts
+            .iter()
+            .any(|i| i.op.writes_memory() || matches!(i.op, Op::Ecall | Op::FenceI));
         let reads_counter = block.insts.iter().any(|i| {
             matches!(i.op, Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci)
                 && matches!((i.imm as u32) & 0xfff, 0xc00 | 0xc02)
