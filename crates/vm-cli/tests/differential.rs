@@ -7,6 +7,9 @@
 //! test says that qemu was skipped; with `VMX_REQUIRE_QEMU=1` (as CI sets) a missing qemu is
 //! a failure instead. Both sides run the same way: from the repository root, with only the
 //! case's environment, an 8 MiB stack limit and no core dumps.
+//!
+//! Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
+//! vCPUs, each `VMX_THREAD_REPEATS` times (default 2), to shake out races.
 
 #[path = "../../../xtask/src/manifest.rs"]
 #[allow(dead_code)]
@@ -20,6 +23,12 @@ use std::sync::Mutex;
 
 /// Every engine `vmx run --engine` accepts.
 const ENGINES: &[&str] = &["interp", "jit", "hybrid"];
+/// vCPU counts a multi-threaded case runs under.
+const THREAD_VCPUS: &[usize] = &[1, 2, 4, 8];
+
+fn thread_repeats() -> usize {
+    std::env::var("VMX_THREAD_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+}
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
@@ -127,21 +136,38 @@ fn every_guest_matches_qemu() {
                 } else {
                     stored
                 };
+                // (vCPUs, repetitions): the default vCPU count once, or every count of
+                // THREAD_VCPUS several times for multi-threaded guests.
+                let runs: Vec<(Option<usize>, usize)> = if case.has_tag("threads") {
+                    THREAD_VCPUS.iter().map(|&n| (Some(n), thread_repeats())).collect()
+                } else {
+                    vec![(None, 1)]
+                };
                 for engine in ENGINES {
-                    let mut runner = vec![vmx.clone(), "run".into(), "--engine".into(), engine.to_string()];
-                    for d in &case.dirs {
-                        runner.push("--dir".into());
-                        runner.push(format!("guests/{d}"));
-                    }
-                    let ours = run_case(&root, case, &runner);
-                    if ours != reference {
-                        failures.lock().unwrap().push(format!(
-                            "{} (line {}): vmx --engine {engine} differs from qemu\n=== vmx: {}\n=== qemu: {}",
-                            case.name,
-                            case.line,
-                            describe(&ours),
-                            describe(&reference)
-                        ));
+                    for &(vcpus, repeats) in &runs {
+                        let mut runner =
+                            vec![vmx.clone(), "run".into(), "--engine".into(), engine.to_string()];
+                        if let Some(n) = vcpus {
+                            runner.push(format!("--vcpus={n}"));
+                        }
+                        for d in &case.dirs {
+                            runner.push("--dir".into());
+                            runner.push(format!("guests/{d}"));
+                        }
+                        for rep in 0..repeats {
+                            let ours = run_case(&root, case, &runner);
+                            if ours != reference {
+                                failures.lock().unwrap().push(format!(
+                                    "{} (line {}): vmx --engine {engine} {} (run {}) differs from qemu\n=== vmx: {}\n=== qemu: {}",
+                                    case.name,
+                                    case.line,
+                                    vcpus.map_or(String::new(), |n| format!("--vcpus {n}")),
+                                    rep + 1,
+                                    describe(&ours),
+                                    describe(&reference)
+                                ));
+                            }
+                        }
                     }
                 }
             });

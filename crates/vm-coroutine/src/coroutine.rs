@@ -459,7 +459,8 @@ impl Coroutine {
 
     /// Stops the process once its threads have retired `limit` instructions in total (it
     /// then ends with [`CoroutineExit::InstructionLimit`]); `None` removes the limit. Slices
-    /// are cut short so the limit is exact.
+    /// are cut short so that a single-threaded process stops exactly at the limit; threads
+    /// running at the same moment on other vCPUs may each overrun it by up to one slice.
     pub fn set_instruction_limit(&self, limit: Option<u64>) {
         self.inner.group.limit.store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
     }

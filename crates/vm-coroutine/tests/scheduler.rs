@@ -202,6 +202,7 @@ fn callers_can_drive_vcpus_themselves() {
         match scheduler.run_slice(vcpu, c).unwrap() {
             SliceOutcome::Preempted(id) => assert!(ids.contains(&id)),
             SliceOutcome::Finished(r) => finished.push(r),
+            other => panic!("single-threaded guests only run or finish: {other:?}"),
         }
     }
     assert!(scheduler.next_coroutine(0).is_none());
@@ -241,6 +242,7 @@ fn the_global_queue_is_looked_at_every_61st_pick() {
                 break;
             }
             SliceOutcome::Preempted(_) => assert!(picks < 61, "global queue starved"),
+            other => panic!("single-threaded guests only run or finish: {other:?}"),
         }
     }
     assert_eq!(picks, 61, "the local queue is never empty, so only the 61st pick looks globally");
@@ -433,7 +435,7 @@ impl vm_exec_core::exec::Executor for Faulty {
     fn run(
         &mut self,
         thread: &mut vm_exec_core::cpu::GuestThread,
-        process: &mut vm_exec_core::process::Process,
+        process: &vm_exec_core::process::Process,
         fuel: u64,
     ) -> vm_exec_core::exec::RunResult {
         self.calls += 1;

@@ -258,7 +258,7 @@ mod tests {
             memory_size: 1 << 30,
             ..Default::default()
         };
-        let (mut p, t) = load(tiny(), Arc::new(config), 7).unwrap();
+        let (p, t) = load(tiny(), Arc::new(config), 7).unwrap();
         let sp = t.cpu.x[reg::SP];
         assert_eq!(sp % 16, 0);
         assert_eq!(t.cpu.pc, 0x10078);

@@ -55,7 +55,7 @@ fn guest_with(f: impl FnOnce(&mut ProcessConfig)) -> Guest {
     };
     f(&mut config);
     let program = Arc::new(Program::parse(tiny_elf()).unwrap());
-    let (mut p, t) = loader::load(program, Arc::new(config), 1234).unwrap();
+    let (p, t) = loader::load(program, Arc::new(config), 1234).unwrap();
     p.mem.map_fixed(SCRATCH, SCRATCH_LEN, PERM_READ | PERM_WRITE).unwrap();
     Guest { p, t, out, err }
 }
@@ -614,7 +614,7 @@ fn rt_sigaction_round_trips_in_the_riscv_layout() {
     assert_eq!(g.u64_at(old), 0x1_2340);
     assert_eq!(g.u64_at(old + 8), 0x1000_0004);
     assert_eq!(g.u64_at(old + 16), 0b101, "SIGKILL cannot be blocked");
-    assert_eq!(g.p.sigactions[10], [0x1_2340, 0x1000_0004, 0, 0b101]);
+    assert_eq!(g.p.sigactions()[10], [0x1_2340, 0x1000_0004, 0, 0b101]);
     // Errors.
     assert_eq!(g.sys(134, &[9, act, 0, 8]), e(libc::EINVAL), "SIGKILL");
     assert_eq!(g.sys(134, &[19, act, 0, 8]), e(libc::EINVAL), "SIGSTOP");
@@ -869,11 +869,105 @@ fn futex_single_threaded_semantics() {
 #[test]
 fn threads_robust_lists_and_rseq_are_refused_like_qemu() {
     let mut g = guest();
-    assert_eq!(g.sys(220, &[0x3d0f00, 0, 0, 0, 0]), e(libc::ENOSYS));
+    // glibc's pthread_create flags: no threads without a scheduler.
+    assert_eq!(g.sys(220, &[0x3d0f00, 0, 0, 0, 0]), e(libc::EAGAIN));
+    // fork (no CLONE_VM), by clone and by clone3 (flags 0).
+    assert_eq!(g.sys(220, &[17, 0, 0, 0, 0]), e(libc::ENOSYS));
     assert_eq!(g.sys(435, &[SCRATCH, 88]), e(libc::ENOSYS));
+    assert_eq!(g.sys(435, &[SCRATCH, 8]), e(libc::EINVAL), "clone_args too small");
     assert_eq!(g.sys(99, &[SCRATCH, 24]), e(libc::ENOSYS));
     assert_eq!(g.sys(293, &[SCRATCH, 32, 0, 0x53053053]), e(libc::ENOSYS));
     assert!(g.sys(283, &[0, 0]) >= 0, "membarrier query is the host's");
+}
+
+/// glibc's `pthread_create` clone flags.
+const THREAD_FLAGS: u64 = 0x3d0f00;
+
+#[test]
+fn clone_in_a_scheduled_process_builds_the_thread_and_hands_it_over() {
+    let mut g = guest();
+    g.p.set_scheduled(true);
+    g.t.cpu.x[reg::TP] = 0x1111;
+    g.t.cpu.x[8] = 0xabcd; // s0: copied to the child
+    let (ptid, ctid) = (SCRATCH + 0x100, SCRATCH + 0x104);
+    let (tid, o) = g.call(220, &[THREAD_FLAGS, SCRATCH + 0x8000, ptid, 0x7777, ctid]);
+    let SyscallOutcome::Spawn(child) = o else { panic!("clone must spawn: {o:?}") };
+    assert!(tid > g.p.pid as i64, "a fresh tid: {tid}");
+    assert_eq!(child.tid as i64, tid);
+    assert_eq!(child.cpu.x[reg::A0], 0, "the child sees 0");
+    assert_eq!(child.cpu.x[reg::SP], SCRATCH + 0x8000);
+    assert_eq!(child.cpu.x[reg::TP], 0x7777, "CLONE_SETTLS");
+    assert_eq!(child.cpu.x[8], 0xabcd);
+    assert_eq!(child.cpu.pc, g.t.cpu.pc, "both continue after the ecall");
+    assert_eq!(child.clear_child_tid, ctid, "CLONE_CHILD_CLEARTID");
+    assert_eq!(g.u32_at(ptid) as i64, tid, "CLONE_PARENT_SETTID");
+    // clone3 with the same request: struct clone_args { flags, pidfd, child_tid, parent_tid,
+    // exit_signal, stack, stack_size, tls }.
+    let mut args = Vec::new();
+    for w in [THREAD_FLAGS, 0, ctid, ptid, 0, SCRATCH + 0x4000, 0x4000, 0x9999] {
+        args.extend_from_slice(&u64::to_le_bytes(w));
+    }
+    g.put(SCRATCH + 0x200, &args);
+    let (tid3, o) = g.call(435, &[SCRATCH + 0x200, 64]);
+    let SyscallOutcome::Spawn(child) = o else { panic!("clone3 must spawn: {o:?}") };
+    assert_eq!((child.tid as i64, child.cpu.x[reg::SP]), (tid3, SCRATCH + 0x8000));
+    assert_eq!(child.cpu.x[reg::TP], 0x9999);
+    assert_ne!(tid3, tid);
+    // Missing CLONE_THREAD or CLONE_SIGHAND with CLONE_VM is invalid.
+    assert_eq!(g.sys(220, &[0x100, 0, 0, 0, 0]), e(libc::EINVAL));
+}
+
+#[test]
+fn futex_waits_block_and_wakes_and_exits_release_them_in_a_scheduled_process() {
+    use crate::futex::WaitEnd;
+    let mut g = guest();
+    g.p.set_scheduled(true);
+    let word = SCRATCH + 0x40;
+    g.put(word, &5u32.to_le_bytes());
+    assert_eq!(g.sys(98, &[word, 128, 4]), e(libc::EAGAIN), "value differs");
+    let (_, o) = g.call(98, &[word, 128, 5]);
+    let SyscallOutcome::Block(w) = o else { panic!("FUTEX_WAIT_PRIVATE must block: {o:?}") };
+    assert!(w.deadline().is_none());
+    assert_eq!(g.sys(98, &[word, 129, 10]), 1, "FUTEX_WAKE_PRIVATE wakes the one waiter");
+    assert_eq!(w.end(), Some(WaitEnd::Woken));
+    w.complete(&mut g.t);
+    assert_eq!(g.t.cpu.x[reg::A0], 0);
+    // A timed wait carries its deadline; a bitset wait only answers matching wakes.
+    g.put(SCRATCH + 0x60, &[0; 16]);
+    let (_, o) = g.call(98, &[word, 0, 5, SCRATCH + 0x60]);
+    let SyscallOutcome::Block(timed) = o else { panic!("{o:?}") };
+    assert!(timed.deadline().is_some());
+    let (_, o) = g.call(98, &[word, 9 | 128, 5, 0, 0, 0b10]);
+    let SyscallOutcome::Block(bits) = o else { panic!("{o:?}") };
+    // Only the plain waiter (bitset all ones) matches 0b01.
+    assert_eq!(g.sys(98, &[word, 10 | 128, 10, 0, 0, 0b01]), 1);
+    assert_eq!((timed.end(), bits.end()), (Some(WaitEnd::Woken), None));
+    // FUTEX_WAKE_OP: set *word2 = 1 (op SET, cmp EQ 0) and wake on both words.
+    let word2 = SCRATCH + 0x48;
+    let (_, o) = g.call(98, &[word2, 128, 0]);
+    let SyscallOutcome::Block(other) = o else { panic!("{o:?}") };
+    let op = (1u64 << 12) /* oparg 1 */; // op 0 (SET), cmp 0 (EQ), cmparg 0
+    assert_eq!(g.sys(98, &[word, 5 | 128, 1, 1, word2, op]), 2);
+    assert_eq!(g.u32_at(word2), 1);
+    assert_eq!((other.end(), bits.end()), (Some(WaitEnd::Woken), Some(WaitEnd::Woken)));
+    // A thread's exit clears its tid word and wakes a joiner.
+    let tid_word = SCRATCH + 0x80;
+    g.put(tid_word, &77u32.to_le_bytes());
+    let (_, o) = g.call(98, &[tid_word, 9, 77, 0, 0, u32::MAX as u64]);
+    let SyscallOutcome::Block(joiner) = o else { panic!("{o:?}") };
+    g.t.clear_child_tid = tid_word;
+    let (_, o) = g.call(93, &[0]);
+    assert_eq!(o, SyscallOutcome::ThreadExit(0));
+    assert_eq!((g.u32_at(tid_word), joiner.end()), (0, Some(WaitEnd::Woken)));
+    // Sleeps and yields park or yield instead of blocking the host.
+    let (_, o) = g.call(101, &[SCRATCH + 0x60]);
+    assert!(matches!(o, SyscallOutcome::Block(ref s) if s.deadline().is_some()));
+    assert_eq!(g.call(124, &[]).1, SyscallOutcome::Yield);
+    // After exit_group, calls of the process's other threads end them instead of running.
+    let (_, o) = g.call(94, &[4]);
+    assert_eq!(o, SyscallOutcome::ProcessExit(4));
+    assert_eq!(g.call(64, &[1, SCRATCH, 1]).1, SyscallOutcome::ThreadExit(0));
+    assert!(g.out.contents().is_empty(), "nothing written after exit_group");
 }
 
 #[test]
@@ -969,8 +1063,12 @@ fn getcwd_and_flush_icache() {
     assert_eq!(s[s.len() - 1], 0);
     assert_eq!(g.sys(17, &[SCRATCH, 2]), e(libc::ERANGE));
     g.p.mem.mark_code(0x10078, 4);
+    let before = g.p.mem.code_generation();
     assert_eq!(g.sys(259, &[0, u64::MAX, 0]), 0);
-    assert_eq!(g.p.mem.drain_invalidations(), vec![0x10000]);
+    assert_eq!(
+        g.p.mem.invalidations_since(before).0,
+        crate::memory::Invalidations::Pages(vec![0x10000])
+    );
     assert_eq!(g.sys(259, &[0, 0, 2]), 0, "flags are ignored, as by qemu");
 }
 
