@@ -199,7 +199,10 @@ pub enum SliceEnd {
     Finished(CoroutineExit),
 }
 
-/// The process before it is built, and after.
+/// The thread before its process is built, and after.
+// The variants differ in size, but the whole `Inner` is boxed once; boxing the thread again
+// would add an indirection to every slice for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Body {
     Unloaded { program: Arc<Program>, config: Arc<ProcessConfig> },
     Loaded { thread: GuestThread },
@@ -357,7 +360,15 @@ impl Coroutine {
         let id = CoroutineId::fresh();
         let group = ThreadGroup::new(id, pid.unwrap_or_else(|| id.guest_pid()), factory);
         Coroutine {
-            inner: Box::new(Inner { id, body, group, blocked: None, done: false, last_retired: 0, link: None }),
+            inner: Box::new(Inner {
+                id,
+                body,
+                group,
+                blocked: None,
+                done: false,
+                last_retired: 0,
+                link: None,
+            }),
         }
     }
 

@@ -82,7 +82,12 @@ fn many_multithreaded_processes_share_the_vcpus() {
     assert!(s.wait_all(Some(BOUND)), "all processes end");
     for (id, out, name) in runs {
         let r = s.wait(id, None).unwrap();
-        assert_eq!(r.exit, CoroutineExit::Exited(0), "{name}: {}", String::from_utf8_lossy(&out.contents()));
+        assert_eq!(
+            r.exit,
+            CoroutineExit::Exited(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.contents())
+        );
     }
     let stats = s.get_stats();
     assert_eq!((stats.spawned, stats.exited, stats.live, stats.parked), (12, 12, 0, 0));
@@ -151,5 +156,8 @@ fn an_instruction_limit_stops_every_thread_of_a_process() {
     let id = s.submit_coroutine(co).unwrap();
     let r = s.wait(id, Some(BOUND)).unwrap();
     assert_eq!(r.exit, CoroutineExit::InstructionLimit(200_000));
-    assert!(r.instructions <= 200_000 + 2 * 1_000, "threads on other vCPUs overrun by at most a slice");
+    assert!(
+        r.instructions <= 200_000 + 2 * 1_000,
+        "threads on other vCPUs overrun by at most a slice"
+    );
 }

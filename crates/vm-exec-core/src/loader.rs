@@ -59,7 +59,7 @@ pub fn load(
     config: Arc<ProcessConfig>,
     pid: i32,
 ) -> Result<(Process, GuestThread), LoadError> {
-    let mut mem = AddressSpace::new(config.memory_size)?;
+    let mem = AddressSpace::new(config.memory_size)?;
     let size = mem.size();
     let bias = if program.position_independent { PIE_BASE } else { 0 };
 
@@ -114,7 +114,7 @@ pub fn load(
     // Copy the file bytes; the host pages are writable whatever the guest's permissions.
     for seg in &program.segments {
         if seg.mem_size > 0 {
-            write_ignoring_perms(&mut mem, seg.vaddr + bias, program.segment_data(seg));
+            write_ignoring_perms(&mem, seg.vaddr + bias, program.segment_data(seg));
         }
     }
 
@@ -127,8 +127,8 @@ pub fn load(
         stack_bottom - STACK_GUARD,
     );
 
-    let mut process = Process::new(mem, program.clone(), config.clone(), pid);
-    let sp = build_stack(&mut process, stack_top, bias)?;
+    let process = Process::new(mem, program.clone(), config.clone(), pid);
+    let sp = build_stack(&process, stack_top, bias)?;
     let mut thread = GuestThread { tid: pid, ..Default::default() };
     thread.cpu.pc = program.entry + bias;
     thread.cpu.x[reg::SP] = sp;

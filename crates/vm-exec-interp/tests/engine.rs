@@ -44,9 +44,9 @@ fn sum_program(n: i32) -> Vec<u8> {
 
 #[test]
 fn runs_a_loop_and_counts_every_instruction() {
-    let (mut p, mut t) = load(sum_program(100));
+    let (p, mut t) = load(sum_program(100));
     let mut e = Interpreter::new();
-    let r = e.run(&mut t, &mut p, u64::MAX);
+    let r = e.run(&mut t, &p, u64::MAX);
     assert_eq!(r.stop, StopReason::ProcessExit(5050 & 0xff));
     assert_eq!(r.retired, 3 + 3 * 100 + 2);
     let s = e.stats();
@@ -58,16 +58,16 @@ fn runs_a_loop_and_counts_every_instruction() {
 #[test]
 fn fuel_stops_exactly_and_resumes_to_the_same_state() {
     let straight = {
-        let (mut p, mut t) = load(sum_program(37));
-        let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(sum_program(37));
+        let r = Interpreter::new().run(&mut t, &p, u64::MAX);
         (r.stop, r.retired, t.cpu.clone())
     };
     for slice in 1..=20u64 {
-        let (mut p, mut t) = load(sum_program(37));
+        let (p, mut t) = load(sum_program(37));
         let mut e = Interpreter::new();
         let mut total = 0;
         let stop = loop {
-            let r = e.run(&mut t, &mut p, slice);
+            let r = e.run(&mut t, &p, slice);
             assert!(r.retired <= slice);
             total += r.retired;
             if r.stop != StopReason::FuelExhausted {
@@ -78,9 +78,9 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
         assert_eq!((stop, total, t.cpu.clone()), straight, "slice {slice}");
     }
     // Zero fuel runs nothing.
-    let (mut p, mut t) = load(sum_program(3));
+    let (p, mut t) = load(sum_program(3));
     let pc = t.cpu.pc;
-    let r = Interpreter::new().run(&mut t, &mut p, 0);
+    let r = Interpreter::new().run(&mut t, &p, 0);
     assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::FuelExhausted, 0, pc));
 }
 
@@ -88,8 +88,8 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
 fn writes_to_x0_are_discarded() {
     let mut w = vec![addi(0, 0, 5), add(0, 0, 0), lui(0, 7), jal(0, 4), add(A0, 0, 0)];
     w.extend(exit_with_a0());
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert_eq!(r.stop, StopReason::ProcessExit(0));
     assert_eq!(t.cpu.x[0], 0);
 }
@@ -98,8 +98,8 @@ fn writes_to_x0_are_discarded() {
 fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     // Load from an unmapped address.
     let w = vec![lui(A1, 0x7000), lw(A0, A1, 8)];
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     match r.stop {
         StopReason::Signal(s) => {
             assert_eq!(s.signo, signal::SIGSEGV);
@@ -111,15 +111,15 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     assert_eq!(r.retired, 1);
     // Store into the code segment (read+execute only).
     let w = vec![lui(A1, 0x10), sw(A0, A1, 0)];
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
         matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000))
     );
     // An illegal instruction after two good ones: SIGILL at its pc, two retired.
     let w = vec![addi(A0, 0, 1), addi(A0, A0, 1), 0xffff_ffff];
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
         matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008)
     );
@@ -127,16 +127,16 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     assert_eq!(t.cpu.x[A0 as usize], 2);
     // Running past the code into the zero-filled rest of its page: 0x0000 is illegal.
     let w = vec![addi(A0, 0, 1)];
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
         matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
         "{r:?}"
     );
     // Jumping to unmapped memory: the fetch faults at the target.
     let w = vec![lui(A1, 0x7000), i(0x67, 0, 0, A1, 0)];
-    let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-    let r = Interpreter::new().run(&mut t, &mut p, u64::MAX);
+    let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+    let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
         matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
         "{r:?}"
@@ -190,9 +190,9 @@ fn self_modifying(with_fence: bool) -> Vec<u8> {
 #[test]
 fn self_modifying_code_runs_the_new_instructions() {
     for fence in [false, true] {
-        let (mut p, mut t) = load(self_modifying(fence));
+        let (p, mut t) = load(self_modifying(fence));
         let mut e = Interpreter::new();
-        let r = e.run(&mut t, &mut p, u64::MAX);
+        let r = e.run(&mut t, &p, u64::MAX);
         // First call returns 1, second returns the patched 41: exit 1 + 41.
         assert_eq!(r.stop, StopReason::ProcessExit(42), "fence.i: {fence}");
         assert!(e.stats().invalidations >= 1);
@@ -201,9 +201,9 @@ fn self_modifying_code_runs_the_new_instructions() {
 
 #[test]
 fn a_tiny_cache_flushes_and_still_runs_correctly() {
-    let (mut p, mut t) = load(sum_program(200));
+    let (p, mut t) = load(sum_program(200));
     let mut e = Interpreter::with_cache_limit(2);
-    let r = e.run(&mut t, &mut p, u64::MAX);
+    let r = e.run(&mut t, &p, u64::MAX);
     assert_eq!(r.stop, StopReason::ProcessExit(20100 & 0xff));
     assert!(e.stats().invalidations > 0, "{:?}", e.stats());
 }

@@ -79,7 +79,7 @@ fn main() {
             random_seed: Some(1),
             ..Default::default()
         };
-        let (mut process, mut thread) = loader::load(program.clone(), Arc::new(config), 1000)
+        let (process, mut thread) = loader::load(program.clone(), Arc::new(config), 1000)
             .unwrap_or_else(|e| {
                 eprintln!("cannot load {path}: {e}");
                 std::process::exit(2)
@@ -87,7 +87,7 @@ fn main() {
         let t0 = Instant::now();
         let mut instructions = 0;
         let stop = loop {
-            let r = e.run(&mut thread, &mut process, 1 << 26);
+            let r = e.run(&mut thread, &process, 1 << 26);
             instructions += r.retired;
             if r.stop != StopReason::FuelExhausted {
                 break r.stop;

@@ -77,13 +77,13 @@ struct End {
     counter: u64,
 }
 
-fn finish(e: &mut dyn Executor, mut p: Process, mut t: GuestThread, first: u64) -> End {
-    let r = e.run(&mut t, &mut p, first);
+fn finish(e: &mut dyn Executor, p: Process, mut t: GuestThread, first: u64) -> End {
+    let r = e.run(&mut t, &p, first);
     assert!(r.retired <= first);
     let mut retired = r.retired;
     let stop = if r.stop == StopReason::FuelExhausted {
         assert_eq!(r.retired, first, "{}: stopped early without a reason", e.name());
-        let r2 = e.run(&mut t, &mut p, u64::MAX);
+        let r2 = e.run(&mut t, &p, u64::MAX);
         retired += r2.retired;
         r2.stop
     } else {

@@ -75,9 +75,9 @@ fn sum_program(n: i32) -> Vec<u8> {
 #[test]
 fn runs_a_loop_and_counts_every_instruction() {
     for (name, make) in engines() {
-        let (mut p, mut t) = load(sum_program(100));
+        let (p, mut t) = load(sum_program(100));
         let mut e = make();
-        let r = e.run(&mut t, &mut p, u64::MAX);
+        let r = e.run(&mut t, &p, u64::MAX);
         assert_eq!(r.stop, StopReason::ProcessExit(5050 & 0xff), "{name}");
         assert_eq!(r.retired, 3 + 3 * 100 + 2, "{name}");
         let s: ExecutionStats = e.stats();
@@ -107,17 +107,17 @@ fn runs_a_loop_and_counts_every_instruction() {
 #[test]
 fn fuel_stops_exactly_and_resumes_to_the_same_state() {
     let straight = {
-        let (mut p, mut t) = load(sum_program(37));
-        let r = vm_exec_interp::Interpreter::new().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(sum_program(37));
+        let r = vm_exec_interp::Interpreter::new().run(&mut t, &p, u64::MAX);
         (r.stop, r.retired, t.cpu.clone())
     };
     for (name, make) in engines() {
         for slice in 1..=20u64 {
-            let (mut p, mut t) = load(sum_program(37));
+            let (p, mut t) = load(sum_program(37));
             let mut e = make();
             let mut total = 0;
             let stop = loop {
-                let r = e.run(&mut t, &mut p, slice);
+                let r = e.run(&mut t, &p, slice);
                 assert!(r.retired <= slice);
                 total += r.retired;
                 if r.stop != StopReason::FuelExhausted {
@@ -132,9 +132,9 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
             assert_eq!(e.stats().instructions, total, "{name}: slice {slice}");
         }
         // Zero fuel runs nothing.
-        let (mut p, mut t) = load(sum_program(3));
+        let (p, mut t) = load(sum_program(3));
         let pc = t.cpu.pc;
-        let r = make().run(&mut t, &mut p, 0);
+        let r = make().run(&mut t, &p, 0);
         assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::FuelExhausted, 0, pc), "{name}");
     }
 }
@@ -144,8 +144,8 @@ fn writes_to_x0_are_discarded() {
     for (name, make) in engines() {
         let mut w = vec![addi(0, 0, 5), add(0, 0, 0), lui(0, 7), jal(0, 4), add(A0, 0, 0)];
         w.extend(exit_with_a0());
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         assert_eq!(r.stop, StopReason::ProcessExit(0), "{name}");
         assert_eq!(t.cpu.x[0], 0, "{name}");
     }
@@ -156,8 +156,8 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     for (name, make) in engines() {
         // Load from an unmapped address.
         let w = vec![lui(A1, 0x7000), lw(A0, A1, 8)];
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         match r.stop {
             StopReason::Signal(s) => {
                 assert_eq!(s.signo, signal::SIGSEGV, "{name}");
@@ -170,16 +170,16 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         assert_eq!(t.cpu.pc, 0x10004, "{name}");
         // Store into the code segment (read+execute only).
         let w = vec![lui(A1, 0x10), sw(A0, A1, 0)];
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         assert!(
             matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000)),
             "{name}: {r:?}"
         );
         // An illegal instruction after two good ones: SIGILL at its pc, two retired.
         let w = vec![addi(A0, 0, 1), addi(A0, A0, 1), 0xffff_ffff];
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         assert!(
             matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008),
             "{name}: {r:?}"
@@ -188,16 +188,16 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         assert_eq!(t.cpu.x[A0 as usize], 2, "{name}");
         // Running past the code into the zero-filled rest of its page: 0x0000 is illegal.
         let w = vec![addi(A0, 0, 1)];
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         assert!(
             matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
             "{name}: {r:?}"
         );
         // Jumping to unmapped memory: the fetch faults at the target.
         let w = vec![lui(A1, 0x7000), i(0x67, 0, 0, A1, 0)];
-        let (mut p, mut t) = load(simple_executable(&bytes(&w), &[]));
-        let r = make().run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+        let r = make().run(&mut t, &p, u64::MAX);
         assert!(
             matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
             "{name}: {r:?}"
@@ -253,9 +253,9 @@ fn self_modifying(with_fence: bool) -> Vec<u8> {
 fn self_modifying_code_runs_the_new_instructions() {
     for (name, make) in engines() {
         for fence in [false, true] {
-            let (mut p, mut t) = load(self_modifying(fence));
+            let (p, mut t) = load(self_modifying(fence));
             let mut e = make();
-            let r = e.run(&mut t, &mut p, u64::MAX);
+            let r = e.run(&mut t, &p, u64::MAX);
             // First call returns 1, second returns the patched 41: exit 1 + 41.
             assert_eq!(r.stop, StopReason::ProcessExit(42), "{name}: fence.i: {fence}");
             if name.starts_with("jit") {
@@ -287,16 +287,16 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
     let want = (n * (hops * (hops - 1) / 2)) & 0xff;
     let insts = 3 + n as u64 * (2 * hops as u64 + 2) + 2;
     for (name, mut e) in tiny_cache_engines() {
-        let (mut p, mut t) = load(hopping_program(n, hops));
-        let r = e.run(&mut t, &mut p, u64::MAX);
+        let (p, mut t) = load(hopping_program(n, hops));
+        let r = e.run(&mut t, &p, u64::MAX);
         assert_eq!(r.stop, StopReason::ProcessExit(want), "{name}");
         assert_eq!(r.retired, insts, "{name}");
         assert!(e.stats().invalidations > 0, "{name}: {:?}", e.stats());
     }
     // The same with an ample cache: nothing is dropped.
-    let (mut p, mut t) = load(hopping_program(n, hops));
+    let (p, mut t) = load(hopping_program(n, hops));
     let mut e = JitExecutor::new();
-    let r = e.run(&mut t, &mut p, u64::MAX);
+    let r = e.run(&mut t, &p, u64::MAX);
     assert_eq!((r.stop, r.retired), (StopReason::ProcessExit(want), insts));
     assert_eq!(e.stats().invalidations, 0);
 }

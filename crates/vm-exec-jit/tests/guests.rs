@@ -58,8 +58,7 @@ fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice
     for d in &case.dirs {
         config.allow_dir(root.join("guests").join(d)).expect("case directory exists");
     }
-    let (process, mut thread) =
-        loader::load(program, Arc::new(config), 1000).expect("guest loads");
+    let (process, mut thread) = loader::load(program, Arc::new(config), 1000).expect("guest loads");
     let mut instructions = 0;
     let status = loop {
         let r = engine.run(&mut thread, &process, slice);

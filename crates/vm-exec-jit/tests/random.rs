@@ -818,19 +818,14 @@ struct Final {
 }
 
 /// Runs to the end, in slices drawn from `slices` (empty: one big slice).
-fn run(
-    e: &mut dyn Executor,
-    mut p: Process,
-    mut t: GuestThread,
-    slices: &mut Option<Rng>,
-) -> Final {
+fn run(e: &mut dyn Executor, p: Process, mut t: GuestThread, slices: &mut Option<Rng>) -> Final {
     let mut retired = 0;
     let stop = loop {
         let fuel = match slices {
             Some(r) => r.range(0, 40) as u64,
             None => 1 << 20,
         };
-        let r: RunResult = e.run(&mut t, &mut p, fuel);
+        let r: RunResult = e.run(&mut t, &p, fuel);
         assert!(r.retired <= fuel, "{} retired {} > fuel {fuel}", e.name(), r.retired);
         retired += r.retired;
         if r.stop != StopReason::FuelExhausted {

@@ -771,8 +771,8 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     out[..4].copy_from_slice(&(r as i32).to_le_bytes());
     out[4..].copy_from_slice(&(w as i32).to_le_bytes());
     if c.process.mem.write_bytes(addr, &out).is_err() {
-        c.process.files().close(r);
-        c.process.files().close(w);
+        files.close(r);
+        files.close(w);
         return err(libc::EFAULT);
     }
     Ok(0)

@@ -70,7 +70,7 @@ impl Guest {
         for i in 0..6 {
             self.t.cpu.x[reg::A0 + i] = args.get(i).copied().unwrap_or(0);
         }
-        let o = dispatch(&mut self.t, &mut self.p);
+        let o = dispatch(&mut self.t, &self.p);
         (self.t.cpu.x[reg::A0] as i64, o)
     }
 
@@ -946,7 +946,7 @@ fn futex_waits_block_and_wakes_and_exits_release_them_in_a_scheduled_process() {
     let word2 = SCRATCH + 0x48;
     let (_, o) = g.call(98, &[word2, 128, 0]);
     let SyscallOutcome::Block(other) = o else { panic!("{o:?}") };
-    let op = (1u64 << 12) /* oparg 1 */; // op 0 (SET), cmp 0 (EQ), cmparg 0
+    let op = 1u64 << 12; // op 0 (SET), oparg 1, cmp 0 (EQ), cmparg 0
     assert_eq!(g.sys(98, &[word, 5 | 128, 1, 1, word2, op]), 2);
     assert_eq!(g.u32_at(word2), 1);
     assert_eq!((other.end(), bits.end()), (Some(WaitEnd::Woken), Some(WaitEnd::Woken)));
