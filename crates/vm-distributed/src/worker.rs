@@ -184,8 +184,11 @@ impl GuestPool {
             .ok_or_else(|| format!("image {} is not cached", spec.image))?;
         let cap = spec.limits.output_cap as usize;
         let (stdout, stderr) = (CaptureBuffer::with_limit(cap), CaptureBuffer::with_limit(cap));
+        // glibc wants an absolute /proc/self/exe; a task's program has no host path, so its
+        // argv[0] is made absolute.
         let exe =
             spec.args.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+        let exe = if exe.starts_with('/') { exe } else { format!("/{exe}") };
         let config = ProcessConfig {
             args: spec.args,
             env: spec.env,
