@@ -3,7 +3,7 @@
 //!
 //! # Structure
 //! One *core* task owns all mutable state (tasks, queue, node registry, placement, waiters)
-//! and handles [`Event`]s one at a time, so no state is shared between threads. Each
+//! and handles events one at a time, so no state is shared between threads. Each
 //! connection has a reader task that turns frames into events and a writer task
 //! ([`crate::connection`]); the task store has its own writer thread, whose commit callbacks
 //! come back to the core as events.
@@ -318,7 +318,7 @@ impl Core {
                 reply.reply(|req| VmMessage::ClusterStatus { req, nodes, tasks });
             }
             Event::NodeUp { conn, addr, register, tx } => self.node_up(conn, addr, register, tx),
-            Event::FromNode { node, conn, msg } => self.from_node(node, conn, msg),
+            Event::FromNode { node, conn, msg } => self.node_message(node, conn, msg),
             Event::NodeDown { node, conn } => {
                 if self.registry.disconnected(node, conn) {
                     tracing::warn!("{node} disconnected; suspect until it returns");
@@ -546,7 +546,7 @@ impl Core {
         );
     }
 
-    fn from_node(&mut self, node: NodeId, conn: u64, msg: VmMessage) {
+    fn node_message(&mut self, node: NodeId, conn: u64, msg: VmMessage) {
         let current = self.registry.is_current(node, conn);
         if current && self.registry.heard(node, conn, Instant::now()) {
             tracing::info!("{node} is alive again");

@@ -162,10 +162,8 @@ impl TaskStore {
     /// Queues `op`; `on_commit` runs once it is durable.
     pub fn apply(&self, op: StoreOp, on_commit: Option<OnCommit>) {
         let Some(tx) = &self.tx else { return };
-        if let Err(mpsc::SendError((_, cb))) = tx.send((op, on_commit)) {
-            if let Some(cb) = cb {
-                cb(Err("the store is closed".into()));
-            }
+        if let Err(mpsc::SendError((_, Some(cb)))) = tx.send((op, on_commit)) {
+            cb(Err("the store is closed".into()));
         }
     }
 

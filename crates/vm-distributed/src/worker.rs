@@ -430,6 +430,9 @@ impl Drop for StopPool {
     }
 }
 
+/// A task waiting for its image: id, attempt, spec, time-out.
+type WaitingTask = (TaskId, u32, TaskSpec, Option<u64>);
+
 async fn session(
     config: &WorkerConfig,
     pool: &Arc<GuestPool>,
@@ -485,7 +488,7 @@ async fn session(
     });
     let _abort_reader = AbortOnDrop(reader.abort_handle());
     let mut tick = tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(10, 60_000)));
-    let mut waiting: HashMap<ImageHash, Vec<(TaskId, u32, TaskSpec, Option<u64>)>> = HashMap::new();
+    let mut waiting: HashMap<ImageHash, Vec<WaitingTask>> = HashMap::new();
     loop {
         tokio::select! {
             m = inbox.recv() => {
