@@ -225,9 +225,8 @@ pub fn run(args: &[String]) -> Result<()> {
          Reproduce: `cargo xtask bench-cluster` (`--quick` for {} tasks per run).\n\n",
         2000
     );
-    s += &format!(
-        "| guest task | tasks per run | in flight | tasks/s | submit-to-result median (ms) | p99 (ms) |\n|---|---|---|---|---|---|\n"
-    );
+    s += "| guest task | tasks per run | in flight | tasks/s | submit-to-result median (ms) | p99 (ms) |\n";
+    s += "|---|---|---|---|---|---|\n";
     for (label, window, tps, med, p99) in &rows {
         s += &format!("| {label} | {tasks} | {window} | {tps:.0} | {med:.2} | {p99:.2} |\n");
     }
