@@ -174,9 +174,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let vmx = target.join("release/vmx");
 
     let mut rows = Vec::new();
-    for (label, program, window) in [
-        ("minimal (raw syscalls, about 10 instructions)", "guests/bin/minimal", 512),
-        ("hello (glibc start-up and printf)", "guests/bin/hello", 512),
+    // Throughput with a deep window, then latency with one task at a time.
+    let light = (tasks / 10).clamp(100, 1000);
+    for (label, program, window, n) in [
+        ("minimal (raw syscalls, about 10 instructions)", "guests/bin/minimal", 512, tasks),
+        ("minimal, one task at a time", "guests/bin/minimal", 1, light),
+        ("hello (glibc start-up and printf)", "guests/bin/hello", 512, tasks / 4),
+        ("hello, one task at a time", "guests/bin/hello", 1, light),
     ] {
         let (mut tps, mut med, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..runs {
@@ -185,9 +189,9 @@ pub fn run(args: &[String]) -> Result<()> {
             let m = bench_client(
                 &vmx,
                 &c,
-                &["--tasks", &tasks.to_string(), "--window", &window.to_string(), program],
+                &["--tasks", &n.to_string(), "--window", &window.to_string(), program],
             )?;
-            eprintln!("xtask bench-cluster: {program} run {}: {m:?}", r + 1);
+            eprintln!("xtask bench-cluster: {program} window {window} run {}: {m:?}", r + 1);
             if num(&m, "failed")? != 0.0 {
                 bail!("tasks failed: {m:?}");
             }
@@ -195,7 +199,7 @@ pub fn run(args: &[String]) -> Result<()> {
             med.push(num(&m, "latency_median_ms")?);
             p99.push(num(&m, "latency_p99_ms")?);
         }
-        rows.push((label, window, median(tps), median(med), median(p99)));
+        rows.push((label, n, window, median(tps), median(med), median(p99)));
     }
 
     let mut failover = Vec::new();
@@ -227,8 +231,8 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     s += "| guest task | tasks per run | in flight | tasks/s | submit-to-result median (ms) | p99 (ms) |\n";
     s += "|---|---|---|---|---|---|\n";
-    for (label, window, tps, med, p99) in &rows {
-        s += &format!("| {label} | {tasks} | {window} | {tps:.0} | {med:.2} | {p99:.2} |\n");
+    for (label, n, window, tps, med, p99) in &rows {
+        s += &format!("| {label} | {n} | {window} | {tps:.0} | {med:.2} | {p99:.2} |\n");
     }
     s += &format!(
         "\nWorker death to its tasks running elsewhere (`kill -9` of the worker running most of \
