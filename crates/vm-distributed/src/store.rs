@@ -63,6 +63,8 @@ pub enum StoreOp {
     PutTask(TaskRecord),
     /// Replace a task record with its final form and store its result, atomically.
     Finish(TaskRecord, Option<TaskResult>),
+    /// Nothing: its callback runs once everything queued before it committed.
+    Barrier,
 }
 
 /// Called once the operation's transaction committed (or failed to).
@@ -196,7 +198,7 @@ impl TaskStore {
     pub fn sync(&self) {
         let (tx, rx) = mpsc::channel();
         self.apply(
-            StoreOp::PutImage(ImageHash([0; 32]), Arc::new(Vec::new())),
+            StoreOp::Barrier,
             Some(Box::new(move |_| {
                 let _ = tx.send(());
             })),
@@ -255,10 +257,8 @@ fn commit_batch(
         let mut images = w.open_table(IMAGES).map_err(db_err)?;
         for (op, _) in batch {
             match op {
+                StoreOp::Barrier => {}
                 StoreOp::PutImage(hash, bytes) => {
-                    if bytes.is_empty() {
-                        continue; // a sync barrier
-                    }
                     if images.get(&hash.0[..]).map_err(db_err)?.is_none() {
                         images.insert(&hash.0[..], &bytes[..]).map_err(db_err)?;
                     }
