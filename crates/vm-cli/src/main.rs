@@ -3,8 +3,9 @@
 //! `vmx batch --vcpus N --instances K [--engine E] PROGRAM [ARGS...]` runs K independent
 //! instances as guest processes on N vCPU threads and prints a summary.
 //!
-//! `vmx run [--engine interp|jit|hybrid] [--stats] [--dir HOST_DIR]... PROGRAM [ARGS...]` runs a
-//! statically linked RV64GC Linux program. Standard streams and the environment pass through;
+//! `vmx run [--engine interp|jit|hybrid] [--vcpus N] [--stats] [--dir HOST_DIR]... PROGRAM
+//! [ARGS...]` runs a statically linked RV64GC Linux program; its threads run M:N on N vCPU
+//! threads of the coroutine scheduler. Standard streams and the environment pass through;
 //! vmx's exit status is the guest's. On a guest's fatal signal vmx ends itself with the same
 //! signal, as `qemu-riscv64` does, so a shell reports 128 + N and prints the signal's name;
 //! like qemu it adds nothing to the guest's stderr unless `--stats` asks for a report (which
@@ -17,8 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vm_executors::async_executor::GuestRunner;
-use vm_executors::{ExecutorType, GuestExit, ProcessConfig, Program};
+use vm_executors::coroutine::{Coroutine, CoroutineExit, Scheduler, SchedulerConfig};
+use vm_executors::{ExecutorType, ProcessConfig, Program};
 
 mod cluster;
 
@@ -86,7 +87,11 @@ struct RunArgs {
     /// Execution engine: interp, jit or hybrid (interprets cold code, translates hot code).
     #[arg(long, default_value = "hybrid")]
     engine: ExecutorType,
-    /// Print instructions retired, blocks, time and MIPS to stderr when the guest ends.
+    /// Number of vCPU worker threads the guest's threads run on.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    vcpus: usize,
+    /// Print instructions retired, blocks, time, MIPS and scheduler figures to stderr when the
+    /// guest ends.
     #[arg(long)]
     stats: bool,
     /// Let the guest open files below this host directory (repeatable). Off by default.
@@ -150,14 +155,25 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for d in &args.dirs {
         config.allow_dir(d).with_context(|| format!("--dir {}", d.display()))?;
     }
-    let mut runner = GuestRunner::with_engine(args.engine);
-    runner
-        .load(Arc::new(program), config)
-        .with_context(|| format!("cannot load {}", args.program.display()))?;
-    let result = runner.run_to_completion()?;
+    if args.vcpus == 0 {
+        anyhow::bail!("--vcpus must be at least 1");
+    }
+    let scheduler = Scheduler::with_config(SchedulerConfig {
+        vcpus: args.vcpus,
+        ..Default::default()
+    });
+    scheduler.start().context("starting the scheduler")?;
+    let t0 = std::time::Instant::now();
+    let guest =
+        Coroutine::with_engine_factory(Arc::new(program), Arc::new(config), args.engine.factory());
+    let id = scheduler.submit_coroutine(guest).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = scheduler.wait(id, None).context("the guest vanished from the scheduler")?;
+    let wall = t0.elapsed();
+    let sched = scheduler.get_stats();
+    scheduler.shutdown();
     if args.stats {
-        let s = &result.stats;
-        let secs = result.wall_time.as_secs_f64();
+        let s = &result.engine;
+        let secs = wall.as_secs_f64();
         eprintln!(
             "vmx: engine {}, {} instructions, {} block executions, {} blocks compiled ({:.1} us each; {} cache hits, {} misses, {} invalidated), {} syscalls, {:.3} s, {:.1} MIPS",
             args.engine.name(),
@@ -172,16 +188,31 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             secs,
             result.instructions as f64 / secs.max(1e-9) / 1e6,
         );
+        eprintln!(
+            "vmx: {} vCPUs, {} threads created, {} slices, {} context switches, {} steals, {} blocks, {} yields, load imbalance {:.2}",
+            sched.vcpus.len(),
+            sched.threads_created,
+            sched.slices,
+            sched.context_switches,
+            sched.steals,
+            sched.blocks,
+            sched.yields,
+            sched.load_imbalance,
+        );
     }
     match result.exit {
-        GuestExit::Exited(code) => Ok(ExitCode::from((code & 0xff) as u8)),
-        GuestExit::Signaled(sig) => {
+        CoroutineExit::Exited(code) => Ok(ExitCode::from((code & 0xff) as u8)),
+        CoroutineExit::Signaled(sig) => {
             if args.stats {
                 eprintln!("vmx: guest ended by {sig}");
             }
             die_by_signal(sig.signo);
             Ok(ExitCode::from((128 + sig.signo) as u8))
         }
+        CoroutineExit::LoadFailed(msg) => {
+            anyhow::bail!("cannot load {}: {msg}", args.program.display())
+        }
+        other => anyhow::bail!("the guest {other}"),
     }
 }
 

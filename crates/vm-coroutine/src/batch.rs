@@ -285,21 +285,49 @@ pub fn run_batch(
     Ok(summarize(results, vcpus, wall_time, Some(stats)))
 }
 
-/// Fuel per engine call in [`run_sequential`]: large enough that slicing costs nothing.
+/// Fuel per slice in [`run_sequential`]: large enough that slicing costs nothing.
 const SEQUENTIAL_SLICE: u64 = 1 << 26;
 
-/// Runs the same instances one after the other on the calling thread, each to its end in
-/// slices of 2^26 instructions (no scheduler): the baseline [`run_batch`] is compared with.
+/// Runs the same instances one after the other, each to its end before the next starts, on a
+/// scheduler with one vCPU and slices of 2^26 instructions: the baseline [`run_batch`] is
+/// compared with. (A scheduler, rather than a plain loop, so that multi-threaded guests run
+/// too.)
 pub fn run_sequential(program: Arc<Program>, config: &BatchConfig) -> BatchSummary {
     let t0 = Instant::now();
+    let scheduler = Scheduler::with_config(SchedulerConfig {
+        vcpus: 1,
+        time_slice: SEQUENTIAL_SLICE,
+        ..Default::default()
+    });
+    if let Err(e) = scheduler.start() {
+        tracing::error!("cannot start the sequential runner: {e}");
+    }
     let results = prepare(&program, config)
         .into_iter()
         .enumerate()
-        .map(|(index, mut p)| {
-            let exit = p.coroutine.run_to_end(SEQUENTIAL_SLICE);
-            let c = &p.coroutine;
-            instance_result(index, exit, c.instructions(), c.run_time(), p.stdout, p.stderr)
+        .map(|(index, p)| {
+            let exit = match scheduler.submit_coroutine(p.coroutine) {
+                Ok(id) => scheduler.wait(id, None),
+                Err(e) => {
+                    tracing::error!("batch instance {index} refused: {e}");
+                    None
+                }
+            };
+            match exit {
+                Some(r) => {
+                    instance_result(index, r.exit, r.instructions, r.run_time, p.stdout, p.stderr)
+                }
+                None => instance_result(
+                    index,
+                    CoroutineExit::Killed,
+                    0,
+                    Duration::ZERO,
+                    p.stdout,
+                    p.stderr,
+                ),
+            }
         })
         .collect();
+    scheduler.shutdown();
     summarize(results, 1, t0.elapsed(), None)
 }

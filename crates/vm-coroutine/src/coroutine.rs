@@ -1,14 +1,27 @@
-//! A coroutine: one guest process (its address space, its single guest thread and the engine
-//! that runs it) that runs in slices of fuel and can be suspended between any two of them.
+//! A coroutine: one guest thread, which runs in slices of fuel and can be suspended between
+//! any two of them. The threads of one guest process share a thread group: the process (its
+//! address space and files, `Arc<Process>`), a pool of idle engines, and the process's
+//! counters and exit.
 //!
 //! Invariants:
-//! - A coroutine is one guest process with exactly one guest thread. Guest threads that share
-//!   an address space across vCPUs are not supported (that needs guest memory shared between
-//!   vCPUs, a redesign of the core planned for later); a guest whose only thread calls `exit`
-//!   ends, like a process whose last thread exits.
+//! - A coroutine made by [`Coroutine::new`] (and its siblings) is the main thread of a new
+//!   process; its id is the process's id for the scheduler ([`CoroutineResult`] is per
+//!   process). Other threads appear when the guest calls `clone`: [`Coroutine::run_slice`]
+//!   returns them as [`SliceEnd::Spawned`].
 //! - The process is built lazily, on the first slice or on [`Coroutine::load`], so creating
 //!   many coroutines is cheap and loading happens on the vCPU that first runs it. A load error
 //!   finishes the coroutine with [`CoroutineExit::LoadFailed`].
+//! - A process is marked scheduled ([`Process::set_scheduled`]) only when its main coroutine is
+//!   loaded while admitted to a scheduler: only then can its threads yield, block and spawn.
+//!   Run on its own, a coroutine is a single-threaded process whose blocking calls block the
+//!   host thread.
+//! - An engine serves one thread at a time: a slice takes an idle engine from the group's
+//!   pool (making one if none is idle) and puts it back after, so a process holds at most as
+//!   many engines as it has threads running at once.
+//! - The process ends once: by `exit_group`, by a fatal signal, by its last thread's `exit`,
+//!   by a kill, or when its instruction limit is reached. Ending it cancels every parked
+//!   thread's wait; each remaining thread finishes at its next slice without running guest
+//!   code, and the system-call layer refuses to perform calls for a process that is exiting.
 //! - A slice never runs more instructions than the fuel it is given, and the next slice resumes
 //!   exactly where the previous one stopped (the engine's guarantee, see
 //!   [`vm_exec_core::exec`]).
@@ -18,12 +31,13 @@
 //!   coroutine with [`CoroutineExit::EnginePanicked`]; the vCPU goes on.
 
 use crate::scheduler::Link;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestExit, GuestSignal, StopReason};
+use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
 use vm_exec_interp::Interpreter;
@@ -69,12 +83,16 @@ pub enum CoroutineExit {
     LoadFailed(String),
     /// The engine panicked while running the guest (a host bug); the message of the panic.
     EnginePanicked(String),
+    /// The process retired the most instructions it was allowed
+    /// ([`Coroutine::set_instruction_limit`]).
+    InstructionLimit(u64),
 }
 
 impl CoroutineExit {
     /// The status a shell shows: the low 8 bits of the exit code, 128 + signal for a signal,
     /// 137 (SIGKILL) when killed, 127 when the program could not be loaded, 70 (`EX_SOFTWARE`)
-    /// when the engine panicked.
+    /// when the engine panicked, 152 (`SIGXCPU`, like a CPU-time limit) at the instruction
+    /// limit.
     pub fn shell_status(&self) -> i32 {
         match self {
             CoroutineExit::Exited(code) => code & 0xff,
@@ -82,6 +100,7 @@ impl CoroutineExit {
             CoroutineExit::Killed => 128 + signal::SIGKILL,
             CoroutineExit::LoadFailed(_) => 127,
             CoroutineExit::EnginePanicked(_) => 70,
+            CoroutineExit::InstructionLimit(_) => 128 + SIGXCPU,
         }
     }
 
@@ -117,15 +136,22 @@ impl std::fmt::Display for CoroutineExit {
             CoroutineExit::Killed => write!(f, "killed"),
             CoroutineExit::LoadFailed(m) => write!(f, "could not be loaded: {m}"),
             CoroutineExit::EnginePanicked(m) => write!(f, "engine panicked: {m}"),
+            CoroutineExit::InstructionLimit(n) => {
+                write!(f, "stopped at its limit of {n} instructions")
+            }
         }
     }
 }
+
+/// `SIGXCPU`: the status of a process stopped at its instruction limit is 128 + this.
+const SIGXCPU: i32 = 24;
 
 /// Where a coroutine is in its life, as a scheduler sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoroutineState {
     /// Waiting in a run queue (or held by a caller that took it with
-    /// [`crate::Scheduler::next_coroutine`] and has not run it yet).
+    /// [`crate::Scheduler::next_coroutine`] and has not run it yet), or parked in a blocking
+    /// system call.
     Ready,
     /// Running a slice on this vCPU.
     Running {
@@ -136,53 +162,180 @@ pub enum CoroutineState {
     Finished(CoroutineExit),
 }
 
-/// What a finished coroutine leaves behind.
+/// What a finished process leaves behind (reported under its main coroutine's id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoroutineResult {
-    /// Which coroutine.
+    /// Which coroutine (the process's main thread).
     pub id: CoroutineId,
     /// The process id its guest saw.
     pub pid: i32,
     /// How it ended.
     pub exit: CoroutineExit,
-    /// Guest instructions it retired.
+    /// Guest instructions its threads retired.
     pub instructions: u64,
-    /// Slices it ran (one per engine call).
+    /// Slices its threads ran (one per engine call).
     pub slices: u64,
-    /// Host time spent running its slices (loading included).
+    /// Host time spent running its threads' slices (loading included).
     pub run_time: Duration,
+    /// Counters of the engines that ran its threads.
+    pub engine: ExecutionStats,
+}
+
+/// How one slice ended.
+#[derive(Debug)]
+pub enum SliceEnd {
+    /// The fuel was spent; the thread can run again.
+    Preempted,
+    /// The thread called `sched_yield`; it can run again, after others.
+    Yielded,
+    /// The thread is parked on this waiter; once the waiter has ended, it can run again (its
+    /// next slice first completes the system call).
+    Blocked(Arc<Waiter>),
+    /// The thread created this new thread (a coroutine ready to run) and can run again.
+    Spawned(Coroutine),
+    /// The thread ended; its process goes on.
+    ThreadExited,
+    /// The process ended (during this slice, or before it).
+    Finished(CoroutineExit),
 }
 
 /// The process before it is built, and after.
-// The variants differ in size, but the whole `Inner` is boxed once; boxing the process again
-// would add an indirection to every slice for nothing.
-#[allow(clippy::large_enum_variant)]
 enum Body {
     Unloaded { program: Arc<Program>, config: Arc<ProcessConfig> },
-    Loaded { process: Process, thread: GuestThread },
+    Loaded { thread: GuestThread },
     Released,
+}
+
+/// What the threads of one process share.
+pub(crate) struct ThreadGroup {
+    /// The main thread's id: the process's id for the scheduler.
+    main: CoroutineId,
+    pid: i32,
+    process: OnceLock<Arc<Process>>,
+    /// Idle engines of this process.
+    engines: Mutex<Vec<Box<dyn Executor>>>,
+    /// Makes an engine when none is idle (the interpreter if absent).
+    factory: Option<EngineFactory>,
+    /// Threads created and not yet ended (the main thread counts once loaded).
+    live_threads: AtomicUsize,
+    exit: OnceLock<CoroutineExit>,
+    instructions: AtomicU64,
+    slices: AtomicU64,
+    run_nanos: AtomicU64,
+    /// Most instructions the process may retire (`u64::MAX`: no limit).
+    limit: AtomicU64,
+    /// Counters of engines dropped when the process ended.
+    final_stats: Mutex<Option<ExecutionStats>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ThreadGroup {
+    fn new(main: CoroutineId, pid: i32, factory: Option<EngineFactory>) -> Arc<ThreadGroup> {
+        Arc::new(ThreadGroup {
+            main,
+            pid,
+            process: OnceLock::new(),
+            engines: Mutex::new(Vec::new()),
+            factory,
+            live_threads: AtomicUsize::new(0),
+            exit: OnceLock::new(),
+            instructions: AtomicU64::new(0),
+            slices: AtomicU64::new(0),
+            run_nanos: AtomicU64::new(0),
+            limit: AtomicU64::new(u64::MAX),
+            final_stats: Mutex::new(None),
+        })
+    }
+
+    fn take_engine(&self) -> Box<dyn Executor> {
+        if let Some(e) = lock(&self.engines).pop() {
+            return e;
+        }
+        match &self.factory {
+            Some(make) => make(),
+            None => Box::new(Interpreter::new()),
+        }
+    }
+
+    fn put_engine(&self, e: Box<dyn Executor>) {
+        if self.exit.get().is_some() {
+            self.retire_engine(e);
+        } else {
+            lock(&self.engines).push(e);
+        }
+    }
+
+    /// Keeps an engine's counters and drops it.
+    fn retire_engine(&self, e: Box<dyn Executor>) {
+        let mut fs = lock(&self.final_stats);
+        fs.get_or_insert_with(ExecutionStats::default).merge(&e.stats());
+    }
+
+    /// Ends the process with `exit` unless it has ended already. Returns whether this call
+    /// ended it.
+    pub(crate) fn end(&self, exit: CoroutineExit) -> bool {
+        if self.exit.set(exit).is_err() {
+            return false;
+        }
+        if let Some(p) = self.process.get() {
+            p.begin_exit();
+            p.futexes.cancel_all();
+        }
+        let idle: Vec<_> = std::mem::take(&mut *lock(&self.engines));
+        for e in idle {
+            self.retire_engine(e);
+        }
+        true
+    }
+
+    /// Cancels every parked thread's wait (they come back and see the kill or the exit).
+    pub(crate) fn cancel_waits(&self) {
+        if let Some(p) = self.process.get() {
+            p.futexes.cancel_all();
+        }
+    }
+
+    fn stats(&self) -> ExecutionStats {
+        let mut s = lock(&self.final_stats).clone().unwrap_or_default();
+        for e in lock(&self.engines).iter() {
+            s.merge(&e.stats());
+        }
+        s
+    }
+
+    pub(crate) fn result(&self) -> Option<CoroutineResult> {
+        Some(CoroutineResult {
+            id: self.main,
+            pid: self.pid,
+            exit: self.exit.get()?.clone(),
+            instructions: self.instructions.load(Ordering::Relaxed),
+            slices: self.slices.load(Ordering::Relaxed),
+            run_time: Duration::from_nanos(self.run_nanos.load(Ordering::Relaxed)),
+            engine: self.stats(),
+        })
+    }
 }
 
 struct Inner {
     id: CoroutineId,
-    pid: i32,
     body: Body,
-    engine: Option<Box<dyn Executor>>,
-    /// Makes the engine at load time when `engine` is `None` (the interpreter if absent).
-    factory: Option<EngineFactory>,
-    /// Engine counters kept after the engine is released.
-    final_stats: Option<ExecutionStats>,
-    exit: Option<CoroutineExit>,
-    instructions: u64,
-    slices: u64,
-    run_time: Duration,
+    group: Arc<ThreadGroup>,
+    /// The wait this thread is parked on; completed before its next slice.
+    blocked: Option<Arc<Waiter>>,
+    /// Set once this thread has ended.
+    done: bool,
+    /// Instructions retired by the last slice.
+    last_retired: u64,
     /// Set while the coroutine is admitted to a scheduler.
     link: Option<Link>,
 }
 
-/// One guest process that runs in slices. See the module docs.
+/// One guest thread that runs in slices. See the module docs.
 ///
-/// The value is one pointer wide; the process lives behind it.
+/// The value is one pointer wide; the thread lives behind it.
 pub struct Coroutine {
     inner: Box<Inner>,
 }
@@ -191,37 +344,20 @@ impl std::fmt::Debug for Coroutine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coroutine")
             .field("id", &self.inner.id)
-            .field("pid", &self.inner.pid)
+            .field("pid", &self.inner.group.pid)
+            .field("main", &self.is_main())
             .field("loaded", &self.is_loaded())
-            .field("exit", &self.inner.exit)
-            .field("instructions", &self.inner.instructions)
-            .field("slices", &self.inner.slices)
+            .field("exit", &self.inner.group.exit.get())
             .finish_non_exhaustive()
     }
 }
 
 impl Coroutine {
-    fn from_inner(
-        body: Body,
-        pid: Option<i32>,
-        engine: Option<Box<dyn Executor>>,
-        factory: Option<EngineFactory>,
-    ) -> Self {
+    fn main_thread(body: Body, pid: Option<i32>, factory: Option<EngineFactory>) -> Self {
         let id = CoroutineId::fresh();
+        let group = ThreadGroup::new(id, pid.unwrap_or_else(|| id.guest_pid()), factory);
         Coroutine {
-            inner: Box::new(Inner {
-                id,
-                pid: pid.unwrap_or_else(|| id.guest_pid()),
-                body,
-                engine,
-                factory,
-                final_stats: None,
-                exit: None,
-                instructions: 0,
-                slices: 0,
-                run_time: Duration::ZERO,
-                link: None,
-            }),
+            inner: Box::new(Inner { id, body, group, blocked: None, done: false, last_retired: 0, link: None }),
         }
     }
 
@@ -229,27 +365,30 @@ impl Coroutine {
     /// interpreter. Nothing is allocated for the guest until it first runs (or
     /// [`Coroutine::load`] is called).
     pub fn new(program: Arc<Program>, config: Arc<ProcessConfig>) -> Coroutine {
-        Self::from_inner(Body::Unloaded { program, config }, None, None, None)
+        Self::main_thread(Body::Unloaded { program, config }, None, None)
     }
 
     /// Like [`Coroutine::new`], on the given engine (a fresh one: an engine instance serves
-    /// one process).
+    /// one process). Threads the guest creates get interpreters when they run at the same
+    /// time; use [`Coroutine::with_engine_factory`] to choose their engine too.
     pub fn with_engine(
         program: Arc<Program>,
         config: Arc<ProcessConfig>,
         engine: Box<dyn Executor>,
     ) -> Coroutine {
-        Self::from_inner(Body::Unloaded { program, config }, None, Some(engine), None)
+        let c = Self::main_thread(Body::Unloaded { program, config }, None, None);
+        lock(&c.inner.group.engines).push(engine);
+        c
     }
 
-    /// Like [`Coroutine::new`], with an engine made by `factory` when the process is built
-    /// (so that an idle, unloaded coroutine holds no engine either).
+    /// Like [`Coroutine::new`], with engines made by `factory` when the process's threads
+    /// need them (so that an idle, unloaded coroutine holds no engine either).
     pub fn with_engine_factory(
         program: Arc<Program>,
         config: Arc<ProcessConfig>,
         factory: EngineFactory,
     ) -> Coroutine {
-        Self::from_inner(Body::Unloaded { program, config }, None, None, Some(factory))
+        Self::main_thread(Body::Unloaded { program, config }, None, Some(factory))
     }
 
     /// A coroutine around a process that is already built (for example with
@@ -260,85 +399,104 @@ impl Coroutine {
         engine: Box<dyn Executor>,
     ) -> Coroutine {
         let pid = process.pid;
-        Self::from_inner(Body::Loaded { process, thread }, Some(pid), Some(engine), None)
+        let c = Self::main_thread(Body::Loaded { thread }, Some(pid), None);
+        let g = &c.inner.group;
+        let _ = g.process.set(Arc::new(process));
+        g.live_threads.store(1, Ordering::Relaxed);
+        lock(&g.engines).push(engine);
+        c
     }
 
-    /// Its id.
+    /// Its id (for the main thread, the process's id at the scheduler).
     pub fn id(&self) -> CoroutineId {
         self.inner.id
     }
 
-    /// The process id its guest sees.
-    pub fn pid(&self) -> i32 {
-        self.inner.pid
+    /// The id of its process's main thread.
+    pub fn process_id(&self) -> CoroutineId {
+        self.inner.group.main
     }
 
-    /// Whether its process is built and not yet released.
+    /// Whether it is its process's main thread.
+    pub fn is_main(&self) -> bool {
+        self.inner.id == self.inner.group.main
+    }
+
+    /// The process id its guest sees.
+    pub fn pid(&self) -> i32 {
+        self.inner.group.pid
+    }
+
+    /// Whether its process is built and this thread has not ended.
     pub fn is_loaded(&self) -> bool {
         matches!(self.inner.body, Body::Loaded { .. })
     }
 
-    /// How it ended, once it has.
+    /// How its process ended, once it has.
     pub fn exit(&self) -> Option<&CoroutineExit> {
-        self.inner.exit.as_ref()
+        self.inner.group.exit.get()
     }
 
-    /// Whether it has ended.
+    /// Whether this thread has ended (its process may go on).
     pub fn is_finished(&self) -> bool {
-        self.inner.exit.is_some()
+        self.inner.done || self.inner.group.exit.get().is_some()
     }
 
-    /// Guest instructions retired so far.
+    /// Guest instructions its process retired so far (all threads).
     pub fn instructions(&self) -> u64 {
-        self.inner.instructions
+        self.inner.group.instructions.load(Ordering::Relaxed)
     }
 
-    /// Slices run so far.
+    /// Slices its process ran so far (all threads).
     pub fn slices(&self) -> u64 {
-        self.inner.slices
+        self.inner.group.slices.load(Ordering::Relaxed)
     }
 
-    /// Host time spent in its slices so far.
+    /// Host time spent in its process's slices so far.
     pub fn run_time(&self) -> Duration {
-        self.inner.run_time
+        Duration::from_nanos(self.inner.group.run_nanos.load(Ordering::Relaxed))
     }
 
-    /// Its guest thread's state (registers, pc), while the process is built.
+    /// Stops the process once its threads have retired `limit` instructions in total (it
+    /// then ends with [`CoroutineExit::InstructionLimit`]); `None` removes the limit. Slices
+    /// are cut short so the limit is exact.
+    pub fn set_instruction_limit(&self, limit: Option<u64>) {
+        self.inner.group.limit.store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Its guest thread's state (registers, pc), while loaded.
     pub fn thread(&self) -> Option<&GuestThread> {
         match &self.inner.body {
-            Body::Loaded { thread, .. } => Some(thread),
+            Body::Loaded { thread } => Some(thread),
             _ => None,
         }
     }
 
-    /// Its process, while built.
+    /// Its process, while this thread is loaded.
     pub fn process(&self) -> Option<&Process> {
         match &self.inner.body {
-            Body::Loaded { process, .. } => Some(process),
+            Body::Loaded { .. } => self.inner.group.process.get().map(|p| &**p),
             _ => None,
         }
     }
 
-    /// The counters of its engine (kept after the coroutine finished).
+    /// The counters of its process's engines (kept after the process finished).
     pub fn engine_stats(&self) -> ExecutionStats {
-        match (&self.inner.engine, &self.inner.final_stats) {
-            (Some(e), _) => e.stats(),
-            (None, Some(s)) => s.clone(),
-            (None, None) => ExecutionStats::default(),
-        }
+        self.inner.group.stats()
     }
 
-    /// The result, once finished.
+    /// The process's result, once it has ended.
     pub fn result(&self) -> Option<CoroutineResult> {
-        let exit = self.inner.exit.clone()?;
-        Some(CoroutineResult {
-            id: self.inner.id,
-            pid: self.inner.pid,
-            exit,
-            instructions: self.inner.instructions,
-            slices: self.inner.slices,
-            run_time: self.inner.run_time,
-        })
+        self.inner.group.result()
+    }
+
+    /// Instructions retired by this thread's last slice.
+    pub fn last_retired(&self) -> u64 {
+        self.inner.last_retired
+    }
+
+    pub(crate) fn group(&self) -> &Arc<ThreadGroup> {
+        &self.inner.group
     }
 
     /// Builds the process now if it is not built yet. On failure the coroutine is finished
@@ -349,84 +507,154 @@ impl Coroutine {
             return Ok(());
         };
         let t0 = Instant::now();
-        let loaded = loader::load(program.clone(), config.clone(), inner.pid);
-        inner.run_time += t0.elapsed();
+        let loaded = loader::load(program.clone(), config.clone(), inner.group.pid);
+        inner.group.run_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match loaded {
             Ok((process, thread)) => {
-                inner.body = Body::Loaded { process, thread };
-                if inner.engine.is_none() {
-                    inner.engine = Some(match inner.factory.take() {
-                        Some(make) => make(),
-                        None => Box::new(Interpreter::new()),
-                    });
-                }
+                process.set_scheduled(inner.link.is_some());
+                let _ = inner.group.process.set(Arc::new(process));
+                inner.group.live_threads.fetch_add(1, Ordering::Relaxed);
+                inner.body = Body::Loaded { thread };
                 Ok(())
             }
             Err(e) => {
                 tracing::debug!(id = %inner.id, error = %e, "coroutine failed to load");
-                self.finish(CoroutineExit::LoadFailed(e.to_string()));
+                inner.group.end(CoroutineExit::LoadFailed(e.to_string()));
+                self.release();
                 Err(e)
             }
         }
     }
 
-    /// Runs at most `fuel` guest instructions. Returns the exit once the coroutine has ended
-    /// (at once if it already had), `None` if it can run again.
-    pub fn run_slice(&mut self, fuel: u64) -> Option<CoroutineExit> {
-        if let Some(exit) = &self.inner.exit {
-            return Some(exit.clone());
+    /// Runs at most `fuel` guest instructions of this thread and says how the slice ended.
+    pub fn run_slice(&mut self, fuel: u64) -> SliceEnd {
+        self.inner.last_retired = 0;
+        if let Some(exit) = self.inner.group.exit.get() {
+            let exit = exit.clone();
+            self.release();
+            return SliceEnd::Finished(exit);
+        }
+        if self.inner.done {
+            return SliceEnd::ThreadExited;
         }
         if self.load().is_err() {
-            return self.inner.exit.clone();
+            return SliceEnd::Finished(self.exit().cloned().unwrap_or(CoroutineExit::Killed));
         }
         let inner = &mut *self.inner;
-        let (Body::Loaded { process, thread }, Some(engine)) = (&mut inner.body, &mut inner.engine)
+        let group = inner.group.clone();
+        let (Body::Loaded { thread }, Some(process)) = (&mut inner.body, group.process.get())
         else {
-            // `load` succeeded, so the body is built and an engine is present.
-            return None;
+            // `load` succeeded, so the body is built and the process set.
+            return SliceEnd::Preempted;
         };
+        if let Some(w) = inner.blocked.take() {
+            if w.end() == Some(WaitEnd::Cancelled) || w.is_waiting() {
+                // Woken only to go away (the process is ending or the thread was abandoned).
+                let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+                self.release();
+                return SliceEnd::Finished(exit);
+            }
+            w.complete(thread);
+        }
+        let limit = group.limit.load(Ordering::Relaxed);
+        let used = group.instructions.load(Ordering::Relaxed);
+        if used >= limit {
+            group.end(CoroutineExit::InstructionLimit(limit));
+            let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+            self.release();
+            return SliceEnd::Finished(exit);
+        }
+        let fuel = fuel.min(limit - used);
+        let mut engine = group.take_engine();
         let t0 = Instant::now();
         let r = engine.run(thread, process, fuel);
-        inner.run_time += t0.elapsed();
-        inner.instructions += r.retired;
-        inner.slices += 1;
-        let exit = match r.stop {
-            StopReason::FuelExhausted => return None,
-            // The only thread exiting ends the process.
-            StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => {
+        group.run_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        group.instructions.fetch_add(r.retired, Ordering::Relaxed);
+        inner.last_retired = r.retired;
+        group.slices.fetch_add(1, Ordering::Relaxed);
+        group.put_engine(engine);
+        let ended = match r.stop {
+            StopReason::FuelExhausted => return SliceEnd::Preempted,
+            StopReason::Yielded => return SliceEnd::Yielded,
+            StopReason::Blocked(w) => {
+                inner.blocked = Some(w.clone());
+                return SliceEnd::Blocked(w);
+            }
+            StopReason::Spawned(t) => {
+                group.live_threads.fetch_add(1, Ordering::Relaxed);
+                let child = Coroutine {
+                    inner: Box::new(Inner {
+                        id: CoroutineId::fresh(),
+                        body: Body::Loaded { thread: *t },
+                        group: group.clone(),
+                        blocked: None,
+                        done: false,
+                        last_retired: 0,
+                        link: None,
+                    }),
+                };
+                return SliceEnd::Spawned(child);
+            }
+            StopReason::ThreadExit(code) => {
+                inner.done = true;
+                inner.body = Body::Released;
+                if group.live_threads.fetch_sub(1, Ordering::AcqRel) != 1 {
+                    return SliceEnd::ThreadExited;
+                }
+                // The last thread's exit ends the process with its status.
                 CoroutineExit::Exited(code)
             }
+            StopReason::ProcessExit(code) => CoroutineExit::Exited(code),
             StopReason::Signal(s) => CoroutineExit::Signaled(s),
         };
-        self.finish(exit.clone());
-        Some(exit)
+        group.end(ended);
+        let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+        self.release();
+        SliceEnd::Finished(exit)
     }
 
-    /// Runs slices of `slice` instructions until the coroutine ends.
+    /// Runs slices of `slice` instructions until the process ends, on the calling thread. A
+    /// process run this way is not scheduled, so it has one thread and never yields to
+    /// anyone, blocks on a waiter or spawns.
     pub fn run_to_end(&mut self, slice: u64) -> CoroutineExit {
         let slice = slice.max(1);
         loop {
-            if let Some(exit) = self.run_slice(slice) {
-                return exit;
+            match self.run_slice(slice) {
+                SliceEnd::Preempted | SliceEnd::Yielded => {}
+                SliceEnd::Blocked(w) => w.wait_blocking(),
+                SliceEnd::Spawned(child) => {
+                    tracing::error!(thread = %child.id(), "thread spawned outside a scheduler");
+                }
+                SliceEnd::ThreadExited => {
+                    return self.exit().cloned().unwrap_or(CoroutineExit::Killed);
+                }
+                SliceEnd::Finished(exit) => return exit,
             }
         }
     }
 
-    /// Ends the coroutine now with [`CoroutineExit::Killed`] (a no-op if it already ended).
+    /// Ends the process now with [`CoroutineExit::Killed`] (a no-op if it already ended) and
+    /// releases this thread.
     pub fn kill(&mut self) {
         self.finish(CoroutineExit::Killed);
     }
 
-    /// Records the exit (unless one is recorded) and releases the process and the engine.
+    /// Ends the process with `exit` (unless it already ended) and releases this thread.
     pub(crate) fn finish(&mut self, exit: CoroutineExit) {
+        self.inner.group.end(exit);
+        self.release();
+    }
+
+    /// Drops this thread's state (the process goes when its last thread lets go of it).
+    fn release(&mut self) {
         let inner = &mut *self.inner;
-        if inner.exit.is_none() {
-            inner.exit = Some(exit);
+        if matches!(inner.body, Body::Loaded { .. }) && !inner.done {
+            inner.done = true;
+            inner.group.live_threads.fetch_sub(1, Ordering::AcqRel);
         }
+        inner.done = true;
         inner.body = Body::Released;
-        if let Some(engine) = inner.engine.take() {
-            inner.final_stats = Some(engine.stats());
-        }
+        inner.blocked = None;
     }
 
     pub(crate) fn link(&self) -> Option<&Link> {
@@ -443,11 +671,15 @@ impl Coroutine {
 }
 
 impl Drop for Coroutine {
-    /// A coroutine dropped while admitted to a scheduler (taken with `next_coroutine` and never
-    /// handed back) is reported to it as killed, so that nobody waits for it forever.
+    /// A main coroutine dropped while admitted to a scheduler (taken with `next_coroutine`
+    /// and never handed back) is reported to it as killed, so that nobody waits for it
+    /// forever. Any thread dropped while its process lives ends the process the same way: a
+    /// process cannot go on with a thread missing.
     fn drop(&mut self) {
         if let Some(link) = self.inner.link.take() {
-            self.kill();
+            if !self.inner.done && self.inner.group.exit.get().is_none() {
+                self.kill();
+            }
             if let Some(result) = self.result() {
                 link.abandoned(result);
             }
@@ -481,7 +713,7 @@ mod tests {
     fn slices_resume_where_they_stopped_and_the_process_is_released_at_the_end() {
         let mut c = Coroutine::new(counting(10), small());
         assert!(!c.is_loaded() && c.thread().is_none());
-        assert_eq!(c.run_slice(4), None);
+        assert!(matches!(c.run_slice(4), SliceEnd::Preempted));
         assert!(c.is_loaded());
         assert_eq!((c.instructions(), c.slices()), (4, 1));
         assert_eq!(c.thread().map(|t| t.cpu.x[10]), Some(3));
@@ -489,7 +721,10 @@ mod tests {
         assert_eq!(c.instructions(), 13);
         assert!(!c.is_loaded() && c.process().is_none());
         assert_eq!(c.engine_stats().instructions, 13);
-        assert_eq!(c.run_slice(100), Some(CoroutineExit::Exited(10)), "finished stays finished");
+        assert!(
+            matches!(c.run_slice(100), SliceEnd::Finished(CoroutineExit::Exited(10))),
+            "finished stays finished"
+        );
         let r = c.result().unwrap();
         assert_eq!((r.id, r.instructions, r.slices), (c.id(), 13, 3));
         assert!(r.pid >= 1000);
@@ -501,7 +736,7 @@ mod tests {
         c.run_slice(10);
         c.kill();
         assert_eq!(c.exit(), Some(&CoroutineExit::Killed));
-        assert_eq!(c.run_slice(10), Some(CoroutineExit::Killed));
+        assert!(matches!(c.run_slice(10), SliceEnd::Finished(CoroutineExit::Killed)));
         assert_eq!(c.instructions(), 10);
 
         let tiny = Arc::new(ProcessConfig { memory_size: 4096, ..Default::default() });
@@ -509,6 +744,15 @@ mod tests {
         assert!(c.load().is_err());
         assert!(matches!(c.exit(), Some(CoroutineExit::LoadFailed(_))));
         assert!(c.load().is_ok(), "nothing left to load");
+    }
+
+    #[test]
+    fn the_instruction_limit_is_exact() {
+        let mut c = Coroutine::new(counting(1000), small());
+        c.set_instruction_limit(Some(25));
+        assert_eq!(c.run_to_end(10), CoroutineExit::InstructionLimit(25));
+        assert_eq!(c.instructions(), 25);
+        assert_eq!(CoroutineExit::InstructionLimit(25).shell_status(), 152);
     }
 
     #[test]

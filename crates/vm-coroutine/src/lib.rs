@@ -1,17 +1,18 @@
 //! The coroutine scheduler of vm-executors: guest processes as coroutines, multiplexed M:N
 //! onto vCPU threads in the GMP style of Go's runtime and tokio's multi-threaded scheduler.
 //!
-//! - [`Coroutine`] ([`coroutine`] module): one guest process with its single thread and its
-//!   engine, run in slices of fuel (guest instructions) and suspended between slices.
+//! - [`Coroutine`] ([`coroutine`] module): one guest thread, run in slices of fuel (guest
+//!   instructions) and suspended between slices; the threads of a guest process share its
+//!   address space, files and a pool of engines.
 //! - [`Scheduler`] ([`scheduler`] module): N [`VCPU`]s, each with a local run queue and a
 //!   next-to-run slot, one global queue, stealing half of a random victim's queue, the global
 //!   queue looked at first every 61st pick, preemption by instruction budget, and idle vCPUs
 //!   parked until work arrives (the `park` module documents the wake-up protocol).
 //! - [`batch`]: K instances of one program on N vCPUs, with a throughput summary.
 //!
-//! What is not here yet: several guest threads of one process (they need guest memory
-//! shared across vCPUs, a redesign of the core planned for later), and coroutines that block
-//! in a system call without holding their vCPU.
+//! Guest threads that block (futex waits, sleeps) are parked without holding a vCPU; a timer
+//! thread ends waits at their deadline. Not here yet: a read of an inherited host stdin still
+//! blocks its vCPU.
 //!
 //! The parking protocol has loom model tests, kept out of the normal test run:
 //!
@@ -28,10 +29,12 @@ pub mod coroutine;
 mod park;
 pub mod scheduler;
 mod sync;
+mod timer;
 
 pub use batch::{run_batch, run_sequential, BatchConfig, BatchSummary, InstanceResult, OutputMode};
 pub use coroutine::{
     Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory,
+    SliceEnd,
 };
 pub use scheduler::{
     Scheduler, SchedulerConfig, SchedulerError, SchedulerStats, SliceOutcome, SubmitError,

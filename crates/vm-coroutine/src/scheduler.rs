@@ -1,4 +1,5 @@
-//! The M:N scheduler: coroutines (guest processes) on N vCPU threads, GMP style.
+//! The M:N scheduler: coroutines (guest threads, grouped in guest processes) on N vCPU
+//! threads, GMP style.
 //!
 //! # Queues
 //! Every [`VCPU`] has a local FIFO run queue (a `crossbeam_deque::Worker`) and a next-to-run
@@ -19,6 +20,16 @@
 //! never to the next-to-run slot, so a guest that never makes a system call shares its vCPU
 //! with every other coroutine queued there, and idle vCPUs steal from that queue.
 //!
+//! # Blocking, yielding and new threads
+//! A guest thread that blocks in a system call (futex wait, sleep) is parked: the vCPU puts
+//! it on the call's [`Waiter`] and moves on; a deadline goes to the timer thread (the `timer`
+//! module). Whoever ends the wait (a futex wake on any vCPU, the timer, process exit) hands the
+//! thread back: into the local queue of the vCPU that woke it, or into the global queue when
+//! that is not a vCPU of this scheduler, and a parked vCPU is woken. A thread that calls
+//! `sched_yield` goes to the back of its vCPU's local queue. A thread created by `clone` goes
+//! into the local queue of the vCPU that ran `clone` (idle vCPUs may steal it), and its parent
+//! goes on with the rest of its slice.
+//!
 //! # Idle vCPUs
 //! A vCPU thread that finds nothing retries a bounded number of times (`spin_rounds`, each a
 //! `yield_now`) and then parks in the parking lot (see the `park` module docs for the
@@ -36,12 +47,17 @@
 //!   consuming call) takes it. A taken coroutine that is dropped counts as killed.
 //! - Kill requests are checked whenever a coroutine is taken from a queue and after every
 //!   slice, so a killed coroutine runs at most the rest of its current slice.
-//! - Guest threads are not scheduled separately: a coroutine is a single-threaded process (see
-//!   the `coroutine` module). A system call that blocks on the host (`nanosleep`, a read of an
-//!   inherited stdin) holds its vCPU; there is no parked or blocked coroutine state yet.
+//! - Results, kills and the `live`/`spawned`/`exited` counts are per process (keyed by the
+//!   main thread's id); all threads of a process share one kill flag, and a kill also cancels
+//!   the waits of its parked threads so they come back and finish.
+//! - A read of an inherited host stdin still blocks its vCPU (it is not parked).
 
-use crate::coroutine::{Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState};
+use crate::coroutine::{
+    Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, SliceEnd, ThreadGroup,
+};
 use crate::park::{ParkingLot, Wake};
+use crate::timer::Timer;
+use std::cell::Cell;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -52,6 +68,7 @@ use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::Executor;
+use vm_exec_core::futex::Waiter;
 use vm_exec_core::process::{Process, ProcessConfig};
 
 /// Default fuel of one slice, in guest instructions.
@@ -128,7 +145,13 @@ impl SubmitError {
 pub enum SliceOutcome {
     /// The slice was spent; the coroutine is back in the vCPU's local queue.
     Preempted(CoroutineId),
-    /// The coroutine ended.
+    /// The guest thread called `sched_yield`; it is at the back of the vCPU's local queue.
+    Yielded(CoroutineId),
+    /// The guest thread blocked in a system call; it is parked until the wait ends.
+    Blocked(CoroutineId),
+    /// The guest thread ended; its process goes on.
+    ThreadExited(CoroutineId),
+    /// The process ended (the result is under its main thread's id).
     Finished(CoroutineResult),
 }
 
@@ -189,6 +212,10 @@ pub struct VCPUStats {
     pub finished: u64,
     /// Times its thread parked.
     pub parks: u64,
+    /// Guest `sched_yield` calls in its slices.
+    pub yields: u64,
+    /// Guest threads that blocked (were parked on a wait) in its slices.
+    pub blocks: u64,
     /// Time its thread spent parked.
     pub idle_time: Duration,
     /// Coroutines waiting in its local queue and next-to-run slot.
@@ -200,14 +227,24 @@ pub struct VCPUStats {
 pub struct SchedulerStats {
     /// Per vCPU.
     pub vcpus: Vec<VCPUStats>,
-    /// Coroutines admitted.
+    /// Processes admitted (main coroutines).
     pub spawned: u64,
-    /// Coroutines that ended (killed ones included).
+    /// Processes that ended (killed ones included).
     pub exited: u64,
-    /// Coroutines that ended by being killed.
+    /// Processes that ended by being killed.
     pub killed: u64,
-    /// Coroutines admitted and not ended.
+    /// Processes admitted and not ended.
     pub live: usize,
+    /// Guest threads created by `clone` (besides each process's main thread).
+    pub threads_created: u64,
+    /// Guest threads parked in a blocking system call right now.
+    pub parked: u64,
+    /// Waits ended by the timer (sleeps, futex timeouts).
+    pub timeouts: u64,
+    /// Sum of the vCPUs' guest `sched_yield` calls.
+    pub yields: u64,
+    /// Sum of the vCPUs' blocked guest threads.
+    pub blocks: u64,
     /// Sum of the vCPUs' context switches.
     pub context_switches: u64,
     /// Sum of the vCPUs' slices.
@@ -223,14 +260,17 @@ pub struct SchedulerStats {
     pub load_imbalance: f64,
 }
 
-/// Per-coroutine flags shared between the coroutine and its scheduler.
+/// Per-process flags shared between the process's coroutines and their scheduler.
 struct Control {
     kill: AtomicBool,
-    /// 0: ready; `1 + i`: running on vCPU `i`.
+    /// 0: ready; `1 + i`: running on vCPU `i` (the last of its threads to start a slice).
     state: AtomicUsize,
+    /// The process's threads, to cancel their waits on a kill.
+    group: Weak<ThreadGroup>,
 }
 
-/// A coroutine's admission to a scheduler.
+/// A coroutine's admission to a scheduler (shared by all threads of a process).
+#[derive(Clone)]
 pub(crate) struct Link {
     shared: Weak<Shared>,
     control: Arc<Control>,
@@ -275,6 +315,8 @@ struct Counters {
     finished: AtomicU64,
     parks: AtomicU64,
     idle_nanos: AtomicU64,
+    yields: AtomicU64,
+    blocks: AtomicU64,
 }
 
 /// A virtual CPU: a local run queue, a next-to-run slot and counters. A scheduler thread
@@ -357,6 +399,8 @@ impl VCPU {
             context_switches: c.context_switches.load(Ordering::Relaxed),
             finished: c.finished.load(Ordering::Relaxed),
             parks: c.parks.load(Ordering::Relaxed),
+            yields: c.yields.load(Ordering::Relaxed),
+            blocks: c.blocks.load(Ordering::Relaxed),
             idle_time: Duration::from_nanos(c.idle_nanos.load(Ordering::Relaxed)),
             queue_length: self.queue_length(),
         }
@@ -373,8 +417,18 @@ struct Shared {
     spawned: AtomicU64,
     exited: AtomicU64,
     killed: AtomicU64,
+    threads_created: AtomicU64,
+    /// Guest threads parked on a waiter right now.
+    parked: AtomicU64,
+    timer: Arc<Timer>,
     /// Tells vCPU threads to leave.
     stopping: AtomicBool,
+}
+
+thread_local! {
+    /// The scheduler (its `Shared`'s address) and vCPU whose slice this host thread runs, if
+    /// any: a guest thread woken from inside a slice goes to that vCPU's local queue.
+    static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// A coroutine after admission.
@@ -419,38 +473,44 @@ impl Shared {
                 Err(())
             };
         }
-        let control =
-            Arc::new(Control { kill: AtomicBool::new(false), state: AtomicUsize::new(0) });
-        self.registry().live.insert(c.id(), control.clone());
+        let control = Arc::new(Control {
+            kill: AtomicBool::new(false),
+            state: AtomicUsize::new(0),
+            group: Arc::downgrade(c.group()),
+        });
+        self.registry().live.insert(c.process_id(), control.clone());
         self.spawned.fetch_add(1, Ordering::Relaxed);
         c.set_link(Link { shared: Arc::downgrade(self), control });
         Ok(())
     }
 
-    /// Records the result of an admitted coroutine that ended.
+    /// Records a process's result; only the first report of a process counts.
     fn record(&self, result: CoroutineResult) {
+        let mut reg = self.registry();
+        if reg.live.remove(&result.id).is_none() {
+            return;
+        }
         self.exited.fetch_add(1, Ordering::Relaxed);
         if result.exit == CoroutineExit::Killed {
             self.killed.fetch_add(1, Ordering::Relaxed);
         }
-        let mut reg = self.registry();
-        reg.live.remove(&result.id);
         reg.results.insert(result.id, result);
         drop(reg);
         self.finished.notify_all();
     }
 
-    /// Ends `c` (as killed if it has not ended) and records it.
+    /// Ends `c`'s process (as killed if it has not ended), drops `c` and records the result.
     fn complete(&self, vcpu: Option<usize>, mut c: Coroutine) -> CoroutineResult {
-        c.kill(); // no-op if it ended by itself
+        c.kill(); // no-op if its process ended by itself
         let link = c.take_link();
         let result = c.result().unwrap_or_else(|| CoroutineResult {
-            id: c.id(),
+            id: c.process_id(),
             pid: c.pid(),
             exit: CoroutineExit::Killed,
             instructions: c.instructions(),
             slices: c.slices(),
             run_time: c.run_time(),
+            engine: c.engine_stats(),
         });
         drop(c);
         if let Some(v) = vcpu.and_then(|v| self.vcpus.get(v)) {
@@ -460,6 +520,59 @@ impl Shared {
             self.record(result.clone());
         }
         result
+    }
+
+    /// Drops a guest thread that ended while its process goes on.
+    fn retire_thread(&self, vcpu: usize, mut c: Coroutine) {
+        c.take_link();
+        drop(c);
+        if let Some(v) = self.vcpus.get(vcpu) {
+            v.counters.finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Puts a guest thread created on vCPU `i` into its local queue.
+    fn adopt(&self, i: usize, parent: &Coroutine, mut child: Coroutine) {
+        self.threads_created.fetch_add(1, Ordering::Relaxed);
+        match parent.link() {
+            Some(link) => child.set_link(link.clone()),
+            None => {
+                // Only admitted coroutines run here; an unlinked child could not be tracked,
+                // so it is dropped (which kills its process).
+                tracing::error!("thread {} spawned by an unadmitted coroutine", child.id());
+                return;
+            }
+        }
+        self.vcpus[i].lock().worker.push(child);
+        self.lot.notify_one();
+    }
+
+    /// Parks a blocked guest thread on its waiter; it comes back through [`Shared::wake`].
+    fn park_thread(self: &Arc<Self>, c: Coroutine, w: Arc<Waiter>) {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        if let Some(at) = w.deadline() {
+            self.timer.arm(at, w.clone());
+        }
+        let shared = Arc::downgrade(self);
+        w.on_ready(Box::new(move || {
+            // Without a scheduler to go back to (it was shut down), the coroutine is dropped,
+            // which kills its process.
+            if let Some(s) = shared.upgrade() {
+                s.parked.fetch_sub(1, Ordering::Relaxed);
+                s.wake(c);
+            }
+        }));
+    }
+
+    /// Makes a woken guest thread runnable: into the local queue of the vCPU this host thread
+    /// runs a slice for, else into the global queue.
+    fn wake(&self, c: Coroutine) {
+        let (sched, vcpu) = CURRENT.with(Cell::get);
+        match self.vcpus.get(vcpu).filter(|_| sched == self as *const Shared as usize) {
+            Some(v) => v.lock().worker.push(c),
+            None => self.injector.push(c),
+        }
+        self.lot.notify_one();
     }
 
     fn has_work(&self, vcpu: usize) -> bool {
@@ -545,7 +658,7 @@ impl Shared {
         }
     }
 
-    fn run_slice(&self, i: usize, mut c: Coroutine) -> SliceOutcome {
+    fn run_slice(self: &Arc<Self>, i: usize, mut c: Coroutine) -> SliceOutcome {
         let v = &self.vcpus[i];
         let control = c.link().map(|l| l.control.clone());
         if control.as_ref().is_some_and(|c| c.kill.load(Ordering::Acquire)) {
@@ -558,28 +671,62 @@ impl Shared {
         if v.last_run.swap(id.0, Ordering::Relaxed) != id.0 {
             v.counters.context_switches.fetch_add(1, Ordering::Relaxed);
         }
-        let before = c.instructions();
         let prev = v.set_state(VCPUState::Running);
-        let fuel = self.config.time_slice.max(1);
-        let exit = match std::panic::catch_unwind(AssertUnwindSafe(|| c.run_slice(fuel))) {
-            Ok(exit) => exit,
-            Err(payload) => {
-                let msg = panic_message(&*payload);
-                tracing::error!(coroutine = %id, vcpu = i, "engine panicked: {msg}");
-                c.finish(CoroutineExit::EnginePanicked(msg));
-                c.exit().cloned()
+        let outer = CURRENT.with(|cur| cur.replace((Arc::as_ptr(self) as usize, i)));
+        let mut left = self.config.time_slice.max(1);
+        let mut retired = 0;
+        let end = loop {
+            let end = match std::panic::catch_unwind(AssertUnwindSafe(|| c.run_slice(left))) {
+                Ok(end) => end,
+                Err(payload) => {
+                    let msg = panic_message(&*payload);
+                    tracing::error!(coroutine = %id, vcpu = i, "engine panicked: {msg}");
+                    c.finish(CoroutineExit::EnginePanicked(msg.clone()));
+                    SliceEnd::Finished(CoroutineExit::EnginePanicked(msg))
+                }
+            };
+            let done = c.last_retired();
+            retired += done;
+            left = left.saturating_sub(done);
+            match end {
+                // The parent goes on with the rest of its slice.
+                SliceEnd::Spawned(child) => {
+                    self.adopt(i, &c, child);
+                    if left == 0 {
+                        break SliceEnd::Preempted;
+                    }
+                }
+                other => break other,
             }
         };
+        CURRENT.with(|cur| cur.set(outer));
         v.set_state(prev);
         v.counters.slices.fetch_add(1, Ordering::Relaxed);
-        v.counters.instructions.fetch_add(c.instructions() - before, Ordering::Relaxed);
+        v.counters.instructions.fetch_add(retired, Ordering::Relaxed);
         if let Some(ctl) = &control {
             ctl.state.store(0, Ordering::Relaxed);
         }
         let killed = control.as_ref().is_some_and(|c| c.kill.load(Ordering::Acquire));
-        if exit.is_some() || killed {
+        if killed {
             return SliceOutcome::Finished(self.complete(Some(i), c));
         }
+        let yielded = match end {
+            SliceEnd::Finished(_) => return SliceOutcome::Finished(self.complete(Some(i), c)),
+            SliceEnd::ThreadExited => {
+                self.retire_thread(i, c);
+                return SliceOutcome::ThreadExited(id);
+            }
+            SliceEnd::Blocked(w) => {
+                v.counters.blocks.fetch_add(1, Ordering::Relaxed);
+                self.park_thread(c, w);
+                return SliceOutcome::Blocked(id);
+            }
+            SliceEnd::Yielded => {
+                v.counters.yields.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            SliceEnd::Preempted | SliceEnd::Spawned(_) => false,
+        };
         let local = v.lock();
         local.worker.push(c);
         let waiting = local.worker.len();
@@ -590,11 +737,15 @@ impl Shared {
         if waiting > 1 || prev != VCPUState::Searching {
             self.lot.notify_one();
         }
-        SliceOutcome::Preempted(id)
+        if yielded {
+            SliceOutcome::Yielded(id)
+        } else {
+            SliceOutcome::Preempted(id)
+        }
     }
 
     /// The loop of vCPU thread `i`.
-    fn vcpu_main(&self, i: usize) {
+    fn vcpu_main(self: &Arc<Self>, i: usize) {
         let v = &self.vcpus[i];
         let _span = tracing::debug_span!("vcpu", id = i).entered();
         v.set_state(VCPUState::Searching);
@@ -689,6 +840,9 @@ impl Scheduler {
                 spawned: AtomicU64::new(0),
                 exited: AtomicU64::new(0),
                 killed: AtomicU64::new(0),
+                threads_created: AtomicU64::new(0),
+                parked: AtomicU64::new(0),
+                timer: Arc::new(Timer::default()),
                 stopping: AtomicBool::new(false),
                 config,
             }),
@@ -829,7 +983,12 @@ impl Scheduler {
         match reg.live.get(&id) {
             Some(ctl) => {
                 ctl.kill.store(true, Ordering::Release);
+                let group = ctl.group.upgrade();
                 drop(reg);
+                // Parked threads come back to see the kill.
+                if let Some(g) = group {
+                    g.cancel_waits();
+                }
                 // Idle vCPUs may be parked while the coroutine waits in a queue only a
                 // running vCPU looks at; waking one makes the kill prompt.
                 self.shared.lot.notify_one();
@@ -842,11 +1001,16 @@ impl Scheduler {
     /// Asks every live coroutine to end (see [`Scheduler::kill`]). Returns how many.
     pub fn kill_all(&self) -> usize {
         let reg = self.shared.registry();
+        let mut groups = Vec::new();
         for ctl in reg.live.values() {
             ctl.kill.store(true, Ordering::Release);
+            groups.extend(ctl.group.upgrade());
         }
         let n = reg.live.len();
         drop(reg);
+        for g in groups {
+            g.cancel_waits();
+        }
         self.shared.lot.notify_one();
         n
     }
@@ -950,6 +1114,7 @@ impl Scheduler {
 
     fn stop_threads(&self) {
         self.shared.stopping.store(true, Ordering::Release);
+        self.shared.timer.stop();
         self.shared.lot.shutdown();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for h in threads {
@@ -963,6 +1128,8 @@ impl Scheduler {
     /// queued, and returns every result not taken yet, in id order.
     pub fn shutdown(self) -> Vec<CoroutineResult> {
         self.stop_threads();
+        // Parked threads come back into the queues, to be completed below.
+        self.kill_all();
         let shared = &self.shared;
         for v in shared.vcpus.iter() {
             let mut queued = Vec::new();
@@ -1001,6 +1168,11 @@ impl Scheduler {
             exited: shared.exited.load(Ordering::Relaxed),
             killed: shared.killed.load(Ordering::Relaxed),
             live: self.live_coroutines(),
+            threads_created: shared.threads_created.load(Ordering::Relaxed),
+            parked: shared.parked.load(Ordering::Relaxed),
+            timeouts: shared.timer.fired.load(Ordering::Relaxed),
+            yields: vcpus.iter().map(|v| v.yields).sum(),
+            blocks: vcpus.iter().map(|v| v.blocks).sum(),
             context_switches: vcpus.iter().map(|v| v.context_switches).sum(),
             slices: vcpus.iter().map(|v| v.slices).sum(),
             steals: vcpus.iter().map(|v| v.steals).sum(),

@@ -2,14 +2,21 @@
 //!
 //! Invariants: the address must be naturally aligned (else SIGBUS, as Linux reports a
 //! misaligned atomic); an AMO needs write permission even though it also reads (it is a
-//! store); a failed access is SIGSEGV at the faulting address. The engines run one guest
-//! thread per address space at a time, so a plain read-modify-write is atomic for the guest;
-//! sharing an address space across host threads will need host atomics here.
+//! store); a failed access is SIGSEGV at the faulting address.
+//!
+//! Guest threads of one process run on several host threads at once, so every AMO is one host
+//! atomic read-modify-write on the guest's bytes (sequentially consistent, which covers every
+//! `aq`/`rl` combination). LR records the address and the value it loaded; SC is a host
+//! compare-and-swap against that value, so it fails if another thread changed the word in
+//! between (it can succeed after an A-B-A change, which RISC-V permits: an SC may also fail
+//! spuriously, and guest code retries on either).
 
 use crate::cpu::CpuState;
 use crate::exec::signal;
 use crate::inst::Op;
 use crate::memory::{AddressSpace, MemFault};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// A fatal signal raised by an atomic instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +34,7 @@ pub fn execute(
     addr: u64,
     src: u64,
     cpu: &mut CpuState,
-    mem: &mut AddressSpace,
+    mem: &AddressSpace,
 ) -> Result<u64, AtomicFault> {
     use Op::*;
     let Some(size) = op.atomic_width() else {
@@ -38,61 +45,83 @@ pub fn execute(
         return Err(AtomicFault { signo: signal::SIGBUS, addr });
     }
     let segv = |f: MemFault| AtomicFault { signo: signal::SIGSEGV, addr: f.addr };
-    let load = |mem: &AddressSpace| -> Result<u64, AtomicFault> {
-        if word {
-            mem.read_u32(addr).map(|v| v as i32 as i64 as u64).map_err(segv)
-        } else {
-            mem.read_u64(addr).map_err(segv)
-        }
-    };
+    let sext = |v: u32| v as i32 as i64 as u64;
     match op {
         LrW | LrD => {
-            let v = load(mem)?;
+            let v = if word {
+                mem.read_u32(addr).map(sext).map_err(segv)?
+            } else {
+                mem.read_u64(addr).map_err(segv)?
+            };
             cpu.reservation = Some(addr);
+            cpu.reservation_value = v;
             return Ok(v);
         }
         ScW | ScD => {
             if cpu.reservation.take() != Some(addr) {
                 return Ok(1);
             }
-            let r = if word { mem.write_u32(addr, src as u32) } else { mem.write_u64(addr, src) };
-            r.map_err(segv)?;
-            return Ok(0);
+            let expected = cpu.reservation_value;
+            let swapped = if word {
+                let Some(a) = mem.atomic_u32(addr).map_err(segv)? else {
+                    return Err(AtomicFault { signo: signal::SIGBUS, addr });
+                };
+                a.compare_exchange(expected as u32, src as u32, SeqCst, SeqCst).is_ok()
+            } else {
+                let Some(a) = mem.atomic_u64(addr).map_err(segv)? else {
+                    return Err(AtomicFault { signo: signal::SIGBUS, addr });
+                };
+                a.compare_exchange(expected, src, SeqCst, SeqCst).is_ok()
+            };
+            return Ok(u64::from(!swapped));
         }
         _ => {}
     }
-    mem.slice_mut(addr, size).map_err(segv)?;
-    let old = load(mem)?;
-    let new = if word {
-        let (a, b) = (old as u32, src as u32);
-        (match op {
-            AmoswapW => b,
-            AmoaddW => a.wrapping_add(b),
-            AmoxorW => a ^ b,
-            AmoandW => a & b,
-            AmoorW => a | b,
-            AmominW => (a as i32).min(b as i32) as u32,
-            AmomaxW => (a as i32).max(b as i32) as u32,
-            AmominuW => a.min(b),
-            _ => a.max(b),
-        }) as u64
+    let bus = AtomicFault { signo: signal::SIGBUS, addr };
+    if word {
+        let a = mem.atomic_u32(addr).map_err(segv)?.ok_or(bus)?;
+        let b = src as u32;
+        let old = match op {
+            AmoswapW => a.swap(b, SeqCst),
+            AmoaddW => a.fetch_add(b, SeqCst),
+            AmoxorW => a.fetch_xor(b, SeqCst),
+            AmoandW => a.fetch_and(b, SeqCst),
+            AmoorW => a.fetch_or(b, SeqCst),
+            AmominuW => a.fetch_min(b, SeqCst),
+            AmomaxuW => a.fetch_max(b, SeqCst),
+            AmominW => rmw32(a, |x| (x as i32).min(b as i32) as u32),
+            _ => rmw32(a, |x| (x as i32).max(b as i32) as u32),
+        };
+        Ok(sext(old))
     } else {
-        let (a, b) = (old, src);
-        match op {
-            AmoswapD => b,
-            AmoaddD => a.wrapping_add(b),
-            AmoxorD => a ^ b,
-            AmoandD => a & b,
-            AmoorD => a | b,
-            AmominD => (a as i64).min(b as i64) as u64,
-            AmomaxD => (a as i64).max(b as i64) as u64,
-            AmominuD => a.min(b),
-            _ => a.max(b),
-        }
-    };
-    let r = if word { mem.write_u32(addr, new as u32) } else { mem.write_u64(addr, new) };
-    r.map_err(segv)?;
-    Ok(old)
+        let a = mem.atomic_u64(addr).map_err(segv)?.ok_or(bus)?;
+        let b = src;
+        Ok(match op {
+            AmoswapD => a.swap(b, SeqCst),
+            AmoaddD => a.fetch_add(b, SeqCst),
+            AmoxorD => a.fetch_xor(b, SeqCst),
+            AmoandD => a.fetch_and(b, SeqCst),
+            AmoorD => a.fetch_or(b, SeqCst),
+            AmominuD => a.fetch_min(b, SeqCst),
+            AmomaxuD => a.fetch_max(b, SeqCst),
+            AmominD => rmw64(a, |x| (x as i64).min(b as i64) as u64),
+            _ => rmw64(a, |x| (x as i64).max(b as i64) as u64),
+        })
+    }
+}
+
+/// An atomic read-modify-write by compare-and-swap; returns the old value.
+fn rmw32(a: &AtomicU32, f: impl Fn(u32) -> u32) -> u32 {
+    match a.fetch_update(SeqCst, SeqCst, |x| Some(f(x))) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+/// 64-bit [`rmw32`].
+fn rmw64(a: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
+    match a.fetch_update(SeqCst, SeqCst, |x| Some(f(x))) {
+        Ok(v) | Err(v) => v,
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +130,7 @@ mod tests {
     use crate::memory::{PERM_READ, PERM_WRITE};
 
     fn setup() -> (CpuState, AddressSpace) {
-        let mut m = AddressSpace::new(1 << 20).unwrap();
+        let m = AddressSpace::new(1 << 20).unwrap();
         m.map_fixed(0x1000, 0x1000, PERM_READ | PERM_WRITE).unwrap();
         m.map_fixed(0x2000, 0x1000, PERM_READ).unwrap();
         (CpuState::default(), m)
@@ -109,35 +138,68 @@ mod tests {
 
     #[test]
     fn amos_return_the_old_value_sign_extended_and_store_the_new() {
-        let (mut c, mut m) = setup();
+        let (mut c, m) = setup();
         m.write_u32(0x1000, 0xffff_fffe).unwrap();
-        assert_eq!(execute(Op::AmoaddW, 0x1000, 3, &mut c, &mut m), Ok(0xffff_ffff_ffff_fffe));
+        assert_eq!(execute(Op::AmoaddW, 0x1000, 3, &mut c, &m), Ok(0xffff_ffff_ffff_fffe));
         assert_eq!(m.read_u32(0x1000).unwrap(), 1);
-        assert_eq!(execute(Op::AmominW, 0x1000, (-5i64) as u64, &mut c, &mut m), Ok(1));
+        assert_eq!(execute(Op::AmominW, 0x1000, (-5i64) as u64, &mut c, &m), Ok(1));
         assert_eq!(m.read_u32(0x1000).unwrap(), (-5i32) as u32);
-        assert_eq!(execute(Op::AmomaxuD, 0x1008, 7, &mut c, &mut m), Ok(0));
+        assert_eq!(execute(Op::AmomaxuD, 0x1008, 7, &mut c, &m), Ok(0));
         assert_eq!(m.read_u64(0x1008).unwrap(), 7);
     }
 
     #[test]
     fn sc_succeeds_only_on_the_reserved_address_once() {
-        let (mut c, mut m) = setup();
-        assert_eq!(execute(Op::LrD, 0x1010, 0, &mut c, &mut m), Ok(0));
-        assert_eq!(execute(Op::ScD, 0x1018, 9, &mut c, &mut m), Ok(1));
-        assert_eq!(execute(Op::LrD, 0x1010, 0, &mut c, &mut m), Ok(0));
-        assert_eq!(execute(Op::ScD, 0x1010, 9, &mut c, &mut m), Ok(0));
-        assert_eq!(execute(Op::ScD, 0x1010, 9, &mut c, &mut m), Ok(1));
+        let (mut c, m) = setup();
+        assert_eq!(execute(Op::LrD, 0x1010, 0, &mut c, &m), Ok(0));
+        assert_eq!(execute(Op::ScD, 0x1018, 9, &mut c, &m), Ok(1));
+        assert_eq!(execute(Op::LrD, 0x1010, 0, &mut c, &m), Ok(0));
+        assert_eq!(execute(Op::ScD, 0x1010, 9, &mut c, &m), Ok(0));
+        assert_eq!(execute(Op::ScD, 0x1010, 9, &mut c, &m), Ok(1));
         assert_eq!(m.read_u64(0x1010).unwrap(), 9);
+        // Another thread's store between LR and SC makes the SC fail.
+        assert_eq!(execute(Op::LrW, 0x1020, 0, &mut c, &m), Ok(0));
+        m.write_u32(0x1020, 5).unwrap();
+        assert_eq!(execute(Op::ScW, 0x1020, 7, &mut c, &m), Ok(1));
+        assert_eq!(m.read_u32(0x1020).unwrap(), 5);
+    }
+
+    #[test]
+    fn amos_from_many_host_threads_are_atomic() {
+        let m = std::sync::Arc::new(setup().1);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let mut c = CpuState::default();
+                    for _ in 0..10_000 {
+                        execute(Op::AmoaddW, 0x1000, 1, &mut c, &m).unwrap();
+                        // An LR/SC increment loop, as compilers emit for narrow atomics.
+                        loop {
+                            let v = execute(Op::LrD, 0x1008, 0, &mut c, &m).unwrap();
+                            if execute(Op::ScD, 0x1008, v + 1, &mut c, &m).unwrap() == 0 {
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(m.read_u32(0x1000).unwrap(), 40_000);
+        assert_eq!(m.read_u64(0x1008).unwrap(), 40_000);
     }
 
     #[test]
     fn misaligned_and_forbidden_accesses_are_signals() {
-        let (mut c, mut m) = setup();
+        let (mut c, m) = setup();
         let bus = AtomicFault { signo: signal::SIGBUS, addr: 0x1002 };
-        assert_eq!(execute(Op::AmoswapW, 0x1002, 0, &mut c, &mut m), Err(bus));
+        assert_eq!(execute(Op::AmoswapW, 0x1002, 0, &mut c, &m), Err(bus));
         let segv = AtomicFault { signo: signal::SIGSEGV, addr: 0x2000 };
-        assert_eq!(execute(Op::AmoaddD, 0x2000, 0, &mut c, &mut m), Err(segv), "read-only page");
-        assert_eq!(execute(Op::LrW, 0x2000, 0, &mut c, &mut m), Ok(0), "LR only reads");
-        assert_eq!(execute(Op::Add, 0x1000, 0, &mut c, &mut m).unwrap_err().signo, signal::SIGILL);
+        assert_eq!(execute(Op::AmoaddD, 0x2000, 0, &mut c, &m), Err(segv), "read-only page");
+        assert_eq!(execute(Op::LrW, 0x2000, 0, &mut c, &m), Ok(0), "LR only reads");
+        assert_eq!(execute(Op::Add, 0x1000, 0, &mut c, &m).unwrap_err().signo, signal::SIGILL);
     }
 }

@@ -22,6 +22,9 @@ pub struct CpuState {
     pub frm: u8,
     /// Address reserved by the last `lr.w`/`lr.d`, if the reservation is still valid.
     pub reservation: Option<u64>,
+    /// The value that `lr` loaded (sign-extended for `lr.w`): `sc` succeeds only if memory
+    /// still holds it (a compare-and-swap, as qemu implements LR/SC across host threads).
+    pub reservation_value: u64,
 }
 
 /// ABI names of the integer registers that the Linux ABI layer uses.
@@ -52,7 +55,7 @@ impl CpuState {
 }
 
 /// One guest thread: its hart state plus what Linux keeps per thread.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestThread {
     /// Registers and pc.
     pub cpu: CpuState,

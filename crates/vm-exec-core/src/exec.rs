@@ -10,9 +10,18 @@
 //!   system call ended the thread, and never exceeds the fuel given.
 //! - An engine never panics on guest behaviour: illegal instructions and bad memory accesses
 //!   become [`StopReason::Signal`].
+//! - An engine instance belongs to one process. It may run any thread of that process, one
+//!   call at a time; threads that run at the same time on different host threads use
+//!   different engine instances, which share the process (`&Process`) and learn of each
+//!   other's code invalidations through the address space's invalidation log.
+//! - Stops that a scheduler acts on ([`StopReason::Yielded`], [`StopReason::Blocked`],
+//!   [`StopReason::Spawned`]) happen only for a process marked as scheduled; `thread.cpu.pc` is
+//!   then past the `ecall`.
 
 use crate::cpu::GuestThread;
+use crate::futex::Waiter;
 use crate::process::Process;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Signal numbers the engines raise (Linux numbering).
@@ -85,6 +94,16 @@ pub enum StopReason {
     ProcessExit(i32),
     /// A fatal signal ends the process.
     Signal(GuestSignal),
+    /// The thread called `sched_yield` (only when a scheduler hosts the process): it can run
+    /// again at once, after others had their turn.
+    Yielded,
+    /// The thread blocked in a system call (only when a scheduler hosts the process): it may
+    /// run again once the waiter has ended and [`crate::futex::Waiter::complete`] has written
+    /// the call's result.
+    Blocked(Arc<Waiter>),
+    /// The thread created a new thread with `clone` (only when a scheduler hosts the process):
+    /// the new thread is ready to run; the calling thread can be resumed.
+    Spawned(Box<GuestThread>),
 }
 
 /// What one call of `Executor::run` did.
@@ -156,7 +175,7 @@ pub trait Executor: Send {
     fn name(&self) -> &'static str;
 
     /// Runs `thread` of `process` for at most `fuel` instructions.
-    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult;
+    fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult;
 
     /// Counters since the engine was created.
     fn stats(&self) -> ExecutionStats;
@@ -166,7 +185,7 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
-    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+    fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
         (**self).run(thread, process, fuel)
     }
     fn stats(&self) -> ExecutionStats {

@@ -11,6 +11,8 @@
 //!   initial process image and stack; [`elf_writer`] writes minimal executables for tests.
 //! - [`cpu`]: the architectural state of one guest thread.
 //! - [`syscall`]: the Linux system-call table.
+//! - [`futex`]: futex wait queues and the [`futex::Waiter`]s through which blocking system
+//!   calls park a guest thread instead of blocking a host thread.
 //! - [`process`]: a guest process (address space, file descriptors, brk/mmap state).
 //! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod elf_writer;
 pub mod encode;
 pub mod exec;
 pub mod fp;
+pub mod futex;
 pub mod inst;
 pub mod loader;
 pub mod memory;

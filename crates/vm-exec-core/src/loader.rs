@@ -144,7 +144,7 @@ fn map_err(e: MapError) -> LoadError {
 }
 
 /// Copies loader data into guest memory regardless of the guest's page permissions.
-fn write_ignoring_perms(mem: &mut AddressSpace, addr: u64, data: &[u8]) {
+fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
     if data.is_empty() {
         return;
     }
@@ -175,7 +175,7 @@ const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
 
 /// Writes argv, envp, auxv and strings below `top`; returns the initial stack pointer.
-fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
+fn build_stack(p: &Process, top: u64, bias: u64) -> Result<u64, LoadError> {
     let config = p.config.clone();
     let strings: usize =
         config.args.iter().chain(config.env.iter()).map(|s| s.len() + 1).sum::<usize>()
@@ -185,20 +185,20 @@ fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
         return Err(LoadError::ArgsTooLarge(strings + pointers));
     }
     let mut cursor = top;
-    let mut push_bytes = |mem: &mut AddressSpace, bytes: &[u8]| -> u64 {
+    let mut push_bytes = |mem: &AddressSpace, bytes: &[u8]| -> u64 {
         cursor -= bytes.len() as u64 + 1;
         write_ignoring_perms(mem, cursor, bytes);
         write_ignoring_perms(mem, cursor + bytes.len() as u64, &[0]);
         cursor
     };
-    let execfn = push_bytes(&mut p.mem, config.args.first().map_or(&b""[..], |a| a));
-    let env_ptrs: Vec<u64> = config.env.iter().rev().map(|e| push_bytes(&mut p.mem, e)).collect();
-    let arg_ptrs: Vec<u64> = config.args.iter().rev().map(|a| push_bytes(&mut p.mem, a)).collect();
+    let execfn = push_bytes(&p.mem, config.args.first().map_or(&b""[..], |a| a));
+    let env_ptrs: Vec<u64> = config.env.iter().rev().map(|e| push_bytes(&p.mem, e)).collect();
+    let arg_ptrs: Vec<u64> = config.args.iter().rev().map(|a| push_bytes(&p.mem, a)).collect();
     let mut random = [0u8; 16];
     p.fill_random(&mut random);
     cursor = (cursor - 16) & !15;
     let random_addr = cursor;
-    write_ignoring_perms(&mut p.mem, random_addr, &random);
+    write_ignoring_perms(&p.mem, random_addr, &random);
 
     let prog = &p.program;
     // SAFETY: getuid and friends have no preconditions and cannot fail.
@@ -237,7 +237,7 @@ fn build_stack(p: &mut Process, top: u64, bias: u64) -> Result<u64, LoadError> {
     words.push(0);
     let sp = (cursor - words.len() as u64 * 8) & !15;
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    write_ignoring_perms(&mut p.mem, sp, &bytes);
+    write_ignoring_perms(&p.mem, sp, &bytes);
     Ok(sp)
 }
 

@@ -4,20 +4,34 @@
 //! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region),
 //!   made with `PROT_NONE`; guest address `a` lives at host address `base + a`. Nothing outside
 //!   `[base, base + size)` is ever read or written on a guest's behalf.
-//! - A host page is readable and writable for the host exactly when the guest page is mapped;
+//! - A host page becomes readable and writable for the host when the guest first maps it;
 //!   the guest's own permissions (read, write, execute) live in a per-page table that every
-//!   access checks. Unmapped guest pages are `PROT_NONE` on the host too, so even a bug in a
-//!   bounds check cannot reach another guest page's backing memory that is not mapped.
+//!   access checks. Pages never mapped stay `PROT_NONE` on the host. Unmapping frees a page's
+//!   memory (fresh zero pages replace it) but leaves it host-accessible: a guest thread that
+//!   passed a permission check just before another thread unmapped the page then touches a
+//!   dead zero page, never a host fault.
+//! - The space is shared by all threads of a guest process, which may run on different host
+//!   threads at once: every method takes `&self`. Data accesses are plain host loads and stores
+//!   (x86-64's TSO is stronger than RVWMO); atomics use host atomic instructions on the same
+//!   bytes (see [`AddressSpace::atomic_u32`]). Permission bytes are read and written as atomic
+//!   bytes. Changes to the layout (map, unmap, protect, brk, remap) are serialized by one lock;
+//!   a caller that needs several of them to appear as one (`mmap` = find + map) holds
+//!   [`AddressSpace::layout_lock`] around them.
 //! - Every access checks `addr + len <= size` and the page permission (both pages when an
 //!   unaligned access straddles a page boundary). A failed check is a [`MemFault`], which the
 //!   engines turn into a guest `SIGSEGV`; it never panics.
 //! - Pages from which an engine has decoded or translated code carry the [`PERM_CODE`] bit. A
-//!   store to such a page takes the slow path: it performs the store, clears the bit and records
-//!   the page in the pending invalidation list, which engines drain at block boundaries. The
-//!   same happens when such a page is unmapped or loses its permissions.
+//!   store to such a page takes the slow path: it performs the store, clears the bit and appends
+//!   the page to the invalidation log. Every engine instance keeps its own position in that log
+//!   (a generation number) and applies what it has not seen at block boundaries; one that fell
+//!   further behind than the log's capacity drops all its code. The same happens when such a
+//!   page is unmapped or loses its permissions.
 //! - Freshly mapped pages read as zero.
 
+use std::collections::VecDeque;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Size of a guest page in bytes.
 pub const PAGE_SIZE: u64 = 4096;
@@ -101,14 +115,28 @@ pub fn page_round_up(v: u64) -> Option<u64> {
     v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
 }
 
-/// One guest's memory: a host reservation, a permission per page, brk and mmap bookkeeping.
-pub struct AddressSpace {
-    base: NonNull<u8>,
-    size: u64,
-    perms: NonNull<u8>,
-    pages: usize,
-    /// Pages whose decoded code must be dropped by the engines (see module docs).
-    pending_invalidations: Vec<u64>,
+/// Most entries the invalidation log keeps; an engine further behind drops all its code.
+const INVALIDATION_LOG_CAPACITY: usize = 4096;
+
+/// What an engine must drop, from [`AddressSpace::invalidations_since`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidations {
+    /// Code decoded from these pages (page-aligned addresses) is stale.
+    Pages(Vec<u64>),
+    /// The engine fell behind the log: all its code is stale.
+    All,
+}
+
+/// The last [`INVALIDATION_LOG_CAPACITY`] invalidated pages; entry `i` has generation
+/// `first + i + 1`.
+#[derive(Default)]
+struct InvalidationLog {
+    first: u64,
+    pages: VecDeque<u64>,
+}
+
+/// Heap and mmap bookkeeping (behind the layout lock).
+struct Layout {
     /// Start of the heap (page aligned), set by the loader.
     brk_start: u64,
     /// Current program break (not necessarily page aligned).
@@ -119,16 +147,40 @@ pub struct AddressSpace {
     mmap_floor: u64,
 }
 
+/// One guest's memory: a host reservation, a permission per page, brk and mmap bookkeeping.
+pub struct AddressSpace {
+    /// Unique in the host process (see [`AddressSpace::id`]).
+    id: u64,
+    base: NonNull<u8>,
+    size: u64,
+    perms: NonNull<u8>,
+    pages: usize,
+    /// Number of invalidations ever logged (see module docs).
+    generation: AtomicU64,
+    log: Mutex<InvalidationLog>,
+    layout: Mutex<Layout>,
+    /// Held by callers that make several layout changes appear as one.
+    compound: Mutex<()>,
+}
+
 // SAFETY: the raw pointers refer to a private host mapping owned by this value; moving the
 // owner between threads moves the only handle to it.
 unsafe impl Send for AddressSpace {}
+// SAFETY: shared use from several host threads is the point (guest threads of one process).
+// The permission table is only accessed as atomic bytes; layout bookkeeping and the
+// invalidation log sit behind mutexes; guest data bytes are accessed through raw pointers
+// into the reservation, which stays mapped (host-accessible once mapped, see module docs)
+// for the value's whole life, so concurrent accesses can race only with each other, the way
+// the guest's own unsynchronized accesses race on real hardware.
+unsafe impl Sync for AddressSpace {}
 
 impl std::fmt::Debug for AddressSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = self.layout();
         f.debug_struct("AddressSpace")
             .field("size", &self.size)
-            .field("brk_start", &self.brk_start)
-            .field("brk", &self.brk)
+            .field("brk_start", &l.brk_start)
+            .field("brk", &l.brk)
             .finish_non_exhaustive()
     }
 }
@@ -151,17 +203,41 @@ impl AddressSpace {
                 return Err(e);
             }
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(AddressSpace {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             base,
             size,
             perms,
             pages,
-            pending_invalidations: Vec::new(),
-            brk_start: 0,
-            brk: 0,
-            mmap_top: size,
-            mmap_floor: PAGE_SIZE * 16,
+            generation: AtomicU64::new(0),
+            log: Mutex::new(InvalidationLog::default()),
+            layout: Mutex::new(Layout {
+                brk_start: 0,
+                brk: 0,
+                mmap_top: size,
+                mmap_floor: PAGE_SIZE * 16,
+            }),
+            compound: Mutex::new(()),
         })
+    }
+
+    fn layout(&self) -> MutexGuard<'_, Layout> {
+        self.layout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serializes compound layout changes: hold the guard around a sequence of calls (such as
+    /// [`AddressSpace::find_free`] then [`AddressSpace::map_fixed`]) that other threads must
+    /// not interleave with. Single calls are atomic without it.
+    pub fn layout_lock(&self) -> MutexGuard<'_, ()> {
+        self.compound.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An id no other address space of this host process has, ever: an engine that caches
+    /// code compares it to know whether it is still looking at the same guest memory.
+    #[inline(always)]
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Size of the guest address space in bytes; valid guest addresses are `0..size`.
@@ -188,26 +264,49 @@ impl AddressSpace {
     pub fn page_perms(&self, addr: u64) -> u8 {
         let page = (addr >> PAGE_SHIFT) as usize;
         if page < self.pages {
-            // SAFETY: `page < self.pages`, the length of the permission table.
-            unsafe { *self.perms.as_ptr().add(page) }
+            self.perm_at(page)
         } else {
             0
         }
     }
 
+    /// The permission byte of `page` as an atomic.
     #[inline(always)]
-    fn perm_at(&self, page: usize) -> u8 {
-        debug_assert!(page < self.pages);
-        // SAFETY: callers only pass pages of addresses that passed the `addr + len <= size`
-        // check, so `page < self.pages`.
-        unsafe { *self.perms.as_ptr().add(page) }
+    fn perm_cell(&self, page: usize) -> &AtomicU8 {
+        assert!(page < self.pages);
+        // SAFETY: `page < self.pages` (asserted; callers pass pages of addresses that passed
+        // the `addr + len <= size` check, so it never fails); the table is a private RW
+        // mapping of `pages` bytes that lives as long as `self`, and every access to it goes
+        // through `AtomicU8` (which has the layout of `u8`).
+        unsafe { &*(self.perms.as_ptr().add(page) as *const AtomicU8) }
     }
 
     #[inline(always)]
-    fn set_perm(&mut self, page: usize, p: u8) {
-        assert!(page < self.pages);
-        // SAFETY: bounds asserted above; the table is a private RW mapping of `pages` bytes.
-        unsafe { *self.perms.as_ptr().add(page) = p };
+    fn perm_at(&self, page: usize) -> u8 {
+        self.perm_cell(page).load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn set_perm(&self, page: usize, p: u8) {
+        self.perm_cell(page).store(p, Ordering::Relaxed);
+    }
+
+    /// Clears the code bit of `page`; logs an invalidation if it was set.
+    fn uncode_page(&self, page: u64) {
+        let old = self.perm_cell(page as usize).fetch_and(!PERM_CODE, Ordering::Relaxed);
+        if old & PERM_CODE != 0 {
+            self.log_invalidation(page << PAGE_SHIFT);
+        }
+    }
+
+    fn log_invalidation(&self, page_addr: u64) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.pages.push_back(page_addr);
+        if log.pages.len() > INVALIDATION_LOG_CAPACITY {
+            log.pages.pop_front();
+            log.first += 1;
+        }
+        self.generation.store(log.first + log.pages.len() as u64, Ordering::Release);
     }
 
     /// Checks that `len` bytes at `addr` are inside the space and every touched page has all
@@ -231,7 +330,7 @@ impl AddressSpace {
 
     /// Checks a store: write permission, and the code bit sends it to the slow path.
     #[inline(always)]
-    fn check_write(&mut self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
+    fn check_write(&self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
         let fault = MemFault { addr, kind: AccessKind::Write };
         if addr > self.size - len {
             return Err(fault);
@@ -249,16 +348,12 @@ impl AddressSpace {
     }
 
     #[cold]
-    fn check_write_slow(&mut self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
+    fn check_write_slow(&self, addr: u64, len: u64) -> Result<*mut u8, MemFault> {
         let ptr = self.check(addr, len, PERM_WRITE, AccessKind::Write)?;
         let first = addr >> PAGE_SHIFT;
         let last = (addr + len - 1) >> PAGE_SHIFT;
         for page in first..=last {
-            let p = self.perm_at(page as usize);
-            if p & PERM_CODE != 0 {
-                self.set_perm(page as usize, p & !PERM_CODE);
-                self.pending_invalidations.push(page << PAGE_SHIFT);
-            }
+            self.uncode_page(page);
         }
         Ok(ptr)
     }
@@ -273,7 +368,7 @@ impl AddressSpace {
 
     /// Writes `N` bytes.
     #[inline(always)]
-    pub fn write<const N: usize>(&mut self, addr: u64, v: [u8; N]) -> Result<(), MemFault> {
+    pub fn write<const N: usize>(&self, addr: u64, v: [u8; N]) -> Result<(), MemFault> {
         let p = self.check_write(addr, N as u64)?;
         // SAFETY: `check_write` proved `[p, p + N)` lies in mapped, host-writable guest memory.
         unsafe { std::ptr::write_unaligned(p as *mut [u8; N], v) };
@@ -302,22 +397,22 @@ impl AddressSpace {
     }
     /// Stores a byte.
     #[inline(always)]
-    pub fn write_u8(&mut self, addr: u64, v: u8) -> Result<(), MemFault> {
+    pub fn write_u8(&self, addr: u64, v: u8) -> Result<(), MemFault> {
         self.write(addr, [v])
     }
     /// Stores a little-endian u16.
     #[inline(always)]
-    pub fn write_u16(&mut self, addr: u64, v: u16) -> Result<(), MemFault> {
+    pub fn write_u16(&self, addr: u64, v: u16) -> Result<(), MemFault> {
         self.write(addr, v.to_le_bytes())
     }
     /// Stores a little-endian u32.
     #[inline(always)]
-    pub fn write_u32(&mut self, addr: u64, v: u32) -> Result<(), MemFault> {
+    pub fn write_u32(&self, addr: u64, v: u32) -> Result<(), MemFault> {
         self.write(addr, v.to_le_bytes())
     }
     /// Stores a little-endian u64.
     #[inline(always)]
-    pub fn write_u64(&mut self, addr: u64, v: u64) -> Result<(), MemFault> {
+    pub fn write_u64(&self, addr: u64, v: u64) -> Result<(), MemFault> {
         self.write(addr, v.to_le_bytes())
     }
 
@@ -348,7 +443,7 @@ impl AddressSpace {
     }
 
     /// Copies `data` into guest memory (needs write permission on every byte).
-    pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), MemFault> {
+    pub fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemFault> {
         let dst = self.slice_mut(addr, data.len() as u64)?;
         dst.copy_from_slice(data);
         Ok(())
@@ -383,8 +478,12 @@ impl AddressSpace {
     }
 
     /// Borrows `len` guest bytes at `addr` for writing (write permission on every page; pages
-    /// holding code are queued for invalidation).
-    pub fn slice_mut(&mut self, addr: u64, len: u64) -> Result<&mut [u8], MemFault> {
+    /// holding code are logged for invalidation).
+    ///
+    /// Other guest threads of the process may access the same bytes meanwhile (a race in the
+    /// guest program, as on hardware); the host only ever copies into the slice.
+    #[allow(clippy::mut_from_ref)]
+    pub fn slice_mut(&self, addr: u64, len: u64) -> Result<&mut [u8], MemFault> {
         if len == 0 {
             return Ok(&mut []);
         }
@@ -392,16 +491,38 @@ impl AddressSpace {
         let first = addr >> PAGE_SHIFT;
         let last = (addr + len - 1) >> PAGE_SHIFT;
         for page in first..=last {
-            let p = self.perm_at(page as usize);
-            if p & PERM_CODE != 0 {
-                self.set_perm(page as usize, p & !PERM_CODE);
-                self.pending_invalidations.push(page << PAGE_SHIFT);
-            }
+            self.uncode_page(page);
         }
-        // SAFETY: checked above as for `slice`; `&mut self` makes the borrow exclusive.
+        // SAFETY: checked above as for `slice`: the range is inside the reservation and
+        // host-writable, and stays so while `self` lives (see module docs). The bytes are guest
+        // memory that only guest code and system calls made on its behalf touch.
         Ok(unsafe {
             std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len as usize)
         })
+    }
+
+    /// The aligned guest word at `addr` as a host atomic, for AMOs, LR/SC and futexes. Needs
+    /// read and write permission; `addr` must be 4-byte aligned (else `None`).
+    pub fn atomic_u32(&self, addr: u64) -> Result<Option<&AtomicU32>, MemFault> {
+        if addr & 3 != 0 {
+            return Ok(None);
+        }
+        let p = self.check_write(addr, 4)?;
+        self.check(addr, 4, PERM_READ, AccessKind::Read)?;
+        // SAFETY: `p` is 4-byte aligned (the base is page aligned), inside the reservation and
+        // host-writable for as long as `self` lives; `AtomicU32` has the layout of `u32`.
+        Ok(Some(unsafe { &*(p as *const AtomicU32) }))
+    }
+
+    /// The aligned guest doubleword at `addr` as a host atomic (see [`Self::atomic_u32`]).
+    pub fn atomic_u64(&self, addr: u64) -> Result<Option<&AtomicU64>, MemFault> {
+        if addr & 7 != 0 {
+            return Ok(None);
+        }
+        let p = self.check_write(addr, 8)?;
+        self.check(addr, 8, PERM_READ, AccessKind::Read)?;
+        // SAFETY: as in `atomic_u32`, with 8-byte alignment.
+        Ok(Some(unsafe { &*(p as *const AtomicU64) }))
     }
 
     /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
@@ -430,35 +551,39 @@ impl AddressSpace {
     }
 
     /// Marks the pages holding `[addr, addr + len)` as holding decoded code.
-    pub fn mark_code(&mut self, addr: u64, len: u64) {
+    pub fn mark_code(&self, addr: u64, len: u64) {
         if len == 0 || addr >= self.size {
             return;
         }
         let last = ((addr + len - 1).min(self.size - 1)) >> PAGE_SHIFT;
         for page in (addr >> PAGE_SHIFT)..=last {
-            let p = self.perm_at(page as usize);
-            self.set_perm(page as usize, p | PERM_CODE);
+            self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
         }
     }
 
-    /// True when some code page was written or unmapped since the last drain.
+    /// The invalidation log's generation: how many invalidations were ever logged. An engine
+    /// that has applied everything up to generation `g` has nothing to do while this is `g`.
     #[inline(always)]
-    pub fn has_pending_invalidations(&self) -> bool {
-        !self.pending_invalidations.is_empty()
+    pub fn code_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    /// Takes the list of page addresses whose decoded code is stale.
-    pub fn drain_invalidations(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.pending_invalidations)
+    /// What was invalidated after generation `seen`, and the generation that covers it.
+    pub fn invalidations_since(&self, seen: u64) -> (Invalidations, u64) {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = log.first + log.pages.len() as u64;
+        if seen < log.first || seen > now {
+            return (Invalidations::All, now);
+        }
+        let pages = log.pages.iter().skip((seen - log.first) as usize).copied().collect();
+        (Invalidations::Pages(pages), now)
     }
 
     /// Treats every code page as stale (for `fence.i` and `riscv_flush_icache`).
-    pub fn invalidate_all_code(&mut self) {
+    pub fn invalidate_all_code(&self) {
         for page in 0..self.pages {
-            let p = self.perm_at(page);
-            if p & PERM_CODE != 0 {
-                self.set_perm(page, p & !PERM_CODE);
-                self.pending_invalidations.push((page as u64) << PAGE_SHIFT);
+            if self.perm_at(page) & PERM_CODE != 0 {
+                self.uncode_page(page as u64);
             }
         }
     }
@@ -477,7 +602,12 @@ impl AddressSpace {
 
     /// Maps `[addr, addr + len)` (page aligned) with `perms`, replacing whatever was there;
     /// the new pages read as zero.
-    pub fn map_fixed(&mut self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+    pub fn map_fixed(&self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+        let _l = self.layout();
+        self.map_fixed_locked(addr, len, perms)
+    }
+
+    fn map_fixed_locked(&self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
         let (start, end) = self.page_range(addr, len)?;
         if start == end {
             return Ok(());
@@ -502,32 +632,38 @@ impl AddressSpace {
     }
 
     /// Unmaps `[addr, addr + len)`; unmapped pages in the range are fine.
-    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), MapError> {
+    pub fn unmap(&self, addr: u64, len: u64) -> Result<(), MapError> {
+        let _l = self.layout();
+        self.unmap_locked(addr, len)
+    }
+
+    fn unmap_locked(&self, addr: u64, len: u64) -> Result<(), MapError> {
         let (start, end) = self.page_range(addr, len)?;
         self.release(start, end)
     }
 
-    /// Replaces `[start, end)` by fresh `PROT_NONE` host pages and clears the permissions.
-    fn release(&mut self, start: u64, end: u64) -> Result<(), MapError> {
+    /// Replaces `[start, end)` by fresh zero host pages (host-accessible, see the module docs)
+    /// and clears the permissions.
+    fn release(&self, start: u64, end: u64) -> Result<(), MapError> {
         let mut any_mapped = false;
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let p = self.perm_at(page as usize);
+            let p = self.perm_cell(page as usize).swap(0, Ordering::Relaxed);
             if p & PERM_CODE != 0 {
-                self.pending_invalidations.push(page << PAGE_SHIFT);
+                self.log_invalidation(page << PAGE_SHIFT);
             }
             any_mapped |= p != 0;
-            self.set_perm(page as usize, 0);
         }
         if !any_mapped {
             return Ok(());
         }
         // SAFETY: `[start, end)` lies inside our reservation; MAP_FIXED replaces only those
-        // pages, which belong to this address space alone.
+        // pages, which belong to this address space alone, by fresh zero pages with the same
+        // host protection, so a concurrent access by another guest thread cannot fault.
         let p = unsafe {
             libc::mmap(
                 self.base.as_ptr().add(start as usize).cast(),
                 (end - start) as usize,
-                libc::PROT_NONE,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 -1,
                 0,
@@ -542,7 +678,8 @@ impl AddressSpace {
 
     /// Changes the permissions of mapped pages. Fails with `NoMemory` (ENOMEM) if any page in
     /// the range is unmapped, like Linux.
-    pub fn protect(&mut self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+    pub fn protect(&self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
+        let _l = self.layout();
         let (start, end) = self.page_range(addr, len)?;
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
             if self.perm_at(page as usize) & PERM_MAPPED == 0 {
@@ -550,11 +687,10 @@ impl AddressSpace {
             }
         }
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let old = self.perm_at(page as usize);
+            let old = self.perm_cell(page as usize).swap(perms | PERM_MAPPED, Ordering::Relaxed);
             if old & PERM_CODE != 0 {
-                self.pending_invalidations.push(page << PAGE_SHIFT);
+                self.log_invalidation(page << PAGE_SHIFT);
             }
-            self.set_perm(page as usize, perms | PERM_MAPPED);
         }
         Ok(())
     }
@@ -570,12 +706,17 @@ impl AddressSpace {
     /// Finds a free, page-aligned range of `len` bytes, searching down from the top of the
     /// mmap area (as Linux does). Returns its start.
     pub fn find_free(&self, len: u64) -> Option<u64> {
+        let l = self.layout();
+        self.find_free_locked(&l, len)
+    }
+
+    fn find_free_locked(&self, l: &Layout, len: u64) -> Option<u64> {
         let len = page_round_up(len)?;
-        if len == 0 || len > self.mmap_top {
+        if len == 0 || len > l.mmap_top {
             return None;
         }
-        let floor = self.mmap_floor.max(page_round_up(self.brk).unwrap_or(self.size));
-        let mut end = self.mmap_top;
+        let floor = l.mmap_floor.max(page_round_up(l.brk).unwrap_or(self.size));
+        let mut end = l.mmap_top;
         while end >= floor + len {
             let start = end - len;
             // Scan the candidate from the top; jump below the highest mapped page found.
@@ -600,56 +741,60 @@ impl AddressSpace {
     }
 
     /// Sets where the mmap allocator hands out addresses: `[floor, top)`.
-    pub fn set_mmap_area(&mut self, floor: u64, top: u64) {
-        self.mmap_floor = floor;
-        self.mmap_top = top.min(self.size);
+    pub fn set_mmap_area(&self, floor: u64, top: u64) {
+        let mut l = self.layout();
+        l.mmap_floor = floor;
+        l.mmap_top = top.min(self.size);
     }
 
     /// Sets the initial program break (page aligned up); called once by the loader.
-    pub fn init_brk(&mut self, addr: u64) {
+    pub fn init_brk(&self, addr: u64) {
         let a = page_round_up(addr).unwrap_or(self.size);
-        self.brk_start = a;
-        self.brk = a;
+        let mut l = self.layout();
+        l.brk_start = a;
+        l.brk = a;
     }
 
     /// The current program break.
     pub fn brk(&self) -> u64 {
-        self.brk
+        self.layout().brk
     }
 
     /// Linux `brk`: moves the break to `new` if possible and returns the resulting break.
-    pub fn set_brk(&mut self, new: u64) -> u64 {
-        if new < self.brk_start || new >= self.size {
-            return self.brk;
+    pub fn set_brk(&self, new: u64) -> u64 {
+        let mut l = self.layout();
+        if new < l.brk_start || new >= self.size {
+            return l.brk;
         }
-        let old_end = page_round_up(self.brk).unwrap_or(self.size);
+        let old_end = page_round_up(l.brk).unwrap_or(self.size);
         let new_end = match page_round_up(new) {
             Some(e) => e,
-            None => return self.brk,
+            None => return l.brk,
         };
         if new_end > old_end {
             if !self.is_free(old_end, new_end) {
-                return self.brk;
+                return l.brk;
             }
-            if self.map_fixed(old_end, new_end - old_end, PERM_READ | PERM_WRITE).is_err() {
-                return self.brk;
+            if self.map_fixed_locked(old_end, new_end - old_end, PERM_READ | PERM_WRITE).is_err() {
+                return l.brk;
             }
-        } else if new_end < old_end && self.unmap(new_end, old_end - new_end).is_err() {
-            return self.brk;
+        } else if new_end < old_end && self.unmap_locked(new_end, old_end - new_end).is_err() {
+            return l.brk;
         }
-        self.brk = new;
-        self.brk
+        l.brk = new;
+        l.brk
     }
 
     /// Linux `mremap` for anonymous memory: grows or shrinks the mapping at `old`, moving it
     /// when `may_move` and it cannot grow in place. Returns the new address.
     pub fn remap(
-        &mut self,
+        &self,
         old: u64,
         old_len: u64,
         new_len: u64,
         may_move: bool,
     ) -> Result<u64, MapError> {
+        let l = self.layout();
         let (start, old_end) = self.page_range(old, old_len)?;
         let new_len = page_round_up(new_len).ok_or(MapError::Invalid)?;
         if new_len == 0 {
@@ -662,19 +807,19 @@ impl AddressSpace {
         }
         let new_end = start.checked_add(new_len).ok_or(MapError::NoMemory)?;
         if new_end <= old_end {
-            self.unmap(new_end, old_end - new_end)?;
+            self.unmap_locked(new_end, old_end - new_end)?;
             return Ok(start);
         }
         let perms = self.perm_at((start >> PAGE_SHIFT) as usize) & !PERM_CODE;
         if self.is_free(old_end, new_end) {
-            self.map_fixed(old_end, new_end - old_end, perms)?;
+            self.map_fixed_locked(old_end, new_end - old_end, perms)?;
             return Ok(start);
         }
         if !may_move {
             return Err(MapError::NoMemory);
         }
-        let dest = self.find_free(new_len).ok_or(MapError::NoMemory)?;
-        self.map_fixed(dest, new_len, perms)?;
+        let dest = self.find_free_locked(&l, new_len).ok_or(MapError::NoMemory)?;
+        self.map_fixed_locked(dest, new_len, perms)?;
         let n = (old_end - start) as usize;
         // SAFETY: both ranges are inside the reservation, mapped host-RW, and disjoint (dest
         // was free while the source is mapped).
@@ -685,7 +830,7 @@ impl AddressSpace {
                 n,
             );
         }
-        self.unmap(start, old_end - start)?;
+        self.unmap_locked(start, old_end - start)?;
         Ok(dest)
     }
 }
@@ -728,7 +873,7 @@ mod tests {
 
     #[test]
     fn unmapped_memory_faults_and_mapped_memory_is_zero() {
-        let mut m = AddressSpace::new(1 << 24).unwrap();
+        let m = AddressSpace::new(1 << 24).unwrap();
         assert_eq!(m.read_u64(0x1000), Err(MemFault { addr: 0x1000, kind: AccessKind::Read }));
         m.map_fixed(0x1000, 0x2000, RW).unwrap();
         assert_eq!(m.read_u64(0x1ff8).unwrap(), 0);
@@ -749,7 +894,7 @@ mod tests {
 
     #[test]
     fn permissions_are_enforced() {
-        let mut m = AddressSpace::new(1 << 20).unwrap();
+        let m = AddressSpace::new(1 << 20).unwrap();
         m.map_fixed(0x4000, 0x1000, PERM_READ).unwrap();
         assert!(m.read_u8(0x4000).is_ok());
         assert_eq!(m.write_u8(0x4000, 1).unwrap_err().kind, AccessKind::Write);
@@ -763,7 +908,7 @@ mod tests {
 
     #[test]
     fn unmap_then_map_gives_fresh_zero_pages() {
-        let mut m = AddressSpace::new(1 << 20).unwrap();
+        let m = AddressSpace::new(1 << 20).unwrap();
         m.map_fixed(0x4000, 0x1000, RW).unwrap();
         m.write_u32(0x4000, 7).unwrap();
         m.unmap(0x4000, 0x1000).unwrap();
@@ -774,22 +919,79 @@ mod tests {
 
     #[test]
     fn stores_to_code_pages_queue_invalidations() {
-        let mut m = AddressSpace::new(1 << 20).unwrap();
+        let m = AddressSpace::new(1 << 20).unwrap();
         m.map_fixed(0x4000, 0x2000, RW | PERM_EXEC).unwrap();
         m.write_u32(0x4000, 1).unwrap();
-        assert!(!m.has_pending_invalidations());
+        assert_eq!(m.code_generation(), 0);
         m.mark_code(0x4ffe, 4);
         m.write_u32(0x5000, 2).unwrap();
-        assert_eq!(m.drain_invalidations(), vec![0x5000]);
+        assert_eq!(m.invalidations_since(0), (Invalidations::Pages(vec![0x5000]), 1));
         m.write_u32(0x5000, 3).unwrap();
-        assert!(!m.has_pending_invalidations());
+        assert_eq!(m.code_generation(), 1);
         m.write_u8(0x4fff, 3).unwrap();
-        assert_eq!(m.drain_invalidations(), vec![0x4000]);
+        // Each reader keeps its own position in the log.
+        assert_eq!(m.invalidations_since(1), (Invalidations::Pages(vec![0x4000]), 2));
+        assert_eq!(m.invalidations_since(0), (Invalidations::Pages(vec![0x5000, 0x4000]), 2));
+    }
+
+    #[test]
+    fn a_reader_far_behind_the_invalidation_log_drops_everything() {
+        let m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x1000, RW).unwrap();
+        for _ in 0..INVALIDATION_LOG_CAPACITY + 1 {
+            m.mark_code(0x4000, 4);
+            m.write_u8(0x4000, 1).unwrap();
+        }
+        let now = INVALIDATION_LOG_CAPACITY as u64 + 1;
+        assert_eq!(m.invalidations_since(0), (Invalidations::All, now));
+        assert_eq!(m.invalidations_since(1), (Invalidations::Pages(vec![0x4000; 4096]), now));
+        assert_eq!(m.invalidations_since(now + 5), (Invalidations::All, now));
+    }
+
+    #[test]
+    fn unmapping_under_a_racing_reader_never_faults_the_host() {
+        // One thread maps, writes and unmaps a page in a loop while another reads it through
+        // raw slices that passed the permission check: the reader sees data or zeros, the
+        // host never faults.
+        let m = std::sync::Arc::new(AddressSpace::new(1 << 20).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (m, stop) = (m.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(s) = m.slice(0x4000, 4096, PERM_READ, AccessKind::Read) {
+                        seen += s.iter().map(|&b| b as u64).sum::<u64>();
+                    }
+                }
+                seen
+            })
+        };
+        for i in 0..2000u32 {
+            m.map_fixed(0x4000, 0x1000, RW).unwrap();
+            m.write_u32(0x4000, i).unwrap();
+            m.unmap(0x4000, 0x1000).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn host_atomics_on_guest_words() {
+        let m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x1000, RW).unwrap();
+        let a = m.atomic_u32(0x4004).unwrap().unwrap();
+        a.fetch_add(5, Ordering::SeqCst);
+        assert_eq!(m.read_u32(0x4004).unwrap(), 5);
+        assert!(m.atomic_u32(0x4006).unwrap().is_none(), "misaligned");
+        assert!(m.atomic_u64(0x5000).is_err(), "unmapped");
+        m.protect(0x4000, 0x1000, PERM_READ).unwrap();
+        assert!(m.atomic_u64(0x4008).is_err(), "read-only");
     }
 
     #[test]
     fn brk_grows_and_shrinks() {
-        let mut m = AddressSpace::new(1 << 24).unwrap();
+        let m = AddressSpace::new(1 << 24).unwrap();
         m.init_brk(0x10_0123);
         let b = m.brk();
         assert_eq!(b, 0x10_1000);
@@ -804,7 +1006,7 @@ mod tests {
 
     #[test]
     fn find_free_searches_down_and_skips_mappings() {
-        let mut m = AddressSpace::new(1 << 24).unwrap();
+        let m = AddressSpace::new(1 << 24).unwrap();
         m.set_mmap_area(0x10_0000, 0x20_0000);
         let a = m.find_free(0x3000).unwrap();
         assert_eq!(a, 0x20_0000 - 0x3000);
@@ -817,7 +1019,7 @@ mod tests {
 
     #[test]
     fn remap_grows_in_place_or_moves_with_contents() {
-        let mut m = AddressSpace::new(1 << 24).unwrap();
+        let m = AddressSpace::new(1 << 24).unwrap();
         m.set_mmap_area(0x10_0000, 0x80_0000);
         m.map_fixed(0x20_0000, 0x1000, RW).unwrap();
         m.write_u64(0x20_0ff8, 99).unwrap();
@@ -834,7 +1036,7 @@ mod tests {
 
     #[test]
     fn cstr_reads_across_pages() {
-        let mut m = AddressSpace::new(1 << 20).unwrap();
+        let m = AddressSpace::new(1 << 20).unwrap();
         m.map_fixed(0x1000, 0x2000, RW).unwrap();
         m.write_bytes(0x1ffe, b"hello\0").unwrap();
         assert_eq!(m.read_cstr(0x1ffe, 100).unwrap(), b"hello");

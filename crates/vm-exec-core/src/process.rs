@@ -8,12 +8,21 @@
 //!   everything else is refused with `EACCES`.
 //! - Output sent to a capture buffer is bounded by the buffer's limit; the excess is counted,
 //!   not stored.
+//! - A process is shared by all its guest threads, which may run on several host threads at
+//!   once: everything mutable sits behind a lock or is atomic, and engines and system calls
+//!   take `&Process`. Locks are held only for the duration of one table operation, never
+//!   across a host call that can block.
+//! - A process is single-threaded until a scheduler hosts it ([`Process::set_scheduled`]):
+//!   only then does `clone` create threads and do blocking calls park instead of blocking
+//!   the host thread (see [`crate::futex`]).
 
 use crate::elf::Program;
+use crate::futex::FutexTable;
 use crate::memory::AddressSpace;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Default size of a guest address space: 4 GiB.
 pub const DEFAULT_MEMORY_SIZE: u64 = 4 << 30;
@@ -216,24 +225,47 @@ impl ProcessConfig {
 }
 
 /// A running guest process.
-#[derive(Debug)]
 pub struct Process {
     /// Guest memory.
     pub mem: AddressSpace,
     /// The image it runs.
     pub program: Arc<Program>,
     /// Open files.
-    pub files: FdTable,
-    /// Process id the guest sees.
+    files: Mutex<FdTable>,
+    /// Process id the guest sees (also the main thread's id).
     pub pid: i32,
     /// The configuration it was built from.
     pub config: Arc<ProcessConfig>,
     /// Recorded `rt_sigaction` handlers (64 signals, 4 words each); never delivered.
-    pub sigactions: Vec<[u64; 4]>,
+    sigactions: Mutex<Vec<[u64; 4]>>,
     /// State of the deterministic random stream (when seeded).
-    pub random_state: u64,
+    random_state: Mutex<u64>,
     /// Per-process Linux ABI state (umask, name, limits, pending signals).
-    pub abi: AbiState,
+    abi: Mutex<AbiState>,
+    /// Futex wait queues and sleeping threads.
+    pub futexes: FutexTable,
+    /// The next thread id to hand out.
+    next_tid: AtomicI32,
+    /// Whether a scheduler hosts the process (threads and parking allowed).
+    scheduled: AtomicBool,
+    /// Set once the process is ending (`exit_group`, a fatal signal, a kill).
+    exiting: AtomicBool,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("mem", &self.mem)
+            .field("scheduled", &self.is_scheduled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks `m`, recovering the data if a panicking thread poisoned it (the guarded tables stay
+/// consistent between operations).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Process {
@@ -261,22 +293,69 @@ impl Process {
         Process {
             mem,
             program,
-            files,
+            files: Mutex::new(files),
             pid,
             config,
-            sigactions: vec![[0; 4]; 65],
-            random_state,
-            abi,
+            sigactions: Mutex::new(vec![[0; 4]; 65]),
+            random_state: Mutex::new(random_state),
+            abi: Mutex::new(abi),
+            futexes: FutexTable::default(),
+            next_tid: AtomicI32::new(pid.saturating_add(1)),
+            scheduled: AtomicBool::new(false),
+            exiting: AtomicBool::new(false),
         }
     }
 
+    /// The file-descriptor table (locked).
+    pub fn files(&self) -> MutexGuard<'_, FdTable> {
+        lock(&self.files)
+    }
+
+    /// The recorded signal actions (locked).
+    pub fn sigactions(&self) -> MutexGuard<'_, Vec<[u64; 4]>> {
+        lock(&self.sigactions)
+    }
+
+    /// The per-process ABI state (locked).
+    pub fn abi(&self) -> MutexGuard<'_, AbiState> {
+        lock(&self.abi)
+    }
+
+    /// Whether a scheduler hosts the process: `clone` makes threads, and blocking calls park
+    /// the calling thread instead of blocking its host thread.
+    pub fn is_scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the process as hosted by a scheduler (see [`Process::is_scheduled`]).
+    pub fn set_scheduled(&self, on: bool) {
+        self.scheduled.store(on, Ordering::Relaxed);
+    }
+
+    /// Marks the process as ending: from now on its threads' system calls end the calling
+    /// thread instead of running (a thread racing with `exit_group` prints nothing after it).
+    pub fn begin_exit(&self) {
+        self.exiting.store(true, Ordering::Release);
+    }
+
+    /// Whether the process is ending (see [`Process::begin_exit`]).
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::Acquire)
+    }
+
+    /// A fresh thread id (ids follow the process id; the main thread's id is the pid).
+    pub fn allocate_tid(&self) -> i32 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Fills `out` with random bytes: the seeded stream if configured, else the host's.
-    pub fn fill_random(&mut self, out: &mut [u8]) {
+    pub fn fill_random(&self, out: &mut [u8]) {
+        let mut state = lock(&self.random_state);
         if self.config.random_seed.is_some() {
             for b in out.iter_mut() {
                 // splitmix64
-                self.random_state = self.random_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = self.random_state;
+                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = *state;
                 z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
                 z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
                 *b = (z ^ (z >> 31)) as u8;
@@ -296,11 +375,10 @@ impl Process {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(1);
-                self.random_state ^= seed;
+                *state ^= seed;
                 for b in out[filled..].iter_mut() {
-                    self.random_state =
-                        self.random_state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    *b = (self.random_state >> 33) as u8;
+                    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    *b = (*state >> 33) as u8;
                 }
                 return;
             }

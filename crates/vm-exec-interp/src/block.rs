@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 use vm_exec_core::decode::decode;
 use vm_exec_core::inst::{Inst, Op};
-use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT};
+use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
 
 /// Most instructions in one block.
 pub const MAX_BLOCK_INSTS: usize = 64;
@@ -134,6 +134,10 @@ pub struct BlockCache {
     by_page: HashMap<u64, Vec<u64>>,
     decoded_insts: usize,
     limit_insts: usize,
+    /// Position in the address space's invalidation log (see [`BlockCache::sync`]).
+    seen_generation: u64,
+    /// [`AddressSpace::id`] of the space the blocks were decoded from.
+    space: u64,
     /// Counters since creation.
     pub counters: CacheCounters,
 }
@@ -157,6 +161,8 @@ impl BlockCache {
             by_page: HashMap::new(),
             decoded_insts: 0,
             limit_insts,
+            seen_generation: 0,
+            space: 0,
             counters: CacheCounters::default(),
         }
     }
@@ -173,7 +179,7 @@ impl BlockCache {
 
     /// The block starting at `pc`, decoding it on a miss.
     #[inline(always)]
-    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> &Block {
+    pub fn lookup(&mut self, mem: &AddressSpace, pc: u64) -> &Block {
         let (tag, ptr) = self.fast[fast_slot(pc)];
         if tag == pc {
             // SAFETY: a non-empty entry of `fast` points to a live block owned by `blocks`
@@ -184,7 +190,7 @@ impl BlockCache {
     }
 
     #[inline(never)]
-    fn lookup_slow(&mut self, mem: &mut AddressSpace, pc: u64) -> &Block {
+    fn lookup_slow(&mut self, mem: &AddressSpace, pc: u64) -> &Block {
         let slot = fast_slot(pc);
         if !self.blocks.contains_key(&pc) {
             self.counters.misses += 1;
@@ -214,6 +220,32 @@ impl BlockCache {
         let block: &Block = &self.blocks[&pc];
         self.fast[slot] = (pc, block as *const Block);
         block
+    }
+
+    /// Applies the code invalidations the address space logged since the last call (by any
+    /// thread of the process, through any engine).
+    /// A different address space than last time drops everything.
+    #[inline(always)]
+    pub fn sync(&mut self, mem: &AddressSpace) {
+        if mem.code_generation() != self.seen_generation || mem.id() != self.space {
+            self.sync_slow(mem);
+        }
+    }
+
+    #[cold]
+    fn sync_slow(&mut self, mem: &AddressSpace) {
+        if mem.id() != self.space {
+            self.flush();
+            self.space = mem.id();
+            self.seen_generation = mem.code_generation();
+            return;
+        }
+        let (stale, now) = mem.invalidations_since(self.seen_generation);
+        self.seen_generation = now;
+        match stale {
+            Invalidations::Pages(pages) => self.invalidate_pages(&pages),
+            Invalidations::All => self.flush(),
+        }
     }
 
     /// Drops every block that has bytes on one of `pages` (page-aligned addresses).

@@ -8,8 +8,9 @@
 //! stop a guest after exactly N instructions and resume it later.
 //!
 //! Invariants: see [`vm_exec_core::exec`] for what `run` guarantees; in addition the
-//! interpreter drains the address space's pending code invalidations before every block
-//! lookup, so a block whose bytes were overwritten is never entered again.
+//! interpreter applies the address space's code invalidations (logged by any thread of the
+//! process, through any engine) before every block lookup, so a block whose bytes were
+//! overwritten is never entered again.
 
 #![warn(missing_docs)]
 
@@ -58,7 +59,7 @@ impl Executor for Interpreter {
         "interp"
     }
 
-    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+    fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
         let result = run::run(&mut self.cache, &mut self.stats, thread, process, fuel);
         self.stats.instructions += result.retired;
         result

@@ -15,7 +15,7 @@ use vm_exec_core::fp;
 use vm_exec_core::inst::{Inst, Op};
 use vm_exec_core::memory::{AddressSpace, MemFault};
 use vm_exec_core::process::Process;
-use vm_exec_core::syscall::{self, SyscallOutcome};
+use vm_exec_core::syscall;
 
 /// How a block's execution ended.
 enum BlockExit {
@@ -33,7 +33,7 @@ pub(crate) fn run(
     cache: &mut BlockCache,
     stats: &mut ExecutionStats,
     thread: &mut GuestThread,
-    process: &mut Process,
+    process: &Process,
     fuel: u64,
 ) -> RunResult {
     let mut x = [0u64; 64];
@@ -43,14 +43,11 @@ pub(crate) fn run(
     let mut entered = 0u64;
     let slow_before = cache.counters.misses + cache.counters.hits;
     let stop = loop {
-        if process.mem.has_pending_invalidations() {
-            let pages = process.mem.drain_invalidations();
-            cache.invalidate_pages(&pages);
-        }
+        cache.sync(&process.mem);
         if retired >= fuel {
             break StopReason::FuelExhausted;
         }
-        let block = cache.lookup(&mut process.mem, pc);
+        let block = cache.lookup(&process.mem, pc);
         entered += 1;
         let n = block.insts.len();
         let count = n.min((fuel - retired).min(usize::MAX as u64) as usize);
@@ -60,7 +57,7 @@ pub(crate) fn run(
             pc,
             &mut x,
             &mut thread.cpu,
-            &mut process.mem,
+            &process.mem,
             instret,
         );
         match exit {
@@ -88,13 +85,8 @@ pub(crate) fn run(
                 let outcome = syscall::dispatch(thread, process);
                 x[..32].copy_from_slice(&thread.cpu.x);
                 pc = thread.cpu.pc;
-                match outcome {
-                    SyscallOutcome::Continue => {}
-                    SyscallOutcome::ThreadExit(code) => break StopReason::ThreadExit(code),
-                    SyscallOutcome::ProcessExit(code) => break StopReason::ProcessExit(code),
-                    SyscallOutcome::Signal(signo) => {
-                        break StopReason::Signal(GuestSignal { signo, pc: next - 4, addr: None })
-                    }
+                if let Some(stop) = outcome.into_stop(next - 4) {
+                    break stop;
                 }
             }
             BlockExit::Signal(done, sig) => {
@@ -136,7 +128,7 @@ fn exec_block(
     mut pc: u64,
     x: &mut [u64; 64],
     cpu: &mut CpuState,
-    mem: &mut AddressSpace,
+    mem: &AddressSpace,
     instret: u64,
 ) -> BlockExit {
     for (idx, i) in insts.iter().enumerate() {

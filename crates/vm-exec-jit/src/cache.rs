@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 use vm_exec_core::inst::Op;
-use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT, PERM_CODE};
+use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT};
 use vm_exec_interp::block::{decode_block, Block, Tail};
 
 /// Multiplicative hash for guest pcs and page numbers.
@@ -56,8 +56,6 @@ pub(crate) struct BlockRec {
     pub pc: u64,
     /// The decoded instructions (translated code points into `block.insts`).
     pub block: Block,
-    /// Whether executing the block can invalidate code (stores, atomics, `ecall`, `fence.i`).
-    pub may_invalidate: bool,
     /// Whether the block reads the `cycle` or `instret` counter, whose value the embedded
     /// interpreter would compute from its own instruction count: such blocks are always
     /// translated.
@@ -75,11 +73,6 @@ pub(crate) struct BlockRec {
 }
 
 impl BlockRec {
-    /// First and last guest page (numbers) its bytes come from.
-    pub fn pages(&self) -> (u64, u64) {
-        self.pages
-    }
-
     /// Number of instructions.
     pub fn len(&self) -> u64 {
         self.block.insts.len() as u64
@@ -225,7 +218,7 @@ impl CodeCache {
 
     /// The live block at `pc`, decoding it (and marking its pages as code) on a miss.
     #[inline]
-    pub fn lookup(&mut self, mem: &mut AddressSpace, pc: u64) -> u32 {
+    pub fn lookup(&mut self, mem: &AddressSpace, pc: u64) -> u32 {
         let slot = fast_slot(pc);
         let (tag, id) = self.fast[slot];
         if tag == pc {
@@ -249,11 +242,6 @@ impl CodeCache {
         if code_end > pc {
             mem.mark_code(pc, code_end - pc);
         }
-        // Stores, SC/AMOs, syscalls and fence.i can queue code invalidations.
-        let may_invalidate = block
-            .insts
-            .iter()
-            .any(|i| i.op.writes_memory() || matches!(i.op, Op::Ecall | Op::FenceI));
         let reads_counter = block.insts.iter().any(|i| {
             matches!(i.op, Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci)
                 && matches!((i.imm as u32) & 0xfff, 0xc00 | 0xc02)
@@ -268,7 +256,6 @@ impl CodeCache {
         self.blocks.push(BlockRec {
             pc,
             block,
-            may_invalidate,
             reads_counter,
             pages: (first_page, last_page),
             live: true,
@@ -284,7 +271,7 @@ impl CodeCache {
     /// Translates block `id` if it is not yet, flushing the cache first if its code might
     /// not fit. Returns the (possibly new, after a flush) id of the translated block at the
     /// same pc.
-    pub fn translate(&mut self, mem: &mut AddressSpace, mut id: u32) -> u32 {
+    pub fn translate(&mut self, mem: &AddressSpace, mut id: u32) -> u32 {
         if self.blocks[id as usize].entry.is_some() {
             return id;
         }
@@ -404,21 +391,6 @@ impl CodeCache {
             }
         }
         self.patch(&unpatch);
-    }
-
-    /// Drops every block on a page that no longer carries `PERM_CODE` (someone else, the
-    /// interpreter tier, drained its invalidation).
-    pub fn invalidate_uncoded_pages(&mut self, mem: &AddressSpace) {
-        let stale: Vec<u64> = self
-            .by_page
-            .keys()
-            .copied()
-            .filter(|&page| mem.page_perms(page << PAGE_SHIFT) & PERM_CODE == 0)
-            .map(|page| page << PAGE_SHIFT)
-            .collect();
-        if !stale.is_empty() {
-            self.invalidate_pages(&stale);
-        }
     }
 
     fn kill(&mut self, id: u32, unpatch: &mut Vec<(usize, usize)>) {

@@ -43,9 +43,12 @@ pub(crate) struct JitContext {
     pub pages: u64,
     /// Host address of the indirect-jump table (see `cache::JumpTable`).
     pub jtab: u64,
-    /// `*mut AddressSpace` of the process being run (as an integer, so the engine stays
+    /// `*const AddressSpace` of the process being run (as an integer, so the engine stays
     /// `Send`); valid only while translated code runs.
     pub mem: usize,
+    /// The address space's invalidation-log generation this engine has applied; a helper
+    /// that sees a newer one after a store sends translated code back to the dispatcher.
+    pub seen_generation: u64,
     /// Which direct exit site left translated code (for [`EXIT_BRANCH`]).
     pub exit_site: u32,
     /// Signal number for [`EXIT_SIGNAL`].

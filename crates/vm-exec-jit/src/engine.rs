@@ -2,31 +2,26 @@
 //! block at the pc, run it translated or interpreted, act on how it ended.
 //!
 //! Invariants (in addition to those of `vm_exec_core::exec`):
-//! - Pending code invalidations are drained and applied to the code cache before every
-//!   block lookup, and translated code leaves for the dispatcher right after anything that
-//!   can queue one (stores to code pages, atomics, `ecall`, `fence.i`), so chained code
-//!   never runs a stale translation.
+//! - Code invalidations logged by the address space (by any thread of the process, through
+//!   any engine) are applied to the code cache before every block lookup, and translated code
+//!   leaves for the dispatcher right after anything that can log one (stores to code pages,
+//!   atomics, `ecall`, `fence.i`), so chained code never runs a stale translation.
 //! - A block runs translated only when the remaining fuel covers all of it; otherwise (and
 //!   for cold blocks of the hybrid tier) the interpreter runs exactly `min(len, fuel)` of its
 //!   instructions, one block per call, which keeps `run(fuel = N)` exact.
-//! - The interpreter keeps its own block cache and drains invalidations itself. The two
-//!   caches are kept coherent both ways: when this dispatcher drains pages on which the
-//!   interpreter has run code, the interpreter is replaced by a fresh one (its statistics are
-//!   kept); after an interpreted block that may have invalidated code, pages of this cache
-//!   that lost `PERM_CODE` are invalidated here. Because the interpreter runs one block per
-//!   call, it cannot re-mark a page between invalidating it and returning.
-//! - At the start of every `run`, blocks on pages that lost `PERM_CODE` are dropped, which
-//!   catches invalidations drained by another engine, or a different address space.
+//! - The interpreter keeps its own block cache and its own position in the invalidation log,
+//!   so each cache sees every invalidation, whichever engine or thread caused it.
+//! - Bound to a different address space than on the previous call (its [`AddressSpace::id`]
+//!   differs), the engine drops all its code first.
 
 use crate::cache::{CodeBufferError, CodeCache};
 use crate::context::*;
 use crate::translate::Options;
-use std::collections::HashSet;
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestSignal, RunResult, StopReason};
-use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT, PERM_CODE};
+use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
 use vm_exec_core::process::Process;
-use vm_exec_core::syscall::{self, SyscallOutcome};
+use vm_exec_core::syscall;
 use vm_exec_interp::Interpreter;
 
 /// Configuration of the translating engines.
@@ -69,10 +64,8 @@ pub(crate) struct Engine {
     /// A block is translated on the visit that makes its count exceed this.
     threshold: u32,
     interp: Interpreter,
-    /// Statistics of interpreters replaced by fresh ones.
-    old_interp_stats: ExecutionStats,
-    /// Pages (numbers) of the blocks the current interpreter has run.
-    interp_pages: HashSet<u64>,
+    /// [`AddressSpace::id`] of the space the cached code came from.
+    space: u64,
     /// Instructions retired and system calls handled by this engine's own dispatcher.
     instructions: u64,
     syscalls: u64,
@@ -86,8 +79,7 @@ impl Engine {
             ctx: Box::default(),
             threshold,
             interp: Interpreter::new(),
-            old_interp_stats: ExecutionStats::default(),
-            interp_pages: HashSet::new(),
+            space: 0,
             instructions: 0,
             syscalls: 0,
             tier: TierStats::default(),
@@ -112,8 +104,7 @@ impl Engine {
     }
 
     pub(crate) fn stats(&self) -> ExecutionStats {
-        let mut i = self.interp.stats();
-        i.merge(&self.old_interp_stats);
+        let i = self.interp.stats();
         let c = &self.cache.counters;
         ExecutionStats {
             instructions: self.instructions,
@@ -127,44 +118,33 @@ impl Engine {
         }
     }
 
-    /// Replaces the interpreter by a fresh one (its cache may hold stale blocks).
-    fn reset_interp(&mut self) {
-        let old = std::mem::take(&mut self.interp);
-        self.old_interp_stats.merge(&old.stats());
-        self.interp_pages.clear();
-    }
-
-    fn bind(&mut self, mem: &mut AddressSpace) {
-        self.cache.invalidate_uncoded_pages(mem);
-        // The same check for the interpreter's cache, which has no per-page invalidation
-        // from outside: replace it if any page it decoded from lost its code mark.
-        if self.interp_pages.iter().any(|&p| mem.page_perms(p << PAGE_SHIFT) & PERM_CODE == 0) {
-            self.reset_interp();
+    fn bind(&mut self, mem: &AddressSpace) {
+        if mem.id() != self.space {
+            self.cache.flush();
+            self.space = mem.id();
+            self.ctx.seen_generation = mem.code_generation();
         }
         let ctx = &mut *self.ctx;
         ctx.mem_base = mem.host_base() as u64;
         ctx.perms = mem.perm_table() as u64;
         ctx.pages = mem.size() >> PAGE_SHIFT;
         ctx.jtab = self.cache.jtab_addr();
-        ctx.mem = mem as *mut AddressSpace as usize;
+        ctx.mem = mem as *const AddressSpace as usize;
     }
 
-    /// Drains pending invalidations into both caches.
-    fn drain(&mut self, mem: &mut AddressSpace) {
-        let pages = mem.drain_invalidations();
-        self.cache.invalidate_pages(&pages);
-        if pages.iter().any(|p| self.interp_pages.contains(&(p >> PAGE_SHIFT))) {
-            self.reset_interp();
+    /// Applies the invalidations logged since the last call to the code cache.
+    #[cold]
+    fn sync(&mut self, mem: &AddressSpace) {
+        let (stale, now) = mem.invalidations_since(self.ctx.seen_generation);
+        self.ctx.seen_generation = now;
+        match stale {
+            Invalidations::Pages(pages) => self.cache.invalidate_pages(&pages),
+            Invalidations::All => self.cache.flush(),
         }
     }
 
-    pub(crate) fn run(
-        &mut self,
-        thread: &mut GuestThread,
-        process: &mut Process,
-        fuel: u64,
-    ) -> RunResult {
-        self.bind(&mut process.mem);
+    pub(crate) fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
+        self.bind(&process.mem);
         self.ctx.cpu = thread.cpu.clone();
         let chaining = self.cache.chaining();
         let mut retired = 0u64;
@@ -172,20 +152,20 @@ impl Engine {
         let mut link: Option<u32> = None;
         let mut indirect = false;
         let stop = loop {
-            if process.mem.has_pending_invalidations() {
-                self.drain(&mut process.mem);
+            if process.mem.code_generation() != self.ctx.seen_generation {
+                self.sync(&process.mem);
             }
             if retired >= fuel {
                 break StopReason::FuelExhausted;
             }
             let remaining = fuel - retired;
             let pc = self.ctx.cpu.pc;
-            let mut id = self.cache.lookup(&mut process.mem, pc);
+            let mut id = self.cache.lookup(&process.mem, pc);
             let rec = self.cache.get_mut(id);
             if rec.entry.is_none() {
                 rec.count = rec.count.saturating_add(1);
                 if rec.count > self.threshold || rec.reads_counter {
-                    id = self.cache.translate(&mut process.mem, id);
+                    id = self.cache.translate(&process.mem, id);
                 }
             }
             let rec = self.cache.get(id);
@@ -195,12 +175,7 @@ impl Engine {
                 link = None;
                 indirect = false;
                 let k = len.clamp(1, remaining);
-                let may_invalidate = rec.may_invalidate;
-                let (first, last) = rec.pages();
-                for page in first..=last {
-                    self.interp_pages.insert(page);
-                }
-                let r = self.interpret(thread, process, k, may_invalidate);
+                let r = self.interpret(thread, process, k);
                 retired += r.retired;
                 match r.stop {
                     StopReason::FuelExhausted => continue,
@@ -240,17 +215,8 @@ impl Engine {
                     thread.cpu.clone_from(&ctx.cpu);
                     let outcome = syscall::dispatch(thread, process);
                     self.ctx.cpu.clone_from(&thread.cpu);
-                    match outcome {
-                        SyscallOutcome::Continue => {}
-                        SyscallOutcome::ThreadExit(code) => break StopReason::ThreadExit(code),
-                        SyscallOutcome::ProcessExit(code) => break StopReason::ProcessExit(code),
-                        SyscallOutcome::Signal(signo) => {
-                            break StopReason::Signal(GuestSignal {
-                                signo,
-                                pc: next.wrapping_sub(4),
-                                addr: None,
-                            })
-                        }
+                    if let Some(stop) = outcome.into_stop(next.wrapping_sub(4)) {
+                        break stop;
                     }
                 }
                 EXIT_SIGNAL => {
@@ -279,19 +245,10 @@ impl Engine {
     }
 
     /// Runs at most `k` instructions (one block) with the interpreter.
-    fn interpret(
-        &mut self,
-        thread: &mut GuestThread,
-        process: &mut Process,
-        k: u64,
-        may_invalidate: bool,
-    ) -> RunResult {
+    fn interpret(&mut self, thread: &mut GuestThread, process: &Process, k: u64) -> RunResult {
         thread.cpu.clone_from(&self.ctx.cpu);
         let r = self.interp.run(thread, process, k);
         self.ctx.cpu.clone_from(&thread.cpu);
-        if may_invalidate {
-            self.cache.invalidate_uncoded_pages(&process.mem);
-        }
         self.tier.interpreted_instructions += r.retired;
         r
     }
@@ -360,7 +317,7 @@ impl Executor for JitExecutor {
         "jit"
     }
 
-    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+    fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
         self.engine.run(thread, process, fuel)
     }
 
@@ -428,7 +385,7 @@ impl Executor for HybridExecutor {
         "hybrid"
     }
 
-    fn run(&mut self, thread: &mut GuestThread, process: &mut Process, fuel: u64) -> RunResult {
+    fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
         self.engine.run(thread, process, fuel)
     }
 

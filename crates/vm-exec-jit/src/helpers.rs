@@ -76,12 +76,12 @@ fn raise(ctx: &mut JitContext, signo: i32, addr: Option<u64>) {
 /// # Safety
 /// `ctx` must be the live context of a running engine (module invariant), so both pointers
 /// are valid and not otherwise borrowed while the helper runs.
-unsafe fn parts<'a>(ctx: *mut JitContext) -> (&'a mut JitContext, &'a mut AddressSpace) {
+unsafe fn parts<'a>(ctx: *mut JitContext) -> (&'a mut JitContext, &'a AddressSpace) {
     // SAFETY: guaranteed by the caller: `ctx` is valid and exclusive, and `ctx.mem` points to
-    // the bound address space, a different object than the context.
+    // the bound address space (shared, `Sync`), a different object than the context.
     unsafe {
         let c = &mut *ctx;
-        let m = &mut *(c.mem as *mut AddressSpace);
+        let m = &*(c.mem as *const AddressSpace);
         (c, m)
     }
 }
@@ -130,7 +130,7 @@ pub(crate) unsafe extern "C" fn store_slow(
         _ => mem.write_u64(addr, value),
     };
     match r {
-        Ok(()) if mem.has_pending_invalidations() => STORE_INVALIDATED,
+        Ok(()) if mem.code_generation() != ctx.seen_generation => STORE_INVALIDATED,
         Ok(()) => STATUS_OK,
         Err(f) => {
             segv(ctx, f);
@@ -201,7 +201,7 @@ pub(crate) unsafe extern "C" fn amo_op(ctx: *mut JitContext, inst: *const Inst) 
     match vm_exec_core::atomic::execute(i.op, addr, src, &mut ctx.cpu, mem) {
         Ok(v) => {
             set_x(&mut ctx.cpu, i.rd, v);
-            if mem.has_pending_invalidations() {
+            if mem.code_generation() != ctx.seen_generation {
                 STORE_INVALIDATED
             } else {
                 STATUS_OK

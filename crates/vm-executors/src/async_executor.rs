@@ -104,6 +104,11 @@ const COMPLETION_SLICE: u64 = 1 << 26;
 
 /// Runs one guest at a time on engine `E`. [`InterpreterExecutor`] is this with the
 /// interpreter; `GuestRunner` (with the default `E`) picks its engine at run time.
+///
+/// The guest is a single-threaded process run on the calling thread: its blocking calls block
+/// that thread, and `clone` fails with `EAGAIN` (`pthread_create` reports "resource
+/// temporarily unavailable"). Multi-threaded guests run on the scheduler (the
+/// [`crate::coroutine`] module, or `vmx run`).
 pub struct GuestRunner<E: Executor = Box<dyn Executor>> {
     engine: E,
     guest: Option<LoadedGuest>,
@@ -164,11 +169,22 @@ impl<E: Executor> GuestRunner<E> {
             return Err(Error::Finished);
         }
         let t0 = Instant::now();
-        let r = self.engine.run(&mut guest.thread, &mut guest.process, fuel);
+        let r = self.engine.run(&mut guest.thread, &guest.process, fuel);
         guest.run_time += t0.elapsed();
         guest.instructions += r.retired;
         guest.exit = match r.stop {
-            StopReason::FuelExhausted => None,
+            StopReason::FuelExhausted | StopReason::Yielded => None,
+            // Only a scheduled process parks or spawns; a runner's process is not scheduled,
+            // so these are defensive.
+            StopReason::Blocked(w) => {
+                w.wait_blocking();
+                w.complete(&mut guest.thread);
+                None
+            }
+            StopReason::Spawned(t) => {
+                tracing::error!(tid = t.tid, "a thread was spawned in an unscheduled process");
+                None
+            }
             // With one thread, its exit ends the process.
             StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => {
                 Some(GuestExit::Exited(code))

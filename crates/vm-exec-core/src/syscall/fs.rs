@@ -120,8 +120,8 @@ pub(super) enum Target {
 }
 
 /// Looks up guest descriptor `fd` (`EBADF` if it is not open).
-pub(super) fn target(p: &mut Process, fd: i64) -> Result<Target, Errno> {
-    match p.files.get(fd).map(|d| &d.kind) {
+pub(super) fn target(p: &Process, fd: i64) -> Result<Target, Errno> {
+    match p.files().get(fd).map(|d| &d.kind) {
         None => err(libc::EBADF),
         Some(FileKind::Host { fd, .. }) => Ok(Target::Host(*fd)),
         Some(FileKind::Capture(b)) => Ok(Target::Capture(b.clone())),
@@ -146,7 +146,7 @@ fn retry(mut f: impl FnMut() -> isize) -> Result<u64, Errno> {
 
 /// The guest-writable prefix of `[buf, buf + len)` as a slice (`EFAULT` if it is empty while
 /// `len` is not).
-fn out_buf(mem: &mut AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
+fn out_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
     let n = accessible_prefix(mem, buf, len, PERM_WRITE);
     if n == 0 && len != 0 {
         return err(libc::EFAULT);
@@ -165,7 +165,7 @@ fn in_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&[u8], Errno> {
 }
 
 /// Reads from a host descriptor into guest memory, at `off` if given.
-fn host_read(mem: &mut AddressSpace, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
+fn host_read(mem: &AddressSpace, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
     let dst = out_buf(mem, buf, len)?;
     retry(|| match off {
         // SAFETY: `dst` is a live, exclusively borrowed slice of host-mapped guest memory;
@@ -196,8 +196,9 @@ fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) 
 }
 
 /// Serves a read from an in-memory (`Bytes`) descriptor.
-fn bytes_read(p: &mut Process, fd: i64, buf: u64, len: u64) -> SysResult {
-    let Process { files, mem, .. } = p;
+fn bytes_read(p: &Process, fd: i64, buf: u64, len: u64) -> SysResult {
+    let mem = &p.mem;
+    let mut files = p.files();
     let Some(FileDesc { kind: FileKind::Bytes { data, pos }, .. }) = files.get(fd) else {
         return err(libc::EBADF);
     };
@@ -221,7 +222,7 @@ fn bytes_read(p: &mut Process, fd: i64, buf: u64, len: u64) -> SysResult {
 pub(super) fn read(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
     match target(c.process, fd)? {
-        Target::Host(h) => host_read(&mut c.process.mem, h, buf, len, None),
+        Target::Host(h) => host_read(&c.process.mem, h, buf, len, None),
         Target::Bytes => bytes_read(c.process, fd, buf, len),
         Target::Null => Ok(0),
         Target::Capture(_) => err(libc::EBADF),
@@ -251,7 +252,7 @@ pub(super) fn pread64(c: &mut Call<'_>) -> SysResult {
         return err(libc::EINVAL);
     }
     match t {
-        Target::Host(h) => host_read(&mut c.process.mem, h, buf, len, Some(off)),
+        Target::Host(h) => host_read(&c.process.mem, h, buf, len, Some(off)),
         Target::Null => Ok(0),
         Target::Bytes => err(libc::ESPIPE),
         Target::Capture(_) => err(libc::EBADF),
@@ -307,7 +308,7 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
     let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
     match t {
         Target::Host(h) => {
-            let mem = &mut c.process.mem;
+            let mem = &c.process.mem;
             let mut host = Vec::with_capacity(iovs.len());
             for &(base, len) in &iovs {
                 if len == 0 {
@@ -436,7 +437,7 @@ pub(super) fn lseek(c: &mut Call<'_>) -> SysResult {
 
 /// `close(fd)`.
 pub(super) fn close(c: &mut Call<'_>) -> SysResult {
-    if c.process.files.close(c.fd(0)) {
+    if c.process.files().close(c.fd(0)) {
         Ok(0)
     } else {
         err(libc::EBADF)
@@ -446,8 +447,8 @@ pub(super) fn close(c: &mut Call<'_>) -> SysResult {
 /// A new description of what `fd` refers to: a host `dup` for host descriptors, a shared
 /// handle for capture buffers, and a copy (same data, same position, but not shared from then
 /// on) for in-memory input.
-fn dup_desc(p: &mut Process, fd: i64) -> Result<FileDesc, Errno> {
-    let kind = match p.files.get(fd).map(|d| &d.kind) {
+fn dup_desc(p: &Process, fd: i64) -> Result<FileDesc, Errno> {
+    let kind = match p.files().get(fd).map(|d| &d.kind) {
         None => return err(libc::EBADF),
         Some(FileKind::Host { fd, .. }) => {
             // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and creates a new descriptor,
@@ -468,7 +469,7 @@ fn dup_desc(p: &mut Process, fd: i64) -> Result<FileDesc, Errno> {
 /// `dup(fd)`.
 pub(super) fn dup(c: &mut Call<'_>) -> SysResult {
     let d = dup_desc(c.process, c.fd(0))?;
-    c.process.files.insert_from(0, d).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+    c.process.files().insert_from(0, d).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
 }
 
 /// `dup3(oldfd, newfd, flags)`.
@@ -482,7 +483,7 @@ pub(super) fn dup3(c: &mut Call<'_>) -> SysResult {
     }
     let mut d = dup_desc(c.process, old)?;
     d.cloexec = flags & oflag::O_CLOEXEC != 0;
-    if c.process.files.insert_at(new as usize, d) {
+    if c.process.files().insert_at(new as usize, d) {
         Ok(new as u64)
     } else {
         err(libc::EBADF)
@@ -521,14 +522,14 @@ pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
             let mut d = dup_desc(c.process, fd)?;
             d.cloexec = cmd == F_DUPFD_CLOEXEC;
             c.process
-                .files
+                .files()
                 .insert_from(min as usize, d)
                 .map(|n| n as u64)
                 .ok_or(Errno(libc::EMFILE))
         }
-        F_GETFD => Ok(c.process.files.get(fd).map_or(0, |d| d.cloexec as u64)),
+        F_GETFD => Ok(c.process.files().get(fd).map_or(0, |d| d.cloexec as u64)),
         F_SETFD => {
-            if let Some(d) = c.process.files.get(fd) {
+            if let Some(d) = c.process.files().get(fd) {
                 d.cloexec = arg & 1 != 0;
             }
             Ok(0)
@@ -675,7 +676,7 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
     let t = target(c.process, fd)?;
     let (host_req, how) = match req {
         FIOCLEX | FIONCLEX => {
-            if let Some(d) = c.process.files.get(fd) {
+            if let Some(d) = c.process.files().get(fd) {
                 d.cloexec = req == FIOCLEX;
             }
             return Ok(0);
@@ -690,7 +691,7 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
         FIONREAD => match t {
             Target::Host(_) => (libc::FIONREAD, IoArg::Out(4)),
             Target::Bytes | Target::Capture(_) => {
-                let n = match c.process.files.get(fd).map(|d| &d.kind) {
+                let n = match c.process.files().get(fd).map(|d| &d.kind) {
                     Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
                     _ => 0,
                 };
@@ -711,7 +712,7 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
         },
     };
     let Target::Host(h) = t else { return err(libc::ENOTTY) };
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     // A host buffer larger than any of the structures above.
     let mut buf = [0u8; 64];
     let r = match how {
@@ -755,7 +756,7 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     }
     let cloexec = flags & oflag::O_CLOEXEC != 0;
     let desc = |fd| FileDesc { kind: FileKind::Host { fd, owned: true }, cloexec };
-    let files = &mut c.process.files;
+    let mut files = c.process.files();
     let Some(r) = files.insert_from(0, desc(fds[0])) else {
         // The write end was not installed: close it (the read end was dropped, and closed,
         // by `insert_from`).
@@ -770,8 +771,8 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     out[..4].copy_from_slice(&(r as i32).to_le_bytes());
     out[4..].copy_from_slice(&(w as i32).to_le_bytes());
     if c.process.mem.write_bytes(addr, &out).is_err() {
-        c.process.files.close(r);
-        c.process.files.close(w);
+        c.process.files().close(r);
+        c.process.files().close(w);
         return err(libc::EFAULT);
     }
     Ok(0)
@@ -782,7 +783,7 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
 pub(super) fn getdents64(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], (c.args[2] as u32 as u64).min(MAX_RW_COUNT));
     let Target::Host(h) = target(c.process, fd)? else { return err(libc::ENOTDIR) };
-    let dst = out_buf(&mut c.process.mem, buf, len)?;
+    let dst = out_buf(&c.process.mem, buf, len)?;
     retry(|| {
         // SAFETY: the kernel writes at most `dst.len()` bytes into `dst`, a live, exclusively
         // borrowed slice of host-mapped guest memory.
@@ -854,7 +855,7 @@ pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
                 Ok(Target::Capture(_)) => events & (POLLOUT | POLLWRNORM),
                 Ok(Target::Null) => events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM),
                 Ok(Target::Bytes) => {
-                    let left = match c.process.files.get(fd as i64).map(|d| &d.kind) {
+                    let left = match c.process.files().get(fd as i64).map(|d| &d.kind) {
                         Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
                         _ => 0,
                     };

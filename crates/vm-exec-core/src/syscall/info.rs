@@ -139,7 +139,7 @@ fn prlimit(c: &mut Call<'_>, res: u32, new: u64, old: u64) -> SysResult {
         }
     }
     if old != 0 {
-        super::write_pair(&mut c.process.mem, old, cur[0] as i64, cur[1] as i64)?;
+        super::write_pair(&c.process.mem, old, cur[0] as i64, cur[1] as i64)?;
     }
     if let Some(n) = new {
         state::with(c.process, |s| match s.rlimits.iter_mut().find(|e| e.0 == res) {

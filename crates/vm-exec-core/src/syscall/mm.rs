@@ -78,7 +78,9 @@ pub(super) fn mmap(c: &mut Call<'_>) -> SysResult {
         }
         Some(h)
     };
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
+    // Choosing the range and mapping it must not interleave with another thread's mmap.
+    let _layout = mem.layout_lock();
     let start = if flags & MAP_FIXED != 0 {
         if hint & PAGE_MASK != 0 {
             return err(libc::EINVAL);
@@ -153,7 +155,7 @@ fn check_mappable(h: i32, shared: bool, prot: u64) -> Result<(), Errno> {
 /// Copies up to `len` bytes of host file `h` from `off` into guest memory at `start` (already
 /// mapped read-write); stops at end of file.
 fn fill_from_file(
-    mem: &mut crate::memory::AddressSpace,
+    mem: &crate::memory::AddressSpace,
     h: i32,
     start: u64,
     len: u64,
@@ -186,7 +188,7 @@ fn fill_from_file(
 /// `munmap(addr, length)`.
 pub(super) fn munmap(c: &mut Call<'_>) -> SysResult {
     let (addr, len) = (c.args[0], c.args[1]);
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     if addr & PAGE_MASK != 0
         || len == 0
         || page_round_up(len).and_then(|l| addr.checked_add(l)).is_none_or(|e| e > mem.size())
@@ -212,7 +214,7 @@ pub(super) fn mprotect(c: &mut Call<'_>) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     match page_round_up(len).and_then(|l| addr.checked_add(l)) {
         Some(e) if e <= mem.size() => {}
         _ => return err(libc::ENOMEM),
@@ -241,7 +243,7 @@ pub(super) fn mremap(c: &mut Call<'_>) -> SysResult {
         }
         return err(libc::EINVAL);
     }
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     let (Some(ol), Some(nl)) = (page_round_up(old_len), page_round_up(new_len)) else {
         return err(libc::EINVAL);
     };
@@ -277,7 +279,7 @@ const MADV_DONTNEED_LOCKED: u64 = 24;
 /// private anonymous memory; other advice does nothing.
 pub(super) fn madvise(c: &mut Call<'_>) -> SysResult {
     let (addr, len, advice) = (c.args[0], c.args[1], c.args[2] as u32 as u64);
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     let Some(end) = page_round_up(len).and_then(|l| addr.checked_add(l)) else {
         return err(libc::EINVAL);
     };

@@ -15,7 +15,7 @@
 //! - `time`: clocks and sleeping;
 //! - `signal`: `rt_sigaction`, `rt_sigprocmask`, `kill` and friends (signals are recorded,
 //!   default actions are taken, handlers are never run);
-//! - `thread`: `exit`, `futex`, `clone` (refused for now) and the per-thread bookkeeping;
+//! - `thread`: `exit`, `futex`, `clone`/`clone3` (threads) and the per-thread bookkeeping;
 //! - `info`: identity, limits and system information (`uname`, `getrlimit`, `sysinfo`, ...);
 //! - `state`: per-process ABI state that [`Process`] has no field for (umask, name, limits,
 //!   pending signals, alternate signal stacks).
@@ -46,13 +46,15 @@ mod time;
 mod tests;
 
 use crate::cpu::{reg, GuestThread};
+use crate::exec::{GuestSignal, StopReason};
+use crate::futex::Waiter;
 use crate::memory::{AddressSpace, MapError, MemFault, PAGE_SIZE};
 use crate::process::Process;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What the engine must do after a system call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyscallOutcome {
     /// Resume the thread at `thread.cpu.pc` (the result is in `a0`).
     Continue,
@@ -63,6 +65,30 @@ pub enum SyscallOutcome {
     /// The process is killed by this signal (the default action of a signal it sent itself,
     /// e.g. `abort()` ends with `Signal(6)`).
     Signal(i32),
+    /// `sched_yield` in a scheduled process: let others run first.
+    Yield,
+    /// The call waits (scheduled processes only); `a0` is written when the waiter ends.
+    Block(Arc<Waiter>),
+    /// `clone` made this thread (scheduled processes only); the caller's `a0` holds its id.
+    Spawn(Box<GuestThread>),
+}
+
+impl SyscallOutcome {
+    /// How the engine stops after the call, `None` to go on. `ecall_pc` is the address of the
+    /// `ecall` (a signal is reported there).
+    pub fn into_stop(self, ecall_pc: u64) -> Option<StopReason> {
+        Some(match self {
+            SyscallOutcome::Continue => return None,
+            SyscallOutcome::ThreadExit(code) => StopReason::ThreadExit(code),
+            SyscallOutcome::ProcessExit(code) => StopReason::ProcessExit(code),
+            SyscallOutcome::Signal(signo) => {
+                StopReason::Signal(GuestSignal { signo, pc: ecall_pc, addr: None })
+            }
+            SyscallOutcome::Yield => StopReason::Yielded,
+            SyscallOutcome::Block(w) => StopReason::Blocked(w),
+            SyscallOutcome::Spawn(t) => StopReason::Spawned(t),
+        })
+    }
 }
 
 /// A positive Linux errno value. Handlers return `Err(Errno(..))`; [`dispatch`] stores
@@ -118,8 +144,8 @@ pub(crate) fn err<T>(e: i32) -> Result<T, Errno> {
 pub(crate) struct Call<'a> {
     /// The calling thread (registers already saved, pc past the `ecall`).
     pub thread: &'a mut GuestThread,
-    /// Its process.
-    pub process: &'a mut Process,
+    /// Its process (shared with its other threads).
+    pub process: &'a Process,
     /// `a0..a5`.
     pub args: [u64; 6],
     /// What happens after the call; handlers that end the thread or process set it.
@@ -228,7 +254,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(283, "membarrier", thread::membarrier),
     sc(291, "statx", stat::statx),
     sc(293, "rseq", thread::rseq),
-    sc(435, "clone3", thread::clone),
+    sc(435, "clone3", thread::clone3),
     sc(439, "faccessat2", path::faccessat2),
 ];
 
@@ -265,7 +291,13 @@ pub fn implemented() -> impl Iterator<Item = (u64, &'static str)> {
 
 /// Handles the system call `thread` just made (number in `a7`, arguments in `a0..a5`), writes
 /// its result to `a0` and says what the engine must do next. Never panics on guest input.
-pub fn dispatch(thread: &mut GuestThread, process: &mut Process) -> SyscallOutcome {
+///
+/// In a process that is ending ([`Process::is_exiting`]) no call is performed: the calling
+/// thread ends, as a thread entering the kernel after another called `exit_group` would.
+pub fn dispatch(thread: &mut GuestThread, process: &Process) -> SyscallOutcome {
+    if process.is_exiting() {
+        return SyscallOutcome::ThreadExit(0);
+    }
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
@@ -373,7 +405,7 @@ pub(crate) fn read_timespec(mem: &AddressSpace, addr: u64) -> Result<(i64, i64),
 }
 
 /// Writes a guest `struct timespec` (or `timeval`: both are two 64-bit words on RV64).
-pub(crate) fn write_pair(mem: &mut AddressSpace, addr: u64, a: i64, b: i64) -> Result<(), Errno> {
+pub(crate) fn write_pair(mem: &AddressSpace, addr: u64, a: i64, b: i64) -> Result<(), Errno> {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&a.to_le_bytes());
     out[8..].copy_from_slice(&b.to_le_bytes());

@@ -64,7 +64,7 @@ impl Resolved {
 }
 
 /// The host path of a directory descriptor the guest holds.
-fn dir_of_fd(p: &mut Process, dirfd: i32) -> Result<PathBuf, Errno> {
+fn dir_of_fd(p: &Process, dirfd: i32) -> Result<PathBuf, Errno> {
     match target(p, dirfd as i64)? {
         Target::Host(h) => {
             let path =
@@ -105,7 +105,7 @@ fn judge_missing(p: &Process, full: &Path, e: std::io::Error) -> Errno {
 /// Resolves guest path `raw` relative to `dirfd`. `follow`: resolve a final symbolic link;
 /// `create`: a missing final component is fine (its parent must exist).
 pub(super) fn resolve(
-    p: &mut Process,
+    p: &Process,
     dirfd: i32,
     raw: &[u8],
     follow: bool,
@@ -228,7 +228,7 @@ pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
         kind: FileKind::Host { fd: h, owned: true },
         cloexec: flags & oflag::O_CLOEXEC != 0,
     };
-    c.process.files.insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+    c.process.files().insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
 }
 
 /// `readlinkat(dirfd, path, buf, bufsiz)`.

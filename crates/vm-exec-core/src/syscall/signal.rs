@@ -55,7 +55,7 @@ fn handler_of(c: &Call<'_>, sig: i32) -> u64 {
     if bit(sig) & UNBLOCKABLE != 0 {
         return SIG_DFL;
     }
-    c.process.sigactions.get(sig as usize).map_or(SIG_DFL, |a| a[0])
+    c.process.sigactions().get(sig as usize).map_or(SIG_DFL, |a| a[0])
 }
 
 /// True if `sig` would be discarded on arrival (ignored, explicitly or by default).
@@ -196,12 +196,14 @@ pub(super) fn rt_sigaction(c: &mut Call<'_>) -> SysResult {
     } else {
         None
     };
-    let Some(slot) = c.process.sigactions.get_mut(sig as usize) else {
+    let mut table = c.process.sigactions();
+    let Some(slot) = table.get_mut(sig as usize) else {
         return err(libc::EINVAL);
     };
     let old = *slot;
     if let Some(n) = new {
         *slot = n;
+        drop(table);
         // A pending signal whose new disposition ignores it is discarded.
         if ignored(c, sig) && state::peek(c.process, |s| s.pending & bit(sig) != 0) {
             state::with(c.process, |s| s.pending &= !bit(sig));

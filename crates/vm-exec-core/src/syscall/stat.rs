@@ -169,7 +169,7 @@ fn host_stat_path(path: &std::ffi::CStr, flags: i32) -> Result<GuestStat, Errno>
 }
 
 /// The status of guest descriptor `fd`.
-pub(super) fn stat_fd(p: &mut Process, fd: i64) -> Result<GuestStat, Errno> {
+pub(super) fn stat_fd(p: &Process, fd: i64) -> Result<GuestStat, Errno> {
     match target(p, fd)? {
         Target::Host(h) => host_fstat(h),
         Target::Capture(_) | Target::Bytes => Ok(GuestStat::pipe(fd)),

@@ -6,11 +6,11 @@ pub(crate) use crate::process::AbiState as ProcState;
 use crate::process::Process;
 
 /// Runs `f` on `p`'s ABI state.
-pub(crate) fn with<R>(p: &mut Process, f: impl FnOnce(&mut ProcState) -> R) -> R {
-    f(&mut p.abi)
+pub(crate) fn with<R>(p: &Process, f: impl FnOnce(&mut ProcState) -> R) -> R {
+    f(&mut p.abi())
 }
 
 /// Reads `p`'s ABI state.
 pub(crate) fn peek<R>(p: &Process, f: impl FnOnce(&ProcState) -> R) -> R {
-    f(&p.abi)
+    f(&p.abi())
 }

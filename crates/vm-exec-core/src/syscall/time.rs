@@ -1,12 +1,14 @@
 //! Clocks and sleeping: `clock_gettime`, `clock_getres`, `gettimeofday`, `nanosleep`,
 //! `clock_nanosleep`, `sched_yield`. Values are the host's, as under qemu (CPU-time clocks
-//! measure the host thread or process that runs the guest). Sleeps block the calling host
-//! thread; a scheduler may later park the guest thread instead.
+//! measure the host thread or process that runs the guest). In a process a scheduler hosts,
+//! sleeps park the guest thread until a deadline (a [`crate::futex::Waiter`]) and
+//! `sched_yield` hands its vCPU to others; otherwise they block or yield the host thread.
 
 // The field types of libc's `timespec`/`timeval` differ between host architectures.
 #![allow(clippy::unnecessary_cast)]
 
-use super::{err, read_timespec, write_pair, Call, Errno, SysResult};
+use super::{err, read_timespec, write_pair, Call, Errno, SysResult, SyscallOutcome};
+use std::time::{Duration, Instant};
 
 /// Clock ids the guest may use (`CLOCK_REALTIME` .. `CLOCK_TAI`, without the removed
 /// `CLOCK_SGI_CYCLE`). Negative ids (per-process CPU clocks of other processes) are refused.
@@ -25,7 +27,7 @@ pub(super) fn clock_gettime(c: &mut Call<'_>) -> SysResult {
     if unsafe { libc::clock_gettime(id, &mut ts) } < 0 {
         return Err(Errno::last());
     }
-    write_pair(&mut c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
+    write_pair(&c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
     Ok(0)
 }
 
@@ -38,7 +40,7 @@ pub(super) fn clock_getres(c: &mut Call<'_>) -> SysResult {
         return Err(Errno::last());
     }
     if c.args[1] != 0 {
-        write_pair(&mut c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
+        write_pair(&c.process.mem, c.args[1], ts.tv_sec as i64, ts.tv_nsec as i64)?;
     }
     Ok(0)
 }
@@ -57,7 +59,7 @@ pub(super) fn gettimeofday(c: &mut Call<'_>) -> SysResult {
     {
         return Err(Errno::last());
     }
-    let mem = &mut c.process.mem;
+    let mem = &c.process.mem;
     if tv_addr != 0 {
         write_pair(mem, tv_addr, tv.tv_sec as i64, tv.tv_usec as i64)?;
     }
@@ -91,11 +93,40 @@ fn host_sleep(clock: libc::clockid_t, absolute: bool, sec: i64, nsec: i64) -> Re
     }
 }
 
+/// The host instant at which a sleep of `(sec, nsec)` (relative, or an absolute time of
+/// `clock`) ends.
+pub(super) fn deadline(clock: libc::clockid_t, absolute: bool, sec: i64, nsec: i64) -> Instant {
+    let now = Instant::now();
+    let span = |s: i64, ns: i64| Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32);
+    if !absolute {
+        return now.checked_add(span(sec, nsec)).unwrap_or(now + Duration::from_secs(1 << 40));
+    }
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live local timespec.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return now;
+    }
+    let target = (sec as i128) * 1_000_000_000 + nsec as i128;
+    let current = (ts.tv_sec as i128) * 1_000_000_000 + ts.tv_nsec as i128;
+    let left = (target - current).clamp(0, u64::MAX as i128 / 2) as u64;
+    now.checked_add(Duration::from_nanos(left)).unwrap_or(now + Duration::from_secs(1 << 40))
+}
+
+/// Sleeps: parks the thread when a scheduler hosts the process, else sleeps on the host.
+fn sleep(c: &mut Call<'_>, clock: libc::clockid_t, absolute: bool, s: i64, ns: i64) -> SysResult {
+    if c.process.is_scheduled() {
+        let until = deadline(clock, absolute, s, ns);
+        c.outcome = SyscallOutcome::Block(c.process.futexes.sleep(until));
+        return Ok(0);
+    }
+    host_sleep(clock, absolute, s, ns)?;
+    Ok(0)
+}
+
 /// `nanosleep(req, rem)`.
 pub(super) fn nanosleep(c: &mut Call<'_>) -> SysResult {
     let (s, ns) = read_timespec(&c.process.mem, c.args[0])?;
-    host_sleep(libc::CLOCK_MONOTONIC, false, s, ns)?;
-    Ok(0)
+    sleep(c, libc::CLOCK_MONOTONIC, false, s, ns)
 }
 
 /// `clock_nanosleep(clockid, flags, req, rem)`.
@@ -108,12 +139,15 @@ pub(super) fn clock_nanosleep(c: &mut Call<'_>) -> SysResult {
         _ => return err(libc::EINVAL),
     };
     let (s, ns) = read_timespec(&c.process.mem, c.args[2])?;
-    host_sleep(clock, flags & libc::TIMER_ABSTIME != 0, s, ns)?;
-    Ok(0)
+    sleep(c, clock, flags & libc::TIMER_ABSTIME != 0, s, ns)
 }
 
-/// `sched_yield()`.
-pub(super) fn sched_yield(_c: &mut Call<'_>) -> SysResult {
-    std::thread::yield_now();
+/// `sched_yield()`: the scheduler runs others first; without one, the host thread yields.
+pub(super) fn sched_yield(c: &mut Call<'_>) -> SysResult {
+    if c.process.is_scheduled() {
+        c.outcome = SyscallOutcome::Yield;
+    } else {
+        std::thread::yield_now();
+    }
     Ok(0)
 }

@@ -1,0 +1,480 @@
+//! Blocking system calls without blocking a host thread: [`Waiter`]s and the per-process
+//! [`FutexTable`].
+//!
+//! When a process is hosted by a scheduler ([`crate::process::Process::is_scheduled`]), a
+//! system call that must wait (`futex` wait, `nanosleep`, ...) does not block the host thread:
+//! the syscall layer creates a [`Waiter`], the engine stops with
+//! [`crate::exec::StopReason::Blocked`], and the scheduler parks the guest thread on the waiter
+//! ([`Waiter::on_ready`]) and arms a timer for its deadline. Whoever ends the wait (a futex
+//! wake, the timer, process exit) completes the waiter, which hands the thread back to the
+//! scheduler; before the thread runs again, [`Waiter::complete`] writes the system call's
+//! result to `a0`.
+//!
+//! Invariants:
+//! - A waiter ends exactly once: the first of wake, timeout and cancel wins (an atomic
+//!   transition out of the waiting state); the others do nothing.
+//! - The continuation given to [`Waiter::on_ready`] runs exactly once, after the waiter ended,
+//!   whether it was installed before or after that (no lost wake-up): it is installed and
+//!   taken under one lock, and the state is checked under that lock.
+//! - A futex wait checks the guest word and enqueues itself under the table's lock, and a wake
+//!   dequeues under the same lock, so a wake that follows a guest's change of the word always
+//!   finds every waiter that saw the old value (the futex contract).
+//! - Waiters that ended by timeout or cancellation may stay queued until the next wait or wake
+//!   on the same address sweeps them; they are never woken twice and never counted by a wake.
+
+use crate::cpu::{reg, GuestThread};
+use crate::memory::{AddressSpace, MemFault};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// A futex bitset that matches every waiter (`FUTEX_BITSET_MATCH_ANY`).
+pub const MATCH_ANY: u32 = u32::MAX;
+
+const WAITING: u8 = 0;
+const WOKEN: u8 = 1;
+const TIMED_OUT: u8 = 2;
+const CANCELLED: u8 = 3;
+
+/// What a blocked guest thread waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// A futex wake on this guest address (or the deadline: `-ETIMEDOUT`).
+    Futex {
+        /// The futex word's guest address.
+        addr: u64,
+    },
+    /// Only the deadline (`nanosleep`, `clock_nanosleep`): the call then returns 0.
+    Sleep,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Woken (futex wake).
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// The process is ending (or the wait was abandoned): the thread will not run again.
+    Cancelled,
+}
+
+type Continuation = Box<dyn FnOnce() + Send>;
+
+/// One blocked system call of one guest thread. See the module docs.
+pub struct Waiter {
+    state: AtomicU8,
+    kind: WaitKind,
+    bitset: u32,
+    deadline: Option<Instant>,
+    then: Mutex<Option<Continuation>>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("kind", &self.kind)
+            .field("deadline", &self.deadline)
+            .field("end", &self.end())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waiters are compared by identity.
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for Waiter {}
+
+impl Waiter {
+    fn new(kind: WaitKind, bitset: u32, deadline: Option<Instant>) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicU8::new(WAITING),
+            kind,
+            bitset,
+            deadline,
+            then: Mutex::new(None),
+        })
+    }
+
+    /// A wait that only a deadline ends (a sleep).
+    pub fn sleep(deadline: Instant) -> Arc<Waiter> {
+        Waiter::new(WaitKind::Sleep, 0, Some(deadline))
+    }
+
+    /// What it waits for.
+    pub fn kind(&self) -> WaitKind {
+        self.kind
+    }
+
+    /// When it times out, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// How it ended; `None` while still waiting.
+    pub fn end(&self) -> Option<WaitEnd> {
+        match self.state.load(Ordering::Acquire) {
+            WOKEN => Some(WaitEnd::Woken),
+            TIMED_OUT => Some(WaitEnd::TimedOut),
+            CANCELLED => Some(WaitEnd::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Whether it is still waiting.
+    pub fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    fn lock_then(&self) -> MutexGuard<'_, Option<Continuation>> {
+        self.then.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the wait with `to` if it is still waiting, and runs the continuation if one is
+    /// installed. Returns whether this call ended it.
+    fn finish(&self, to: u8) -> bool {
+        if self.state.compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            return false;
+        }
+        let then = self.lock_then().take();
+        if let Some(f) = then {
+            f();
+        }
+        true
+    }
+
+    /// Ends the wait as timed out (the scheduler's timer calls this at the deadline). Returns
+    /// whether this call ended it.
+    pub fn expire(&self) -> bool {
+        self.finish(TIMED_OUT)
+    }
+
+    /// Ends the wait as cancelled (the process is going away). Returns whether this call
+    /// ended it.
+    pub fn cancel(&self) -> bool {
+        self.finish(CANCELLED)
+    }
+
+    /// Runs `f` once the wait has ended: now if it already has, else when it ends.
+    pub fn on_ready(&self, f: Box<dyn FnOnce() + Send>) {
+        let mut slot = self.lock_then();
+        if self.is_waiting() {
+            *slot = Some(f);
+            return;
+        }
+        drop(slot);
+        f();
+    }
+
+    /// The system call's result, once ended: 0 when woken or for a sleep, `-ETIMEDOUT` for a
+    /// futex wait that timed out, `-EINTR` when cancelled.
+    pub fn result(&self) -> u64 {
+        let errno = match (self.end(), self.kind) {
+            (Some(WaitEnd::Woken), _) | (Some(WaitEnd::TimedOut), WaitKind::Sleep) => 0,
+            (Some(WaitEnd::TimedOut), WaitKind::Futex { .. }) => libc::ETIMEDOUT,
+            (Some(WaitEnd::Cancelled), _) | (None, _) => libc::EINTR,
+        };
+        (-(errno as i64)) as u64
+    }
+
+    /// Writes the result into the thread's `a0`, the last step of the system call.
+    pub fn complete(&self, thread: &mut GuestThread) {
+        thread.cpu.x[reg::A0] = self.result();
+    }
+
+    /// Blocks the calling host thread until the wait ends, expiring it at its deadline. For
+    /// callers that drive a guest thread without a scheduler; a wait with no deadline that
+    /// nobody ends blocks forever, as it would under Linux.
+    pub fn wait_blocking(&self) {
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = pair.clone();
+        self.on_ready(Box::new(move || {
+            *signal.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            signal.1.notify_all();
+        }));
+        let mut done = pair.0.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            match self.deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => {
+                        done = pair.1.wait_timeout(done, left).unwrap_or_else(|e| e.into_inner()).0;
+                    }
+                    _ => {
+                        drop(done);
+                        self.expire();
+                        done = pair.0.lock().unwrap_or_else(|e| e.into_inner());
+                    }
+                },
+                None => done = pair.1.wait(done).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+/// Queue key of sleeping waiters (no guest address is `u64::MAX`: futex words are aligned).
+const SLEEP_KEY: u64 = u64::MAX;
+
+/// The futex wait queues of one process, keyed by guest address. Private and shared futexes
+/// use the same table: processes share no memory, so a shared futex is only ever reached
+/// through the same address space.
+#[derive(Debug, Default)]
+pub struct FutexTable {
+    queues: Mutex<HashMap<u64, VecDeque<Arc<Waiter>>>>,
+}
+
+/// Why a futex wait did not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// The word does not hold the expected value (`EAGAIN`).
+    ValueChanged,
+    /// The word is not readable (`EFAULT`).
+    Fault(MemFault),
+}
+
+impl FutexTable {
+    fn queues(&self) -> MutexGuard<'_, HashMap<u64, VecDeque<Arc<Waiter>>>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `FUTEX_WAIT`: if the 32-bit word at `addr` holds `expected`, enqueues and returns a
+    /// waiter that a wake with an overlapping `bitset` ends.
+    pub fn wait(
+        &self,
+        mem: &AddressSpace,
+        addr: u64,
+        expected: u32,
+        bitset: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Waiter>, WaitError> {
+        let mut queues = self.queues();
+        let now = mem.read_u32(addr).map_err(WaitError::Fault)?;
+        if now != expected {
+            return Err(WaitError::ValueChanged);
+        }
+        let w = Waiter::new(WaitKind::Futex { addr }, bitset, deadline);
+        let q = queues.entry(addr).or_default();
+        q.retain(|w| w.is_waiting());
+        q.push_back(w.clone());
+        Ok(w)
+    }
+
+    /// Registers a sleep until `deadline`, so that [`FutexTable::cancel_all`] ends it too.
+    pub fn sleep(&self, deadline: Instant) -> Arc<Waiter> {
+        let w = Waiter::sleep(deadline);
+        let mut queues = self.queues();
+        let q = queues.entry(SLEEP_KEY).or_default();
+        q.retain(|w| w.is_waiting());
+        q.push_back(w.clone());
+        w
+    }
+
+    /// Takes up to `n` waiting waiters on `addr` whose bitset overlaps `bitset`, oldest first.
+    fn take(
+        queues: &mut HashMap<u64, VecDeque<Arc<Waiter>>>,
+        addr: u64,
+        n: usize,
+        bitset: u32,
+        out: &mut Vec<Arc<Waiter>>,
+    ) {
+        let Some(q) = queues.get_mut(&addr) else { return };
+        let mut taken = 0;
+        q.retain(|w| {
+            if !w.is_waiting() {
+                return false;
+            }
+            if taken < n && w.bitset & bitset != 0 {
+                taken += 1;
+                out.push(w.clone());
+                return false;
+            }
+            true
+        });
+        if q.is_empty() {
+            queues.remove(&addr);
+        }
+    }
+
+    /// `FUTEX_WAKE`: wakes up to `n` waiters on `addr` whose bitset overlaps `bitset`; returns
+    /// how many it woke.
+    pub fn wake(&self, addr: u64, n: usize, bitset: u32) -> usize {
+        let mut batch = Vec::new();
+        Self::take(&mut self.queues(), addr, n, bitset, &mut batch);
+        // A waiter taken here can still have been ended by its timer in between; only the
+        // ones this wake ended count.
+        batch.into_iter().filter(|w| w.finish(WOKEN)).count()
+    }
+
+    /// `FUTEX_REQUEUE`: wakes up to `n_wake` waiters on `addr` and moves up to `n_move` of the
+    /// rest to `addr2`. Returns `(woken, moved)`.
+    pub fn requeue(&self, addr: u64, n_wake: usize, addr2: u64, n_move: usize) -> (usize, usize) {
+        let mut woken = Vec::new();
+        let mut moved = Vec::new();
+        {
+            let mut queues = self.queues();
+            Self::take(&mut queues, addr, n_wake, MATCH_ANY, &mut woken);
+            Self::take(&mut queues, addr, n_move, MATCH_ANY, &mut moved);
+            if !moved.is_empty() {
+                queues.entry(addr2).or_default().extend(moved.iter().cloned());
+            }
+        }
+        (woken.into_iter().filter(|w| w.finish(WOKEN)).count(), moved.len())
+    }
+
+    /// Cancels every waiter of the process (it is exiting): their threads get their
+    /// continuations back and must not run guest code again.
+    pub fn cancel_all(&self) -> usize {
+        let all: Vec<Arc<Waiter>> = self.queues().drain().flat_map(|(_, q)| q).collect();
+        all.into_iter().filter(|w| w.cancel()).count()
+    }
+
+    /// Waiters still waiting (for statistics and tests).
+    pub fn waiting(&self) -> usize {
+        self.queues().values().flatten().filter(|w| w.is_waiting()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{PERM_READ, PERM_WRITE};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    fn mem() -> AddressSpace {
+        let m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x1000, 0x1000, PERM_READ | PERM_WRITE).unwrap();
+        m
+    }
+
+    fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Box<dyn FnOnce() + Send>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (n, move || {
+            let m = m.clone();
+            Box::new(move || {
+                m.fetch_add(1, Ordering::SeqCst);
+            }) as Box<dyn FnOnce() + Send>
+        })
+    }
+
+    #[test]
+    fn wait_checks_the_value_and_wake_runs_the_continuation_once() {
+        let (m, t) = (mem(), FutexTable::default());
+        assert_eq!(t.wait(&m, 0x1000, 1, MATCH_ANY, None), Err(WaitError::ValueChanged));
+        assert!(matches!(t.wait(&m, 0x9000, 0, MATCH_ANY, None), Err(WaitError::Fault(_))));
+        let (ran, cont) = counter();
+        let w = t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap();
+        w.on_ready(cont());
+        assert_eq!(t.wake(0x1004, 1, MATCH_ANY), 0, "other address");
+        assert_eq!(t.wake(0x1000, 5, MATCH_ANY), 1);
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert!(!w.expire() && !w.cancel(), "ends once");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(w.result(), 0);
+        assert_eq!(t.wake(0x1000, 5, MATCH_ANY), 0);
+    }
+
+    #[test]
+    fn a_continuation_installed_after_the_wake_runs_at_once() {
+        let (m, t) = (mem(), FutexTable::default());
+        let w = t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap();
+        assert_eq!(t.wake(0x1000, 1, MATCH_ANY), 1);
+        let (ran, cont) = counter();
+        w.on_ready(cont());
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn wake_respects_count_order_and_bitsets() {
+        let (m, t) = (mem(), FutexTable::default());
+        let ws: Vec<_> =
+            (0..4).map(|i| t.wait(&m, 0x1000, 0, 1 << i, None).unwrap()).collect::<Vec<_>>();
+        assert_eq!(t.wake(0x1000, 1, 0b1100), 1);
+        assert!(ws[2].end().is_some() && ws[3].is_waiting(), "oldest matching first");
+        assert_eq!(t.wake(0x1000, 10, MATCH_ANY), 3);
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn timeouts_and_cancellation_give_their_results() {
+        let (m, t) = (mem(), FutexTable::default());
+        let w = t.wait(&m, 0x1000, 0, MATCH_ANY, Some(Instant::now())).unwrap();
+        assert!(w.expire());
+        assert_eq!(w.result() as i64, -(libc::ETIMEDOUT as i64));
+        assert_eq!(t.wake(0x1000, 1, MATCH_ANY), 0, "a timed-out waiter is not counted");
+        let s = t.sleep(Instant::now() + Duration::from_secs(100));
+        let f = t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap();
+        assert_eq!(t.cancel_all(), 2);
+        assert_eq!((s.end(), f.end()), (Some(WaitEnd::Cancelled), Some(WaitEnd::Cancelled)));
+        assert_eq!(f.result() as i64, -(libc::EINTR as i64));
+        let s = Waiter::sleep(Instant::now());
+        s.expire();
+        assert_eq!(s.result(), 0, "a sleep that ran out returns 0");
+    }
+
+    #[test]
+    fn requeue_moves_waiters() {
+        let (m, t) = (mem(), FutexTable::default());
+        let ws: Vec<_> = (0..3).map(|_| t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap()).collect();
+        assert_eq!(t.requeue(0x1000, 1, 0x1008, 10), (1, 2));
+        assert!(ws[0].end().is_some());
+        assert_eq!(t.wake(0x1000, 10, MATCH_ANY), 0);
+        assert_eq!(t.wake(0x1008, 10, MATCH_ANY), 2);
+    }
+
+    #[test]
+    fn blocking_wait_returns_at_the_deadline_or_on_wake() {
+        let (m, t) = (mem(), Arc::new(FutexTable::default()));
+        let w = t.wait(&m, 0x1000, 0, MATCH_ANY, Some(Instant::now() + Duration::from_millis(5)));
+        let w = w.unwrap();
+        w.wait_blocking();
+        assert_eq!(w.end(), Some(WaitEnd::TimedOut));
+        let w = t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap();
+        let t2 = t.clone();
+        let waker = std::thread::spawn(move || {
+            while t2.wake(0x1000, 1, MATCH_ANY) == 0 {
+                std::thread::yield_now();
+            }
+        });
+        w.wait_blocking();
+        waker.join().unwrap();
+        assert_eq!(w.end(), Some(WaitEnd::Woken));
+    }
+
+    #[test]
+    fn no_lost_wakeups_between_host_threads() {
+        // Two host threads ping-pong through a futex word, checking and waiting like a guest
+        // would; every round must complete.
+        let m = Arc::new(mem());
+        let t = Arc::new(FutexTable::default());
+        let rounds = 2000u32;
+        let player = |me: u32, m: Arc<AddressSpace>, t: Arc<FutexTable>| {
+            move || {
+                for _ in 0..rounds {
+                    loop {
+                        let v = m.read_u32(0x1000).unwrap();
+                        if v % 2 == me {
+                            break;
+                        }
+                        if let Ok(w) = t.wait(&m, 0x1000, v, MATCH_ANY, None) {
+                            w.wait_blocking();
+                        }
+                    }
+                    let a = m.atomic_u32(0x1000).unwrap().unwrap();
+                    a.fetch_add(1, Ordering::SeqCst);
+                    t.wake(0x1000, 1, MATCH_ANY);
+                }
+            }
+        };
+        let a = std::thread::spawn(player(0, m.clone(), t.clone()));
+        let b = std::thread::spawn(player(1, m.clone(), t.clone()));
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(m.read_u32(0x1000).unwrap(), 2 * rounds);
+    }
+}
