@@ -207,7 +207,7 @@ pub struct SubmitArgs {
     /// Most wall-clock time from submission to result, in milliseconds.
     #[arg(long, value_name = "MS")]
     deadline: Option<u64>,
-    /// Most guest instructions (recorded, not enforced yet).
+    /// Most guest instructions; the task ends with status 152 when they run out.
     #[arg(long)]
     fuel: Option<u64>,
     /// Bytes kept of each of stdout and stderr.

@@ -274,6 +274,15 @@ fn a_coordinator_and_three_workers_run_500_tasks_with_every_result_correct() {
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("exiting with 7"));
+    // A fuel limit stops a guest after that many instructions (status 128 + SIGXCPU).
+    let out = Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .args(["submit", "--coordinator", &c.addr, "--token-file"])
+        .arg(c.dir.path().join("token"))
+        .args(["--wait", "--fuel", "1000", "guests/bin/hello"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(152), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(env!("CARGO_BIN_EXE_vmx"))
         .args(["status", "--coordinator", &c.addr, "--token-file"])
         .arg(c.dir.path().join("token"))
@@ -283,7 +292,7 @@ fn a_coordinator_and_three_workers_run_500_tasks_with_every_result_correct() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("nodes: 3"), "{text}");
     assert!(
-        text.contains("tasks: 501 total, 0 queued, 0 running, 501 completed, 0 failed"),
+        text.contains("tasks: 502 total, 0 queued, 0 running, 502 completed, 0 failed"),
         "{text}"
     );
 }

@@ -32,9 +32,6 @@
 //! println!("{id}: {}", status.status.name());
 //! # Ok(()) }
 //! ```
-//!
-//! Not yet enforced: the task's fuel limit (`TaskLimits::fuel`) is recorded and sent to
-//! workers, but the coroutine scheduler has no per-coroutine instruction limit yet.
 
 pub mod architecture;
 pub mod auth;

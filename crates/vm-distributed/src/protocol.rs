@@ -142,8 +142,8 @@ pub const DEFAULT_OUTPUT_CAP: u32 = 64 << 10;
 /// Limits of one task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskLimits {
-    /// Most guest instructions the task may retire. Recorded and sent to the worker, but
-    /// **not enforced yet**: the coroutine scheduler has no per-coroutine instruction limit.
+    /// Most guest instructions the task may retire; a guest that reaches it ends with
+    /// [`TaskExit::FuelExhausted`].
     pub fuel: Option<u64>,
     /// Size of the guest's address space, in bytes.
     pub memory_bytes: u64,
@@ -242,11 +242,17 @@ pub enum TaskExit {
     DeadlineExceeded,
     /// The program could not be loaded (the loader's message).
     LoadFailed(String),
+    /// The guest retired its whole fuel (instruction limit) and was stopped.
+    FuelExhausted {
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl TaskExit {
     /// The status a shell would show: the exit code's low 8 bits, 128 + signal, 137 when
-    /// killed, 124 (like `timeout(1)`) past the deadline, 127 when it could not be loaded.
+    /// killed, 124 (like `timeout(1)`) past the deadline, 127 when it could not be loaded,
+    /// 152 (128 + SIGXCPU, as for a CPU-time limit) when its fuel ran out.
     pub fn shell_status(&self) -> i32 {
         match self {
             TaskExit::Exited(c) => c & 0xff,
@@ -254,6 +260,7 @@ impl TaskExit {
             TaskExit::Killed => 137,
             TaskExit::DeadlineExceeded => 124,
             TaskExit::LoadFailed(_) => 127,
+            TaskExit::FuelExhausted { .. } => 128 + 24,
         }
     }
 }
@@ -266,6 +273,7 @@ impl fmt::Display for TaskExit {
             TaskExit::Killed => write!(f, "killed"),
             TaskExit::DeadlineExceeded => write!(f, "killed at its deadline"),
             TaskExit::LoadFailed(m) => write!(f, "could not be loaded: {m}"),
+            TaskExit::FuelExhausted { limit } => write!(f, "stopped after {limit} instructions"),
         }
     }
 }

@@ -201,6 +201,7 @@ impl GuestPool {
         };
         let coroutine =
             Coroutine::with_engine_factory(program, Arc::new(config), self.engine.clone());
+        coroutine.set_instruction_limit(spec.limits.fuel);
         let id = coroutine.id();
         let mut st = self.state();
         if st.by_task.contains_key(&task) {
@@ -282,6 +283,7 @@ impl GuestPool {
                     CoroutineExit::Killed if inf.deadline_hit => TaskExit::DeadlineExceeded,
                     CoroutineExit::Killed => TaskExit::Killed,
                     CoroutineExit::LoadFailed(m) => TaskExit::LoadFailed(m),
+                    CoroutineExit::InstructionLimit(limit) => TaskExit::FuelExhausted { limit },
                     CoroutineExit::EnginePanicked(m) => {
                         let _ = self.reports.send(VmMessage::TaskError {
                             task: inf.task,
