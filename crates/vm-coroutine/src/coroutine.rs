@@ -357,15 +357,7 @@ impl Coroutine {
         let id = CoroutineId::fresh();
         let group = ThreadGroup::new(id, pid.unwrap_or_else(|| id.guest_pid()), factory);
         Coroutine {
-            inner: Box::new(Inner {
-                id,
-                body,
-                group,
-                blocked: None,
-                done: false,
-                last_retired: 0,
-                link: None,
-            }),
+            inner: Box::new(Inner { id, body, group, blocked: None, done: false, last_retired: 0, link: None }),
         }
     }
 

@@ -33,7 +33,8 @@ mod timer;
 
 pub use batch::{run_batch, run_sequential, BatchConfig, BatchSummary, InstanceResult, OutputMode};
 pub use coroutine::{
-    Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory, SliceEnd,
+    Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory,
+    SliceEnd,
 };
 pub use scheduler::{
     Scheduler, SchedulerConfig, SchedulerError, SchedulerStats, SliceOutcome, SubmitError,

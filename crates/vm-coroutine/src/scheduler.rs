@@ -57,8 +57,8 @@ use crate::coroutine::{
 };
 use crate::park::{ParkingLot, Wake};
 use crate::timer::Timer;
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::cell::Cell;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};

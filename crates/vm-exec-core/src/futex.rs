@@ -137,7 +137,8 @@ impl Waiter {
     /// Ends the wait with `to` if it is still waiting, and runs the continuation if one is
     /// installed. Returns whether this call ended it.
     fn finish(&self, to: u8) -> bool {
-        if self.state.compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if self.state.compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
             return false;
         }
         let then = self.lock_then().take();

@@ -52,8 +52,14 @@ pub(crate) fn run(
         let n = block.insts.len();
         let count = n.min((fuel - retired).min(usize::MAX as u64) as usize);
         let instret = stats.instructions + retired;
-        let exit =
-            exec_block(&block.insts[..count], pc, &mut x, &mut thread.cpu, &process.mem, instret);
+        let exit = exec_block(
+            &block.insts[..count],
+            pc,
+            &mut x,
+            &mut thread.cpu,
+            &process.mem,
+            instret,
+        );
         match exit {
             BlockExit::Next(next) => {
                 retired += count as u64;

@@ -143,12 +143,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn run(
-        &mut self,
-        thread: &mut GuestThread,
-        process: &Process,
-        fuel: u64,
-    ) -> RunResult {
+    pub(crate) fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
         self.bind(&process.mem);
         self.ctx.cpu = thread.cpu.clone();
         let chaining = self.cache.chaining();

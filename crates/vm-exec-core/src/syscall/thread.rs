@@ -149,15 +149,11 @@ fn spawn(c: &mut Call<'_>, a: CloneArgs) -> SysResult {
     let flags = a.flags;
     if flags & CLONE_VM == 0 || flags & (CLONE_VFORK | CLONE_PIDFD) != 0 {
         if first_time("clone-fork") {
-            tracing::warn!(
-                flags,
-                "clone without CLONE_VM (fork): guest processes cannot fork; returning -ENOSYS"
-            );
+            tracing::warn!(flags, "clone without CLONE_VM (fork): guest processes cannot fork; returning -ENOSYS");
         }
         return err(libc::ENOSYS);
     }
-    if flags & THREAD_REQUIRED != THREAD_REQUIRED
-        || flags & !(THREAD_REQUIRED | THREAD_OPTIONAL) != 0
+    if flags & THREAD_REQUIRED != THREAD_REQUIRED || flags & !(THREAD_REQUIRED | THREAD_OPTIONAL) != 0
     {
         return err(libc::EINVAL);
     }
