@@ -158,8 +158,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");
     }
-    let scheduler =
-        Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
+    let scheduler = Scheduler::with_config(SchedulerConfig {
+        vcpus: args.vcpus,
+        ..Default::default()
+    });
     scheduler.start().context("starting the scheduler")?;
     let t0 = std::time::Instant::now();
     let guest =
