@@ -7,6 +7,7 @@
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
+//! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
@@ -20,6 +21,7 @@ mod guests;
 mod manifest;
 
 mod bench;
+mod bench_cluster;
 mod ci;
 mod fuzz;
 
@@ -41,6 +43,9 @@ commands:
   bench [--runs N] [--quick] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
+  bench-cluster [--tasks N] [--runs N] [--quick]
+                      tiny guest tasks through a coordinator and 2 workers on
+                      loopback: tasks/s, latency, failover; to docs/benchmarks.md
   fuzz [--cases N] [--seed S]
                       soak the randomized JIT-vs-interpreter differential test
                       (default 200000 programs; CI runs 10000)
@@ -67,6 +72,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "guests" => guests::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "bench-cluster" => bench_cluster::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

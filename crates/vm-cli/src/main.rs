@@ -21,6 +21,8 @@ use std::sync::Arc;
 use vm_executors::coroutine::{Coroutine, CoroutineExit, Scheduler, SchedulerConfig};
 use vm_executors::{ExecutorType, ProcessConfig, Program};
 
+mod cluster;
+
 #[derive(Parser)]
 #[command(name = "vmx", version, about = "Run RISC-V (RV64GC) Linux programs fast")]
 struct Cli {
@@ -35,6 +37,19 @@ enum Command {
     /// Run many independent instances of a program as guest processes on N vCPU threads,
     /// then print a summary.
     Batch(BatchArgs),
+    /// Run a coordinator of distributed execution.
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run a worker node that joins a coordinator.
+    Worker(cluster::WorkerArgs),
+    /// Submit a guest program as a task to a coordinator.
+    Submit(cluster::SubmitArgs),
+    /// Show a coordinator's nodes and tasks, or one task.
+    Status(cluster::StatusArgs),
+    /// Start a local cluster: a coordinator and worker processes on loopback.
+    Cluster(cluster::ClusterArgs),
+    /// Load generator of `cargo xtask bench-cluster`.
+    #[command(hide = true)]
+    BenchClient(cluster::BenchClientArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +120,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Batch(args) => batch(args),
+        Command::Coordinator(args) => cluster::coordinator(args),
+        Command::Worker(args) => cluster::worker(args),
+        Command::Submit(args) => cluster::submit(args),
+        Command::Status(args) => cluster::status(args),
+        Command::Cluster(args) => cluster::cluster(args),
+        Command::BenchClient(args) => cluster::bench_client(args),
     };
     match result {
         Ok(code) => code,

@@ -3,10 +3,9 @@
 //! This crate is the public face of the project:
 //! - [`async_executor`]: three execution engines (interpreter, JIT, hybrid) behind one
 //!   interface, and a context that runs guests in the background;
-//! - [`coroutine`]: the M:N scheduler that runs many guest processes on N vCPU threads.
-//!
-//! Distributed execution (`distributed` in the package summary) is not implemented yet and
-//! is absent rather than simulated.
+//! - [`coroutine`]: the M:N scheduler that runs many guest processes on N vCPU threads;
+//! - [`distributed`]: a coordinator, worker nodes and clients that run guest programs as
+//!   tasks across processes and machines, durably and with fault tolerance.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -25,6 +24,7 @@
 
 pub mod async_executor;
 pub mod coroutine;
+pub mod distributed;
 
 pub use async_executor::{
     AsyncExecutionContext, ExecutionHandle, ExecutionResult, ExecutionStats, ExecutorType,
@@ -32,6 +32,14 @@ pub use async_executor::{
 };
 pub use coroutine::{
     Coroutine, CoroutineId, CoroutineState, Scheduler, SchedulerStats, VCPUState, VCPUStats, VCPU,
+};
+pub use distributed::architecture::{FaultToleranceConfig, LoadBalancingStrategy};
+pub use distributed::discovery::VmInfo;
+pub use distributed::fault_tolerance::FaultToleranceManager;
+pub use distributed::protocol::{TaskId, TaskInfo, TaskStatus, TaskType, VmCapabilities};
+pub use distributed::scheduler::TaskScheduler;
+pub use distributed::{
+    initialize_distributed_environment, DistributedArchitectureConfig, VmCoordinator, VmMessage,
 };
 pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};

@@ -1,0 +1,63 @@
+//! The shape of a deployment: [`DistributedArchitectureConfig`] and
+//! [`initialize_distributed_environment`], which starts a coordinator from it.
+//!
+//! A cluster is one coordinator and any number of worker nodes. The coordinator owns the
+//! durable task store and decides placement ([`LoadBalancingStrategy`]) and recovery
+//! ([`FaultToleranceConfig`]); workers run guests on their local coroutine scheduler. Nodes
+//! and clients authenticate with a shared cluster token.
+
+use crate::auth::ClusterToken;
+use crate::coordinator::VmCoordinator;
+use crate::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::fault_tolerance::FaultToleranceConfig;
+pub use crate::scheduler::LoadBalancingStrategy;
+
+/// How a coordinator runs.
+#[derive(Clone, Debug)]
+pub struct DistributedArchitectureConfig {
+    /// Address to listen on (port 0: any free port, see [`VmCoordinator::local_addr`]).
+    pub listen: SocketAddr,
+    /// Directory of the task store.
+    pub data_dir: PathBuf,
+    /// The cluster token; `None` generates one ([`VmCoordinator::token`]).
+    pub token: Option<ClusterToken>,
+    /// Flush every commit to disk before acknowledging (on by default).
+    pub durable: bool,
+    /// How tasks are placed.
+    pub strategy: LoadBalancingStrategy,
+    /// Failure detection and recovery.
+    pub fault_tolerance: FaultToleranceConfig,
+    /// Most time a connection may take to authenticate (and a worker to register).
+    pub handshake_timeout: Duration,
+    /// Most connections authenticating at once; more are closed at once.
+    pub max_unauthenticated: usize,
+    /// Most queued tasks; submissions beyond are refused (backpressure).
+    pub max_queued: usize,
+}
+
+impl Default for DistributedArchitectureConfig {
+    fn default() -> Self {
+        DistributedArchitectureConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from("vmx-data"),
+            token: None,
+            durable: true,
+            strategy: LoadBalancingStrategy::default(),
+            fault_tolerance: FaultToleranceConfig::default(),
+            handshake_timeout: Duration::from_secs(5),
+            max_unauthenticated: 64,
+            max_queued: 1 << 20,
+        }
+    }
+}
+
+/// Starts a coordinator as configured (in the current tokio runtime).
+pub async fn initialize_distributed_environment(
+    config: DistributedArchitectureConfig,
+) -> Result<VmCoordinator, Error> {
+    VmCoordinator::start(config).await
+}

@@ -1,0 +1,169 @@
+//! A client of a coordinator: stores images, submits tasks, asks for status and waits for
+//! results over one authenticated connection.
+//!
+//! # Invariants
+//! - Requests carry ids; any number may be outstanding at once (pipelining), and each reply is
+//!   matched to its request by id, whatever the order replies come in.
+//! - When the connection ends, every outstanding request fails with [`Error::Closed`]; a
+//!   submission acknowledged before that is durable on the coordinator, so waiting for it
+//!   again after reconnecting is safe.
+
+use crate::auth::{client_handshake, ClusterToken};
+use crate::connection::spawn_writer;
+use crate::coordinator::ClusterStatus;
+use crate::protocol::{
+    read_message, ImageHash, Role, TaskId, TaskInfo, TaskPayload, TaskSpec, TaskType, VmMessage,
+    MAX_FRAME_BYTES,
+};
+use crate::worker::AbortOnDrop;
+use crate::Error;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<VmMessage>>>>;
+
+/// A connection to a coordinator. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct ClusterClient {
+    out: mpsc::UnboundedSender<VmMessage>,
+    pending: Pending,
+    next: AtomicU64,
+    _reader: AbortOnDrop,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClient").finish_non_exhaustive()
+    }
+}
+
+fn reply_id(m: &VmMessage) -> Option<u64> {
+    match m {
+        VmMessage::ImageStored { req, .. }
+        | VmMessage::Submitted { req, .. }
+        | VmMessage::Status { req, .. }
+        | VmMessage::ClusterStatus { req, .. }
+        | VmMessage::Failure { req, .. } => Some(*req),
+        _ => None,
+    }
+}
+
+impl ClusterClient {
+    /// Connects to `addr` and authenticates with `token` (at most `timeout` for both).
+    pub async fn connect(
+        addr: &str,
+        token: &ClusterToken,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout("connecting to the coordinator"))??;
+        stream.set_nodelay(true)?;
+        tokio::time::timeout(timeout, client_handshake(&mut stream, token, Role::Client))
+            .await
+            .map_err(|_| Error::Timeout("the handshake"))??;
+        let (mut rd, wr) = stream.into_split();
+        let out = spawn_writer(wr, format!("coordinator {addr}"));
+        let pending: Pending = Arc::default();
+        let reader = {
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                loop {
+                    match read_message::<VmMessage, _>(&mut rd, MAX_FRAME_BYTES).await {
+                        Ok(m) => {
+                            let Some(id) = reply_id(&m) else {
+                                tracing::error!("unexpected {} from the coordinator", m.kind());
+                                break;
+                            };
+                            let waiter =
+                                pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            if let Some(w) = waiter {
+                                let _ = w.send(m);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!("connection to the coordinator ended: {e}");
+                            break;
+                        }
+                    }
+                }
+                // Dropping the senders fails every outstanding request.
+                pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            })
+        };
+        Ok(ClusterClient {
+            out,
+            pending,
+            next: AtomicU64::new(1),
+            _reader: AbortOnDrop(reader.abort_handle()),
+        })
+    }
+
+    async fn request(&self, make: impl FnOnce(u64) -> VmMessage) -> Result<VmMessage, Error> {
+        let req = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
+        if self.out.send(make(req)).is_err() {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+            return Err(Error::Closed);
+        }
+        match rx.await.map_err(|_| Error::Closed)? {
+            VmMessage::Failure { message, .. } => Err(Error::Rejected(message)),
+            m => Ok(m),
+        }
+    }
+
+    /// Stores a program image on the coordinator (a no-op if it has it); returns its hash.
+    pub async fn put_image(&self, bytes: Vec<u8>) -> Result<ImageHash, Error> {
+        match self.request(|req| VmMessage::PutImage { req, bytes }).await? {
+            VmMessage::ImageStored { hash, .. } => Ok(hash),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Submits a task whose image is stored; returns its id once it is durable.
+    pub async fn submit(&self, task_type: TaskType, spec: TaskSpec) -> Result<TaskId, Error> {
+        match self.request(|req| VmMessage::Submit { req, task_type, spec }).await? {
+            VmMessage::Submitted { task, .. } => Ok(task),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Stores the payload's program and submits the task.
+    pub async fn submit_payload(
+        &self,
+        task_type: TaskType,
+        payload: TaskPayload,
+    ) -> Result<TaskId, Error> {
+        let spec = payload.spec();
+        self.put_image(payload.program).await?;
+        self.submit(task_type, spec).await
+    }
+
+    /// A task's status (with its result once final); `None` for an unknown task.
+    pub async fn status(&self, task: TaskId) -> Result<Option<TaskInfo>, Error> {
+        match self.request(|req| VmMessage::GetStatus { req, task }).await? {
+            VmMessage::Status { info, .. } => Ok(info),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Waits until a task is final and durable; `None` for an unknown task.
+    pub async fn wait(&self, task: TaskId) -> Result<Option<TaskInfo>, Error> {
+        match self.request(|req| VmMessage::Wait { req, task }).await? {
+            VmMessage::Status { info, .. } => Ok(info),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// The nodes and task counts.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        match self.request(|req| VmMessage::GetClusterStatus { req }).await? {
+            VmMessage::ClusterStatus { nodes, tasks, .. } => Ok(ClusterStatus { nodes, tasks }),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+}

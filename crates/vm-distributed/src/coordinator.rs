@@ -1,0 +1,967 @@
+//! The coordinator: accepts authenticated workers and clients, keeps every task durably,
+//! places tasks on workers and recovers from failures.
+//!
+//! # Structure
+//! One *core* task owns all mutable state (tasks, queue, node registry, placement, waiters)
+//! and handles events one at a time, so no state is shared between threads. Each
+//! connection has a reader task that turns frames into events and a writer task
+//! ([`crate::connection`]); the task store has its own writer thread, whose commit callbacks
+//! come back to the core as events.
+//!
+//! # Invariants
+//! - A submission is acknowledged only after its task record committed; the task may already
+//!   run before that (a crash before the commit loses a task nobody was told about).
+//! - Every task has at most one final outcome, decided by the
+//!   [`FaultToleranceManager`]; it is written with its result in one transaction, and waiters
+//!   are answered only after that commit.
+//! - After a restart every task in the store is known again: final ones with their results,
+//!   the others queued for dispatch (or adopted by a reconnecting worker that reports them
+//!   running).
+//! - A node has at most its `max_concurrent` tasks; a slot is freed only when the node
+//!   reports the task ended or is declared dead, so cancelling never overbooks a node.
+//! - Frames from a connection are checked for kind: a worker connection may only send worker
+//!   messages, a client connection only client requests; anything else closes it.
+
+use crate::architecture::DistributedArchitectureConfig;
+use crate::auth::{server_handshake, ClusterToken};
+use crate::connection::spawn_writer;
+use crate::discovery::{NodeRegistry, NodeState, VmInfo};
+use crate::fault_tolerance::{Attempts, FailureVerdict, FaultToleranceManager, ResultVerdict};
+use crate::protocol::{
+    read_message, ImageHash, NodeId, Role, TaskCounts, TaskExit, TaskId, TaskInfo, TaskPayload,
+    TaskResult, TaskSpec, TaskStatus, TaskType, VmCapabilities, VmMessage,
+};
+use crate::scheduler::TaskScheduler;
+use crate::store::{Recovered, StoreOp, TaskRecord, TaskStore};
+use crate::worker::AbortOnDrop;
+use crate::Error;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use vm_exec_core::elf::Program;
+
+/// Largest guest address space a task may ask for.
+const MAX_TASK_MEMORY: u64 = 1 << 40;
+/// Period of the core's housekeeping (liveness, deadlines, retries).
+const TICK: Duration = Duration::from_millis(20);
+
+/// Where a reply goes: a client connection, or a caller in this process.
+enum Responder {
+    Remote { tx: mpsc::UnboundedSender<VmMessage>, req: u64 },
+    Local(oneshot::Sender<VmMessage>),
+}
+
+impl Responder {
+    fn reply(self, make: impl FnOnce(u64) -> VmMessage) {
+        match self {
+            Responder::Remote { tx, req } => {
+                let _ = tx.send(make(req));
+            }
+            Responder::Local(tx) => {
+                let _ = tx.send(make(0));
+            }
+        }
+    }
+
+    fn fail(self, message: String) {
+        self.reply(|req| VmMessage::Failure { req, message });
+    }
+}
+
+/// What the core reacts to.
+enum Event {
+    PutImage { hash: ImageHash, bytes: Arc<Vec<u8>>, reply: Responder },
+    Submit { task_type: TaskType, spec: TaskSpec, reply: Responder },
+    Status { task: TaskId, reply: Responder },
+    Wait { task: TaskId, reply: Responder },
+    Cluster { reply: Responder },
+    NodeUp { conn: u64, addr: String, register: VmMessage, tx: mpsc::UnboundedSender<VmMessage> },
+    FromNode { node: NodeId, conn: u64, msg: VmMessage },
+    NodeDown { node: NodeId, conn: u64 },
+    Durable { task: TaskId, ok: bool },
+    Shutdown,
+}
+
+struct Task {
+    task_type: TaskType,
+    spec: Arc<TaskSpec>,
+    submitted_at_ms: u64,
+    status: TaskStatus,
+    att: Attempts,
+    /// The final result until it is durable (kept if the commit failed).
+    result: Option<TaskResult>,
+    /// The final record committed.
+    durable: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Core {
+    ft: FaultToleranceManager,
+    registry: NodeRegistry,
+    sched: TaskScheduler,
+    store: Arc<TaskStore>,
+    max_queued: u64,
+    tasks: HashMap<TaskId, Task>,
+    queue: VecDeque<TaskId>,
+    delayed: BinaryHeap<Reverse<(Instant, TaskId)>>,
+    deadlines: BinaryHeap<Reverse<(Instant, TaskId)>>,
+    waiters: HashMap<TaskId, Vec<Responder>>,
+    /// Per node: its current connection's outgoing queue.
+    links: HashMap<NodeId, mpsc::UnboundedSender<VmMessage>>,
+    /// Per node: the tasks occupying its slots, with their memory.
+    node_tasks: HashMap<NodeId, HashMap<TaskId, u64>>,
+    images: HashMap<ImageHash, Arc<Vec<u8>>>,
+    next_id: u64,
+    counts: TaskCounts,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
+    match s {
+        TaskStatus::Queued => &mut counts.queued,
+        TaskStatus::Running { .. } => &mut counts.running,
+        TaskStatus::Completed { .. } => &mut counts.completed,
+        TaskStatus::Failed { .. } => &mut counts.failed,
+    }
+}
+
+impl Core {
+    fn new(
+        config: &DistributedArchitectureConfig,
+        store: Arc<TaskStore>,
+        recovered: Recovered,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Core {
+        let mut core = Core {
+            ft: FaultToleranceManager::new(config.fault_tolerance.clone()),
+            registry: NodeRegistry::new(&config.fault_tolerance),
+            sched: TaskScheduler::new(config.strategy),
+            store,
+            max_queued: config.max_queued as u64,
+            tasks: HashMap::new(),
+            queue: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
+            waiters: HashMap::new(),
+            links: HashMap::new(),
+            node_tasks: HashMap::new(),
+            images: HashMap::new(),
+            next_id: 1,
+            counts: TaskCounts::default(),
+            events,
+        };
+        for (hash, bytes) in recovered.images {
+            core.images.insert(hash, Arc::new(bytes));
+        }
+        let (now, now_ms) = (Instant::now(), now_ms());
+        let (mut pending, mut fin) = (0, 0);
+        for rec in recovered.tasks {
+            core.next_id = core.next_id.max(rec.id.0 + 1);
+            let final_ = rec.status.is_final();
+            let deadline = rec.spec.limits.deadline_ms.map(|ms| {
+                let left = (rec.submitted_at_ms + ms).saturating_sub(now_ms);
+                now + Duration::from_millis(left)
+            });
+            let att = Attempts {
+                started: rec.failed_attempts,
+                failed: rec.failed_attempts,
+                reasons: rec.reasons,
+                deadline,
+                finished: final_,
+                ..Default::default()
+            };
+            *count_of(&mut core.counts, &rec.status) += 1;
+            if final_ {
+                fin += 1;
+            } else {
+                pending += 1;
+                core.queue.push_back(rec.id);
+                if let Some(d) = deadline {
+                    core.deadlines.push(Reverse((d, rec.id)));
+                }
+            }
+            core.tasks.insert(
+                rec.id,
+                Task {
+                    task_type: rec.task_type,
+                    spec: Arc::new(rec.spec),
+                    submitted_at_ms: rec.submitted_at_ms,
+                    status: rec.status,
+                    att,
+                    result: None,
+                    durable: true,
+                },
+            );
+        }
+        if pending + fin > 0 {
+            tracing::info!(
+                "recovered {} tasks: {pending} to dispatch again, {fin} final",
+                pending + fin
+            );
+        }
+        core
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    None | Some(Event::Shutdown) => break,
+                    Some(ev) => {
+                        self.handle(ev);
+                        // Drain what else is waiting before placing work, so a burst of
+                        // submissions is placed in one pass.
+                        let mut n = 0;
+                        while n < 1024 {
+                            match rx.try_recv() {
+                                Ok(Event::Shutdown) => return,
+                                Ok(ev) => self.handle(ev),
+                                Err(_) => break,
+                            }
+                            n += 1;
+                        }
+                        self.pump();
+                    }
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn set_status(&mut self, id: TaskId, status: TaskStatus) {
+        let Some(t) = self.tasks.get_mut(&id) else { return };
+        *count_of(&mut self.counts, &t.status) -= 1;
+        *count_of(&mut self.counts, &status) += 1;
+        t.status = status;
+    }
+
+    fn record(&self, id: TaskId) -> Option<TaskRecord> {
+        let t = self.tasks.get(&id)?;
+        Some(TaskRecord {
+            id,
+            task_type: t.task_type,
+            spec: (*t.spec).clone(),
+            submitted_at_ms: t.submitted_at_ms,
+            failed_attempts: t.att.failed,
+            reasons: t.att.reasons.clone(),
+            status: if t.status.is_final() { t.status.clone() } else { TaskStatus::Queued },
+        })
+    }
+
+    fn info(&self, id: TaskId) -> Option<TaskInfo> {
+        let t = self.tasks.get(&id)?;
+        let result = match (&t.result, t.durable && t.status.is_final()) {
+            (Some(r), _) => Some(r.clone()),
+            (None, true) => self.store.result(id).unwrap_or_else(|e| {
+                tracing::error!("cannot read the result of {id}: {e}");
+                None
+            }),
+            (None, false) => None,
+        };
+        Some(TaskInfo {
+            id,
+            task_type: t.task_type,
+            status: t.status.clone(),
+            attempts: t.att.started,
+            submitted_at_ms: t.submitted_at_ms,
+            result,
+        })
+    }
+
+    fn send(&self, node: NodeId, msg: VmMessage) -> bool {
+        self.links.get(&node).is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::PutImage { hash, bytes, reply } => {
+                if self.images.contains_key(&hash) {
+                    reply.reply(|req| VmMessage::ImageStored { req, hash });
+                    return;
+                }
+                self.images.insert(hash, bytes.clone());
+                self.store.apply(
+                    StoreOp::PutImage(hash, bytes),
+                    Some(Box::new(move |r| match r {
+                        Ok(()) => reply.reply(|req| VmMessage::ImageStored { req, hash }),
+                        Err(e) => reply.fail(format!("cannot store the image: {e}")),
+                    })),
+                );
+            }
+            Event::Submit { task_type, spec, reply } => self.submit(task_type, spec, reply),
+            Event::Status { task, reply } => {
+                let info = self.info(task);
+                reply.reply(|req| VmMessage::Status { req, info });
+            }
+            Event::Wait { task, reply } => match self.tasks.get(&task) {
+                None => reply.reply(|req| VmMessage::Status { req, info: None }),
+                Some(t) if t.status.is_final() && t.result.is_none() => {
+                    let info = self.info(task);
+                    reply.reply(|req| VmMessage::Status { req, info });
+                }
+                Some(_) => self.waiters.entry(task).or_default().push(reply),
+            },
+            Event::Cluster { reply } => {
+                let nodes = self.nodes();
+                let tasks = self.counts.clone();
+                reply.reply(|req| VmMessage::ClusterStatus { req, nodes, tasks });
+            }
+            Event::NodeUp { conn, addr, register, tx } => self.node_up(conn, addr, register, tx),
+            Event::FromNode { node, conn, msg } => self.node_message(node, conn, msg),
+            Event::NodeDown { node, conn } => {
+                if self.registry.disconnected(node, conn) {
+                    tracing::warn!("{node} disconnected; suspect until it returns");
+                    self.links.remove(&node);
+                    self.sched.set_available(node, false);
+                }
+            }
+            Event::Durable { task, ok } => {
+                if let Some(t) = self.tasks.get_mut(&task) {
+                    t.durable = ok;
+                }
+                let info = self.info(task);
+                for w in self.waiters.remove(&task).unwrap_or_default() {
+                    let info = info.clone();
+                    w.reply(|req| VmMessage::Status { req, info });
+                }
+                if ok {
+                    if let Some(t) = self.tasks.get_mut(&task) {
+                        t.result = None;
+                    }
+                }
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    fn nodes(&self) -> Vec<VmInfo> {
+        self.registry
+            .list(Instant::now(), |n| self.node_tasks.get(&n).map_or(0, |m| m.len() as u32))
+    }
+
+    fn submit(&mut self, task_type: TaskType, spec: TaskSpec, reply: Responder) {
+        if !self.images.contains_key(&spec.image) {
+            return reply.fail(format!("unknown image {}: store it first", spec.image));
+        }
+        if spec.args.is_empty() {
+            return reply.fail("a task needs at least argv[0]".into());
+        }
+        if spec.limits.memory_bytes == 0 || spec.limits.memory_bytes > MAX_TASK_MEMORY {
+            return reply.fail("the task's memory limit is out of range".into());
+        }
+        if self.counts.queued >= self.max_queued {
+            return reply.fail(format!("the queue is full ({} tasks waiting)", self.counts.queued));
+        }
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        let now = Instant::now();
+        let deadline = spec.limits.deadline_ms.map(|ms| now + Duration::from_millis(ms));
+        if let Some(d) = deadline {
+            self.deadlines.push(Reverse((d, id)));
+        }
+        self.tasks.insert(
+            id,
+            Task {
+                task_type,
+                spec: Arc::new(spec),
+                submitted_at_ms: now_ms(),
+                status: TaskStatus::Queued,
+                att: Attempts { deadline, ..Default::default() },
+                result: None,
+                durable: false,
+            },
+        );
+        self.counts.queued += 1;
+        self.queue.push_back(id);
+        if let Some(rec) = self.record(id) {
+            self.store.apply(
+                StoreOp::PutTask(rec),
+                Some(Box::new(move |r| match r {
+                    Ok(()) => reply.reply(|req| VmMessage::Submitted { req, task: id }),
+                    Err(e) => reply.fail(format!("cannot store the task: {e}")),
+                })),
+            );
+        }
+    }
+
+    /// Places queued tasks on nodes with room.
+    fn pump(&mut self) {
+        while let Some(&id) = self.queue.front() {
+            let Some(t) = self.tasks.get(&id) else {
+                self.queue.pop_front();
+                continue;
+            };
+            if t.status != TaskStatus::Queued {
+                self.queue.pop_front();
+                continue;
+            }
+            let memory = t.spec.limits.memory_bytes;
+            let Some(node) = self.sched.pick(memory) else { break };
+            self.queue.pop_front();
+            self.dispatch(id, node);
+        }
+    }
+
+    fn dispatch(&mut self, id: TaskId, node: NodeId) {
+        let now = Instant::now();
+        let Some(t) = self.tasks.get_mut(&id) else { return };
+        let attempt = self.ft.begin_attempt(&mut t.att, node);
+        let spec = t.spec.clone();
+        let timeout_ms = self.ft.remaining(&t.att, now).map(|d| d.as_millis() as u64);
+        let memory = spec.limits.memory_bytes;
+        self.set_status(id, TaskStatus::Running { node, attempt });
+        self.sched.started(node, memory);
+        self.node_tasks.entry(node).or_default().insert(id, memory);
+        if self.registry.add_image(node, spec.image) {
+            match self.images.get(&spec.image) {
+                Some(bytes) => {
+                    self.send(
+                        node,
+                        VmMessage::Image { hash: spec.image, bytes: (**bytes).clone() },
+                    );
+                }
+                None => tracing::error!("{id} refers to the unknown image {}", spec.image),
+            }
+        }
+        let msg = VmMessage::RunTask { task: id, attempt, spec: (*spec).clone(), timeout_ms };
+        if !self.send(node, msg) {
+            tracing::warn!("{node} went away while {id} was sent to it");
+        }
+    }
+
+    fn free_slot(&mut self, node: NodeId, task: TaskId) {
+        if let Some(memory) = self.node_tasks.get_mut(&node).and_then(|m| m.remove(&task)) {
+            self.sched.finished(node, memory);
+        }
+    }
+
+    fn node_up(
+        &mut self,
+        conn: u64,
+        addr: String,
+        register: VmMessage,
+        tx: mpsc::UnboundedSender<VmMessage>,
+    ) {
+        let VmMessage::Register { node, name, pid, capabilities, images, running } = register
+        else {
+            return;
+        };
+        let heartbeat_ms = self.ft.config().heartbeat_interval.as_millis() as u64;
+        let back = self.registry.register(
+            node,
+            name.clone(),
+            addr,
+            pid,
+            capabilities.clone(),
+            images,
+            conn,
+            Instant::now(),
+        );
+        tracing::info!(
+            "{node} ({name}, pid {pid}) registered: {back:?}, {} running",
+            running.len()
+        );
+        let previous = self.node_tasks.remove(&node).unwrap_or_default();
+        self.sched.remove_node(node);
+        self.sched.upsert_node(node, capabilities);
+        // What the node says it runs occupies its slots; queued tasks among them are adopted.
+        for &(task, attempt) in &running {
+            let memory = self.tasks.get(&task).map_or(0, |t| t.spec.limits.memory_bytes);
+            self.sched.started(node, memory);
+            self.node_tasks.entry(node).or_default().insert(task, memory);
+            if let Some(t) = self.tasks.get_mut(&task) {
+                if t.status == TaskStatus::Queued {
+                    t.att.started = t.att.started.max(attempt);
+                    t.att.current = Some((node, attempt));
+                    self.set_status(task, TaskStatus::Running { node, attempt });
+                }
+            }
+        }
+        // What the coordinator had placed there and the node no longer runs is lost.
+        for (task, _) in previous {
+            if running.iter().any(|(t, _)| *t == task) {
+                continue;
+            }
+            let reason = format!("{node} reconnected without it");
+            self.attempt_lost(task, node, reason);
+        }
+        let _ = tx.send(VmMessage::Registered { heartbeat_ms });
+        self.links.insert(node, tx);
+    }
+
+    fn attempt_lost(&mut self, task: TaskId, node: NodeId, reason: String) {
+        let Some(t) = self.tasks.get_mut(&task) else { return };
+        match self.ft.on_node_dead(&mut t.att, node, reason) {
+            None => {}
+            Some(FailureVerdict::Retry { after }) => self.requeue(task, after),
+            Some(FailureVerdict::GiveUp) => self.give_up(task),
+        }
+    }
+
+    fn requeue(&mut self, task: TaskId, after: Duration) {
+        self.set_status(task, TaskStatus::Queued);
+        if let Some(rec) = self.record(task) {
+            self.store.apply(StoreOp::PutTask(rec), None);
+        }
+        if after.is_zero() {
+            self.queue.push_front(task);
+        } else {
+            self.delayed.push(Reverse((Instant::now() + after, task)));
+        }
+    }
+
+    fn give_up(&mut self, task: TaskId) {
+        let reasons = self.tasks.get(&task).map(|t| t.att.reasons.clone()).unwrap_or_default();
+        tracing::warn!("{task} failed: {}", reasons.join("; "));
+        self.finalize(task, TaskStatus::Failed { reasons }, None);
+    }
+
+    fn finalize(&mut self, task: TaskId, status: TaskStatus, result: Option<TaskResult>) {
+        self.set_status(task, status);
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.result = result.clone();
+            t.durable = false;
+        }
+        let Some(rec) = self.record(task) else { return };
+        let events = self.events.clone();
+        self.store.apply(
+            StoreOp::Finish(rec, result),
+            Some(Box::new(move |r| {
+                if let Err(e) = &r {
+                    tracing::error!("the outcome of {task} is not durable: {e}");
+                }
+                let _ = events.send(Event::Durable { task, ok: r.is_ok() });
+            })),
+        );
+    }
+
+    fn node_message(&mut self, node: NodeId, conn: u64, msg: VmMessage) {
+        let current = self.registry.is_current(node, conn);
+        if current && self.registry.heard(node, conn, Instant::now()) {
+            tracing::info!("{node} is alive again");
+            self.sched.set_available(node, true);
+        }
+        match msg {
+            VmMessage::Heartbeat(load) if current => {
+                self.sched.set_cpu_load(node, load.cpu_load);
+                self.registry.heartbeat(node, conn, load, Instant::now());
+            }
+            // Outcomes count even from a replaced connection: a late result is still a result.
+            VmMessage::TaskDone { task, result } => self.task_done(node, task, result),
+            VmMessage::TaskError { task, attempt, reason } => {
+                self.free_slot(node, task);
+                let Some(t) = self.tasks.get_mut(&task) else { return };
+                match self.ft.on_worker_failure(&mut t.att, node, attempt, reason) {
+                    None => {}
+                    Some(FailureVerdict::Retry { after }) => self.requeue(task, after),
+                    Some(FailureVerdict::GiveUp) => self.give_up(task),
+                }
+            }
+            VmMessage::NeedImage(hash) if current => match self.images.get(&hash) {
+                Some(bytes) => {
+                    let bytes = (**bytes).clone();
+                    self.registry.add_image(node, hash);
+                    self.send(node, VmMessage::Image { hash, bytes });
+                }
+                None => tracing::error!("{node} asked for the unknown image {hash}"),
+            },
+            _ => {}
+        }
+    }
+
+    fn task_done(&mut self, node: NodeId, task: TaskId, result: TaskResult) {
+        self.free_slot(node, task);
+        let Some(t) = self.tasks.get_mut(&task) else {
+            tracing::warn!("{node} reported {task}, which this coordinator does not know");
+            return;
+        };
+        let previous = t.att.current;
+        match self.ft.on_result(&mut t.att, node, result.attempt) {
+            ResultVerdict::Duplicate => {
+                tracing::debug!("duplicate result for {task} from {node} ignored");
+            }
+            ResultVerdict::Record { late } => {
+                if late {
+                    tracing::info!("late result for {task} from {node} accepted");
+                }
+                let status = match &result.exit {
+                    TaskExit::DeadlineExceeded => {
+                        let mut reasons = t.att.reasons.clone();
+                        reasons.push(format!("deadline exceeded while running on {node}"));
+                        TaskStatus::Failed { reasons }
+                    }
+                    e => TaskStatus::Completed { exit_status: e.shell_status() },
+                };
+                if let Some((other, _)) = previous {
+                    if other != node {
+                        self.send(other, VmMessage::Cancel { task });
+                    }
+                }
+                self.finalize(task, status, Some(result));
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for (node, state) in self.registry.sweep(now) {
+            match state {
+                NodeState::Suspect => {
+                    tracing::warn!("{node} is suspect (no heartbeat)");
+                    self.sched.set_available(node, false);
+                }
+                NodeState::Dead => self.node_dead(node),
+                NodeState::Alive => {}
+            }
+        }
+        while let Some(Reverse((at, task))) = self.delayed.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            if self.tasks.get(&task).is_some_and(|t| t.status == TaskStatus::Queued) {
+                self.queue.push_back(task);
+            }
+        }
+        while let Some(Reverse((at, task))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(t) = self.tasks.get_mut(&task) else { continue };
+            let running_on = t.att.current.map(|(n, _)| n);
+            if self.ft.check_deadline(&mut t.att, now) {
+                if let Some(n) = running_on {
+                    self.send(n, VmMessage::Cancel { task });
+                }
+                self.give_up(task);
+            }
+        }
+        self.pump();
+    }
+
+    fn node_dead(&mut self, node: NodeId) {
+        let silent = self.ft.config().dead_after;
+        tracing::warn!("{node} declared dead (silent for {silent:?}); re-dispatching its tasks");
+        self.registry.declare_dead(node);
+        self.links.remove(&node);
+        self.sched.remove_node(node);
+        let tasks = self.node_tasks.remove(&node).unwrap_or_default();
+        let mut ids: Vec<TaskId> = tasks.into_keys().collect();
+        ids.sort();
+        for task in ids.into_iter().rev() {
+            self.attempt_lost(task, node, format!("{node} declared dead"));
+        }
+    }
+}
+
+/// State the connection tasks share.
+struct ServerCtx {
+    token: ClusterToken,
+    core: mpsc::UnboundedSender<Event>,
+    handshake_timeout: Duration,
+    unauthenticated: Arc<Semaphore>,
+    next_conn: AtomicU64,
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve(stream, peer, ctx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+    let Ok(permit) = ctx.unauthenticated.clone().try_acquire_owned() else {
+        tracing::warn!("{peer}: too many connections waiting to authenticate; closed");
+        return;
+    };
+    let role = match tokio::time::timeout(
+        ctx.handshake_timeout,
+        server_handshake(&mut stream, &ctx.token),
+    )
+    .await
+    {
+        Err(_) => {
+            tracing::warn!("{peer}: handshake timed out; closed");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("{peer}: refused: {e}");
+            return;
+        }
+        Ok(Ok(role)) => role,
+    };
+    drop(permit);
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let out = spawn_writer(wr, peer.to_string());
+    let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+    let r = match role {
+        Role::Worker => serve_worker(rd, out, peer, conn, &ctx).await,
+        Role::Client => serve_client(rd, out, &ctx).await,
+    };
+    match r {
+        Ok(()) | Err(Error::Closed) => tracing::debug!("{peer}: connection closed"),
+        Err(e) => tracing::error!("{peer}: connection closed: {e}"),
+    }
+}
+
+async fn serve_worker(
+    mut rd: OwnedReadHalf,
+    out: mpsc::UnboundedSender<VmMessage>,
+    peer: SocketAddr,
+    conn: u64,
+    ctx: &ServerCtx,
+) -> Result<(), Error> {
+    let first = tokio::time::timeout(
+        ctx.handshake_timeout,
+        read_message(&mut rd, crate::protocol::MAX_FRAME_BYTES),
+    )
+    .await
+    .map_err(|_| Error::Timeout("registration"))??;
+    let VmMessage::Register { node, capabilities, .. } = &first else {
+        return Err(Error::Unexpected(first.kind()));
+    };
+    let node = *node;
+    check_capabilities(capabilities)?;
+    let _ = ctx.core.send(Event::NodeUp { conn, addr: peer.to_string(), register: first, tx: out });
+    let result = loop {
+        match read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await {
+            Ok(
+                msg @ (VmMessage::Heartbeat(_)
+                | VmMessage::TaskDone { .. }
+                | VmMessage::TaskError { .. }
+                | VmMessage::NeedImage(_)),
+            ) => {
+                let _ = ctx.core.send(Event::FromNode { node, conn, msg });
+            }
+            Ok(other) => break Err(Error::Unexpected(other.kind())),
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = ctx.core.send(Event::NodeDown { node, conn });
+    result
+}
+
+fn check_capabilities(c: &VmCapabilities) -> Result<(), Error> {
+    if c.vcpus == 0 || c.max_concurrent == 0 || c.max_concurrent > 1 << 16 {
+        return Err(Error::Invalid(format!(
+            "capabilities out of range: {} vCPUs, {} slots",
+            c.vcpus, c.max_concurrent
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` is a program this project can run; returns its hash.
+fn validate_image(bytes: &[u8]) -> Result<ImageHash, String> {
+    Program::parse(bytes.to_vec()).map_err(|e| format!("not a runnable program: {e}"))?;
+    Ok(ImageHash::of(bytes))
+}
+
+async fn serve_client(
+    mut rd: OwnedReadHalf,
+    out: mpsc::UnboundedSender<VmMessage>,
+    ctx: &ServerCtx,
+) -> Result<(), Error> {
+    loop {
+        let msg = read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await?;
+        let ev = match msg {
+            VmMessage::PutImage { req, bytes } => {
+                let (bytes, checked) = tokio::task::spawn_blocking(move || {
+                    let r = validate_image(&bytes);
+                    (bytes, r)
+                })
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+                match checked {
+                    Ok(hash) => Event::PutImage {
+                        hash,
+                        bytes: Arc::new(bytes),
+                        reply: Responder::Remote { tx: out.clone(), req },
+                    },
+                    Err(message) => {
+                        let _ = out.send(VmMessage::Failure { req, message });
+                        continue;
+                    }
+                }
+            }
+            VmMessage::Submit { req, task_type, spec } => {
+                Event::Submit { task_type, spec, reply: Responder::Remote { tx: out.clone(), req } }
+            }
+            VmMessage::GetStatus { req, task } => {
+                Event::Status { task, reply: Responder::Remote { tx: out.clone(), req } }
+            }
+            VmMessage::Wait { req, task } => {
+                Event::Wait { task, reply: Responder::Remote { tx: out.clone(), req } }
+            }
+            VmMessage::GetClusterStatus { req } => {
+                Event::Cluster { reply: Responder::Remote { tx: out.clone(), req } }
+            }
+            other => return Err(Error::Unexpected(other.kind())),
+        };
+        if ctx.core.send(ev).is_err() {
+            return Err(Error::Closed);
+        }
+    }
+}
+
+/// Nodes and task counts, as [`VmCoordinator::cluster_status`] reports them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterStatus {
+    /// Every node known.
+    pub nodes: Vec<VmInfo>,
+    /// Tasks by status.
+    pub tasks: TaskCounts,
+}
+
+/// A running coordinator. See the module docs.
+pub struct VmCoordinator {
+    core: mpsc::UnboundedSender<Event>,
+    addr: SocketAddr,
+    token: ClusterToken,
+    _accept: AbortOnDrop,
+    core_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for VmCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmCoordinator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl VmCoordinator {
+    /// Opens the store in `config.data_dir` (recovering what it holds), binds
+    /// `config.listen` and starts serving, in the current tokio runtime.
+    pub async fn start(config: DistributedArchitectureConfig) -> Result<VmCoordinator, Error> {
+        let token = match &config.token {
+            Some(t) => t.clone(),
+            None => ClusterToken::generate()?,
+        };
+        let dir = config.data_dir.clone();
+        let durable = config.durable;
+        let (store, recovered) =
+            tokio::task::spawn_blocking(move || TaskStore::open(&dir, durable))
+                .await
+                .map_err(|e| Error::Store(e.to_string()))??;
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let core = Core::new(&config, Arc::new(store), recovered, tx.clone());
+        let core_task = tokio::spawn(core.run(rx));
+        let ctx = Arc::new(ServerCtx {
+            token: token.clone(),
+            core: tx.clone(),
+            handshake_timeout: config.handshake_timeout,
+            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated.max(1))),
+            next_conn: AtomicU64::new(1),
+        });
+        let accept = tokio::spawn(accept_loop(listener, ctx));
+        tracing::info!("coordinator listening on {addr} ({} strategy)", config.strategy);
+        Ok(VmCoordinator {
+            core: tx,
+            addr,
+            token,
+            _accept: AbortOnDrop(accept.abort_handle()),
+            core_task: Some(core_task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cluster token (generated when the configuration had none).
+    pub fn token(&self) -> &ClusterToken {
+        &self.token
+    }
+
+    async fn ask(&self, make: impl FnOnce(Responder) -> Event) -> Result<VmMessage, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(make(Responder::Local(tx))).map_err(|_| Error::Closed)?;
+        match rx.await.map_err(|_| Error::Closed)? {
+            VmMessage::Failure { message, .. } => Err(Error::Rejected(message)),
+            m => Ok(m),
+        }
+    }
+
+    /// Submits a task; returns its id once it is stored durably.
+    pub async fn submit_task(
+        &self,
+        task_type: TaskType,
+        payload: TaskPayload,
+    ) -> Result<TaskId, Error> {
+        let spec = payload.spec();
+        let bytes = payload.program;
+        let (bytes, checked) = tokio::task::spawn_blocking(move || {
+            let r = validate_image(&bytes);
+            (bytes, r)
+        })
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let hash = checked.map_err(Error::InvalidImage)?;
+        let bytes = Arc::new(bytes);
+        self.ask(|reply| Event::PutImage { hash, bytes, reply }).await?;
+        match self.ask(|reply| Event::Submit { task_type, spec, reply }).await? {
+            VmMessage::Submitted { task, .. } => Ok(task),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// A task's status, with its result once final.
+    pub async fn get_task_status(&self, id: &TaskId) -> Result<TaskInfo, Error> {
+        let task = *id;
+        match self.ask(|reply| Event::Status { task, reply }).await? {
+            VmMessage::Status { info: Some(info), .. } => Ok(info),
+            VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Waits until a task is final and durable; returns it with its result.
+    pub async fn wait_task(&self, id: &TaskId) -> Result<TaskInfo, Error> {
+        let task = *id;
+        match self.ask(|reply| Event::Wait { task, reply }).await? {
+            VmMessage::Status { info: Some(info), .. } => Ok(info),
+            VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// The nodes and task counts.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        match self.ask(|reply| Event::Cluster { reply }).await? {
+            VmMessage::ClusterStatus { nodes, tasks, .. } => Ok(ClusterStatus { nodes, tasks }),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Stops accepting connections and stops the core (the store finishes its pending
+    /// commits).
+    pub async fn shutdown(mut self) {
+        let _ = self.core.send(Event::Shutdown);
+        if let Some(t) = self.core_task.take() {
+            let _ = t.await;
+        }
+    }
+}
