@@ -8,6 +8,7 @@
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
+//! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
@@ -22,6 +23,7 @@ mod manifest;
 
 mod bench;
 mod bench_cluster;
+mod bench_sched;
 mod ci;
 mod fuzz;
 
@@ -46,6 +48,10 @@ commands:
   bench-cluster [--tasks N] [--runs N] [--quick]
                       tiny guest tasks through a coordinator and 2 workers on
                       loopback: tasks/s, latency, failover; to docs/benchmarks.md
+  bench-sched [--runs N]
+                      guest sched_yield round trip vs tokio, spawn/join 10,000
+                      guest threads vs qemu-riscv64, memory per idle guest
+                      thread, batch vs sequential; to docs/benchmarks.md
   fuzz [--cases N] [--seed S]
                       soak the randomized JIT-vs-interpreter differential test
                       (default 200000 programs; CI runs 10000)
@@ -73,6 +79,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "bench-cluster" => bench_cluster::run(rest),
+        "bench-sched" => bench_sched::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
