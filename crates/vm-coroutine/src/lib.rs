@@ -10,9 +10,9 @@
 //!   parked until work arrives (the `park` module documents the wake-up protocol).
 //! - [`batch`]: K instances of one program on N vCPUs, with a throughput summary.
 //!
-//! Guest threads that block (futex waits, sleeps) are parked without holding a vCPU; a timer
-//! thread ends waits at their deadline. Not here yet: a read of an inherited host stdin still
-//! blocks its vCPU.
+//! Guest threads that block (futex waits, sleeps, reads of an empty pipe or a terminal) are
+//! parked without holding a vCPU; a timer thread ends waits at their deadline and a poller
+//! thread wakes readers when their descriptor is readable.
 //!
 //! The parking protocol has loom model tests, kept out of the normal test run:
 //!
@@ -27,6 +27,7 @@
 pub mod batch;
 pub mod coroutine;
 mod park;
+mod readiness;
 pub mod scheduler;
 mod sync;
 mod timer;

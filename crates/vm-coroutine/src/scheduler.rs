@@ -21,11 +21,13 @@
 //! with every other coroutine queued there, and idle vCPUs steal from that queue.
 //!
 //! # Blocking, yielding and new threads
-//! A guest thread that blocks in a system call (futex wait, sleep) is parked: the vCPU puts
-//! it on the call's [`Waiter`] and moves on; a deadline goes to the timer thread (the `timer`
-//! module). Whoever ends the wait (a futex wake on any vCPU, the timer, process exit) hands the
-//! thread back: into the local queue of the vCPU that woke it, or into the global queue when
-//! that is not a vCPU of this scheduler, and a parked vCPU is woken. A thread that calls
+//! A guest thread that blocks in a system call (futex wait, sleep, read of an empty pipe) is
+//! parked: the vCPU puts it on the call's [`Waiter`] and moves on; a deadline goes to the
+//! timer thread (the `timer` module), a wait for a readable host descriptor to the poller
+//! thread (`readiness`). Whoever ends the wait (a futex wake on any vCPU, the timer, the
+//! poller, process exit) hands the thread back: into the local queue of the vCPU that woke
+//! it, or into the global queue when that is not a vCPU of this scheduler, and a parked vCPU
+//! is woken. A thread that calls
 //! `sched_yield` goes to the back of its vCPU's local queue. A thread created by `clone` goes
 //! into the local queue of the vCPU that ran `clone` (idle vCPUs may steal it), and its parent
 //! goes on with the rest of its slice.
@@ -50,12 +52,15 @@
 //! - Results, kills and the `live`/`spawned`/`exited` counts are per process (keyed by the
 //!   main thread's id); all threads of a process share one kill flag, and a kill also cancels
 //!   the waits of its parked threads so they come back and finish.
-//! - A read of an inherited host stdin still blocks its vCPU (it is not parked).
+//! - A guest `read` of a host pipe or terminal with nothing to read is parked too: the
+//!   readiness poller (the `readiness` module) wakes it when there is data, and the call is
+//!   made again.
 
 use crate::coroutine::{
     Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, SliceEnd, ThreadGroup,
 };
 use crate::park::{ParkingLot, Wake};
+use crate::readiness::Readiness;
 use crate::timer::Timer;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::cell::Cell;
@@ -68,7 +73,7 @@ use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::Executor;
-use vm_exec_core::futex::Waiter;
+use vm_exec_core::futex::{WaitKind, Waiter};
 use vm_exec_core::process::{Process, ProcessConfig};
 
 /// Default fuel of one slice, in guest instructions.
@@ -421,6 +426,7 @@ struct Shared {
     /// Guest threads parked on a waiter right now.
     parked: AtomicU64,
     timer: Arc<Timer>,
+    readiness: Arc<Readiness>,
     /// Tells vCPU threads to leave.
     stopping: AtomicBool,
 }
@@ -552,6 +558,9 @@ impl Shared {
         self.parked.fetch_add(1, Ordering::Relaxed);
         if let Some(at) = w.deadline() {
             self.timer.arm(at, w.clone());
+        }
+        if let WaitKind::Readable { host_fd, .. } = w.kind() {
+            self.readiness.watch(host_fd, w.clone());
         }
         let shared = Arc::downgrade(self);
         w.on_ready(Box::new(move || {
@@ -843,6 +852,7 @@ impl Scheduler {
                 threads_created: AtomicU64::new(0),
                 parked: AtomicU64::new(0),
                 timer: Arc::new(Timer::default()),
+                readiness: Arc::new(Readiness::default()),
                 stopping: AtomicBool::new(false),
                 config,
             }),
@@ -1115,6 +1125,7 @@ impl Scheduler {
     fn stop_threads(&self) {
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.timer.stop();
+        self.shared.readiness.stop();
         self.shared.lot.shutdown();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for h in threads {

@@ -21,6 +21,8 @@
 //!   finds every waiter that saw the old value (the futex contract).
 //! - Waiters that ended by timeout or cancellation may stay queued until the next wait or wake
 //!   on the same address sweeps them; they are never woken twice and never counted by a wake.
+//! - Sleeps and readiness waits are registered in the table too (under a key no futex word
+//!   has), so that process exit cancels them like futex waits.
 
 use crate::cpu::{reg, GuestThread};
 use crate::memory::{AddressSpace, MemFault};
@@ -47,6 +49,15 @@ pub enum WaitKind {
     },
     /// Only the deadline (`nanosleep`, `clock_nanosleep`): the call then returns 0.
     Sleep,
+    /// The host descriptor becoming readable (a `read` of a pipe or terminal that would
+    /// block). The call is then made again: completing the wait puts the thread back on its
+    /// `ecall` with its original first argument.
+    Readable {
+        /// The host descriptor to watch.
+        host_fd: i32,
+        /// The guest's `a0` for the restarted call.
+        restart_a0: u64,
+    },
 }
 
 /// How a wait ended.
@@ -105,6 +116,12 @@ impl Waiter {
         Waiter::new(WaitKind::Sleep, 0, Some(deadline))
     }
 
+    /// A wait for host descriptor `host_fd` to become readable, after which the system call
+    /// is made again with `a0 = restart_a0`.
+    pub fn readable(host_fd: i32, restart_a0: u64) -> Arc<Waiter> {
+        Waiter::new(WaitKind::Readable { host_fd, restart_a0 }, 0, None)
+    }
+
     /// What it waits for.
     pub fn kind(&self) -> WaitKind {
         self.kind
@@ -147,6 +164,12 @@ impl Waiter {
         true
     }
 
+    /// Ends the wait because what it waits for happened (a readiness poller calls this).
+    /// Returns whether this call ended it.
+    pub fn wake(&self) -> bool {
+        self.finish(WOKEN)
+    }
+
     /// Ends the wait as timed out (the scheduler's timer calls this at the deadline). Returns
     /// whether this call ended it.
     pub fn expire(&self) -> bool {
@@ -171,19 +194,28 @@ impl Waiter {
     }
 
     /// The system call's result, once ended: 0 when woken or for a sleep, `-ETIMEDOUT` for a
-    /// futex wait that timed out, `-EINTR` when cancelled.
+    /// futex wait that timed out, `-EINTR` when cancelled. (A readiness wait restarts its
+    /// call instead; see [`Waiter::complete`].)
     pub fn result(&self) -> u64 {
         let errno = match (self.end(), self.kind) {
             (Some(WaitEnd::Woken), _) | (Some(WaitEnd::TimedOut), WaitKind::Sleep) => 0,
-            (Some(WaitEnd::TimedOut), WaitKind::Futex { .. }) => libc::ETIMEDOUT,
+            (Some(WaitEnd::TimedOut), _) => libc::ETIMEDOUT,
             (Some(WaitEnd::Cancelled), _) | (None, _) => libc::EINTR,
         };
         (-(errno as i64)) as u64
     }
 
-    /// Writes the result into the thread's `a0`, the last step of the system call.
+    /// The last step of the system call, before the thread runs again: writes the result to
+    /// `a0`; for a readiness wait, puts the thread back on its `ecall` (4 bytes before the
+    /// pc) with its original `a0`, so the call is made again.
     pub fn complete(&self, thread: &mut GuestThread) {
-        thread.cpu.x[reg::A0] = self.result();
+        match self.kind {
+            WaitKind::Readable { restart_a0, .. } if self.end() == Some(WaitEnd::Woken) => {
+                thread.cpu.x[reg::A0] = restart_a0;
+                thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
+            }
+            _ => thread.cpu.x[reg::A0] = self.result(),
+        }
     }
 
     /// Blocks the calling host thread until the wait ends, expiring it at its deadline. For
@@ -264,7 +296,16 @@ impl FutexTable {
 
     /// Registers a sleep until `deadline`, so that [`FutexTable::cancel_all`] ends it too.
     pub fn sleep(&self, deadline: Instant) -> Arc<Waiter> {
-        let w = Waiter::sleep(deadline);
+        self.register(Waiter::sleep(deadline))
+    }
+
+    /// Registers a wait for a host descriptor to become readable (see [`Waiter::readable`]),
+    /// so that [`FutexTable::cancel_all`] ends it too.
+    pub fn readable(&self, host_fd: i32, restart_a0: u64) -> Arc<Waiter> {
+        self.register(Waiter::readable(host_fd, restart_a0))
+    }
+
+    fn register(&self, w: Arc<Waiter>) -> Arc<Waiter> {
         let mut queues = self.queues();
         let q = queues.entry(SLEEP_KEY).or_default();
         q.retain(|w| w.is_waiting());

@@ -115,6 +115,9 @@ pub fn page_round_up(v: u64) -> Option<u64> {
     v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
 }
 
+/// Pages per chunk of the mapped-page summary the mmap search uses (2 MiB).
+const CHUNK_PAGES: u64 = 512;
+
 /// Most entries the invalidation log keeps; an engine further behind drops all its code.
 const INVALIDATION_LOG_CAPACITY: usize = 4096;
 
@@ -155,6 +158,9 @@ pub struct AddressSpace {
     size: u64,
     perms: NonNull<u8>,
     pages: usize,
+    /// Mapped pages per chunk of [`CHUNK_PAGES`] pages (changed under the layout lock), so
+    /// that the mmap search skips whole mapped or free chunks.
+    chunk_mapped: Box<[AtomicU32]>,
     /// Number of invalidations ever logged (see module docs).
     generation: AtomicU64,
     log: Mutex<InvalidationLog>,
@@ -210,6 +216,9 @@ impl AddressSpace {
             size,
             perms,
             pages,
+            chunk_mapped: (0..(pages as u64).div_ceil(CHUNK_PAGES))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             generation: AtomicU64::new(0),
             log: Mutex::new(InvalidationLog::default()),
             layout: Mutex::new(Layout {
@@ -297,6 +306,25 @@ impl AddressSpace {
         if old & PERM_CODE != 0 {
             self.log_invalidation(page << PAGE_SHIFT);
         }
+    }
+
+    /// Sets the permissions of `page` (under the layout lock) and returns the old ones,
+    /// logging an invalidation if the page held code. Only a page with the code bit pays for
+    /// an atomic swap: the code bit is the one part of the byte set outside the layout lock,
+    /// and a decode racing with the change of a page's permissions only ever concerns a
+    /// guest that must `fence.i` before running modified code anyway.
+    fn replace_perm(&self, page: u64, new: u8) -> u8 {
+        let cell = self.perm_cell(page as usize);
+        let old = cell.load(Ordering::Relaxed);
+        if old & PERM_CODE != 0 {
+            let old = cell.swap(new, Ordering::Relaxed);
+            self.log_invalidation(page << PAGE_SHIFT);
+            return old;
+        }
+        if old != new {
+            cell.store(new, Ordering::Relaxed);
+        }
+        old
     }
 
     fn log_invalidation(&self, page_addr: u64) {
@@ -625,8 +653,17 @@ impl AddressSpace {
             tracing::warn!(start, end, "host mprotect failed while mapping guest memory");
             return Err(MapError::Host);
         }
-        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+        let (first, last) = (start >> PAGE_SHIFT, end >> PAGE_SHIFT);
+        for page in first..last {
             self.set_perm(page as usize, perms | PERM_MAPPED);
+        }
+        // `release` above left every page of the range unmapped: count them per chunk.
+        let mut page = first;
+        while page < last {
+            let chunk_end = ((page / CHUNK_PAGES) + 1) * CHUNK_PAGES;
+            let n = chunk_end.min(last) - page;
+            self.chunk_mapped[(page / CHUNK_PAGES) as usize].fetch_add(n as u32, Ordering::Relaxed);
+            page += n;
         }
         Ok(())
     }
@@ -647,11 +684,11 @@ impl AddressSpace {
     fn release(&self, start: u64, end: u64) -> Result<(), MapError> {
         let mut any_mapped = false;
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let p = self.perm_cell(page as usize).swap(0, Ordering::Relaxed);
-            if p & PERM_CODE != 0 {
-                self.log_invalidation(page << PAGE_SHIFT);
+            let p = self.replace_perm(page, 0);
+            if p != 0 {
+                self.chunk_mapped[(page / CHUNK_PAGES) as usize].fetch_sub(1, Ordering::Relaxed);
+                any_mapped = true;
             }
-            any_mapped |= p != 0;
         }
         if !any_mapped {
             return Ok(());
@@ -676,6 +713,40 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Zeroes the mapped pages of `[addr, addr + len)` (page aligned) and frees their memory,
+    /// keeping their permissions: `MADV_DONTNEED` on private anonymous memory. Unmapped pages
+    /// in the range are left alone; decoded code on the range is invalidated.
+    pub fn discard(&self, addr: u64, len: u64) -> Result<(), MapError> {
+        let _l = self.layout();
+        let (start, end) = self.page_range(addr, len)?;
+        let mut any_mapped = false;
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            let p = self.perm_at(page as usize);
+            any_mapped |= p != 0;
+            if p & PERM_CODE != 0 {
+                self.uncode_page(page);
+            }
+        }
+        if !any_mapped {
+            return Ok(());
+        }
+        // SAFETY: `[start, end)` lies inside our reservation, which this address space owns;
+        // on private anonymous memory MADV_DONTNEED only drops page contents (they read as
+        // zero afterwards) and never changes protections or touches anything else.
+        let rc = unsafe {
+            libc::madvise(
+                self.base.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(start, end, "host madvise failed while discarding guest memory");
+            return Err(MapError::Host);
+        }
+        Ok(())
+    }
+
     /// Changes the permissions of mapped pages. Fails with `NoMemory` (ENOMEM) if any page in
     /// the range is unmapped, like Linux.
     pub fn protect(&self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
@@ -687,10 +758,7 @@ impl AddressSpace {
             }
         }
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let old = self.perm_cell(page as usize).swap(perms | PERM_MAPPED, Ordering::Relaxed);
-            if old & PERM_CODE != 0 {
-                self.log_invalidation(page << PAGE_SHIFT);
-            }
+            self.replace_perm(page, perms | PERM_MAPPED);
         }
         Ok(())
     }
@@ -716,28 +784,57 @@ impl AddressSpace {
             return None;
         }
         let floor = l.mmap_floor.max(page_round_up(l.brk).unwrap_or(self.size));
-        let mut end = l.mmap_top;
+        let mut end = l.mmap_top & !(PAGE_SIZE - 1);
         while end >= floor + len {
             let start = end - len;
-            // Scan the candidate from the top; jump below the highest mapped page found.
-            let mut blocked = None;
-            let mut page = (end >> PAGE_SHIFT) - 1;
-            loop {
-                if self.perm_at(page as usize) != 0 {
-                    blocked = Some(page);
-                    break;
-                }
-                if page == start >> PAGE_SHIFT {
-                    break;
-                }
-                page -= 1;
-            }
-            match blocked {
+            // The highest mapped page of the candidate, if any; then continue below the mapped
+            // run it belongs to. Whole free or whole mapped chunks are skipped at once.
+            match self.highest_mapped(start >> PAGE_SHIFT, end >> PAGE_SHIFT) {
                 None => return Some(start),
-                Some(p) => end = p << PAGE_SHIFT,
+                Some(p) => end = self.bottom_of_mapped_run(p) << PAGE_SHIFT,
             }
         }
         None
+    }
+
+    /// Mapped pages in the chunk holding `page`.
+    fn chunk_count(&self, page: u64) -> u32 {
+        self.chunk_mapped[(page / CHUNK_PAGES) as usize].load(Ordering::Relaxed)
+    }
+
+    /// The highest mapped page in `[first, end)`.
+    fn highest_mapped(&self, first: u64, end: u64) -> Option<u64> {
+        let mut page = end;
+        while page > first {
+            // A whole chunk inside the range with nothing mapped: skip it.
+            if page % CHUNK_PAGES == 0 && page - CHUNK_PAGES >= first {
+                if self.chunk_count(page - 1) == 0 {
+                    page -= CHUNK_PAGES;
+                    continue;
+                }
+            }
+            page -= 1;
+            if self.perm_at(page as usize) != 0 {
+                return Some(page);
+            }
+        }
+        None
+    }
+
+    /// The lowest page of the run of mapped pages that ends at `page` (mapped).
+    fn bottom_of_mapped_run(&self, mut page: u64) -> u64 {
+        while page > 0 {
+            // A whole chunk below that is fully mapped: skip it.
+            if page % CHUNK_PAGES == 0 && self.chunk_count(page - 1) == CHUNK_PAGES as u32 {
+                page -= CHUNK_PAGES;
+                continue;
+            }
+            if self.perm_at(page as usize - 1) == 0 {
+                break;
+            }
+            page -= 1;
+        }
+        page
     }
 
     /// Sets where the mmap allocator hands out addresses: `[floor, top)`.
@@ -974,6 +1071,65 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         reader.join().unwrap();
+    }
+
+    #[test]
+    fn find_free_with_chunk_skipping_matches_a_page_by_page_search() {
+        // Random maps and unmaps across chunk boundaries; after each, the search must give
+        // the highest free range, as a plain page-by-page scan does.
+        let m = AddressSpace::new(64 << 20).unwrap();
+        m.set_mmap_area(PAGE_SIZE * 16, 64 << 20);
+        let reference = |len: u64| -> Option<u64> {
+            let pages = len / PAGE_SIZE;
+            let mut end = (64 << 20) / PAGE_SIZE;
+            while end >= 16 + pages {
+                let start = end - pages;
+                match (start..end).rev().find(|&p| m.page_perms(p * PAGE_SIZE) != 0) {
+                    None => return Some(start * PAGE_SIZE),
+                    Some(p) => end = p,
+                }
+            }
+            None
+        };
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..400 {
+            let addr = (16 + next(16_000)) * PAGE_SIZE;
+            let len = (1 + next(1500)) * PAGE_SIZE;
+            if addr + len < 64 << 20 {
+                if next(3) == 0 {
+                    m.unmap(addr, len).unwrap();
+                } else {
+                    m.map_fixed(addr, len, RW).unwrap();
+                }
+            }
+            for len in [PAGE_SIZE, 37 * PAGE_SIZE, 600 * PAGE_SIZE, 3000 * PAGE_SIZE] {
+                assert_eq!(m.find_free(len), reference(len), "len {len:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn discard_zeroes_mapped_pages_and_keeps_their_permissions() {
+        let m = AddressSpace::new(1 << 20).unwrap();
+        m.map_fixed(0x4000, 0x2000, RW).unwrap();
+        m.map_fixed(0x8000, 0x1000, PERM_READ).unwrap();
+        m.write_u64(0x4ff8, 7).unwrap();
+        m.write_u64(0x5000, 8).unwrap();
+        m.mark_code(0x5000, 4);
+        let g = m.code_generation();
+        m.discard(0x4000, 0x5000).unwrap();
+        assert_eq!((m.read_u64(0x4ff8), m.read_u64(0x5000)), (Ok(0), Ok(0)));
+        assert_eq!(m.page_perms(0x4000) & RW, RW, "still writable");
+        assert!(m.read_u8(0x6000).is_err(), "the unmapped page stays unmapped");
+        assert_eq!(m.page_perms(0x8000) & (RW | PERM_MAPPED), PERM_READ | PERM_MAPPED);
+        assert_eq!(m.invalidations_since(g).0, Invalidations::Pages(vec![0x5000]));
+        assert_eq!(m.discard(0x4001, 0x1000), Err(MapError::Invalid));
     }
 
     #[test]

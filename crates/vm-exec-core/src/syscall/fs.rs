@@ -11,9 +11,14 @@
 //! Invariant: a host call that takes a buffer gets a pointer into a slice of guest memory
 //! that [`crate::memory::AddressSpace`] checked, trimmed to the prefix the guest may access,
 //! so a host call never touches memory the guest could not.
+//!
+//! In a process a scheduler hosts, `read`/`readv` of a host descriptor with nothing to read
+//! park the thread on a readiness wait and are made again once it is readable, so an empty
+//! pipe or a terminal never holds a vCPU.
 
 use super::{
-    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT,
+    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, SyscallOutcome,
+    MAX_RW_COUNT,
 };
 use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
@@ -218,10 +223,27 @@ fn bytes_read(p: &Process, fd: i64, buf: u64, len: u64) -> SysResult {
     Ok(n)
 }
 
+/// In a process a scheduler hosts, a read of a host descriptor that has nothing to read (an
+/// empty pipe, a terminal) parks the thread until it has, then makes the call again, instead
+/// of blocking the vCPU. Returns true when the call was turned into such a wait.
+fn park_until_readable(c: &mut Call<'_>, h: RawFd) -> bool {
+    if !c.process.is_scheduled() {
+        return false;
+    }
+    let mut p = libc::pollfd { fd: h, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid `pollfd`, a zero timeout: the call only reports readiness.
+    if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
+        return false; // readable, at end of file, or an error the read itself will report
+    }
+    c.outcome = SyscallOutcome::Block(c.process.futexes.readable(h, c.args[0]));
+    true
+}
+
 /// `read(fd, buf, count)`.
 pub(super) fn read(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
     match target(c.process, fd)? {
+        Target::Host(h) if park_until_readable(c, h) => Ok(0),
         Target::Host(h) => host_read(&c.process.mem, h, buf, len, None),
         Target::Bytes => bytes_read(c.process, fd, buf, len),
         Target::Null => Ok(0),
@@ -307,6 +329,7 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
     }
     let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
     match t {
+        Target::Host(h) if park_until_readable(c, h) => Ok(0),
         Target::Host(h) => {
             let mem = &c.process.mem;
             let mut host = Vec::with_capacity(iovs.len());

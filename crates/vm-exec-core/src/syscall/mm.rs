@@ -21,8 +21,8 @@
 use super::fs::{target, Target};
 use super::{err, Call, Errno, SysResult};
 use crate::memory::{
-    page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_CODE, PERM_EXEC, PERM_MAPPED,
-    PERM_READ, PERM_WRITE,
+    page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_CODE, PERM_MAPPED, PERM_READ,
+    PERM_WRITE,
 };
 
 const MAP_SHARED: u64 = 0x01;
@@ -289,25 +289,7 @@ pub(super) fn madvise(c: &mut Call<'_>) -> SysResult {
     if advice != MADV_DONTNEED && advice != MADV_DONTNEED_LOCKED {
         return Ok(0);
     }
-    let mut page = addr;
-    while page < end {
-        let p = mem.page_perms(page);
-        if p & PERM_MAPPED == 0 {
-            page += PAGE_SIZE;
-            continue;
-        }
-        // A run of pages with the same permissions.
-        let keep = p & (PERM_READ | PERM_WRITE | PERM_EXEC);
-        let mut run_end = page + PAGE_SIZE;
-        while run_end < end && {
-            let q = mem.page_perms(run_end);
-            q & PERM_MAPPED != 0 && q & (PERM_READ | PERM_WRITE | PERM_EXEC) == keep
-        } {
-            run_end += PAGE_SIZE;
-        }
-        mem.map_fixed(page, run_end - page, keep)?;
-        page = run_end;
-    }
+    mem.discard(addr, end - addr)?;
     Ok(0)
 }
 

@@ -1,0 +1,201 @@
+//! The scheduler's readiness poller: ends waits for a host descriptor to become readable
+//! (a guest `read` of an empty pipe or a terminal), so that such a read holds no vCPU.
+//!
+//! Invariants:
+//! - One host thread per scheduler, started on the first wait and stopped by
+//!   [`Readiness::stop`]. It sleeps in `poll(2)` on every watched descriptor plus the read end
+//!   of a wake-up pipe, which [`Readiness::watch`] writes to so that a new descriptor is
+//!   watched at once.
+//! - A waiter is woken once its descriptor reports readable, hung up or in error (the
+//!   restarted `read` then returns the data, end of file or the error). Waiters that ended
+//!   otherwise (their process was killed or exited) are dropped at the next sweep, at most
+//!   [`SWEEP`] later.
+
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vm_exec_core::futex::Waiter;
+
+/// Longest time between sweeps of ended waiters.
+const SWEEP: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct State {
+    watched: Vec<(RawFd, Arc<Waiter>)>,
+    stopping: bool,
+    thread: Option<JoinHandle<()>>,
+    /// The wake-up pipe: (read end, write end), made with the thread.
+    pipe: Option<(RawFd, RawFd)>,
+}
+
+/// Host descriptors that parked guest threads wait on.
+#[derive(Default)]
+pub(crate) struct Readiness {
+    state: Mutex<State>,
+}
+
+impl Readiness {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `waiter` once `fd` is readable.
+    pub(crate) fn watch(self: &Arc<Self>, fd: RawFd, waiter: Arc<Waiter>) {
+        let mut st = self.lock();
+        if st.stopping {
+            drop(st);
+            waiter.cancel();
+            return;
+        }
+        st.watched.push((fd, waiter));
+        if st.thread.is_none() {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` is a live array of two descriptors for pipe2 to fill.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+                tracing::error!("cannot create the readiness poller's pipe");
+                return;
+            }
+            st.pipe = Some((fds[0], fds[1]));
+            let me = self.clone();
+            match std::thread::Builder::new().name("vmx-poller".into()).spawn(move || me.main()) {
+                Ok(h) => st.thread = Some(h),
+                Err(e) => tracing::error!("cannot start the readiness poller: {e}"),
+            }
+        } else if let Some((_, w)) = st.pipe {
+            poke(w);
+        }
+    }
+
+    fn main(&self) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        loop {
+            let wake_fd = {
+                let mut st = self.lock();
+                if st.stopping {
+                    return;
+                }
+                st.watched.retain(|(_, w)| w.is_waiting());
+                fds.clear();
+                let Some((r, _)) = st.pipe else { return };
+                fds.push(libc::pollfd { fd: r, events: libc::POLLIN, revents: 0 });
+                fds.extend(st.watched.iter().map(|(fd, _)| libc::pollfd {
+                    fd: *fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+                r
+            };
+            // SAFETY: `fds` is a live array of `fds.len()` pollfd structures.
+            let n = unsafe {
+                libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, SWEEP.as_millis() as i32)
+            };
+            if n <= 0 {
+                continue;
+            }
+            if fds[0].revents != 0 {
+                drain(wake_fd);
+            }
+            let ready: Vec<RawFd> =
+                fds[1..].iter().filter(|p| p.revents != 0).map(|p| p.fd).collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let woken: Vec<Arc<Waiter>> = {
+                let mut st = self.lock();
+                let mut out = Vec::new();
+                st.watched.retain(|(fd, w)| {
+                    if ready.contains(fd) {
+                        out.push(w.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                out
+            };
+            for w in woken {
+                w.wake();
+            }
+        }
+    }
+
+    /// Stops the thread and cancels every wait still watched.
+    pub(crate) fn stop(&self) {
+        let (handle, pipe, watched) = {
+            let mut st = self.lock();
+            st.stopping = true;
+            if let Some((_, w)) = st.pipe {
+                poke(w);
+            }
+            (st.thread.take(), st.pipe.take(), std::mem::take(&mut st.watched))
+        };
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("the readiness poller panicked");
+            }
+        }
+        if let Some((r, w)) = pipe {
+            // SAFETY: both ends were created by `watch` for this poller alone and are closed
+            // once, after its thread has ended.
+            unsafe {
+                libc::close(r);
+                libc::close(w);
+            }
+        }
+        for (_, w) in watched {
+            w.cancel();
+        }
+    }
+}
+
+/// Writes one byte to the wake-up pipe (a full pipe already wakes the poller).
+fn poke(fd: RawFd) {
+    let b = 1u8;
+    // SAFETY: writes one byte from a live local to a descriptor this poller owns.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// Empties the wake-up pipe (non-blocking).
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a live local buffer of its length from a non-blocking descriptor
+    // this poller owns.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_waiter_wakes_when_its_pipe_gets_data_and_not_before() {
+        let r = Arc::new(Readiness::default());
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a live array of two descriptors for pipe to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let w = Waiter::readable(fds[0], 0);
+        r.watch(fds[0], w.clone());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(w.is_waiting(), "nothing to read yet");
+        poke(fds[1]);
+        let t0 = Instant::now();
+        while w.is_waiting() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let other = Waiter::readable(fds[0], 0);
+        other.cancel();
+        r.watch(fds[0], other);
+        let pending = Waiter::readable(fds[1], 0); // a write end never becomes readable
+        r.watch(fds[1], pending.clone());
+        r.stop();
+        assert!(!pending.is_waiting(), "stop cancels what is still watched");
+        // SAFETY: closes the two descriptors this test created.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+}
