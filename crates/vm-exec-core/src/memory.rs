@@ -807,11 +807,12 @@ impl AddressSpace {
         let mut page = end;
         while page > first {
             // A whole chunk inside the range with nothing mapped: skip it.
-            if page % CHUNK_PAGES == 0 && page - CHUNK_PAGES >= first {
-                if self.chunk_count(page - 1) == 0 {
-                    page -= CHUNK_PAGES;
-                    continue;
-                }
+            if page % CHUNK_PAGES == 0
+                && page - CHUNK_PAGES >= first
+                && self.chunk_count(page - 1) == 0
+            {
+                page -= CHUNK_PAGES;
+                continue;
             }
             page -= 1;
             if self.perm_at(page as usize) != 0 {
