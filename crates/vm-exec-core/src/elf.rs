@@ -13,7 +13,8 @@
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Mutex};
 
 /// Files larger than this are refused before parsing.
 pub const MAX_ELF_SIZE: u64 = 1 << 30;
@@ -75,9 +76,41 @@ pub struct Program {
     pub phent: u16,
     /// Whether this is a static-pie (`ET_DYN`) that the loader must place at a bias.
     pub position_independent: bool,
+    /// Per-engine data shared by every process that runs this image (see
+    /// [`Program::image_cache`]).
+    image_caches: ImageCaches,
+}
+
+/// One value per type, made on first use.
+#[derive(Default)]
+struct ImageCaches(Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
+
+impl std::fmt::Debug for ImageCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |v| v.len());
+        write!(f, "ImageCaches({n})")
+    }
 }
 
 impl Program {
+    /// Data an engine keeps per program image and shares between every process (and thread)
+    /// that runs it, such as decoded code: one value per type `T`, made by `init` on the
+    /// first call. The image itself never changes, but processes can change their copy of
+    /// it (self-modifying code), so whoever uses such data must check that it still matches
+    /// the process's memory.
+    pub fn image_cache<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut caches = self.image_caches.0.lock().unwrap_or_else(|e| e.into_inner());
+        let id = TypeId::of::<T>();
+        if let Some((_, v)) = caches.iter().find(|(t, _)| *t == id) {
+            if let Ok(v) = v.clone().downcast::<T>() {
+                return v;
+            }
+        }
+        let v = Arc::new(init());
+        caches.push((id, v.clone()));
+        v
+    }
+
     /// Parses an ELF image.
     pub fn parse(bytes: impl Into<Arc<[u8]>>) -> Result<Program, ElfError> {
         let bytes: Arc<[u8]> = bytes.into();
@@ -178,6 +211,7 @@ impl Program {
             })
             .unwrap_or(0);
         Ok(Program {
+            image_caches: ImageCaches::default(),
             entry,
             segments,
             phdr_vaddr,

@@ -10,12 +10,22 @@
 //!   it can run again. Removed blocks are never reachable from `map` or the fast table.
 //! - Integer destination register 0 is rewritten to 32 at decode time: the interpreter's
 //!   register file has a write-only sink there, so x0 stays zero without a check per write.
+//! - Blocks are shared between the processes of one program image through [`SharedBlocks`]
+//!   (kept with the `Program`): each shared block comes with the exact bytes it was decoded
+//!   from, and a process uses it only after checking that its own memory holds those bytes,
+//!   so self-modifying code, remapped text or a different image can never run a block decoded
+//!   elsewhere. Only blocks whose end depends on nothing past their bytes (a normal tail) are
+//!   shared.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use vm_exec_core::decode::decode;
 use vm_exec_core::inst::{Inst, Op};
-use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
+use vm_exec_core::memory::{
+    AccessKind, AddressSpace, Invalidations, MemFault, PAGE_SHIFT, PERM_EXEC,
+};
+use vm_exec_core::process::Process;
 
 /// Most instructions in one block.
 pub const MAX_BLOCK_INSTS: usize = 64;
@@ -35,7 +45,7 @@ pub enum Tail {
 }
 
 /// A decoded straight-line run of guest instructions.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Block {
     /// Guest pc of the first instruction.
     pub start: u64,
@@ -67,11 +77,16 @@ pub fn is_terminator(op: Op) -> bool {
 
 /// Decodes the block starting at `pc`. Never fails: problems become the block's [`Tail`].
 pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
+    decode_block_with(pc, |at| mem.fetch_inst(at))
+}
+
+/// Decodes the block starting at `pc`, fetching each instruction with `fetch`.
+fn decode_block_with(pc: u64, fetch: impl Fn(u64) -> Result<u32, MemFault>) -> Block {
     let mut insts = Vec::with_capacity(16);
     let mut at = pc;
     let mut tail = Tail::Normal;
     while insts.len() < MAX_BLOCK_INSTS {
-        let bits = match mem.fetch_inst(at) {
+        let bits = match fetch(at) {
             Ok(b) => b,
             Err(f) => {
                 tail = Tail::FetchFault(f.addr);
@@ -108,6 +123,77 @@ fn fast_slot(pc: u64) -> usize {
 /// An empty direct-mapped entry: no guest pc is `u64::MAX` (pcs are even).
 const EMPTY: (u64, *const Block) = (u64::MAX, std::ptr::null());
 
+/// Most blocks one program image shares; past it, processes keep new blocks to themselves.
+const MAX_SHARED_BLOCKS: usize = 1 << 20;
+
+/// A block as shared between processes: the decoding and the bytes it came from.
+struct SharedBlock {
+    block: Arc<Block>,
+    bytes: Box<[u8]>,
+}
+
+/// The blocks decoded by every process of one program image (see the module docs). Get the
+/// one of a program with `program.image_cache(SharedBlocks::default)`.
+#[derive(Default)]
+pub struct SharedBlocks {
+    map: RwLock<HashMap<u64, SharedBlock>>,
+}
+
+impl SharedBlocks {
+    /// Number of blocks shared.
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    /// True when nothing is shared yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared block at `pc` if `mem` holds exactly the bytes it was decoded from.
+    fn get(&self, mem: &AddressSpace, pc: u64) -> Option<Arc<Block>> {
+        let map = self.map.read().ok()?;
+        let e = map.get(&pc)?;
+        let len = e.block.end - e.block.start;
+        let here = mem.slice(pc, len, PERM_EXEC, AccessKind::Execute).ok()?;
+        (*here == *e.bytes).then(|| e.block.clone())
+    }
+
+    /// Offers a block a process just decoded from `mem`. It is shared only with a normal tail
+    /// and when decoding a copy of its bytes gives the same block (so that the pair is
+    /// consistent even if another thread was rewriting the code meanwhile).
+    fn offer(&self, mem: &AddressSpace, block: &Arc<Block>) {
+        if block.tail != Tail::Normal || block.end <= block.start {
+            return;
+        }
+        let len = block.end - block.start;
+        let Ok(bytes) = mem.slice(block.start, len, PERM_EXEC, AccessKind::Execute) else {
+            return;
+        };
+        let bytes: Box<[u8]> = bytes.into();
+        let again = decode_block_with(block.start, |at| {
+            let off = at.wrapping_sub(block.start) as usize;
+            let lo =
+                bytes.get(off..off + 2).ok_or(MemFault { addr: at, kind: AccessKind::Execute })?;
+            let lo = u16::from_le_bytes([lo[0], lo[1]]) as u32;
+            if lo & 3 != 3 {
+                return Ok(lo);
+            }
+            let hi = bytes
+                .get(off + 2..off + 4)
+                .ok_or(MemFault { addr: at, kind: AccessKind::Execute })?;
+            Ok(lo | (u16::from_le_bytes([hi[0], hi[1]]) as u32) << 16)
+        });
+        if again != **block {
+            return;
+        }
+        let Ok(mut map) = self.map.write() else { return };
+        if map.len() < MAX_SHARED_BLOCKS {
+            map.entry(block.start).or_insert(SharedBlock { block: block.clone(), bytes });
+        }
+    }
+}
+
 /// Counters of the cache, folded into the engine's statistics.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheCounters {
@@ -120,16 +206,19 @@ pub struct CacheCounters {
     pub invalidations: u64,
     /// Time spent decoding.
     pub decode_nanos: u64,
+    /// Misses served by a block another process of the same image decoded.
+    pub shared_hits: u64,
 }
 
 /// All decoded blocks of one address space.
 ///
-/// Ownership: `blocks` owns every live block (boxed, so its address is stable). The
-/// direct-mapped table `fast` caches `(pc, pointer)` pairs; a block's pointer can only sit in
-/// the slot of its own start pc, and removing or flushing a block clears that slot first, so
-/// every non-empty pointer in `fast` refers to a live block.
+/// Ownership: `blocks` holds every live block (behind an `Arc`, so its address is stable,
+/// and possibly shared with other processes through [`SharedBlocks`], which never changes a
+/// block). The direct-mapped table `fast` caches `(pc, pointer)` pairs; a block's pointer
+/// can only sit in the slot of its own start pc, and removing or flushing a block clears that
+/// slot first, so every non-empty pointer in `fast` refers to a block `blocks` keeps alive.
 pub struct BlockCache {
-    blocks: HashMap<u64, Box<Block>>,
+    blocks: HashMap<u64, Arc<Block>>,
     fast: Box<[(u64, *const Block)]>,
     by_page: HashMap<u64, Vec<u64>>,
     decoded_insts: usize,
@@ -138,12 +227,15 @@ pub struct BlockCache {
     seen_generation: u64,
     /// [`AddressSpace::id`] of the space the blocks were decoded from.
     space: u64,
+    /// The blocks of the program image, shared with its other processes.
+    shared: Option<Arc<SharedBlocks>>,
     /// Counters since creation.
     pub counters: CacheCounters,
 }
 
-// SAFETY: the raw pointers in `fast` point into boxes owned by `blocks` of the same value;
-// moving the cache to another thread moves their owner with them.
+// SAFETY: the raw pointers in `fast` point into blocks that `blocks` of the same value keeps
+// alive (shared blocks are immutable and `Sync`); moving the cache to another thread moves
+// those owners with them.
 unsafe impl Send for BlockCache {}
 
 impl Default for BlockCache {
@@ -163,7 +255,18 @@ impl BlockCache {
             limit_insts,
             seen_generation: 0,
             space: 0,
+            shared: None,
             counters: CacheCounters::default(),
+        }
+    }
+
+    /// Binds the cache to `process`: a different address space than before drops every
+    /// block, and blocks are shared with the other processes of its program image.
+    #[inline]
+    pub fn attach(&mut self, process: &Process) {
+        if process.mem.id() != self.space || self.shared.is_none() {
+            self.sync_slow(&process.mem);
+            self.shared = Some(process.program.image_cache(SharedBlocks::default));
         }
     }
 
@@ -197,9 +300,22 @@ impl BlockCache {
             if self.decoded_insts >= self.limit_insts {
                 self.flush();
             }
-            let t0 = Instant::now();
-            let block = decode_block(mem, pc);
-            self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
+            let from_image = self.shared.as_ref().and_then(|s| s.get(mem, pc));
+            let block = match from_image {
+                Some(b) => {
+                    self.counters.shared_hits += 1;
+                    b
+                }
+                None => {
+                    let t0 = Instant::now();
+                    let b = Arc::new(decode_block(mem, pc));
+                    self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
+                    if let Some(s) = &self.shared {
+                        s.offer(mem, &b);
+                    }
+                    b
+                }
+            };
             let code_end = match block.tail {
                 // The faulting instruction's first bytes were read too; watch their page.
                 Tail::Illegal => block.end + 2,
@@ -213,7 +329,7 @@ impl BlockCache {
             for page in (pc >> PAGE_SHIFT)..=last_page {
                 self.by_page.entry(page).or_default().push(pc);
             }
-            self.blocks.insert(pc, Box::new(block));
+            self.blocks.insert(pc, block);
         } else {
             self.counters.hits += 1;
         }

@@ -52,6 +52,12 @@ impl Interpreter {
     pub fn cached_blocks(&self) -> usize {
         self.cache.len()
     }
+
+    /// Blocks taken from the ones other processes of the same program image decoded,
+    /// instead of decoding them again.
+    pub fn shared_hits(&self) -> u64 {
+        self.cache.counters.shared_hits
+    }
 }
 
 impl Executor for Interpreter {

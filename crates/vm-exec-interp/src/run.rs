@@ -36,6 +36,7 @@ pub(crate) fn run(
     process: &Process,
     fuel: u64,
 ) -> RunResult {
+    cache.attach(process);
     let mut x = [0u64; 64];
     x[..32].copy_from_slice(&thread.cpu.x);
     let mut pc = thread.cpu.pc;
