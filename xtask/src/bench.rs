@@ -8,10 +8,11 @@
 //! measured separately with `hello` (median of 30 runs). The generated section of
 //! docs/benchmarks.md sits between markers and is replaced; the rest of the file is kept.
 
+use crate::report::{build_release_vmx, cpu_model, median, require_qemu, time_run, write_section};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const BENCHES: &[&str] = &["sha256", "matmul", "sieve", "sort", "strfmt", "fpkernel"];
 const ENGINES: &[&str] = &["interp", "jit", "hybrid"];
@@ -22,28 +23,6 @@ const END: &str = "<!-- xtask bench: end -->";
 struct Runner {
     label: String,
     argv: Vec<String>,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn time_run(argv: &[String], args: &[String], root: &Path) -> Result<(Duration, Vec<u8>)> {
-    let t0 = Instant::now();
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .args(args)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", argv.join(" ")))?;
-    let dt = t0.elapsed();
-    if !out.status.success() {
-        bail!("{} {} failed: {}", argv.join(" "), args.join(" "), out.status);
-    }
-    Ok((dt, out.stdout))
 }
 
 fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
@@ -62,18 +41,6 @@ fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
         bail!("native build of {} failed", src.display());
     }
     Ok(out)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -95,19 +62,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(&cargo)
-        .args(["build", "--release", "-p", "vm-cli"])
-        .current_dir(&root)
-        .status()?;
-    if !st.success() {
-        bail!("release build failed");
-    }
-    let vmx = root.join("target/release/vmx").display().to_string();
+    let vmx = build_release_vmx(&root)?.display().to_string();
+    require_qemu()?;
     let qemu = "qemu-riscv64".to_string();
-    if Command::new(&qemu).arg("--version").output().is_err() {
-        bail!("qemu-riscv64 is not installed (apt-get install qemu-user): it is the peer every figure is a ratio against");
-    }
     let benches: Vec<&str> = BENCHES
         .iter()
         .copied()
@@ -242,16 +199,7 @@ pub fn run(args: &[String]) -> Result<()> {
     md.push('\n');
     md.push_str(END);
     md.push('\n');
-
-    let path = root.join("docs/benchmarks.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if b > a => {
-            format!("{}{}{}", &old[..a], md, old[b + END.len()..].trim_start_matches('\n'))
-        }
-        _ => format!("{old}\n{md}"),
-    };
-    std::fs::write(&path, new)?;
+    write_section(&root, START, END, "Compute benchmarks", &md)?;
     print!("{md}");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! and the hidden load generator `vmx bench-client`, which keeps a window of tasks in flight
 //! over one connection, each task timed from its submission to its durable result.
 
+use crate::report::{build_release_vmx, cpu_model, median, write_section};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,11 +143,6 @@ fn num(m: &BTreeMap<String, String>, k: &str) -> Result<f64> {
     m.get(k).with_context(|| format!("no {k} in the output"))?.parse().context(k.to_string())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
     let mut tasks = 20000usize;
@@ -161,17 +157,8 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask bench-cluster: building the release vmx");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "vm-cli"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    let vmx = target.join("release/vmx");
+    let vmx = build_release_vmx(&root)?;
 
     let mut rows = Vec::new();
     // Throughput with a deep window, then latency with one task at a time.
@@ -210,15 +197,7 @@ pub fn run(args: &[String]) -> Result<()> {
         failover.push(num(&m, "failover_ms")?);
     }
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut s = String::new();
     s += &format!("{START}\n\n");
@@ -243,18 +222,7 @@ pub fn run(args: &[String]) -> Result<()> {
         failover.iter().map(|f| format!("{f:.0} ms")).collect::<Vec<_>>().join(", ")
     );
 
-    let path = root.join("docs/benchmarks.md");
-    let doc = std::fs::read_to_string(&path).context("reading docs/benchmarks.md")?;
-    let new = match (doc.find(START), doc.find(END)) {
-        (Some(a), Some(b)) if b > a => {
-            format!("{}{}{}", &doc[..a], s.trim_end(), &doc[b + END.len()..])
-        }
-        _ => format!(
-            "{}\n## Distributed execution\n\n{s}",
-            doc.trim_end_matches('\n').to_string() + "\n"
-        ),
-    };
-    std::fs::write(&path, new)?;
+    write_section(&root, START, END, "Distributed execution", &s)?;
     print!("{s}");
     Ok(())
 }

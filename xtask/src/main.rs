@@ -11,6 +11,8 @@
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //!
+//! [`report`] holds what the `bench*` commands share.
+//!
 //! To add a command: create `src/<name>.rs` with a `pub fn run(args: &[String]) ->
 //! anyhow::Result<()>`, declare the module below, and add an arm to
 //! [`dispatch`] plus a line to [`USAGE`].
@@ -26,6 +28,7 @@ mod bench_cluster;
 mod bench_sched;
 mod ci;
 mod fuzz;
+mod report;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]

@@ -214,20 +214,54 @@ const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
 const FUTEX_CLOCK_REALTIME: i32 = 256;
 
+/// The arguments of one `futex` call, checked as the kernel checks them first.
+struct FutexArgs {
+    uaddr: u64,
+    op: i32,
+    /// `op` without the private and clock flags.
+    cmd: i32,
+    val: u32,
+    /// The timeout pointer, or `val2` (a count) for the requeue and wake-op commands.
+    utime: u64,
+    uaddr2: u64,
+    val3: u32,
+}
+
+impl FutexArgs {
+    fn of(c: &Call<'_>) -> Result<FutexArgs, Errno> {
+        let op = c.int(1);
+        let a = FutexArgs {
+            uaddr: c.args[0],
+            op,
+            cmd: op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME),
+            val: c.args[2] as u32,
+            utime: c.args[3],
+            uaddr2: c.args[4],
+            val3: c.args[5] as u32,
+        };
+        if a.uaddr & 3 != 0 {
+            return err(libc::EINVAL);
+        }
+        if op & FUTEX_CLOCK_REALTIME != 0 && !matches!(a.cmd, FUTEX_WAIT | FUTEX_WAIT_BITSET) {
+            return err(libc::ENOSYS);
+        }
+        Ok(a)
+    }
+}
+
 /// `futex(uaddr, op, val, timeout/val2, uaddr2, val3)` (see the module documentation).
 pub(super) fn futex(c: &mut Call<'_>) -> SysResult {
+    let a = FutexArgs::of(c)?;
     if c.process.is_scheduled() {
-        return futex_scheduled(c);
+        futex_scheduled(c, a)
+    } else {
+        futex_alone(c, a)
     }
-    let (uaddr, op, val) = (c.args[0], c.int(1), c.args[2] as u32);
-    let (utime, uaddr2, val3) = (c.args[3], c.args[4], c.args[5] as u32);
-    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    if uaddr & 3 != 0 {
-        return err(libc::EINVAL);
-    }
-    if op & FUTEX_CLOCK_REALTIME != 0 && !matches!(cmd, FUTEX_WAIT | FUTEX_WAIT_BITSET) {
-        return err(libc::ENOSYS);
-    }
+}
+
+/// `futex` in a process without a scheduler (one thread; see the module documentation).
+fn futex_alone(c: &mut Call<'_>, a: FutexArgs) -> SysResult {
+    let FutexArgs { uaddr, op, cmd, val, utime, uaddr2, val3 } = a;
     let mem = &c.process.mem;
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
@@ -306,16 +340,8 @@ pub(super) fn futex(c: &mut Call<'_>) -> SysResult {
 }
 
 /// `futex` in a process a scheduler hosts: waits park, wakes wake.
-fn futex_scheduled(c: &mut Call<'_>) -> SysResult {
-    let (uaddr, op, val) = (c.args[0], c.int(1), c.args[2] as u32);
-    let (utime, uaddr2, val3) = (c.args[3], c.args[4], c.args[5] as u32);
-    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    if uaddr & 3 != 0 {
-        return err(libc::EINVAL);
-    }
-    if op & FUTEX_CLOCK_REALTIME != 0 && !matches!(cmd, FUTEX_WAIT | FUTEX_WAIT_BITSET) {
-        return err(libc::ENOSYS);
-    }
+fn futex_scheduled(c: &mut Call<'_>, a: FutexArgs) -> SysResult {
+    let FutexArgs { uaddr, op, cmd, val, utime, uaddr2, val3 } = a;
     // `val2` (a count) shares the timeout argument's slot.
     let val2 = utime as u32 as usize;
     let p = c.process;
