@@ -194,6 +194,28 @@ impl SharedBlocks {
     }
 }
 
+/// The block at `pc` as `mem` holds it: one of `shared` when `mem` holds the bytes it was
+/// decoded from (the flag is then true), else freshly decoded, offered to `shared`, and the
+/// decoding time added to `decode_nanos`. Every engine that decodes guest code goes through
+/// this, so the processes of one image decode each block once.
+pub fn fetch_block(
+    shared: Option<&SharedBlocks>,
+    mem: &AddressSpace,
+    pc: u64,
+    decode_nanos: &mut u64,
+) -> (Arc<Block>, bool) {
+    if let Some(b) = shared.and_then(|s| s.get(mem, pc)) {
+        return (b, true);
+    }
+    let t0 = Instant::now();
+    let b = Arc::new(decode_block(mem, pc));
+    *decode_nanos += t0.elapsed().as_nanos() as u64;
+    if let Some(s) = shared {
+        s.offer(mem, &b);
+    }
+    (b, false)
+}
+
 /// Counters of the cache, folded into the engine's statistics.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheCounters {
@@ -300,22 +322,9 @@ impl BlockCache {
             if self.decoded_insts >= self.limit_insts {
                 self.flush();
             }
-            let from_image = self.shared.as_ref().and_then(|s| s.get(mem, pc));
-            let block = match from_image {
-                Some(b) => {
-                    self.counters.shared_hits += 1;
-                    b
-                }
-                None => {
-                    let t0 = Instant::now();
-                    let b = Arc::new(decode_block(mem, pc));
-                    self.counters.decode_nanos += t0.elapsed().as_nanos() as u64;
-                    if let Some(s) = &self.shared {
-                        s.offer(mem, &b);
-                    }
-                    b
-                }
-            };
+            let (block, shared) =
+                fetch_block(self.shared.as_deref(), mem, pc, &mut self.counters.decode_nanos);
+            self.counters.shared_hits += u64::from(shared);
             let code_end = match block.tail {
                 // The faulting instruction's first bytes were read too; watch their page.
                 Tail::Illegal => block.end + 2,

@@ -25,10 +25,11 @@ use dynasmrt::x64::Assembler;
 use dynasmrt::{AssemblyOffset, DynasmApi};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_exec_core::inst::Op;
 use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT};
-use vm_exec_interp::block::{decode_block, Block, Tail};
+use vm_exec_interp::block::{fetch_block, Block, SharedBlocks, Tail};
 
 /// Multiplicative hash for guest pcs and page numbers.
 #[derive(Default, Clone, Copy)]
@@ -55,7 +56,7 @@ pub(crate) struct BlockRec {
     /// Guest pc of the first instruction.
     pub pc: u64,
     /// The decoded instructions (translated code points into `block.insts`).
-    pub block: Block,
+    pub block: Arc<Block>,
     /// Whether the block reads the `cycle` or `instret` counter, whose value the embedded
     /// interpreter would compute from its own instruction count: such blocks are always
     /// translated.
@@ -144,6 +145,8 @@ pub(crate) struct CodeCache {
     sites: Vec<ExitSite>,
     jtab: Box<[JumpEntry]>,
     opts: Options,
+    /// Decoded blocks of the program image, shared with its other processes.
+    shared: Option<Arc<SharedBlocks>>,
     /// Counters since creation.
     pub counters: CacheCounters,
 }
@@ -180,8 +183,14 @@ impl CodeCache {
             sites: Vec::new(),
             jtab: vec![EMPTY_JUMP; JTAB_SIZE].into_boxed_slice(),
             opts,
+            shared: None,
             counters: CacheCounters::default(),
         })
+    }
+
+    /// Takes decoded blocks from (and gives them to) the other processes of a program image.
+    pub fn share(&mut self, shared: Arc<SharedBlocks>) {
+        self.shared = Some(shared);
     }
 
     /// Whether chaining is enabled.
@@ -231,9 +240,9 @@ impl CodeCache {
             return id;
         }
         self.counters.misses += 1;
-        let t0 = Instant::now();
-        let block = decode_block(mem, pc);
-        self.counters.compile_time += t0.elapsed();
+        let mut nanos = 0;
+        let (block, _) = fetch_block(self.shared.as_deref(), mem, pc, &mut nanos);
+        self.counters.compile_time += Duration::from_nanos(nanos);
         let code_end = match block.tail {
             // The undecodable instruction's first bytes were read too; watch their page.
             Tail::Illegal => block.end.wrapping_add(2),

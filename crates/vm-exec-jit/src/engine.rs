@@ -22,6 +22,7 @@ use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestSignal, RunResul
 use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
 use vm_exec_core::process::Process;
 use vm_exec_core::syscall;
+use vm_exec_interp::block::SharedBlocks;
 use vm_exec_interp::Interpreter;
 
 /// Configuration of the translating engines.
@@ -118,9 +119,11 @@ impl Engine {
         }
     }
 
-    fn bind(&mut self, mem: &AddressSpace) {
+    fn bind(&mut self, process: &Process) {
+        let mem = &process.mem;
         if mem.id() != self.space {
             self.cache.flush();
+            self.cache.share(process.program.image_cache(SharedBlocks::default));
             self.space = mem.id();
             self.ctx.seen_generation = mem.code_generation();
         }
@@ -149,7 +152,7 @@ impl Engine {
         process: &Process,
         fuel: u64,
     ) -> RunResult {
-        self.bind(&process.mem);
+        self.bind(process);
         self.ctx.cpu = thread.cpu.clone();
         let chaining = self.cache.chaining();
         let mut retired = 0u64;
