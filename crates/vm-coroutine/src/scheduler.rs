@@ -1196,8 +1196,11 @@ impl Scheduler {
 }
 
 impl Drop for Scheduler {
-    /// Stops the vCPU threads; coroutines still queued are dropped without results.
+    /// Stops the vCPU threads and cancels the waits of parked guest threads (a parked thread
+    /// is owned by its wait, which its own process holds: without the cancel that cycle
+    /// would keep the process alive); coroutines still queued are dropped without results.
     fn drop(&mut self) {
         self.stop_threads();
+        self.kill_all();
     }
 }

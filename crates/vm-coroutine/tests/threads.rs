@@ -130,6 +130,29 @@ fn killing_a_process_with_parked_threads_frees_them() {
 }
 
 #[test]
+fn dropping_a_scheduler_with_parked_threads_frees_their_process() {
+    // Every thread parked: four on a condition variable, main in a 60 s sleep. Nothing is
+    // queued, so only cancelling the waits can free the process.
+    let s = scheduler(1, 10_000);
+    let (c, out) = config("threads_idle", &["4", "60000"]);
+    let id = s.submit_coroutine(Coroutine::new(guest("threads_idle"), c)).unwrap();
+    let t0 = Instant::now();
+    while s.get_stats().parked < 5 {
+        assert!(s.wait(id, Some(Duration::ZERO)).is_none(), "the guest ended before parking");
+        assert!(t0.elapsed() < BOUND, "the guest's threads never all parked");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The capture buffer is shared with the process: once the process is freed, only this
+    // test holds it.
+    drop(s);
+    let t1 = Instant::now();
+    while out.handles() > 1 {
+        assert!(t1.elapsed() < Duration::from_secs(10), "the process outlived its scheduler");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
 fn exit_while_other_threads_are_blocked_ends_the_process_with_its_status() {
     let s = scheduler(2, 10_000);
     let (exit, out) = run(&s, "threads_exit", &["exit3"]);

@@ -64,6 +64,13 @@ impl CaptureBuffer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).data.clone()
     }
 
+    /// How many handles share the buffer: readers like the caller, plus every guest
+    /// descriptor writing to it. Once the guest's process is gone, only the readers remain,
+    /// so nothing more can be appended.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// How many bytes were dropped because the limit was reached.
     pub fn dropped(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
