@@ -12,7 +12,8 @@
 //!   many coroutines is cheap and loading happens on the vCPU that first runs it. A load error
 //!   finishes the coroutine with [`CoroutineExit::LoadFailed`].
 //! - A process is marked scheduled ([`Process::set_scheduled`]) only when its main coroutine is
-//!   loaded while admitted to a scheduler: only then can its threads yield, block and spawn.
+//!   admitted to a scheduler (at admission if the process is already built, else when it
+//!   loads): only then can its threads yield, block and spawn.
 //!   Run on its own, a coroutine is a single-threaded process whose blocking calls block the
 //!   host thread.
 //! - An engine serves one thread at a time: a slice takes an idle engine from the group's

@@ -487,6 +487,11 @@ impl Shared {
         self.registry().live.insert(c.process_id(), control.clone());
         self.spawned.fetch_add(1, Ordering::Relaxed);
         c.set_link(Link { shared: Arc::downgrade(self), control });
+        // A process built before admission (`from_process`) is scheduled from now on; one
+        // built later is marked when it loads.
+        if let Some(p) = c.process() {
+            p.set_scheduled(true);
+        }
         Ok(())
     }
 
