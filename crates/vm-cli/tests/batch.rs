@@ -40,3 +40,38 @@ fn sequential_mode_is_the_baseline() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 ok, 0 failed"), "{out}");
 }
+
+#[test]
+fn thousands_of_processes_run_to_completion() {
+    let (code, out) = vmx(&[
+        "batch",
+        "--vcpus",
+        "2",
+        "--instances",
+        "3000",
+        "--engine",
+        "interp",
+        "guests/bin/hello",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("instances: 3000 on 2 vCPU(s): 3000 ok, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_batch_of_multithreaded_processes() {
+    // 200 processes of 4 worker threads each (plus their main threads) at once.
+    let (code, out) = vmx(&[
+        "batch",
+        "--vcpus",
+        "2",
+        "--instances",
+        "200",
+        "--capture",
+        "4096",
+        "guests/bin/threads_mutex",
+        "4",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("instances: 200 on 2 vCPU(s): 200 ok, 0 failed"), "{out}");
+}
