@@ -14,7 +14,8 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
 use std::any::{Any, TypeId};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Files larger than this are refused before parsing.
 pub const MAX_ELF_SIZE: u64 = 1 << 30;
@@ -79,6 +80,8 @@ pub struct Program {
     /// Per-engine data shared by every process that runs this image (see
     /// [`Program::image_cache`]).
     image_caches: ImageCaches,
+    /// The file's bytes in a sealed memfd, made on first use (see [`Program::image_fd`]).
+    image_fd: OnceLock<Option<OwnedFd>>,
 }
 
 /// One value per type, made on first use.
@@ -109,6 +112,14 @@ impl Program {
         let v = Arc::new(init());
         caches.push((id, v.clone()));
         v
+    }
+
+    /// The file's bytes in a sealed, read-only host memory file, made on the first call, so
+    /// that every process of this image can map its file-backed pages copy-on-write from one
+    /// copy instead of copying them. `None` when the host cannot make one (the loader then
+    /// copies).
+    pub fn image_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.image_fd.get_or_init(|| sealed_memfd(&self.bytes)).as_ref().map(|fd| fd.as_fd())
     }
 
     /// Parses an ELF image.
@@ -212,6 +223,7 @@ impl Program {
             .unwrap_or(0);
         Ok(Program {
             image_caches: ImageCaches::default(),
+            image_fd: OnceLock::new(),
             entry,
             segments,
             phdr_vaddr,
@@ -258,6 +270,29 @@ fn validate_segment(s: &Segment, file_len: u64) -> Result<(), ElfError> {
         )));
     }
     Ok(())
+}
+
+/// A memfd holding `bytes`, sealed against any change.
+fn sealed_memfd(bytes: &[u8]) -> Option<OwnedFd> {
+    // SAFETY: a NUL-terminated name and valid flags; the result is a new descriptor or -1.
+    let raw = unsafe {
+        libc::memfd_create(c"vmx-image".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a descriptor memfd_create just returned, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut file = std::fs::File::from(fd);
+    use std::io::Write;
+    file.write_all(bytes).ok()?;
+    let fd = OwnedFd::from(file);
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS on a descriptor we own, with an integer argument.
+    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_ADD_SEALS, seals) } != 0 {
+        return None;
+    }
+    Some(fd)
 }
 
 #[cfg(test)]

@@ -111,10 +111,34 @@ pub fn load(
         }
         mem.map_fixed(run_start, run_end - run_start, perms).map_err(map_err)?;
     }
-    // Copy the file bytes; the host pages are writable whatever the guest's permissions.
+    // The file bytes: whole pages are mapped copy-on-write from the image's shared memory
+    // file (one copy for every process of the image); partial pages, and everything when
+    // the host has no such file or the segment is not page-congruent with the file, are
+    // copied. The host pages are writable whatever the guest's permissions.
+    let image_fd = program.image_fd();
     for seg in &program.segments {
-        if seg.mem_size > 0 {
-            write_ignoring_perms(&mem, seg.vaddr + bias, program.segment_data(seg));
+        if seg.mem_size == 0 {
+            continue;
+        }
+        let start = seg.vaddr + bias;
+        let data = program.segment_data(seg);
+        let shared = image_fd.and_then(|fd| {
+            let first = memory::page_round_up(start)?;
+            let last = (start + data.len() as u64) & !(PAGE_SIZE - 1);
+            let congruent = (start ^ seg.file_offset) & (PAGE_SIZE - 1) == 0;
+            let offset = seg.file_offset + (first - start);
+            (congruent
+                && first < last
+                && mem.map_file_private(first, last - first, fd, offset).is_ok())
+            .then_some((first, last))
+        });
+        match shared {
+            Some((first, last)) => {
+                let (head, rest) = data.split_at((first - start) as usize);
+                write_ignoring_perms(&mem, start, head);
+                write_ignoring_perms(&mem, last, &rest[(last - first) as usize..]);
+            }
+            None => write_ignoring_perms(&mem, start, data),
         }
     }
 
@@ -288,6 +312,49 @@ mod tests {
         // Text is executable, not writable.
         assert!(m.fetch_inst(0x10078).is_ok());
         assert!(p.mem.write_u8(0x10078, 0).is_err());
+    }
+
+    #[test]
+    fn file_pages_are_shared_copy_on_write_and_partial_pages_are_exact() {
+        use crate::elf_writer::{write_executable, SegmentSpec};
+        use crate::memory::{PERM_EXEC, PERM_READ, PERM_WRITE};
+        // Three and a half pages of "code", then data with a bss tail.
+        let code: Vec<u8> = (0..0x3800u32).map(|i| (i * 7 + 3) as u8).collect();
+        let data: Vec<u8> = (0..0x1100u32).map(|i| (i % 251) as u8 + 1).collect();
+        let elf = write_executable(
+            0x10000,
+            &[
+                SegmentSpec { addr: 0x10000, bytes: &code, zero_tail: 0, flags: 5 },
+                SegmentSpec { addr: 0x40000, bytes: &data, zero_tail: 0x3000, flags: 6 },
+            ],
+        );
+        let program = Arc::new(Program::parse(elf).unwrap());
+        let config = Arc::new(ProcessConfig { memory_size: 16 << 20, ..Default::default() });
+        let (a, _) = load(program.clone(), config.clone(), 1).unwrap();
+        let (b, _) = load(program.clone(), config, 2).unwrap();
+        for p in [&a, &b] {
+            let mut got = vec![0; code.len() + 0x800];
+            p.mem.read_bytes(0x10000, &mut got).unwrap();
+            assert_eq!(&got[..code.len()], &code[..]);
+            assert!(got[code.len()..].iter().all(|&x| x == 0), "past the code: zeros");
+            let mut got = vec![0; data.len() + 0x3000];
+            p.mem.read_bytes(0x40000, &mut got).unwrap();
+            assert_eq!(&got[..data.len()], &data[..]);
+            assert!(got[data.len()..].iter().all(|&x| x == 0), "bss: zeros");
+        }
+        // The whole pages come from the image's memory file, not from copies.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(maps.contains("memfd:vmx-image"), "no page is mapped from the image file");
+        // A write to a shared text page (after mprotect) is private to its process.
+        a.mem.protect(0x11000, 0x1000, PERM_READ | PERM_WRITE | PERM_EXEC).unwrap();
+        a.mem.write_u32(0x11000, 0xdead_beef).unwrap();
+        assert_eq!(a.mem.read_u32(0x11000).unwrap(), 0xdead_beef);
+        let mut want = [0u8; 4];
+        want.copy_from_slice(&code[0x1000..0x1004]);
+        assert_eq!(b.mem.read_u32(0x11000).unwrap(), u32::from_le_bytes(want), "b unchanged");
+        // And data writes stay private too.
+        b.mem.write_u8(0x40000, 0).unwrap();
+        assert_eq!(a.mem.read_u8(0x40000).unwrap(), data[0]);
     }
 
     #[test]

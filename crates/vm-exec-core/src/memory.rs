@@ -713,6 +713,52 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Makes the mapped pages `[addr, addr + len)` (page aligned) show the bytes of `fd` from
+    /// `offset` (page aligned), copy-on-write: the host maps the file privately over them, so
+    /// every process mapping the same file shares its pages until it writes to one. Their
+    /// permissions are unchanged; the range must be mapped already.
+    pub fn map_file_private(
+        &self,
+        addr: u64,
+        len: u64,
+        fd: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<(), MapError> {
+        let _l = self.layout();
+        let (start, end) = self.page_range(addr, len)?;
+        if offset & (PAGE_SIZE - 1) != 0 {
+            return Err(MapError::Invalid);
+        }
+        if ((start >> PAGE_SHIFT)..(end >> PAGE_SHIFT)).any(|p| self.perm_at(p as usize) == 0) {
+            return Err(MapError::NoMemory);
+        }
+        for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            if self.perm_at(page as usize) & PERM_CODE != 0 {
+                self.uncode_page(page);
+            }
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: `[start, end)` lies inside our reservation and is mapped; MAP_FIXED replaces
+        // only those pages, by a private (copy-on-write) mapping of the file that is host
+        // readable and writable like every mapped guest page, so no access that passed a
+        // permission check can fault on the host.
+        let p = unsafe {
+            libc::mmap(
+                self.base.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            tracing::warn!(start, end, "host mmap of a file failed while loading guest memory");
+            return Err(MapError::Host);
+        }
+        Ok(())
+    }
+
     /// Zeroes the mapped pages of `[addr, addr + len)` (page aligned) and frees their memory,
     /// keeping their permissions: `MADV_DONTNEED` on private anonymous memory. Unmapped pages
     /// in the range are left alone; decoded code on the range is invalidated.
