@@ -132,17 +132,29 @@ struct SharedBlock {
     bytes: Box<[u8]>,
 }
 
+/// Shards of [`SharedBlocks`]: vCPUs looking up different pcs rarely touch the same lock.
+const SHARDS: usize = 64;
+
 /// The blocks decoded by every process of one program image (see the module docs). Get the
 /// one of a program with `program.image_cache(SharedBlocks::default)`.
-#[derive(Default)]
 pub struct SharedBlocks {
-    map: RwLock<HashMap<u64, SharedBlock>>,
+    shards: Box<[RwLock<HashMap<u64, SharedBlock>>]>,
+}
+
+impl Default for SharedBlocks {
+    fn default() -> Self {
+        SharedBlocks { shards: (0..SHARDS).map(|_| RwLock::default()).collect() }
+    }
 }
 
 impl SharedBlocks {
+    fn shard(&self, pc: u64) -> &RwLock<HashMap<u64, SharedBlock>> {
+        &self.shards[((pc >> 1) as usize ^ (pc >> 7) as usize) % SHARDS]
+    }
+
     /// Number of blocks shared.
     pub fn len(&self) -> usize {
-        self.map.read().map_or(0, |m| m.len())
+        self.shards.iter().map(|s| s.read().map_or(0, |m| m.len())).sum()
     }
 
     /// True when nothing is shared yet.
@@ -152,7 +164,7 @@ impl SharedBlocks {
 
     /// The shared block at `pc` if `mem` holds exactly the bytes it was decoded from.
     fn get(&self, mem: &AddressSpace, pc: u64) -> Option<Arc<Block>> {
-        let map = self.map.read().ok()?;
+        let map = self.shard(pc).read().ok()?;
         let e = map.get(&pc)?;
         let len = e.block.end - e.block.start;
         let here = mem.slice(pc, len, PERM_EXEC, AccessKind::Execute).ok()?;
@@ -187,8 +199,8 @@ impl SharedBlocks {
         if again != **block {
             return;
         }
-        let Ok(mut map) = self.map.write() else { return };
-        if map.len() < MAX_SHARED_BLOCKS {
+        let Ok(mut map) = self.shard(block.start).write() else { return };
+        if map.len() < MAX_SHARED_BLOCKS / SHARDS {
             map.entry(block.start).or_insert(SharedBlock { block: block.clone(), bytes });
         }
     }
