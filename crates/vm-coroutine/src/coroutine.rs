@@ -26,8 +26,10 @@
 //! - A slice never runs more instructions than the fuel it is given, and the next slice resumes
 //!   exactly where the previous one stopped (the engine's guarantee, see
 //!   [`vm_exec_core::exec`]).
-//! - Once finished, a coroutine keeps its outcome and counters and has released its process
-//!   (guest memory and files) and its engine; running it again only returns the outcome.
+//! - Once its thread has ended, a coroutine holds no guest state; the process (guest memory,
+//!   files, engines) is freed when the last coroutine of its group is dropped. The process's
+//!   outcome and counters stay readable through any of its coroutines; running a finished one
+//!   again only returns the outcome.
 //! - An engine panic (a bug, never guest behaviour) is caught by the scheduler and finishes the
 //!   coroutine with [`CoroutineExit::EnginePanicked`]; the vCPU goes on.
 
