@@ -3,6 +3,26 @@
 //! preemption by instruction budget, parking of guest threads that block (futex, sleep) and
 //! of idle vCPUs; plus batch runs of many instances of one program. See `vm_coroutine` for
 //! the details and invariants.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vm_executors::coroutine::{Coroutine, Scheduler};
+//! use vm_executors::{ExecutorType, ProcessConfig, Program};
+//!
+//! let program = Arc::new(Program::parse(std::fs::read("guests/bin/threads_mutex")?)?);
+//! let scheduler = Scheduler::new(4); // 4 vCPU worker threads
+//! scheduler.start()?;
+//! let guest = Coroutine::with_engine_factory(
+//!     program,
+//!     Arc::new(ProcessConfig::default()),
+//!     ExecutorType::Hybrid.factory(),
+//! );
+//! let id = scheduler.submit_coroutine(guest)?;
+//! let result = scheduler.wait(id, None).expect("submitted");
+//! println!("{} after {} instructions", result.exit, result.instructions);
+//! println!("load imbalance {:.2}", scheduler.get_stats().load_imbalance);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub use vm_coroutine::{
     batch, run_batch, run_sequential, scheduler, BatchConfig, BatchSummary, Coroutine,
