@@ -13,7 +13,8 @@
 //!   run before that (a crash before the commit loses a task nobody was told about).
 //! - Every task has at most one final outcome, decided by the
 //!   [`FaultToleranceManager`]; it is written with its result in one transaction, and waiters
-//!   are answered only after that commit.
+//!   are answered only after that commit. Until then the task counts as running in the
+//!   status counts, so that what `cluster_status` reports as finished survives a crash.
 //! - After a restart every task in the store is known again: final ones with their results,
 //!   the others queued for dispatch (or adopted by a reconnecting worker that reports them
 //!   running).
@@ -329,6 +330,10 @@ impl Core {
             Event::Durable { task, ok } => {
                 if let Some(t) = self.tasks.get_mut(&task) {
                     t.durable = ok;
+                    // One durable event per `finalize`: the outcome now counts (in memory
+                    // only if the commit failed, which is logged).
+                    self.counts.running -= 1;
+                    *count_of(&mut self.counts, &t.status) += 1;
                 }
                 let info = self.info(task);
                 for w in self.waiters.remove(&task).unwrap_or_default() {
@@ -532,6 +537,10 @@ impl Core {
         if let Some(t) = self.tasks.get_mut(&task) {
             t.result = result.clone();
             t.durable = false;
+            // Until its outcome is durable the task still counts as running, so that the
+            // counts a status request reports survive a crash of the coordinator.
+            *count_of(&mut self.counts, &t.status) -= 1;
+            self.counts.running += 1;
         }
         let Some(rec) = self.record(task) else { return };
         let events = self.events.clone();
