@@ -122,7 +122,11 @@ impl Engine {
     fn bind(&mut self, process: &Process) {
         let mem = &process.mem;
         if mem.id() != self.space {
-            self.cache.flush();
+            // A fresh engine has nothing to drop (and a flush would replace its code buffer
+            // for nothing).
+            if self.space != 0 {
+                self.cache.flush();
+            }
             self.cache.share(process.program.image_cache(SharedBlocks::default));
             self.space = mem.id();
             self.ctx.seen_generation = mem.code_generation();
