@@ -9,8 +9,9 @@
 //!   it restored to its stub, before the dispatcher looks up anything again.
 //! - Translated code lives in a `dynasmrt` assembler created with the cache's whole capacity,
 //!   so the executable buffer never grows or moves: before translating, the cache flushes
-//!   itself (drops every block and starts a fresh buffer) if the block's worst-case size
-//!   might not fit. Host addresses of translations (jump table, chained jumps) therefore stay
+//!   itself (drops every block and the buffer) if the block's worst-case size might not fit.
+//!   A lazy cache (the hybrid engine's) makes its buffer only for its first translation, so a
+//!   short process whose blocks never get hot maps no executable memory at all. Host addresses of translations (jump table, chained jumps) therefore stay
 //!   valid until the next flush. The buffer is never writable and executable at once:
 //!   `dynasmrt` remaps it writable for each commit or patch and executable again after.
 //! - Block records, their decoded instructions (which helpers read through pointers baked
@@ -19,7 +20,7 @@
 //! - A site is patched (chained) only to a live translated block whose pc is the site's
 //!   target, and only while the site's own block is live.
 
-use crate::context::JitContext;
+use crate::context::{JitContext, EXIT_NEXT};
 use crate::translate::{self, jtab_slot, max_code_bytes, Options, JTAB_SIZE};
 use dynasmrt::x64::Assembler;
 use dynasmrt::{AssemblyOffset, DynasmApi};
@@ -132,12 +133,9 @@ pub(crate) struct CacheCounters {
 
 /// Decoded blocks and their translations for one address space.
 pub(crate) struct CodeCache {
-    asm: Assembler,
+    /// The executable buffer, once made (see the module docs).
+    buf: Option<CodeBuffer>,
     capacity: usize,
-    /// Offset of the entry trampoline.
-    trampoline: usize,
-    /// Host address of offset 0 of the executable buffer.
-    base: usize,
     blocks: Vec<BlockRec>,
     map: PcMap<u32>,
     fast: Box<[(u64, u32)]>,
@@ -156,26 +154,41 @@ pub(crate) struct CodeCache {
 #[error("cannot allocate executable memory for the code cache: {0}")]
 pub struct CodeBufferError(#[from] std::io::Error);
 
-fn new_assembler(capacity: usize) -> Result<(Assembler, usize, usize), CodeBufferError> {
-    let mut asm = Assembler::new_with_capacity(capacity)?;
-    let trampoline = translate::emit_trampoline(&mut asm);
-    asm.commit().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
-    let base = asm.reader().lock().ptr(AssemblyOffset(0)) as usize;
-    Ok((asm, trampoline, base))
+/// One executable buffer and its entry trampoline.
+struct CodeBuffer {
+    asm: Assembler,
+    /// Offset of the entry trampoline.
+    trampoline: usize,
+    /// Host address of offset 0 of the buffer.
+    base: usize,
+}
+
+impl CodeBuffer {
+    fn new(capacity: usize) -> Result<CodeBuffer, CodeBufferError> {
+        let mut asm = Assembler::new_with_capacity(capacity)?;
+        let trampoline = translate::emit_trampoline(&mut asm);
+        asm.commit().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
+        let base = asm.reader().lock().ptr(AssemblyOffset(0)) as usize;
+        Ok(CodeBuffer { asm, trampoline, base })
+    }
+
+    fn used(&self) -> usize {
+        self.asm.offset().0
+    }
 }
 
 impl CodeCache {
-    /// An empty cache whose translations take at most `capacity` bytes.
-    pub fn new(capacity: usize, opts: Options) -> Result<Self, CodeBufferError> {
+    /// An empty cache whose translations take at most `capacity` bytes. An eager cache makes
+    /// its executable buffer now (and fails if it cannot); a lazy one on its first
+    /// translation.
+    pub fn new(capacity: usize, opts: Options, eager: bool) -> Result<Self, CodeBufferError> {
         // At least a page; blocks whose worst case does not fit even in an empty buffer stay
         // interpreted (see `translate`).
         let capacity = capacity.max(4096);
-        let (asm, trampoline, base) = new_assembler(capacity)?;
+        let buf = if eager { Some(CodeBuffer::new(capacity)?) } else { None };
         Ok(CodeCache {
-            asm,
+            buf,
             capacity,
-            trampoline,
-            base,
             blocks: Vec::new(),
             map: PcMap::default(),
             fast: vec![(u64::MAX, 0); FAST_SIZE].into_boxed_slice(),
@@ -210,7 +223,7 @@ impl CodeCache {
 
     /// Bytes of executable buffer in use.
     pub fn code_bytes(&self) -> usize {
-        self.asm.offset().0
+        self.buf.as_ref().map_or(0, CodeBuffer::used)
     }
 
     /// The block record `id`.
@@ -285,26 +298,37 @@ impl CodeCache {
             return id;
         }
         let n = self.blocks[id as usize].block.insts.len();
-        if self.asm.offset().0 + max_code_bytes(n) > self.capacity {
+        if self.buf.as_ref().is_some_and(|b| b.used() + max_code_bytes(n) > self.capacity) {
             let pc = self.blocks[id as usize].pc;
             self.flush();
             id = self.lookup(mem, pc);
-            if self.asm.offset().0 + max_code_bytes(n) > self.capacity {
-                // Only when a fresh buffer could not be had: stay untranslated.
-                return id;
+        }
+        if self.buf.is_none() {
+            match CodeBuffer::new(self.capacity) {
+                Ok(b) => self.buf = Some(b),
+                Err(e) => {
+                    // No executable memory to be had: the block stays interpreted.
+                    tracing::error!(error = %e, "cannot allocate a code buffer");
+                    return id;
+                }
             }
+        }
+        let Some(buf) = self.buf.as_mut() else { return id };
+        if buf.used() + max_code_bytes(n) > self.capacity {
+            // Does not fit even in an empty buffer: stay untranslated.
+            return id;
         }
         let t0 = Instant::now();
         let first_site = self.sites.len() as u32;
         let rec = &self.blocks[id as usize];
-        let t = translate::translate(&mut self.asm, &rec.block, first_site, self.opts);
-        if let Err(e) = self.asm.commit() {
+        let t = translate::translate(&mut buf.asm, &rec.block, first_site, self.opts);
+        if let Err(e) = buf.asm.commit() {
             // An encoding error is a translator bug; the block stays interpreted-only
             // (the dispatcher falls back to the interpreter for untranslated blocks).
             tracing::error!(pc = rec.pc, error = %e, "translation failed to commit");
             return id;
         }
-        debug_assert_eq!(self.asm.reader().lock().ptr(AssemblyOffset(0)) as usize, self.base);
+        debug_assert_eq!(buf.asm.reader().lock().ptr(AssemblyOffset(0)) as usize, buf.base);
         for s in &t.sites {
             self.sites.push(ExitSite {
                 jmp: s.jmp,
@@ -323,7 +347,7 @@ impl CodeCache {
     /// Host address of translated code at `offset`.
     #[inline(always)]
     pub fn host(&self, offset: usize) -> *const u8 {
-        (self.base + offset) as *const u8
+        (self.buf.as_ref().map_or(0, |b| b.base) + offset) as *const u8
     }
 
     /// Runs translated code at `entry` with `ctx` until it exits; returns the exit code.
@@ -334,11 +358,13 @@ impl CodeCache {
     /// this cache's table.
     pub unsafe fn enter(&self, ctx: &mut JitContext, entry: usize) -> u32 {
         type Entry = unsafe extern "sysv64" fn(*mut JitContext, *const u8) -> u32;
+        // Translations exist only while their buffer does.
+        let Some(buf) = &self.buf else { return EXIT_NEXT };
         // SAFETY: `trampoline` is the offset of the code `emit_trampoline` produced, which has
         // exactly this signature, in the live executable buffer (it never moves, see module
         // docs).
         let f: Entry =
-            unsafe { std::mem::transmute::<*const u8, Entry>(self.host(self.trampoline)) };
+            unsafe { std::mem::transmute::<*const u8, Entry>(self.host(buf.trampoline)) };
         // SAFETY: the caller guarantees the context; `entry` is the entry of a live
         // translation in this buffer, which only reads and writes the context, guest memory
         // inside the checked bounds, and calls the helpers.
@@ -366,7 +392,7 @@ impl CodeCache {
     pub fn add_indirect(&mut self, target: u32) {
         let t = &self.blocks[target as usize];
         if let (true, Some(entry)) = (t.live, t.entry) {
-            self.jtab[jtab_slot(t.pc)] = JumpEntry { pc: t.pc, code: (self.base + entry) as u64 };
+            self.jtab[jtab_slot(t.pc)] = JumpEntry { pc: t.pc, code: self.host(entry) as u64 };
         }
     }
 
@@ -376,7 +402,9 @@ impl CodeCache {
         if patches.is_empty() {
             return true;
         }
-        let r = self.asm.alter(|m| {
+        // Chained sites exist only in translations, so only while the buffer does.
+        let Some(buf) = self.buf.as_mut() else { return true };
+        let r = buf.asm.alter(|m| {
             for &(jmp, dest) in patches {
                 let rel = dest as i64 - (jmp as i64 + 5);
                 m.goto(AssemblyOffset(jmp + 1));
@@ -451,19 +479,9 @@ impl CodeCache {
         let live = self.blocks.iter().filter(|b| b.live).count() as u64;
         self.counters.invalidations += live;
         self.counters.flushes += 1;
-        match new_assembler(self.capacity) {
-            Ok((asm, trampoline, base)) => {
-                self.asm = asm;
-                self.trampoline = trampoline;
-                self.base = base;
-            }
-            Err(e) => {
-                // Keep the old buffer: the tables are cleared below, so nothing refers to
-                // its blocks any more; new translations go after them until it is full, and
-                // `translate` refuses work that does not fit.
-                tracing::error!(error = %e, "cannot allocate a fresh code buffer; reusing the old one");
-            }
-        }
+        // The next translation makes a fresh buffer; nothing refers to this one any more
+        // once the tables are cleared below.
+        self.buf = None;
         self.blocks.clear();
         self.map.clear();
         self.fast.fill((u64::MAX, 0));

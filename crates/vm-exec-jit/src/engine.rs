@@ -76,7 +76,13 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new(cfg: JitConfig, threshold: u32) -> Result<Self, CodeBufferError> {
         Ok(Engine {
-            cache: CodeCache::new(cfg.cache_limit_bytes, Options { chaining: cfg.chaining })?,
+            // The JIT translates at once and wants its buffer now; the hybrid engine makes it
+            // only when a block gets hot.
+            cache: CodeCache::new(
+                cfg.cache_limit_bytes,
+                Options { chaining: cfg.chaining },
+                threshold == 0,
+            )?,
             ctx: Box::default(),
             threshold,
             interp: Interpreter::new(),
