@@ -3,16 +3,17 @@
 //! really happens); a tiny cache flushes and still runs correctly; a store into a hot,
 //! chained loop takes effect; `instret` reads agree with the interpreter.
 
-use std::sync::Arc;
 use vm_exec_core::cpu::{CpuState, GuestThread};
-use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::{write_executable, SegmentSpec};
 use vm_exec_core::encode::*;
 use vm_exec_core::exec::{Executor, StopReason};
-use vm_exec_core::loader;
-use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_core::process::Process;
 use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+
+#[path = "../../vm-exec-interp/tests/programs/mod.rs"]
+mod programs;
+use programs::{bytes, load};
 
 const DATA: u64 = 0x20_0000;
 
@@ -22,16 +23,6 @@ fn ld(rd: u32, rs1: u32, imm: i32) -> u32 {
 fn sd(rs2: u32, rs1: u32, imm: i32) -> u32 {
     let imm = imm as u32;
     (imm >> 5 & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | 3 << 12 | (imm & 0x1f) << 7 | 0x23
-}
-
-fn bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-fn load(elf: &[u8]) -> (Process, GuestThread) {
-    let program = Arc::new(Program::parse(elf.to_vec()).expect("valid test program"));
-    let config = ProcessConfig { memory_size: 64 << 20, ..Default::default() };
-    loader::load(program, Arc::new(config), 1).expect("loads")
 }
 
 /// A loop of `n` rounds; each round hops through `hops` blocks, calls a function through
@@ -114,13 +105,13 @@ fn engines() -> Vec<(&'static str, MakeEngine)> {
 fn stopping_after_every_n_and_resuming_gives_the_straight_result() {
     let elf = busy_program(6, 5);
     let want = {
-        let (p, t) = load(&elf);
+        let (p, t) = load(elf.clone());
         finish(&mut Interpreter::new(), p, t, u64::MAX)
     };
     assert!(matches!(want.stop, StopReason::ProcessExit(_)));
     for (name, make) in engines() {
         for n in 0..=want.retired + 1 {
-            let (p, t) = load(&elf);
+            let (p, t) = load(elf.clone());
             let got = finish(make().as_mut(), p, t, n);
             assert_eq!(got, want, "{name}: split after {n}");
         }
@@ -132,12 +123,12 @@ fn chaining_on_and_off_agree_and_chaining_bypasses_the_dispatcher() {
     let elf = busy_program(200, 8);
     let mut on = JitExecutor::new();
     let mut off = JitExecutor::with_config(JitConfig { chaining: false, ..JitConfig::default() });
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     let a = finish(&mut on, p, t, u64::MAX);
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     let b = finish(&mut off, p, t, u64::MAX);
     assert_eq!(a, b);
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     assert_eq!(a, finish(&mut Interpreter::new(), p, t, u64::MAX));
     let (son, soff) = (on.stats(), off.stats());
     assert_eq!(son.total_executions, soff.total_executions, "chained entries are counted too");
@@ -151,11 +142,11 @@ fn chaining_on_and_off_agree_and_chaining_bypasses_the_dispatcher() {
 #[test]
 fn a_tiny_cache_flushes_repeatedly_and_stays_correct() {
     let elf = busy_program(50, 60);
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
     for chaining in [true, false] {
         let mut e = JitExecutor::with_config(JitConfig { cache_limit_bytes: 4096, chaining });
-        let (p, t) = load(&elf);
+        let (p, t) = load(elf.clone());
         assert_eq!(finish(&mut e, p, t, u64::MAX), want, "chaining {chaining}");
         assert!(e.tier_stats().cache_flushes > 2, "{:?}", e.tier_stats());
         assert!(e.code_bytes() <= 4096);
@@ -198,12 +189,12 @@ fn patching_loop() -> Vec<u8> {
 #[test]
 fn a_store_into_a_hot_chained_loop_takes_effect() {
     let elf = patching_loop();
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
     assert_eq!(want.stop, StopReason::ProcessExit((100 + 700) & 0xff));
     for (name, make) in engines() {
         let mut e = make();
-        let (p, t) = load(&elf);
+        let (p, t) = load(elf.clone());
         assert_eq!(finish(e.as_mut(), p, t, u64::MAX), want, "{name}");
         if name.starts_with("jit") {
             assert!(e.stats().invalidations >= 1, "{name}");
@@ -231,11 +222,11 @@ fn instret_reads_agree_with_the_interpreter() {
         0x10000,
         &[SegmentSpec { addr: 0x10000, bytes: &bytes(&w), zero_tail: 0, flags: 5 }],
     );
-    let (p, t) = load(&elf);
+    let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
     assert_eq!(want.stop, StopReason::ProcessExit(21));
     for (name, make) in engines() {
-        let (p, t) = load(&elf);
+        let (p, t) = load(elf.clone());
         assert_eq!(finish(make().as_mut(), p, t, u64::MAX), want, "{name}");
     }
 }
