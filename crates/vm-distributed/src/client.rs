@@ -10,12 +10,12 @@
 
 use crate::auth::{client_handshake, ClusterToken};
 use crate::connection::spawn_writer;
+use crate::connection::AbortOnDrop;
 use crate::coordinator::ClusterStatus;
 use crate::protocol::{
     read_message, ImageHash, Role, TaskId, TaskInfo, TaskPayload, TaskSpec, TaskType, VmMessage,
     MAX_FRAME_BYTES,
 };
-use crate::worker::AbortOnDrop;
 use crate::Error;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! The sending half of an authenticated connection: a task that owns the socket's write
-//! half and writes the messages queued on a channel.
+//! half and writes the messages queued on a channel; and [`AbortOnDrop`], which ties a
+//! connection's reader task to its owner.
 //!
 //! # Invariants
 //! - Messages are written in the order they were queued.
@@ -39,4 +40,14 @@ pub fn spawn_writer(mut wr: OwnedWriteHalf, peer: String) -> mpsc::UnboundedSend
         let _ = wr.shutdown().await;
     });
     tx
+}
+
+/// Aborts a tokio task when dropped (a connection's reader or accept loop dies with its
+/// owner).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

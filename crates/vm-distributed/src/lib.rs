@@ -7,10 +7,10 @@
 //! | [`auth`] | the cluster token and the HMAC-SHA256 challenge-response handshake |
 //! | [`connection`] | the batching writer task of a connection |
 //! | [`store`] | the coordinator's durable task store (redb, group commit) |
-//! | [`discovery`] | the node registry: registration, heartbeats, suspect and dead nodes |
+//! | [`registry`] | [`registry::NodeRegistry`]: registration, heartbeats, suspect, dead and forgotten nodes |
 //! | [`scheduler`] | [`TaskScheduler`] and the [`LoadBalancingStrategy`]s |
 //! | [`fault_tolerance`] | retries, back-off, re-dispatch, deadlines, one result per task |
-//! | [`coordinator`] | [`VmCoordinator`]: the server that ties these together |
+//! | [`coordinator`] | [`VmCoordinator`]: the server that ties these together (`core` state machine, `server` TCP side) |
 //! | [`worker`] | a worker node: runs tasks on a local coroutine scheduler |
 //! | [`client`] | [`ClusterClient`]: submit, status, wait |
 //! | [`architecture`] | [`DistributedArchitectureConfig`], [`initialize_distributed_environment`] |
@@ -38,9 +38,9 @@ pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod coordinator;
-pub mod discovery;
 pub mod fault_tolerance;
 pub mod protocol;
+pub mod registry;
 pub mod scheduler;
 pub mod store;
 pub mod worker;

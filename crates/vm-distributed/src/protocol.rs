@@ -16,7 +16,7 @@
 //! - Every decoding failure is an [`Error`], never a panic: a malformed frame closes that one
 //!   connection.
 
-use crate::discovery::VmInfo;
+use crate::registry::VmInfo;
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

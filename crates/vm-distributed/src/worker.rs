@@ -16,7 +16,7 @@
 //!   never stops the worker.
 
 use crate::auth::{client_handshake, ClusterToken};
-use crate::connection::spawn_writer;
+use crate::connection::{spawn_writer, AbortOnDrop};
 use crate::protocol::{
     read_message, ImageHash, NodeId, NodeLoad, Role, TaskExit, TaskId, TaskResult, TaskSpec,
     VmCapabilities, VmMessage, MAX_FRAME_BYTES,
@@ -563,14 +563,5 @@ async fn session(
                 }
             }
         }
-    }
-}
-
-/// Aborts a tokio task when dropped.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

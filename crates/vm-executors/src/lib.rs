@@ -34,7 +34,7 @@ pub use coroutine::{
     Coroutine, CoroutineId, CoroutineState, Scheduler, SchedulerStats, VCPUState, VCPUStats, VCPU,
 };
 pub use distributed::architecture::{FaultToleranceConfig, LoadBalancingStrategy};
-pub use distributed::discovery::VmInfo;
+pub use distributed::registry::VmInfo;
 pub use distributed::fault_tolerance::FaultToleranceManager;
 pub use distributed::protocol::{TaskId, TaskInfo, TaskStatus, TaskType, VmCapabilities};
 pub use distributed::scheduler::TaskScheduler;

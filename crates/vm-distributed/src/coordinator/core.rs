@@ -1,51 +1,22 @@
-//! The coordinator: accepts authenticated workers and clients, keeps every task durably,
-//! places tasks on workers and recovers from failures.
+//! The coordinator's state machine: one task owns every piece of mutable state (tasks, queue,
+//! node registry, placement, waiters) and handles [`Event`]s one at a time.
 //!
-//! # Structure
-//! One *core* task owns all mutable state (tasks, queue, node registry, placement, waiters)
-//! and handles events one at a time, so no state is shared between threads. Each
-//! connection has a reader task that turns frames into events and a writer task
-//! ([`crate::connection`]); the task store has its own writer thread, whose commit callbacks
-//! come back to the core as events.
-//!
-//! # Invariants
-//! - A submission is acknowledged only after its task record committed; the task may already
-//!   run before that (a crash before the commit loses a task nobody was told about).
-//! - Every task has at most one final outcome, decided by the
-//!   [`FaultToleranceManager`]; it is written with its result in one transaction, and waiters
-//!   are answered only after that commit. Until then the task counts as running in the
-//!   status counts, so that what `cluster_status` reports as finished survives a crash.
-//! - After a restart every task in the store is known again: final ones with their results,
-//!   the others queued for dispatch (or adopted by a reconnecting worker that reports them
-//!   running).
-//! - A node has at most its `max_concurrent` tasks; a slot is freed only when the node
-//!   reports the task ended or is declared dead, so cancelling never overbooks a node.
-//! - Frames from a connection are checked for kind: a worker connection may only send worker
-//!   messages, a client connection only client requests; anything else closes it.
+//! The invariants are those of the [parent module](super).
 
 use crate::architecture::DistributedArchitectureConfig;
-use crate::auth::{server_handshake, ClusterToken};
-use crate::connection::spawn_writer;
-use crate::discovery::{NodeRegistry, NodeState, VmInfo};
 use crate::fault_tolerance::{Attempts, FailureVerdict, FaultToleranceManager, ResultVerdict};
 use crate::protocol::{
-    read_message, ImageHash, NodeId, Role, TaskCounts, TaskExit, TaskId, TaskInfo, TaskPayload,
-    TaskResult, TaskSpec, TaskStatus, TaskType, VmCapabilities, VmMessage,
+    ImageHash, NodeId, TaskCounts, TaskExit, TaskId, TaskInfo, TaskResult, TaskSpec, TaskStatus,
+    TaskType, VmMessage,
 };
+use crate::registry::{NodeRegistry, NodeState, VmInfo};
 use crate::scheduler::TaskScheduler;
 use crate::store::{Recovered, StoreOp, TaskRecord, TaskStore};
-use crate::worker::AbortOnDrop;
-use crate::Error;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use vm_exec_core::elf::Program;
+use tokio::sync::{mpsc, oneshot};
 
 /// Largest guest address space a task may ask for.
 const MAX_TASK_MEMORY: u64 = 1 << 40;
@@ -53,7 +24,7 @@ const MAX_TASK_MEMORY: u64 = 1 << 40;
 const TICK: Duration = Duration::from_millis(20);
 
 /// Where a reply goes: a client connection, or a caller in this process.
-enum Responder {
+pub(super) enum Responder {
     Remote { tx: mpsc::UnboundedSender<VmMessage>, req: u64 },
     Local(oneshot::Sender<VmMessage>),
 }
@@ -76,7 +47,7 @@ impl Responder {
 }
 
 /// What the core reacts to.
-enum Event {
+pub(super) enum Event {
     PutImage { hash: ImageHash, bytes: Arc<Vec<u8>>, reply: Responder },
     Submit { task_type: TaskType, spec: TaskSpec, reply: Responder },
     Status { task: TaskId, reply: Responder },
@@ -105,7 +76,7 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-struct Core {
+pub(super) struct Core {
     ft: FaultToleranceManager,
     registry: NodeRegistry,
     sched: TaskScheduler,
@@ -136,7 +107,7 @@ fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
 }
 
 impl Core {
-    fn new(
+    pub(super) fn new(
         config: &DistributedArchitectureConfig,
         store: Arc<TaskStore>,
         recovered: Recovered,
@@ -212,7 +183,7 @@ impl Core {
         core
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -671,306 +642,6 @@ impl Core {
         ids.sort();
         for task in ids.into_iter().rev() {
             self.attempt_lost(task, node, format!("{node} declared dead"));
-        }
-    }
-}
-
-/// State the connection tasks share.
-struct ServerCtx {
-    token: ClusterToken,
-    core: mpsc::UnboundedSender<Event>,
-    handshake_timeout: Duration,
-    unauthenticated: Arc<Semaphore>,
-    next_conn: AtomicU64,
-}
-
-async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, ctx.clone()));
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
-    let Ok(permit) = ctx.unauthenticated.clone().try_acquire_owned() else {
-        tracing::warn!("{peer}: too many connections waiting to authenticate; closed");
-        return;
-    };
-    let role = match tokio::time::timeout(
-        ctx.handshake_timeout,
-        server_handshake(&mut stream, &ctx.token),
-    )
-    .await
-    {
-        Err(_) => {
-            tracing::warn!("{peer}: handshake timed out; closed");
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::warn!("{peer}: refused: {e}");
-            return;
-        }
-        Ok(Ok(role)) => role,
-    };
-    drop(permit);
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let out = spawn_writer(wr, peer.to_string());
-    let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
-    let r = match role {
-        Role::Worker => serve_worker(rd, out, peer, conn, &ctx).await,
-        Role::Client => serve_client(rd, out, &ctx).await,
-    };
-    match r {
-        Ok(()) | Err(Error::Closed) => tracing::debug!("{peer}: connection closed"),
-        Err(e) => tracing::error!("{peer}: connection closed: {e}"),
-    }
-}
-
-async fn serve_worker(
-    mut rd: OwnedReadHalf,
-    out: mpsc::UnboundedSender<VmMessage>,
-    peer: SocketAddr,
-    conn: u64,
-    ctx: &ServerCtx,
-) -> Result<(), Error> {
-    let first = tokio::time::timeout(
-        ctx.handshake_timeout,
-        read_message(&mut rd, crate::protocol::MAX_FRAME_BYTES),
-    )
-    .await
-    .map_err(|_| Error::Timeout("registration"))??;
-    let VmMessage::Register { node, capabilities, .. } = &first else {
-        return Err(Error::Unexpected(first.kind()));
-    };
-    let node = *node;
-    check_capabilities(capabilities)?;
-    let _ = ctx.core.send(Event::NodeUp { conn, addr: peer.to_string(), register: first, tx: out });
-    let result = loop {
-        match read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await {
-            Ok(
-                msg @ (VmMessage::Heartbeat(_)
-                | VmMessage::TaskDone { .. }
-                | VmMessage::TaskError { .. }
-                | VmMessage::NeedImage(_)),
-            ) => {
-                let _ = ctx.core.send(Event::FromNode { node, conn, msg });
-            }
-            Ok(other) => break Err(Error::Unexpected(other.kind())),
-            Err(e) => break Err(e),
-        }
-    };
-    let _ = ctx.core.send(Event::NodeDown { node, conn });
-    result
-}
-
-fn check_capabilities(c: &VmCapabilities) -> Result<(), Error> {
-    if c.vcpus == 0 || c.max_concurrent == 0 || c.max_concurrent > 1 << 16 {
-        return Err(Error::Invalid(format!(
-            "capabilities out of range: {} vCPUs, {} slots",
-            c.vcpus, c.max_concurrent
-        )));
-    }
-    Ok(())
-}
-
-/// Checks that `bytes` is a program this project can run; returns its hash.
-fn validate_image(bytes: &[u8]) -> Result<ImageHash, String> {
-    Program::parse(bytes.to_vec()).map_err(|e| format!("not a runnable program: {e}"))?;
-    Ok(ImageHash::of(bytes))
-}
-
-async fn serve_client(
-    mut rd: OwnedReadHalf,
-    out: mpsc::UnboundedSender<VmMessage>,
-    ctx: &ServerCtx,
-) -> Result<(), Error> {
-    loop {
-        let msg = read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await?;
-        let ev = match msg {
-            VmMessage::PutImage { req, bytes } => {
-                let (bytes, checked) = tokio::task::spawn_blocking(move || {
-                    let r = validate_image(&bytes);
-                    (bytes, r)
-                })
-                .await
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-                match checked {
-                    Ok(hash) => Event::PutImage {
-                        hash,
-                        bytes: Arc::new(bytes),
-                        reply: Responder::Remote { tx: out.clone(), req },
-                    },
-                    Err(message) => {
-                        let _ = out.send(VmMessage::Failure { req, message });
-                        continue;
-                    }
-                }
-            }
-            VmMessage::Submit { req, task_type, spec } => {
-                Event::Submit { task_type, spec, reply: Responder::Remote { tx: out.clone(), req } }
-            }
-            VmMessage::GetStatus { req, task } => {
-                Event::Status { task, reply: Responder::Remote { tx: out.clone(), req } }
-            }
-            VmMessage::Wait { req, task } => {
-                Event::Wait { task, reply: Responder::Remote { tx: out.clone(), req } }
-            }
-            VmMessage::GetClusterStatus { req } => {
-                Event::Cluster { reply: Responder::Remote { tx: out.clone(), req } }
-            }
-            other => return Err(Error::Unexpected(other.kind())),
-        };
-        if ctx.core.send(ev).is_err() {
-            return Err(Error::Closed);
-        }
-    }
-}
-
-/// Nodes and task counts, as [`VmCoordinator::cluster_status`] reports them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterStatus {
-    /// Every node known.
-    pub nodes: Vec<VmInfo>,
-    /// Tasks by status.
-    pub tasks: TaskCounts,
-}
-
-/// A running coordinator. See the module docs.
-pub struct VmCoordinator {
-    core: mpsc::UnboundedSender<Event>,
-    addr: SocketAddr,
-    token: ClusterToken,
-    _accept: AbortOnDrop,
-    core_task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for VmCoordinator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VmCoordinator").field("addr", &self.addr).finish_non_exhaustive()
-    }
-}
-
-impl VmCoordinator {
-    /// Opens the store in `config.data_dir` (recovering what it holds), binds
-    /// `config.listen` and starts serving, in the current tokio runtime.
-    pub async fn start(config: DistributedArchitectureConfig) -> Result<VmCoordinator, Error> {
-        let token = match &config.token {
-            Some(t) => t.clone(),
-            None => ClusterToken::generate()?,
-        };
-        let dir = config.data_dir.clone();
-        let durable = config.durable;
-        let (store, recovered) =
-            tokio::task::spawn_blocking(move || TaskStore::open(&dir, durable))
-                .await
-                .map_err(|e| Error::Store(e.to_string()))??;
-        let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let core = Core::new(&config, Arc::new(store), recovered, tx.clone());
-        let core_task = tokio::spawn(core.run(rx));
-        let ctx = Arc::new(ServerCtx {
-            token: token.clone(),
-            core: tx.clone(),
-            handshake_timeout: config.handshake_timeout,
-            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated.max(1))),
-            next_conn: AtomicU64::new(1),
-        });
-        let accept = tokio::spawn(accept_loop(listener, ctx));
-        tracing::info!("coordinator listening on {addr} ({} strategy)", config.strategy);
-        Ok(VmCoordinator {
-            core: tx,
-            addr,
-            token,
-            _accept: AbortOnDrop(accept.abort_handle()),
-            core_task: Some(core_task),
-        })
-    }
-
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The cluster token (generated when the configuration had none).
-    pub fn token(&self) -> &ClusterToken {
-        &self.token
-    }
-
-    async fn ask(&self, make: impl FnOnce(Responder) -> Event) -> Result<VmMessage, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.core.send(make(Responder::Local(tx))).map_err(|_| Error::Closed)?;
-        match rx.await.map_err(|_| Error::Closed)? {
-            VmMessage::Failure { message, .. } => Err(Error::Rejected(message)),
-            m => Ok(m),
-        }
-    }
-
-    /// Submits a task; returns its id once it is stored durably.
-    pub async fn submit_task(
-        &self,
-        task_type: TaskType,
-        payload: TaskPayload,
-    ) -> Result<TaskId, Error> {
-        let spec = payload.spec();
-        let bytes = payload.program;
-        let (bytes, checked) = tokio::task::spawn_blocking(move || {
-            let r = validate_image(&bytes);
-            (bytes, r)
-        })
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        let hash = checked.map_err(Error::InvalidImage)?;
-        let bytes = Arc::new(bytes);
-        self.ask(|reply| Event::PutImage { hash, bytes, reply }).await?;
-        match self.ask(|reply| Event::Submit { task_type, spec, reply }).await? {
-            VmMessage::Submitted { task, .. } => Ok(task),
-            m => Err(Error::Unexpected(m.kind())),
-        }
-    }
-
-    /// A task's status, with its result once final.
-    pub async fn get_task_status(&self, id: &TaskId) -> Result<TaskInfo, Error> {
-        let task = *id;
-        match self.ask(|reply| Event::Status { task, reply }).await? {
-            VmMessage::Status { info: Some(info), .. } => Ok(info),
-            VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
-            m => Err(Error::Unexpected(m.kind())),
-        }
-    }
-
-    /// Waits until a task is final and durable; returns it with its result.
-    pub async fn wait_task(&self, id: &TaskId) -> Result<TaskInfo, Error> {
-        let task = *id;
-        match self.ask(|reply| Event::Wait { task, reply }).await? {
-            VmMessage::Status { info: Some(info), .. } => Ok(info),
-            VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
-            m => Err(Error::Unexpected(m.kind())),
-        }
-    }
-
-    /// The nodes and task counts.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
-        match self.ask(|reply| Event::Cluster { reply }).await? {
-            VmMessage::ClusterStatus { nodes, tasks, .. } => Ok(ClusterStatus { nodes, tasks }),
-            m => Err(Error::Unexpected(m.kind())),
-        }
-    }
-
-    /// Stops accepting connections and stops the core (the store finishes its pending
-    /// commits).
-    pub async fn shutdown(mut self) {
-        let _ = self.core.send(Event::Shutdown);
-        if let Some(t) = self.core_task.take() {
-            let _ = t.await;
         }
     }
 }

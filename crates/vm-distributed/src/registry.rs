@@ -1,4 +1,4 @@
-//! Discovery: the coordinator's registry of worker nodes, their capabilities, heartbeats and
+//! The node registry: the coordinator's record of worker nodes, their capabilities, heartbeats and
 //! liveness.
 //!
 //! A node registers over an authenticated connection with its capabilities, then sends a
