@@ -1,5 +1,5 @@
 //! The sending half of an authenticated connection: a task that owns the socket's write
-//! half and writes the messages queued on a channel; and [`AbortOnDrop`], which ties a
+//! half and writes the messages queued on a channel; and `AbortOnDrop`, which ties a
 //! connection's reader task to its owner.
 //!
 //! # Invariants

@@ -12,7 +12,7 @@
 //! - A submission is acknowledged only after its task record committed; the task may already
 //!   run before that (a crash before the commit loses a task nobody was told about).
 //! - Every task has at most one final outcome, decided by the
-//!   [`FaultToleranceManager`]; it is written with its result in one transaction, and waiters
+//!   [`FaultToleranceManager`](crate::FaultToleranceManager); it is written with its result in one transaction, and waiters
 //!   are answered only after that commit. Until then the task counts as running in the
 //!   status counts, so that what `cluster_status` reports as finished survives a crash.
 //! - After a restart every task in the store is known again: final ones with their results,
@@ -24,8 +24,8 @@
 //!   messages, a client connection only client requests; anything else closes it.
 //!
 //! # Files
-//! - [`core`](self::core): the state machine (tasks, queue, placement, recovery);
-//! - [`server`](self::server): the TCP server (handshakes, per-connection readers);
+//! - `core.rs`: the state machine (tasks, queue, placement, recovery);
+//! - `server.rs`: the TCP server (handshakes, per-connection readers);
 //! - this file: [`VmCoordinator`], the handle that starts both and answers in-process calls.
 
 mod core;
