@@ -1,5 +1,5 @@
 //! The distributed-execution commands of `vmx`: `coordinator`, `worker`, `submit`,
-//! `status`, `cluster` (a local cluster in one command) and the hidden `bench-client` that
+//! `status`, `cancel`, `cluster` (a local cluster in one command) and the hidden `bench-client` that
 //! `cargo xtask bench-cluster` drives.
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_executors::distributed::auth::ClusterToken;
 use vm_executors::distributed::protocol::{
-    TaskId, TaskInfo, TaskLimits, TaskPayload, TaskSpec, TaskStatus, TaskType,
+    TaskId, TaskInfo, TaskLimits, TaskPayload, TaskSpec, TaskStatus, TaskType, DEFAULT_OUTPUT_CAP,
+    MAX_OUTPUT_CAP,
 };
 use vm_executors::distributed::worker::{Worker, WorkerConfig};
 use vm_executors::distributed::{
@@ -23,6 +24,15 @@ use vm_executors::distributed::{
 use vm_executors::ExecutorType;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long client commands keep retrying to connect (with back-off and jitter).
+const CONNECT_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Connects to the coordinator, retrying connection failures.
+async fn connect(addr: &str, token: &ClusterToken) -> Result<ClusterClient> {
+    ClusterClient::connect_retrying(addr, token, CONNECT_TIMEOUT, CONNECT_RETRY_FOR)
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {addr}"))
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -67,8 +77,21 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value_t = 3)]
     max_retries: u32,
     /// Time a connection has to authenticate, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 2000)]
     handshake_timeout_ms: u64,
+    /// Time after which a dead worker leaves `vmx status`, in milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    forget_dead_ms: u64,
+    /// Largest output cap (bytes per stream) a task may ask for.
+    #[arg(long, default_value_t = MAX_OUTPUT_CAP)]
+    max_output_cap: u32,
+    /// Most connections authenticating at once (beyond: the oldest is closed).
+    #[arg(long, default_value_t = 1024)]
+    max_unauthenticated: usize,
+    /// Most connections authenticating at once from one address (beyond: its oldest is
+    /// closed).
+    #[arg(long, default_value_t = 128)]
+    max_unauthenticated_per_source: usize,
     /// Do not wait for the disk on commits (faster, loses recent tasks on power loss).
     #[arg(long)]
     no_fsync: bool,
@@ -87,11 +110,27 @@ impl CoordinatorArgs {
                 heartbeat_interval: Duration::from_millis(self.heartbeat_ms.max(1)),
                 suspect_after: Duration::from_millis(self.suspect_ms),
                 dead_after: Duration::from_millis(self.dead_ms),
+                forget_dead_after: Duration::from_millis(self.forget_dead_ms),
                 ..Default::default()
             },
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_unauthenticated: self.max_unauthenticated,
+            max_unauthenticated_per_source: self.max_unauthenticated_per_source,
+            max_output_cap: self.max_output_cap,
             ..Default::default()
         })
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a descriptor.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
@@ -121,6 +160,7 @@ fn announce(addr: SocketAddr, addr_file: Option<&Path>) -> Result<()> {
 /// Runs a coordinator until SIGINT or SIGTERM.
 pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
     let config = args.config()?;
+    raise_fd_limit();
     runtime()?.block_on(async {
         let c = VmCoordinator::start(config)
             .await
@@ -210,8 +250,9 @@ pub struct SubmitArgs {
     /// Most guest instructions; the task ends with status 152 when they run out.
     #[arg(long)]
     fuel: Option<u64>,
-    /// Bytes kept of each of stdout and stderr.
-    #[arg(long, default_value_t = 64 << 10)]
+    /// Bytes kept of each of stdout and stderr (the coordinator may refuse more than its
+    /// cluster-wide maximum).
+    #[arg(long, default_value_t = DEFAULT_OUTPUT_CAP)]
     output_cap: u32,
     /// File whose contents are the guest's stdin (default: empty).
     #[arg(long)]
@@ -250,9 +291,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     };
     let token = token(&args.token_file)?;
     runtime()?.block_on(async {
-        let client = ClusterClient::connect(&args.coordinator, &token, CONNECT_TIMEOUT)
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", args.coordinator))?;
+        let client = connect(&args.coordinator, &token).await?;
         let id = client.submit_payload(args.task_type, payload).await.context("submitting")?;
         if !args.wait {
             println!("{id}");
@@ -281,7 +320,9 @@ async fn wait_reconnecting(
         }
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            match ClusterClient::connect(addr, token, CONNECT_TIMEOUT).await {
+            match ClusterClient::connect_retrying(addr, token, CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+                .await
+            {
                 Ok(c) => {
                     client = c;
                     break;
@@ -311,6 +352,10 @@ fn print_outcome(info: &TaskInfo) -> Result<ExitCode> {
             let code = info.result.as_ref().map_or(125, |r| r.exit.shell_status());
             Ok(ExitCode::from(code as u8))
         }
+        TaskStatus::Cancelled { by, at_ms } => {
+            eprintln!("vmx: {} was cancelled by {by} at {}", info.id, utc(*at_ms));
+            Ok(ExitCode::from(CANCELLED_STATUS))
+        }
         other => bail!("{} is not final ({})", info.id, other.name()),
     }
 }
@@ -332,9 +377,7 @@ pub struct StatusArgs {
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let token = token(&args.token_file)?;
     runtime()?.block_on(async {
-        let client = ClusterClient::connect(&args.coordinator, &token, CONNECT_TIMEOUT)
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", args.coordinator))?;
+        let client = connect(&args.coordinator, &token).await?;
         if let Some(id) = args.task {
             let Some(info) = client.status(id).await? else {
                 bail!("the coordinator does not know {id}");
@@ -342,8 +385,16 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             print!("{id}: {}", info.status.name());
             match &info.status {
                 TaskStatus::Running { node, attempt } => print!(" on {node} (attempt {attempt})"),
-                TaskStatus::Completed { exit_status } => print!(", exit status {exit_status}"),
+                TaskStatus::Completed { exit_status } => {
+                    print!(", exit status {exit_status}");
+                    if let Some(r) = &info.result {
+                        print!(" ({})", r.exit);
+                    }
+                }
                 TaskStatus::Failed { reasons } => print!(": {}", reasons.join("; ")),
+                TaskStatus::Cancelled { by, at_ms } => {
+                    print!(" by {by} at {}", utc(*at_ms))
+                }
                 TaskStatus::Queued => {}
             }
             print!(", type {}, {} attempt(s)", info.task_type, info.attempts);
@@ -375,14 +426,83 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         }
         let t = &s.tasks;
         println!(
-            "tasks: {} total, {} queued, {} running, {} completed, {} failed",
+            "tasks: {} total, {} queued, {} running, {} completed, {} failed, {} cancelled",
             t.total(),
             t.queued,
             t.running,
             t.completed,
-            t.failed
+            t.failed,
+            t.cancelled
         );
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Exit status of `vmx submit --wait` for a cancelled task (as for a guest killed by
+/// SIGKILL).
+const CANCELLED_STATUS: u8 = 137;
+
+/// A Unix time in milliseconds as `YYYY-MM-DD HH:MM:SS.mmm UTC`.
+fn utc(ms: u64) -> String {
+    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{milli:03} UTC")
+}
+
+/// `vmx cancel`.
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    /// The coordinator's address.
+    #[arg(long)]
+    coordinator: String,
+    /// File holding the cluster token.
+    #[arg(long)]
+    token_file: PathBuf,
+    /// The tasks to cancel.
+    #[arg(required = true)]
+    tasks: Vec<TaskId>,
+}
+
+/// Who this client is, for the coordinator's record of a cancellation: `user@host`.
+fn whoami() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}@{}", user.as_deref().unwrap_or("unknown"), host.trim())
+}
+
+/// Cancels tasks; prints one line per task. Exits 0 when every task was cancelled, 1 when
+/// some was unknown or already final.
+pub fn cancel(args: CancelArgs) -> Result<ExitCode> {
+    let token = token(&args.token_file)?;
+    runtime()?.block_on(async {
+        let client = connect(&args.coordinator, &token).await?;
+        let by = whoami();
+        let mut all = true;
+        for &id in &args.tasks {
+            match client.cancel(id, &by).await {
+                Ok(Some(info)) => println!("{id}: {}", info.status.name()),
+                Ok(None) => {
+                    all = false;
+                    eprintln!("vmx: the coordinator does not know {id}");
+                }
+                Err(vm_executors::distributed::Error::Rejected(m)) => {
+                    all = false;
+                    eprintln!("vmx: {m}");
+                }
+                Err(e) => return Err(e).with_context(|| format!("cancelling {id}")),
+            }
+        }
+        Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }
 

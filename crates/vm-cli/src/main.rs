@@ -45,6 +45,8 @@ enum Command {
     Submit(cluster::SubmitArgs),
     /// Show a coordinator's nodes and tasks, or one task.
     Status(cluster::StatusArgs),
+    /// Cancel queued or running tasks.
+    Cancel(cluster::CancelArgs),
     /// Start a local cluster: a coordinator and worker processes on loopback.
     Cluster(cluster::ClusterArgs),
     /// Load generator of `cargo xtask bench-cluster`.
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => cluster::worker(args),
         Command::Submit(args) => cluster::submit(args),
         Command::Status(args) => cluster::status(args),
+        Command::Cancel(args) => cluster::cancel(args),
         Command::Cluster(args) => cluster::cluster(args),
         Command::BenchClient(args) => cluster::bench_client(args),
     };

@@ -13,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vm_executors::distributed::auth::ClusterToken;
-use vm_executors::distributed::registry::NodeState;
 use vm_executors::distributed::protocol::{
     NodeId, TaskExit, TaskId, TaskInfo, TaskLimits, TaskSpec, TaskStatus, TaskType,
 };
+use vm_executors::distributed::registry::NodeState;
 use vm_executors::distributed::{ClusterClient, ClusterStatus};
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -33,8 +33,13 @@ pub struct DistributedArchitectureConfig {
     pub fault_tolerance: FaultToleranceConfig,
     /// Most time a connection may take to authenticate (and a worker to register).
     pub handshake_timeout: Duration,
-    /// Most connections authenticating at once; more are closed at once.
+    /// Most connections authenticating at once; beyond it, the oldest is closed to make room.
     pub max_unauthenticated: usize,
+    /// Most connections authenticating at once from one source address; beyond it, that
+    /// source's oldest is closed to make room.
+    pub max_unauthenticated_per_source: usize,
+    /// Largest output cap (bytes per stream) a task may ask for; larger requests are refused.
+    pub max_output_cap: u32,
     /// Most queued tasks; submissions beyond are refused (backpressure).
     pub max_queued: usize,
 }
@@ -48,8 +53,10 @@ impl Default for DistributedArchitectureConfig {
             durable: true,
             strategy: LoadBalancingStrategy::default(),
             fault_tolerance: FaultToleranceConfig::default(),
-            handshake_timeout: Duration::from_secs(5),
-            max_unauthenticated: 64,
+            handshake_timeout: Duration::from_secs(2),
+            max_unauthenticated: 1024,
+            max_unauthenticated_per_source: 128,
+            max_output_cap: crate::protocol::MAX_OUTPUT_CAP,
             max_queued: 1 << 20,
         }
     }

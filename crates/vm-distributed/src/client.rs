@@ -7,6 +7,11 @@
 //! - When the connection ends, every outstanding request fails with [`Error::Closed`]; a
 //!   submission acknowledged before that is durable on the coordinator, so waiting for it
 //!   again after reconnecting is safe.
+//! - Images, stdin and arguments over the protocol's limits are refused here, with one line,
+//!   before anything is sent; anything within them travels (in frames of
+//!   [`crate::protocol::MAX_FRAME_BYTES`]) however large.
+//! - [`ClusterClient::connect_retrying`] retries failures to connect (refused, reset, timed
+//!   out) with exponential back-off and jitter; a failed authentication is not retried.
 
 use crate::auth::{client_handshake, ClusterToken};
 use crate::connection::spawn_writer;
@@ -14,7 +19,7 @@ use crate::connection::AbortOnDrop;
 use crate::coordinator::ClusterStatus;
 use crate::protocol::{
     read_message, ImageHash, Role, TaskId, TaskInfo, TaskPayload, TaskSpec, TaskType, VmMessage,
-    MAX_FRAME_BYTES,
+    MAX_ARGS_BYTES, MAX_IMAGE_BYTES, MAX_MESSAGE_BYTES, MAX_STDIN_BYTES,
 };
 use crate::Error;
 use std::collections::HashMap;
@@ -72,7 +77,7 @@ impl ClusterClient {
             let pending = pending.clone();
             tokio::spawn(async move {
                 loop {
-                    match read_message::<VmMessage, _>(&mut rd, MAX_FRAME_BYTES).await {
+                    match read_message::<VmMessage, _>(&mut rd, MAX_MESSAGE_BYTES).await {
                         Ok(m) => {
                             let Some(id) = reply_id(&m) else {
                                 tracing::error!("unexpected {} from the coordinator", m.kind());
@@ -116,8 +121,56 @@ impl ClusterClient {
         }
     }
 
+    /// Like [`ClusterClient::connect`], but retries connection failures (not authentication
+    /// failures) with exponential back-off from 20 ms to 1 s, with jitter, for up to `total`.
+    pub async fn connect_retrying(
+        addr: &str,
+        token: &ClusterToken,
+        timeout: Duration,
+        total: Duration,
+    ) -> Result<Self, Error> {
+        let give_up = std::time::Instant::now() + total;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match Self::connect(addr, token, timeout).await {
+                Ok(c) => return Ok(c),
+                Err(
+                    e @ (Error::AuthFailed | Error::VersionMismatch { .. } | Error::Invalid(_)),
+                ) => return Err(e),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    if now >= give_up {
+                        return Err(e);
+                    }
+                    let jitter = crate::auth::random_nonce().map_or(0, |n| n[0]);
+                    let wait = (delay + delay.mul_f64(f64::from(jitter) / 255.0))
+                        .min(give_up.saturating_duration_since(now));
+                    tracing::debug!("connecting to {addr} failed ({e}); retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Whether the coordinator has the image `hash`.
+    pub async fn has_image(&self, hash: ImageHash) -> Result<bool, Error> {
+        match self.request(|req| VmMessage::HasImage { req, hash }).await {
+            Ok(VmMessage::ImageStored { .. }) => Ok(true),
+            Ok(m) => Err(Error::Unexpected(m.kind())),
+            Err(Error::Rejected(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores a program image on the coordinator (a no-op if it has it); returns its hash.
     pub async fn put_image(&self, bytes: Vec<u8>) -> Result<ImageHash, Error> {
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(Error::Invalid(format!(
+                "the program has {} bytes; the most a cluster takes is {MAX_IMAGE_BYTES}",
+                bytes.len()
+            )));
+        }
         match self.request(|req| VmMessage::PutImage { req, bytes }).await? {
             VmMessage::ImageStored { hash, .. } => Ok(hash),
             m => Err(Error::Unexpected(m.kind())),
@@ -126,6 +179,18 @@ impl ClusterClient {
 
     /// Submits a task whose image is stored; returns its id once it is durable.
     pub async fn submit(&self, task_type: TaskType, spec: TaskSpec) -> Result<TaskId, Error> {
+        if spec.stdin.len() > MAX_STDIN_BYTES {
+            return Err(Error::Invalid(format!(
+                "stdin has {} bytes; the most a task takes is {MAX_STDIN_BYTES}",
+                spec.stdin.len()
+            )));
+        }
+        let arg_bytes: usize = spec.args.iter().chain(&spec.env).map(|a| a.len() + 1).sum();
+        if arg_bytes > MAX_ARGS_BYTES {
+            return Err(Error::Invalid(format!(
+                "arguments and environment have {arg_bytes} bytes; the most a task takes is {MAX_ARGS_BYTES}"
+            )));
+        }
         match self.request(|req| VmMessage::Submit { req, task_type, spec }).await? {
             VmMessage::Submitted { task, .. } => Ok(task),
             m => Err(Error::Unexpected(m.kind())),
@@ -139,7 +204,9 @@ impl ClusterClient {
         payload: TaskPayload,
     ) -> Result<TaskId, Error> {
         let spec = payload.spec();
-        self.put_image(payload.program).await?;
+        if !self.has_image(spec.image).await? {
+            self.put_image(payload.program).await?;
+        }
         self.submit(task_type, spec).await
     }
 
@@ -154,6 +221,16 @@ impl ClusterClient {
     /// Waits until a task is final and durable; `None` for an unknown task.
     pub async fn wait(&self, task: TaskId) -> Result<Option<TaskInfo>, Error> {
         match self.request(|req| VmMessage::Wait { req, task }).await? {
+            VmMessage::Status { info, .. } => Ok(info),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Cancels a queued or running task; `by` names who asks (the coordinator adds the
+    /// connection's address). Returns the task's final status; `None` for an unknown task.
+    pub async fn cancel(&self, task: TaskId, by: &str) -> Result<Option<TaskInfo>, Error> {
+        let by = by.to_string();
+        match self.request(|req| VmMessage::CancelTask { req, task, by }).await? {
             VmMessage::Status { info, .. } => Ok(info),
             m => Err(Error::Unexpected(m.kind())),
         }

@@ -33,6 +33,8 @@ pub struct FaultToleranceConfig {
     pub suspect_after: Duration,
     /// Silence after which a node is dead (its tasks are re-dispatched).
     pub dead_after: Duration,
+    /// Time after which a dead node is forgotten (leaves status listings).
+    pub forget_dead_after: Duration,
 }
 
 impl Default for FaultToleranceConfig {
@@ -44,6 +46,7 @@ impl Default for FaultToleranceConfig {
             heartbeat_interval: Duration::from_millis(250),
             suspect_after: Duration::from_millis(1000),
             dead_after: Duration::from_millis(2000),
+            forget_dead_after: Duration::from_secs(600),
         }
     }
 }
@@ -173,6 +176,18 @@ impl FaultToleranceManager {
         self.config.retry_backoff.saturating_mul(factor).min(self.config.max_backoff)
     }
 
+    /// A cancel request: the task becomes final (later results and failure reports are
+    /// ignored). Returns the node of the attempt running now, if any, so it can be told to
+    /// stop; `Err(())` if the task was final already.
+    #[allow(clippy::result_unit_err)]
+    pub fn cancel(&self, a: &mut Attempts) -> Result<Option<NodeId>, ()> {
+        if a.finished {
+            return Err(());
+        }
+        a.finished = true;
+        Ok(a.current.take().map(|(n, _)| n))
+    }
+
     /// Whether the task's deadline has passed at `now` (and it is not final). If so, marks it
     /// final and records the reason.
     pub fn check_deadline(&self, a: &mut Attempts, now: Instant) -> bool {
@@ -258,6 +273,20 @@ mod tests {
         let k = m.begin_attempt(&mut a, NodeId(2));
         assert_eq!(m.on_worker_failure(&mut a, NodeId(1), 1, "old".into()), None);
         assert_eq!(m.on_result(&mut a, NodeId(2), k), ResultVerdict::Record { late: false });
+    }
+
+    #[test]
+    fn a_cancelled_task_ignores_later_results_and_failures() {
+        let m = manager();
+        let mut a = Attempts::default();
+        let k = m.begin_attempt(&mut a, NodeId(4));
+        assert_eq!(m.cancel(&mut a), Ok(Some(NodeId(4))));
+        assert_eq!(m.cancel(&mut a), Err(()), "cancelled twice");
+        assert_eq!(m.on_result(&mut a, NodeId(4), k), ResultVerdict::Duplicate);
+        assert_eq!(m.on_worker_failure(&mut a, NodeId(4), k, "x".into()), None);
+        assert_eq!(m.on_node_dead(&mut a, NodeId(4), "x".into()), None);
+        let mut queued = Attempts::default();
+        assert_eq!(m.cancel(&mut queued), Ok(None));
     }
 
     #[test]

@@ -3,16 +3,24 @@
 //!
 //! # Wire format
 //! A connection starts with the authenticated handshake of [`crate::auth`] (messages of type
-//! [`Handshake`], at most [`HANDSHAKE_FRAME_BYTES`] each). After it, every message is one
-//! frame: a 4-byte big-endian payload length, then the payload, a [`VmMessage`] encoded with
-//! bincode 2 (serde, standard configuration).
+//! [`Handshake`], at most [`HANDSHAKE_FRAME_BYTES`] each). After it, every message is one or
+//! more frames: a 4-byte big-endian header whose low 31 bits are the frame's length and whose
+//! top bit ([`MORE_FRAMES`]) says that another frame of the same message follows, then that
+//! many bytes. The concatenated frames are a [`VmMessage`] encoded with bincode 2 (serde,
+//! standard configuration). A message of at most [`MAX_FRAME_BYTES`] is one frame; larger
+//! ones (program images, stdin, outputs) travel as frames of [`MAX_FRAME_BYTES`].
 //!
 //! # Invariants
-//! - A frame longer than the receiver's maximum (at most [`MAX_FRAME_BYTES`]) is refused
-//!   before its payload is read; the connection is then closed.
-//! - Decoding runs under a bincode limit of [`MAX_FRAME_BYTES`], so a short frame that claims
-//!   a huge collection cannot make the receiver allocate it; a payload with trailing bytes is
-//!   refused.
+//! - No frame is longer than [`MAX_FRAME_BYTES`], and a message is refused as soon as its
+//!   frames add up to more than the receiver's maximum (at most [`MAX_MESSAGE_BYTES`]),
+//!   before the offending frame's bytes are read; the connection is then closed. The
+//!   receiver allocates only what arrived, never what a header claims.
+//! - Decoding runs under a bincode limit of [`MAX_MESSAGE_BYTES`], so a short message that
+//!   claims a huge collection cannot make the receiver allocate it; a payload with trailing
+//!   bytes is refused.
+//! - Sizes users choose are bounded so that every message fits: images
+//!   ([`MAX_IMAGE_BYTES`]), stdin ([`MAX_STDIN_BYTES`]), arguments and environment
+//!   ([`MAX_ARGS_BYTES`]) and the output cap ([`MAX_OUTPUT_CAP`], per stream).
 //! - Every decoding failure is an [`Error`], never a panic: a malformed frame closes that one
 //!   connection.
 
@@ -24,17 +32,31 @@ use std::fmt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of this protocol; both ends of a connection must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The first bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"VMXD";
-/// Largest frame any node accepts (program images travel in one frame).
+/// Largest frame; larger messages are split into frames of this size.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
+/// Header bit of a frame that another frame of the same message follows.
+pub const MORE_FRAMES: u32 = 1 << 31;
+/// Largest program image.
+pub const MAX_IMAGE_BYTES: usize = 1 << 30;
+/// Largest stdin of a task.
+pub const MAX_STDIN_BYTES: usize = 1 << 30;
+/// Most bytes of `argv` and `envp` together.
+pub const MAX_ARGS_BYTES: usize = 16 << 20;
+/// Largest output cap a task may ask for (per stream); a coordinator may set a lower
+/// cluster-wide maximum.
+pub const MAX_OUTPUT_CAP: u32 = 1 << 30;
+/// Largest message (a result with two full outputs, a task with full stdin, arguments and
+/// environment, plus slack for the rest).
+pub const MAX_MESSAGE_BYTES: usize = 2 * (MAX_OUTPUT_CAP as usize) + MAX_ARGS_BYTES + (1 << 20);
 /// Largest frame accepted before authentication has succeeded.
 pub const HANDSHAKE_FRAME_BYTES: usize = 512;
 
 /// The bincode configuration of every payload, with the decode limit.
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_FRAME_BYTES>()
+    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
 }
 
 /// Identifies a task in a cluster; assigned by the coordinator, never reused by one data
@@ -137,7 +159,7 @@ impl std::str::FromStr for TaskType {
 /// Default guest address-space size of a task.
 pub const DEFAULT_TASK_MEMORY: u64 = 256 << 20;
 /// Default number of bytes kept of each of a task's output streams.
-pub const DEFAULT_OUTPUT_CAP: u32 = 64 << 10;
+pub const DEFAULT_OUTPUT_CAP: u32 = 16 << 20;
 
 /// Limits of one task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,17 +340,27 @@ pub enum TaskStatus {
         /// The result's shell status.
         exit_status: i32,
     },
-    /// Given up: retries exhausted or deadline passed.
+    /// Given up: retries exhausted, deadline passed, or the program could not be loaded.
     Failed {
         /// Why, one reason per failed attempt or check.
         reasons: Vec<String>,
+    },
+    /// Ended by a cancel request (`vmx cancel`) before it finished.
+    Cancelled {
+        /// Who asked (as the client named itself, and the address it connected from).
+        by: String,
+        /// When (Unix time, milliseconds).
+        at_ms: u64,
     },
 }
 
 impl TaskStatus {
     /// Whether the task has its one final outcome.
     pub fn is_final(&self) -> bool {
-        matches!(self, TaskStatus::Completed { .. } | TaskStatus::Failed { .. })
+        matches!(
+            self,
+            TaskStatus::Completed { .. } | TaskStatus::Failed { .. } | TaskStatus::Cancelled { .. }
+        )
     }
 
     /// A one-word name.
@@ -338,6 +370,7 @@ impl TaskStatus {
             TaskStatus::Running { .. } => "running",
             TaskStatus::Completed { .. } => "completed",
             TaskStatus::Failed { .. } => "failed",
+            TaskStatus::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -370,12 +403,14 @@ pub struct TaskCounts {
     pub completed: u64,
     /// Given up.
     pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
 }
 
 impl TaskCounts {
     /// All tasks.
     pub fn total(&self) -> u64 {
-        self.queued + self.running + self.completed + self.failed
+        self.queued + self.running + self.completed + self.failed + self.cancelled
     }
 }
 
@@ -557,6 +592,23 @@ pub enum VmMessage {
         /// Request id.
         req: u64,
     },
+    /// Ask whether the coordinator has an image (answered with [`VmMessage::ImageStored`] or
+    /// a [`VmMessage::Failure`]), so that an image is uploaded once.
+    HasImage {
+        /// Request id.
+        req: u64,
+        /// The image's hash.
+        hash: ImageHash,
+    },
+    /// End a queued or running task (answered with its final [`VmMessage::Status`]).
+    CancelTask {
+        /// Request id.
+        req: u64,
+        /// Which task.
+        task: TaskId,
+        /// Who asks (shown by status queries, with the connection's address).
+        by: String,
+    },
 
     // ---- coordinator -> client ----
     /// Reply to [`VmMessage::PutImage`]: stored (durably).
@@ -616,6 +668,8 @@ impl VmMessage {
             VmMessage::GetStatus { .. } => "GetStatus",
             VmMessage::Wait { .. } => "Wait",
             VmMessage::GetClusterStatus { .. } => "GetClusterStatus",
+            VmMessage::HasImage { .. } => "HasImage",
+            VmMessage::CancelTask { .. } => "CancelTask",
             VmMessage::ImageStored { .. } => "ImageStored",
             VmMessage::Submitted { .. } => "Submitted",
             VmMessage::Status { .. } => "Status",
@@ -625,18 +679,34 @@ impl VmMessage {
     }
 }
 
-/// Appends one frame holding `msg` to `buf`.
+/// Appends the frames holding `msg` to `buf` (one frame unless it is larger than
+/// [`MAX_FRAME_BYTES`]).
 pub fn encode_frame<T: Serialize>(msg: &T, buf: &mut Vec<u8>) -> Result<(), Error> {
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(msg, buf, bincode_config())
-        .map_err(|e| Error::Encode(e.to_string()))?;
-    let len = buf.len() - start - 4;
-    if len > MAX_FRAME_BYTES {
+    if let Err(e) = bincode::serde::encode_into_std_write(msg, buf, bincode_config()) {
         buf.truncate(start);
-        return Err(Error::FrameTooLarge { len: len as u64, max: MAX_FRAME_BYTES });
+        return Err(Error::Encode(e.to_string()));
     }
-    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    let len = buf.len() - start - 4;
+    if len > MAX_MESSAGE_BYTES {
+        buf.truncate(start);
+        return Err(Error::FrameTooLarge { len: len as u64, max: MAX_MESSAGE_BYTES });
+    }
+    if len <= MAX_FRAME_BYTES {
+        buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        return Ok(());
+    }
+    // Split: move the payload out and write it back frame by frame.
+    let payload = buf.split_off(start + 4);
+    buf.truncate(start);
+    buf.reserve(payload.len() + 4 * payload.len().div_ceil(MAX_FRAME_BYTES));
+    let mut chunks = payload.chunks(MAX_FRAME_BYTES).peekable();
+    while let Some(chunk) = chunks.next() {
+        let more = if chunks.peek().is_some() { MORE_FRAMES } else { 0 };
+        buf.extend_from_slice(&(chunk.len() as u32 | more).to_be_bytes());
+        buf.extend_from_slice(chunk);
+    }
     Ok(())
 }
 
@@ -650,31 +720,39 @@ pub fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<
     Ok(value)
 }
 
-/// Reads one frame's payload of at most `max` bytes. `Ok(None)` on a clean end of stream
-/// before a frame starts.
+/// Reads one message's payload (all its frames) of at most `max` bytes. `Ok(None)` on a clean
+/// end of stream before a message starts.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = reader.read(&mut len[got..]).await?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(None);
+    let mut payload = Vec::new();
+    loop {
+        let mut header = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = reader.read(&mut header[got..]).await?;
+            if n == 0 {
+                if got == 0 && payload.is_empty() {
+                    return Ok(None);
+                }
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            got += n;
         }
-        got += n;
+        let header = u32::from_be_bytes(header);
+        let len = (header & !MORE_FRAMES) as usize;
+        let total = payload.len() as u64 + len as u64;
+        if len > MAX_FRAME_BYTES || total > max as u64 {
+            return Err(Error::FrameTooLarge { len: total, max });
+        }
+        let at = payload.len();
+        payload.resize(at + len, 0);
+        reader.read_exact(&mut payload[at..]).await?;
+        if header & MORE_FRAMES == 0 {
+            return Ok(Some(payload));
+        }
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(Error::FrameTooLarge { len: len as u64, max });
-    }
-    let mut payload = vec![0; len];
-    reader.read_exact(&mut payload).await?;
-    Ok(Some(payload))
 }
 
 /// Reads and decodes one message; a clean end of stream is [`Error::Closed`].
@@ -731,6 +809,32 @@ mod tests {
         assert_eq!(a, sample());
         assert_eq!(b, VmMessage::Heartbeat(NodeLoad::default()));
         assert!(matches!(read_message::<VmMessage, _>(&mut r, 64).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_a_frame_travels_in_frames() {
+        let bytes: Vec<u8> = (0..(2 * MAX_FRAME_BYTES + 12345)).map(|i| (i * 7) as u8).collect();
+        let msg = VmMessage::PutImage { req: 3, bytes };
+        let mut buf = Vec::new();
+        encode_frame(&msg, &mut buf).unwrap();
+        encode_frame(&VmMessage::Cancel { task: TaskId(1) }, &mut buf).unwrap();
+        // Three frames: two full ones with the "more" bit, then the rest.
+        let h1 = u32::from_be_bytes(buf[..4].try_into().unwrap());
+        assert_eq!(h1, MORE_FRAMES | MAX_FRAME_BYTES as u32);
+        let mut r = &buf[..];
+        let back: VmMessage = read_message(&mut r, MAX_MESSAGE_BYTES).await.unwrap();
+        assert!(back == msg, "the large message came back different");
+        let next: VmMessage = read_message(&mut r, MAX_MESSAGE_BYTES).await.unwrap();
+        assert_eq!(next, VmMessage::Cancel { task: TaskId(1) });
+        // A receiver with a smaller limit refuses it once the frames pass the limit.
+        let mut r = &buf[..];
+        let e = read_message::<VmMessage, _>(&mut r, MAX_FRAME_BYTES + 10).await.unwrap_err();
+        assert!(matches!(e, Error::FrameTooLarge { .. }), "{e}");
+        // A frame header claiming more than a frame is refused.
+        let bad = (MORE_FRAMES | (MAX_FRAME_BYTES as u32 + 1)).to_be_bytes();
+        let mut r = &bad[..];
+        let e = read_frame(&mut r, MAX_MESSAGE_BYTES).await.unwrap_err();
+        assert!(matches!(e, Error::FrameTooLarge { .. }), "{e}");
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 //!   re-dispatches its tasks and closes its connection.
 //! - A suspect node that is heard from again over a live connection is `Alive` again; a
 //!   dead node comes back only by registering anew (its tasks have gone elsewhere).
+//! - A node dead for `forget_dead_after` is forgotten: it leaves status listings (and, should
+//!   it register again, it is new).
 //! - Only the node's current connection counts: messages and disconnections of a replaced
 //!   connection (`conn` id) are ignored.
 
@@ -69,6 +71,8 @@ pub struct VmInfo {
 struct Entry {
     info: VmInfo,
     last_seen: Instant,
+    /// When it was declared dead.
+    dead_since: Option<Instant>,
     conn: Option<u64>,
     images: HashSet<ImageHash>,
 }
@@ -78,6 +82,7 @@ struct Entry {
 pub struct NodeRegistry {
     suspect_after: Duration,
     dead_after: Duration,
+    forget_after: Duration,
     nodes: BTreeMap<NodeId, Entry>,
 }
 
@@ -96,6 +101,7 @@ impl NodeRegistry {
         NodeRegistry {
             suspect_after: config.suspect_after,
             dead_after: config.dead_after.max(config.suspect_after),
+            forget_after: config.forget_dead_after,
             nodes: BTreeMap::new(),
         }
     }
@@ -128,7 +134,13 @@ impl NodeRegistry {
         };
         self.nodes.insert(
             id,
-            Entry { info, last_seen: now, conn: Some(conn), images: images.into_iter().collect() },
+            Entry {
+                info,
+                last_seen: now,
+                dead_since: None,
+                conn: Some(conn),
+                images: images.into_iter().collect(),
+            },
         );
         match previous {
             None => Registration::New,
@@ -181,7 +193,11 @@ impl NodeRegistry {
     }
 
     /// Applies the time-outs; returns the nodes that changed state, with their new state.
+    /// Nodes dead for longer than `forget_dead_after` are dropped.
     pub fn sweep(&mut self, now: Instant) -> Vec<(NodeId, NodeState)> {
+        let forget = self.forget_after;
+        self.nodes
+            .retain(|_, e| e.dead_since.is_none_or(|d| now.saturating_duration_since(d) < forget));
         let mut changed = Vec::new();
         for (id, e) in self.nodes.iter_mut() {
             let silent = now.saturating_duration_since(e.last_seen);
@@ -195,6 +211,7 @@ impl NodeRegistry {
                 e.info.state = next;
                 if next == NodeState::Dead {
                     e.conn = None;
+                    e.dead_since = Some(now);
                 }
                 changed.push((*id, next));
             }
@@ -207,6 +224,7 @@ impl NodeRegistry {
         if let Some(e) = self.nodes.get_mut(&id) {
             e.info.state = NodeState::Dead;
             e.conn = None;
+            e.dead_since.get_or_insert_with(Instant::now);
         }
     }
 
@@ -218,6 +236,16 @@ impl NodeRegistry {
     /// Records that `id` has `image`; true if it did not have it before.
     pub fn add_image(&mut self, id: NodeId, image: ImageHash) -> bool {
         self.nodes.get_mut(&id).is_some_and(|e| e.images.insert(image))
+    }
+
+    /// The guest memory each node that is not dead offers (what any one task can at most
+    /// get).
+    pub fn offered_memory(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|e| e.info.state != NodeState::Dead)
+            .map(|e| e.info.capabilities.memory_bytes)
+            .collect()
     }
 
     /// Every node, with `running` filled in by `running_of`.
@@ -252,6 +280,7 @@ mod tests {
         NodeRegistry::new(&FaultToleranceConfig {
             suspect_after: Duration::from_millis(100),
             dead_after: Duration::from_millis(300),
+            forget_dead_after: Duration::from_millis(1000),
             ..Default::default()
         })
     }
@@ -287,6 +316,26 @@ mod tests {
         assert!(r.disconnected(id, 2));
         assert_eq!(r.state(id), Some(NodeState::Suspect));
         assert!(!r.heard(id, 2, t0), "a closed connection cannot revive it");
+    }
+
+    #[test]
+    fn dead_nodes_are_forgotten_after_the_configured_time() {
+        let mut r = registry();
+        let t0 = Instant::now();
+        r.register(NodeId(5), "a".into(), "x".into(), 1, caps(), [], 1, t0);
+        r.register(NodeId(6), "b".into(), "x".into(), 1, caps(), [], 2, t0);
+        let t1 = t0 + Duration::from_millis(400);
+        r.heard(NodeId(6), 2, t1);
+        assert_eq!(r.sweep(t1), vec![(NodeId(5), NodeState::Dead)]);
+        assert_eq!(r.list(t1, |_| 0).len(), 2, "a dead node is listed for a while");
+        r.heard(NodeId(6), 2, t1 + Duration::from_millis(999));
+        r.sweep(t1 + Duration::from_millis(999));
+        assert_eq!(r.list(t1, |_| 0).len(), 2);
+        r.heard(NodeId(6), 2, t1 + Duration::from_millis(1000));
+        r.sweep(t1 + Duration::from_millis(1000));
+        let left: Vec<NodeId> = r.list(t1, |_| 0).iter().map(|n| n.id).collect();
+        assert_eq!(left, vec![NodeId(6)], "then forgotten");
+        assert_eq!(r.state(NodeId(5)), None);
     }
 
     #[test]

@@ -158,6 +158,11 @@ impl TaskScheduler {
         self.nodes.get(&id)
     }
 
+    /// Whether some available node has a free slot (whatever the memory).
+    pub fn has_free_slot(&self) -> bool {
+        self.nodes.values().any(|s| s.available && s.running < s.capabilities.max_concurrent)
+    }
+
     /// Whether some node could take a task needing `memory`.
     pub fn has_room(&self, memory: u64) -> bool {
         self.nodes.values().any(|s| s.fits(memory))
@@ -318,6 +323,7 @@ mod tests {
             s.started(NodeId(2), MIB);
             assert_eq!(s.pick(MIB), None, "{strategy}");
             assert!(!s.has_room(MIB));
+            assert!(!s.has_free_slot());
             assert_eq!(strategy.name().parse::<LoadBalancingStrategy>().unwrap(), strategy);
         }
     }

@@ -47,9 +47,11 @@ pub struct TaskRecord {
     pub submitted_at_ms: u64,
     /// Attempts that failed (node death, worker error) before now.
     pub failed_attempts: u32,
+    /// Attempts started before now (as of the record's last write).
+    pub attempts: u32,
     /// Why each of them failed.
     pub reasons: Vec<String>,
-    /// `Queued` until final, then `Completed` or `Failed` (never `Running`: what runs where
+    /// `Queued` until final, then `Completed`, `Failed` or `Cancelled` (never `Running`: what runs where
     /// does not survive a coordinator restart, the work is dispatched again).
     pub status: TaskStatus,
 }
@@ -296,6 +298,7 @@ mod tests {
             },
             submitted_at_ms: 1,
             failed_attempts: 0,
+            attempts: 0,
             reasons: vec![],
             status: TaskStatus::Queued,
         }

@@ -19,7 +19,7 @@ use crate::auth::{client_handshake, ClusterToken};
 use crate::connection::{spawn_writer, AbortOnDrop};
 use crate::protocol::{
     read_message, ImageHash, NodeId, NodeLoad, Role, TaskExit, TaskId, TaskResult, TaskSpec,
-    VmCapabilities, VmMessage, MAX_FRAME_BYTES,
+    VmCapabilities, VmMessage, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
 };
 use crate::Error;
 use std::collections::{BTreeMap, HashMap};
@@ -182,7 +182,7 @@ impl GuestPool {
             .get(&spec.image)
             .cloned()
             .ok_or_else(|| format!("image {} is not cached", spec.image))?;
-        let cap = spec.limits.output_cap as usize;
+        let cap = spec.limits.output_cap.min(crate::protocol::MAX_OUTPUT_CAP) as usize;
         let (stdout, stderr) = (CaptureBuffer::with_limit(cap), CaptureBuffer::with_limit(cap));
         // glibc wants an absolute /proc/self/exe; a task's program has no host path, so its
         // argv[0] is made absolute.
@@ -478,7 +478,7 @@ async fn session(
     let (in_tx, mut inbox) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         loop {
-            match read_message::<VmMessage, _>(&mut rd, MAX_FRAME_BYTES).await {
+            match read_message::<VmMessage, _>(&mut rd, MAX_MESSAGE_BYTES).await {
                 Ok(m) => {
                     if in_tx.send(m).is_err() {
                         return Ok(());

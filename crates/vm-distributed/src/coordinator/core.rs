@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_TASK_MEMORY: u64 = 1 << 40;
 /// Period of the core's housekeeping (liveness, deadlines, retries).
 const TICK: Duration = Duration::from_millis(20);
+/// Most queued tasks one placement pass looks at (tasks that fit nowhere now are skipped,
+/// not waited on, so a pass may have to look past many of them).
+const MAX_SCAN: usize = 4096;
 
 /// Where a reply goes: a client connection, or a caller in this process.
 pub(super) enum Responder {
@@ -53,6 +56,8 @@ pub(super) enum Event {
     Status { task: TaskId, reply: Responder },
     Wait { task: TaskId, reply: Responder },
     Cluster { reply: Responder },
+    HasImage { hash: ImageHash, reply: Responder },
+    Cancel { task: TaskId, by: String, reply: Responder },
     NodeUp { conn: u64, addr: String, register: VmMessage, tx: mpsc::UnboundedSender<VmMessage> },
     FromNode { node: NodeId, conn: u64, msg: VmMessage },
     NodeDown { node: NodeId, conn: u64 },
@@ -82,6 +87,7 @@ pub(super) struct Core {
     sched: TaskScheduler,
     store: Arc<TaskStore>,
     max_queued: u64,
+    max_output_cap: u32,
     tasks: HashMap<TaskId, Task>,
     queue: VecDeque<TaskId>,
     delayed: BinaryHeap<Reverse<(Instant, TaskId)>>,
@@ -103,6 +109,7 @@ fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
         TaskStatus::Running { .. } => &mut counts.running,
         TaskStatus::Completed { .. } => &mut counts.completed,
         TaskStatus::Failed { .. } => &mut counts.failed,
+        TaskStatus::Cancelled { .. } => &mut counts.cancelled,
     }
 }
 
@@ -119,6 +126,7 @@ impl Core {
             sched: TaskScheduler::new(config.strategy),
             store,
             max_queued: config.max_queued as u64,
+            max_output_cap: config.max_output_cap.min(crate::protocol::MAX_OUTPUT_CAP),
             tasks: HashMap::new(),
             queue: VecDeque::new(),
             delayed: BinaryHeap::new(),
@@ -144,7 +152,7 @@ impl Core {
                 now + Duration::from_millis(left)
             });
             let att = Attempts {
-                started: rec.failed_attempts,
+                started: rec.attempts.max(rec.failed_attempts),
                 failed: rec.failed_attempts,
                 reasons: rec.reasons,
                 deadline,
@@ -226,6 +234,7 @@ impl Core {
             spec: (*t.spec).clone(),
             submitted_at_ms: t.submitted_at_ms,
             failed_attempts: t.att.failed,
+            attempts: t.att.started,
             reasons: t.att.reasons.clone(),
             status: if t.status.is_final() { t.status.clone() } else { TaskStatus::Queued },
         })
@@ -284,6 +293,14 @@ impl Core {
                 }
                 Some(_) => self.waiters.entry(task).or_default().push(reply),
             },
+            Event::HasImage { hash, reply } => {
+                if self.images.contains_key(&hash) {
+                    reply.reply(|req| VmMessage::ImageStored { req, hash });
+                } else {
+                    reply.fail(format!("no image {hash}"));
+                }
+            }
+            Event::Cancel { task, by, reply } => self.cancel(task, by, reply),
             Event::Cluster { reply } => {
                 let nodes = self.nodes();
                 let tasks = self.counts.clone();
@@ -336,6 +353,38 @@ impl Core {
         if spec.limits.memory_bytes == 0 || spec.limits.memory_bytes > MAX_TASK_MEMORY {
             return reply.fail("the task's memory limit is out of range".into());
         }
+        if spec.limits.output_cap > self.max_output_cap {
+            return reply.fail(format!(
+                "an output cap of {} bytes exceeds this cluster's maximum of {} bytes",
+                spec.limits.output_cap, self.max_output_cap
+            ));
+        }
+        if spec.stdin.len() > crate::protocol::MAX_STDIN_BYTES {
+            return reply.fail(format!(
+                "stdin of {} bytes exceeds the maximum of {} bytes",
+                spec.stdin.len(),
+                crate::protocol::MAX_STDIN_BYTES
+            ));
+        }
+        let arg_bytes: usize = spec.args.iter().chain(&spec.env).map(|a| a.len() + 1).sum();
+        if arg_bytes > crate::protocol::MAX_ARGS_BYTES {
+            return reply.fail(format!(
+                "arguments and environment of {arg_bytes} bytes exceed the maximum of {} bytes",
+                crate::protocol::MAX_ARGS_BYTES
+            ));
+        }
+        // A task that no node could hold even when idle would wait forever: refuse it now
+        // (when no node is known yet, it waits for one).
+        let memory = spec.limits.memory_bytes;
+        let offers = self.registry.offered_memory();
+        if !offers.is_empty() && offers.iter().all(|&m| m < memory) {
+            let largest = offers.iter().max().copied().unwrap_or(0);
+            return reply.fail(format!(
+                "no worker can hold a task of {} MiB of guest memory (the largest offers {} MiB)",
+                memory >> 20,
+                largest >> 20
+            ));
+        }
         if self.counts.queued >= self.max_queued {
             return reply.fail(format!("the queue is full ({} tasks waiting)", self.counts.queued));
         }
@@ -371,21 +420,36 @@ impl Core {
         }
     }
 
-    /// Places queued tasks on nodes with room.
+    /// Places queued tasks on nodes with room, in queue order. A task that fits on no node
+    /// now keeps its place and is stepped over (so one big task never holds up smaller ones
+    /// behind it); once a task of some size did not fit, larger ones are not tried again in
+    /// the same pass. A pass ends when no node has a free slot or after [`MAX_SCAN`] tasks.
     fn pump(&mut self) {
-        while let Some(&id) = self.queue.front() {
-            let Some(t) = self.tasks.get(&id) else {
-                self.queue.pop_front();
-                continue;
-            };
+        let mut skipped = Vec::new();
+        let mut smallest_unfit = u64::MAX;
+        let mut scanned = 0;
+        while scanned < MAX_SCAN && self.sched.has_free_slot() {
+            let Some(id) = self.queue.pop_front() else { break };
+            let Some(t) = self.tasks.get(&id) else { continue };
             if t.status != TaskStatus::Queued {
-                self.queue.pop_front();
                 continue;
             }
+            scanned += 1;
             let memory = t.spec.limits.memory_bytes;
-            let Some(node) = self.sched.pick(memory) else { break };
-            self.queue.pop_front();
-            self.dispatch(id, node);
+            if memory >= smallest_unfit {
+                skipped.push(id);
+                continue;
+            }
+            match self.sched.pick(memory) {
+                Some(node) => self.dispatch(id, node),
+                None => {
+                    smallest_unfit = memory;
+                    skipped.push(id);
+                }
+            }
+        }
+        for id in skipped.into_iter().rev() {
+            self.queue.push_front(id);
         }
     }
 
@@ -497,6 +561,29 @@ impl Core {
         }
     }
 
+    /// A cancel request: a queued task ends at once, a running one is told to stop (its slot
+    /// stays taken until its node reports the end). The requester is answered once the
+    /// cancelled state is durable.
+    fn cancel(&mut self, task: TaskId, by: String, reply: Responder) {
+        let Some(t) = self.tasks.get_mut(&task) else {
+            return reply.reply(|req| VmMessage::Status { req, info: None });
+        };
+        match self.ft.cancel(&mut t.att) {
+            Err(()) => {
+                let name = t.status.name();
+                reply.fail(format!("{task} is already {name}"))
+            }
+            Ok(running_on) => {
+                if let Some(node) = running_on {
+                    self.send(node, VmMessage::Cancel { task });
+                }
+                tracing::info!("{task} cancelled by {by}");
+                self.waiters.entry(task).or_default().push(reply);
+                self.finalize(task, TaskStatus::Cancelled { by, at_ms: now_ms() }, None);
+            }
+        }
+    }
+
     fn give_up(&mut self, task: TaskId) {
         let reasons = self.tasks.get(&task).map(|t| t.att.reasons.clone()).unwrap_or_default();
         tracing::warn!("{task} failed: {}", reasons.join("; "));
@@ -579,6 +666,11 @@ impl Core {
                     TaskExit::DeadlineExceeded => {
                         let mut reasons = t.att.reasons.clone();
                         reasons.push(format!("deadline exceeded while running on {node}"));
+                        TaskStatus::Failed { reasons }
+                    }
+                    TaskExit::LoadFailed(m) => {
+                        let mut reasons = t.att.reasons.clone();
+                        reasons.push(format!("load error on {node}: {m}"));
                         TaskStatus::Failed { reasons }
                     }
                     e => TaskStatus::Completed { exit_status: e.shell_status() },

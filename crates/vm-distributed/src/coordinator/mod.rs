@@ -26,9 +26,11 @@
 //! # Files
 //! - `core.rs`: the state machine (tasks, queue, placement, recovery);
 //! - `server.rs`: the TCP server (handshakes, per-connection readers);
+//! - `gate.rs`: the handshake gate (bounds on unauthenticated connections, eviction);
 //! - this file: [`VmCoordinator`], the handle that starts both and answers in-process calls.
 
 mod core;
+mod gate;
 mod server;
 
 use self::core::{Core, Event, Responder};
@@ -44,11 +46,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use vm_exec_core::elf::Program;
 
 /// Checks that `bytes` is a program this project can run; returns its hash.
 fn validate_image(bytes: &[u8]) -> Result<ImageHash, String> {
+    if bytes.len() > crate::protocol::MAX_IMAGE_BYTES {
+        return Err(format!(
+            "a program of {} bytes exceeds the maximum of {} bytes",
+            bytes.len(),
+            crate::protocol::MAX_IMAGE_BYTES
+        ));
+    }
     Program::parse(bytes.to_vec()).map_err(|e| format!("not a runnable program: {e}"))?;
     Ok(ImageHash::of(bytes))
 }
@@ -100,7 +109,10 @@ impl VmCoordinator {
             token: token.clone(),
             core: tx.clone(),
             handshake_timeout: config.handshake_timeout,
-            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated.max(1))),
+            gate: Arc::new(gate::HandshakeGate::new(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_source,
+            )),
             next_conn: AtomicU64::new(1),
         });
         let accept = tokio::spawn(accept_loop(listener, ctx));
@@ -170,6 +182,16 @@ impl VmCoordinator {
     pub async fn wait_task(&self, id: &TaskId) -> Result<TaskInfo, Error> {
         let task = *id;
         match self.ask(|reply| Event::Wait { task, reply }).await? {
+            VmMessage::Status { info: Some(info), .. } => Ok(info),
+            VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
+            m => Err(Error::Unexpected(m.kind())),
+        }
+    }
+
+    /// Cancels a queued or running task on behalf of `by`; returns its final status.
+    pub async fn cancel_task(&self, id: &TaskId, by: &str) -> Result<TaskInfo, Error> {
+        let (task, by) = (*id, by.to_string());
+        match self.ask(|reply| Event::Cancel { task, by, reply }).await? {
             VmMessage::Status { info: Some(info), .. } => Ok(info),
             VmMessage::Status { info: None, .. } => Err(Error::UnknownTask(task)),
             m => Err(Error::Unexpected(m.kind())),

@@ -4,6 +4,7 @@
 //! The invariants are those of the [parent module](super).
 
 use super::core::{Event, Responder};
+use super::gate::{HandshakeGate, Ticket};
 use super::validate_image;
 use crate::auth::{server_handshake, ClusterToken};
 use crate::connection::spawn_writer;
@@ -15,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 /// State the connection tasks share.
 pub(super) struct ServerCtx {
     pub(super) token: ClusterToken,
     pub(super) core: mpsc::UnboundedSender<Event>,
     pub(super) handshake_timeout: Duration,
-    pub(super) unauthenticated: Arc<Semaphore>,
+    pub(super) gate: Arc<HandshakeGate>,
     pub(super) next_conn: AtomicU64,
 }
 
@@ -30,7 +31,10 @@ pub(super) async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, ctx.clone()));
+                let ticket = ctx.gate.admit(peer.ip());
+                let id = ticket.id();
+                let task = tokio::spawn(serve(stream, peer, ctx.clone(), ticket));
+                ctx.gate.set_abort(id, task.abort_handle());
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -40,17 +44,15 @@ pub(super) async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
     }
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
-    let Ok(permit) = ctx.unauthenticated.clone().try_acquire_owned() else {
-        tracing::warn!("{peer}: too many connections waiting to authenticate; closed");
-        return;
+async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, ticket: Ticket) {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? > 0 {
+            ticket.spoke();
+        }
+        server_handshake(&mut stream, &ctx.token).await
     };
-    let role = match tokio::time::timeout(
-        ctx.handshake_timeout,
-        server_handshake(&mut stream, &ctx.token),
-    )
-    .await
-    {
+    let role = match tokio::time::timeout(ctx.handshake_timeout, handshake).await {
         Err(_) => {
             tracing::warn!("{peer}: handshake timed out; closed");
             return;
@@ -61,14 +63,14 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         }
         Ok(Ok(role)) => role,
     };
-    drop(permit);
+    drop(ticket);
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let out = spawn_writer(wr, peer.to_string());
     let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let r = match role {
         Role::Worker => serve_worker(rd, out, peer, conn, &ctx).await,
-        Role::Client => serve_client(rd, out, &ctx).await,
+        Role::Client => serve_client(rd, out, peer, &ctx).await,
     };
     match r {
         Ok(()) | Err(Error::Closed) => tracing::debug!("{peer}: connection closed"),
@@ -96,7 +98,7 @@ async fn serve_worker(
     check_capabilities(capabilities)?;
     let _ = ctx.core.send(Event::NodeUp { conn, addr: peer.to_string(), register: first, tx: out });
     let result = loop {
-        match read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await {
+        match read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_MESSAGE_BYTES).await {
             Ok(
                 msg @ (VmMessage::Heartbeat(_)
                 | VmMessage::TaskDone { .. }
@@ -126,10 +128,11 @@ fn check_capabilities(c: &VmCapabilities) -> Result<(), Error> {
 async fn serve_client(
     mut rd: OwnedReadHalf,
     out: mpsc::UnboundedSender<VmMessage>,
+    peer: SocketAddr,
     ctx: &ServerCtx,
 ) -> Result<(), Error> {
     loop {
-        let msg = read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_FRAME_BYTES).await?;
+        let msg = read_message::<VmMessage, _>(&mut rd, crate::protocol::MAX_MESSAGE_BYTES).await?;
         let ev = match msg {
             VmMessage::PutImage { req, bytes } => {
                 let (bytes, checked) = tokio::task::spawn_blocking(move || {
@@ -162,6 +165,14 @@ async fn serve_client(
             VmMessage::GetClusterStatus { req } => {
                 Event::Cluster { reply: Responder::Remote { tx: out.clone(), req } }
             }
+            VmMessage::HasImage { req, hash } => {
+                Event::HasImage { hash, reply: Responder::Remote { tx: out.clone(), req } }
+            }
+            VmMessage::CancelTask { req, task, by } => Event::Cancel {
+                task,
+                by: format!("{} ({peer})", by.chars().take(200).collect::<String>()),
+                reply: Responder::Remote { tx: out.clone(), req },
+            },
             other => return Err(Error::Unexpected(other.kind())),
         };
         if ctx.core.send(ev).is_err() {
