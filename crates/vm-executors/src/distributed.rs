@@ -3,8 +3,8 @@
 //! protocol. This module re-exports `vm_distributed`; see it for the invariants.
 
 pub use vm_distributed::{
-    architecture, auth, client, connection, coordinator, registry, fault_tolerance,
-    initialize_distributed_environment, protocol, scheduler, store, worker, ClusterClient,
-    ClusterStatus, DistributedArchitectureConfig, Error, FaultToleranceConfig,
+    architecture, auth, client, connection, coordinator, fault_tolerance,
+    initialize_distributed_environment, protocol, registry, scheduler, store, worker,
+    ClusterClient, ClusterStatus, DistributedArchitectureConfig, Error, FaultToleranceConfig,
     FaultToleranceManager, LoadBalancingStrategy, TaskScheduler, VmCoordinator, VmMessage,
 };

@@ -34,9 +34,9 @@ pub use coroutine::{
     Coroutine, CoroutineId, CoroutineState, Scheduler, SchedulerStats, VCPUState, VCPUStats, VCPU,
 };
 pub use distributed::architecture::{FaultToleranceConfig, LoadBalancingStrategy};
-pub use distributed::registry::VmInfo;
 pub use distributed::fault_tolerance::FaultToleranceManager;
 pub use distributed::protocol::{TaskId, TaskInfo, TaskStatus, TaskType, VmCapabilities};
+pub use distributed::registry::VmInfo;
 pub use distributed::scheduler::TaskScheduler;
 pub use distributed::{
     initialize_distributed_environment, DistributedArchitectureConfig, VmCoordinator, VmMessage,
