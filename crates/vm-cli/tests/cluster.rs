@@ -585,3 +585,288 @@ fn each_strategy_places_work_as_it_claims() {
     );
     assert_eq!((counts, queued), (vec![2, 2], 1), "512 MiB holds two 256 MiB tasks");
 }
+
+/// Runs `vmx ARGS` against the cluster (coordinator address and token added after the
+/// subcommand) and returns its output.
+fn vmx(c: &Cluster, sub: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .arg(sub)
+        .args(["--coordinator", &c.addr, "--token-file"])
+        .arg(c.dir.path().join("token"))
+        .args(args)
+        .current_dir(root())
+        .env("VMX_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The bytes `stream gen N` writes.
+fn stream_pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 131 + i / 4093) as u8).collect()
+}
+
+/// Waits until no task runs on any node (every slot is free again).
+async fn slots_free(client: &ClusterClient) {
+    wait_for(client, "free slots", |s| s.nodes.iter().all(|n| n.running == 0)).await;
+}
+
+#[test]
+fn an_output_larger_than_a_frame_completes_and_frees_the_slot() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start(&[]);
+    c.add_worker(&["--vcpus", "1", "--slots", "1"]);
+    // 40 MB of output with a 50 MB cap: more than two frames.
+    let n = 40_000_000;
+    let out = vmx(
+        &c,
+        "submit",
+        &["--wait", "--output-cap", "50000000", "guests/bin/stream", "gen", &n.to_string()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert_eq!(out.stdout.len(), n);
+    assert!(out.stdout == stream_pattern(n), "the output differs from what the guest wrote");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("stream: {n} bytes")));
+    rt().block_on(async {
+        let client = connect(&c.addr).await;
+        slots_free(&client).await;
+    });
+    // The only slot is free: the next task runs.
+    let out = vmx(&c, "submit", &["--wait", "guests/bin/hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.stdout.is_empty());
+    // A cap over the cluster's maximum is refused with one line.
+    let out = vmx(&c, "submit", &["--output-cap", "2000000000", "guests/bin/hello"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeds this cluster's maximum") && err.lines().count() == 1, "{err}");
+}
+
+#[test]
+fn a_50_mb_program_and_a_30_mb_stdin_run_correctly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start(&[]);
+    c.add_worker(&["--vcpus", "1"]);
+    // The stream guest padded to 50 MB (the bytes after its segments are never mapped).
+    let mut image = program("stream");
+    image.resize(50_000_000, 0xa5);
+    let prog = c.dir.path().join("big-stream");
+    std::fs::write(&prog, &image).unwrap();
+    let input: Vec<u8> =
+        (0..30_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let stdin = c.dir.path().join("stdin.bin");
+    std::fs::write(&stdin, &input).unwrap();
+    let out = vmx(
+        &c,
+        "submit",
+        &[
+            "--wait",
+            "--output-cap",
+            "31000000",
+            "--stdin",
+            stdin.to_str().unwrap(),
+            prog.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert!(out.stdout == input, "stdout is not the 30 MB stdin ({} bytes)", out.stdout.len());
+    // The second submission of the same program does not upload it again.
+    let out = vmx(&c, "submit", &["--wait", prog.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stream: 0 bytes"));
+}
+
+#[test]
+fn an_impossible_task_is_refused_and_tasks_that_do_not_fit_now_block_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start(&[]);
+    c.add_worker(&["--vcpus", "1", "--slots", "4", "--memory", "1024"]);
+    rt().block_on(async {
+        let client = connect(&c.addr).await;
+        wait_for(&client, "the worker", |s| alive(s) == 1).await;
+    });
+    // More memory than any worker offers: refused at once, one line, exit 125.
+    let out = vmx(&c, "submit", &["--memory", "100000", "guests/bin/hello"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no worker can hold a task of 100000 MiB"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A long 768 MiB task runs; a second one cannot fit beside it and waits...
+    let long =
+        ["--memory", "768", "--output-cap", "100", "guests/bin/stream", "gen", "1000000000000"];
+    let a = vmx(&c, "submit", &long);
+    let b = vmx(&c, "submit", &long);
+    assert!(a.status.success() && b.status.success());
+    // ...without holding up a small task behind it.
+    let t0 = Instant::now();
+    let out = vmx(&c, "submit", &["--wait", "--memory", "64", "guests/bin/hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    let ids: Vec<String> =
+        [a, b].iter().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).collect();
+    let out = vmx(&c, "status", &[&ids[1]]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued"));
+    let out = vmx(&c, "cancel", &[&ids[0], &ids[1]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn idle_strangers_cannot_lock_out_token_holders() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The old default handshake time-out, so that time-outs alone do not let anyone in.
+    let mut c = Cluster::start(&["--handshake-timeout-ms", "5000"]);
+    c.add_worker(&["--vcpus", "1", "--slots", "8"]);
+    rt().block_on(async {
+        let client = connect(&c.addr).await;
+        wait_for(&client, "the worker", |s| alive(s) == 1).await;
+    });
+    // 200 idle connections that never speak, reopened as soon as the coordinator closes one.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let (addr, stop, ready) = (c.addr.clone(), stop.clone(), ready.clone());
+        std::thread::spawn(move || {
+            let mut socks: Vec<TcpStream> =
+                (0..200).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+            for s in &socks {
+                s.set_nonblocking(true).unwrap();
+            }
+            ready.store(true, Ordering::Release);
+            let mut reopened = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                for s in socks.iter_mut() {
+                    let mut b = [0u8; 64];
+                    let closed = match s.read(&mut b) {
+                        Ok(_) => true,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if closed {
+                        if let Ok(n) = TcpStream::connect(&addr) {
+                            n.set_nonblocking(true).unwrap();
+                            *s = n;
+                            reopened += 1;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            reopened
+        })
+    };
+    while !ready.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    let out = vmx(&c, "submit", &["--wait", "guests/bin/hello"]);
+    let took = t0.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert!(took < Duration::from_secs(10), "a legitimate submit took {took:?}");
+    // 300 honest clients at once, each with its own connection: all get their task in.
+    rt().block_on(async {
+        let image = connect(&c.addr).await.put_image(program("hello")).await.unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..300 {
+            let addr = c.addr.clone();
+            handles.push(tokio::spawn(async move {
+                let client = ClusterClient::connect_retrying(
+                    &addr,
+                    &token(),
+                    Duration::from_secs(5),
+                    Duration::from_secs(30),
+                )
+                .await?;
+                client.submit(TaskType::CpuIntensive, spec(image, &["hello"])).await
+            }));
+        }
+        let mut failed = Vec::new();
+        for h in handles {
+            if let Err(e) = h.await.unwrap() {
+                failed.push(e.to_string());
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{} of 300 submits failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+    });
+    stop.store(true, Ordering::Release);
+    let reopened = attacker.join().unwrap();
+    assert!(reopened > 0, "the coordinator never closed an idle connection");
+}
+
+#[test]
+fn cancel_ends_a_queued_and_a_running_task() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start(&[]);
+    c.add_worker(&["--vcpus", "1", "--slots", "1"]);
+    let long = ["--output-cap", "100", "guests/bin/stream", "gen", "1000000000000"];
+    let running = vmx(&c, "submit", &long);
+    let running = String::from_utf8_lossy(&running.stdout).trim().to_string();
+    let queued = vmx(&c, "submit", &long);
+    let queued = String::from_utf8_lossy(&queued.stdout).trim().to_string();
+    rt().block_on(async {
+        let client = connect(&c.addr).await;
+        let id: TaskId = running.parse().unwrap();
+        let t0 = Instant::now();
+        while !matches!(
+            client.status(id).await.unwrap().unwrap().status,
+            TaskStatus::Running { .. }
+        ) {
+            assert!(t0.elapsed() < Duration::from_secs(20), "{id} never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // A waiter on the running task learns that it was cancelled.
+    let waiter = Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .args(["submit", "--coordinator", &c.addr, "--token-file"])
+        .arg(c.dir.path().join("token"))
+        .args(["--wait", "guests/bin/hello"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = vmx(&c, "cancel", &[&running, &queued]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, format!("{running}: cancelled\n{queued}: cancelled\n"));
+    for id in [&running, &queued] {
+        let out = vmx(&c, "status", &[id]);
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(line.contains("cancelled by ") && line.contains(" UTC"), "{line}");
+    }
+    // Cancelling again fails with a reason; the slot is free for the hello queued behind.
+    let out = vmx(&c, "cancel", &[&running]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already cancelled"));
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = vmx(&c, "status", &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 cancelled"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
