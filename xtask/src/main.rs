@@ -10,6 +10,7 @@
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
+//! | `rootfs` | [`debian`]      | a riscv64 root from Debian trixie's packages        |
 //!
 //! [`report`] holds what the `bench*` commands share.
 //!
@@ -27,6 +28,7 @@ mod bench;
 mod bench_cluster;
 mod bench_sched;
 mod ci;
+mod debian;
 mod fuzz;
 mod report;
 
@@ -58,6 +60,10 @@ commands:
   fuzz [--cases N] [--seed S]
                       soak the randomized JIT-vs-interpreter differential test
                       (default 200000 programs; CI runs 10000)
+  rootfs [--refresh] DIR [PACKAGE...]
+                      build a riscv64 root in DIR from Debian trixie's packages
+                      and their dependencies (private apt configuration; .debs
+                      cached in ~/.cache/vmx); default package: libc6
   help                this text
 ";
 
@@ -84,6 +90,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
         "fuzz" => fuzz::run(rest),
+        "rootfs" => debian::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
