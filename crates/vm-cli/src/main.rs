@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vm_executors::coroutine::{Coroutine, CoroutineExit, Scheduler, SchedulerConfig};
+use vm_executors::coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
 use vm_executors::{ExecutorType, ProcessConfig, Program};
 
 mod cluster;
@@ -201,20 +201,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             sched.load_imbalance,
         );
     }
-    match result.exit {
-        CoroutineExit::Exited(code) => Ok(ExitCode::from((code & 0xff) as u8)),
-        CoroutineExit::Signaled(sig) => {
+    match &result.exit {
+        GuestExit::Exited(_) => {}
+        GuestExit::Signaled(sig) => {
             if args.stats {
                 eprintln!("vmx: guest ended by {sig}");
             }
             die_by_signal(sig.signo);
-            Ok(ExitCode::from((128 + sig.signo) as u8))
         }
-        CoroutineExit::LoadFailed(msg) => {
+        GuestExit::LoadFailed(msg) => {
             anyhow::bail!("cannot load {}: {msg}", args.program.display())
         }
         other => anyhow::bail!("the guest {other}"),
     }
+    Ok(ExitCode::from(result.exit.shell_status() as u8))
 }
 
 fn batch(args: BatchArgs) -> Result<ExitCode> {

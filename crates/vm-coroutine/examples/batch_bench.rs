@@ -193,7 +193,7 @@ fn memory_per_idle_process(program: &Arc<Program>, process: &ProcessConfig, n: u
     let mut finished = 0;
     for c in &mut all {
         // Half of hello's 8,020 instructions: glibc start-up done in part, then suspended.
-        if matches!(c.run_slice(4_000), vm_coroutine::SliceEnd::Finished(_)) {
+        if matches!(c.run_slice(4_000).stop, vm_coroutine::SliceEnd::Finished(_)) {
             finished += 1;
         }
     }

@@ -11,12 +11,13 @@
 //! - An instance that cannot be loaded, faults or exits non-zero counts as failed; it never
 //!   stops the batch.
 
-use crate::coroutine::{Coroutine, CoroutineExit, CoroutineId, EngineFactory};
+use crate::coroutine::{Coroutine, CoroutineId, EngineFactory};
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerError, SchedulerStats};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_exec_core::elf::Program;
+use vm_exec_core::exec::GuestExit;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
 /// What happens to the instances' standard output and error.
@@ -81,7 +82,7 @@ pub struct InstanceResult {
     /// Its index, `0..instances`.
     pub index: usize,
     /// How it ended.
-    pub exit: CoroutineExit,
+    pub exit: GuestExit,
     /// Guest instructions it retired.
     pub instructions: u64,
     /// Host time spent in its slices (loading included).
@@ -205,7 +206,7 @@ fn prepare(program: &Arc<Program>, config: &BatchConfig) -> Vec<Prepared> {
 
 fn instance_result(
     index: usize,
-    exit: CoroutineExit,
+    exit: GuestExit,
     instructions: u64,
     run_time: Duration,
     stdout: Option<CaptureBuffer>,
@@ -317,14 +318,9 @@ pub fn run_sequential(program: Arc<Program>, config: &BatchConfig) -> BatchSumma
                 Some(r) => {
                     instance_result(index, r.exit, r.instructions, r.run_time, p.stdout, p.stderr)
                 }
-                None => instance_result(
-                    index,
-                    CoroutineExit::Killed,
-                    0,
-                    Duration::ZERO,
-                    p.stdout,
-                    p.stderr,
-                ),
+                None => {
+                    instance_result(index, GuestExit::Killed, 0, Duration::ZERO, p.stdout, p.stderr)
+                }
             }
         })
         .collect();

@@ -10,7 +10,7 @@
 //!   returns them as [`SliceEnd::Spawned`].
 //! - The process is built lazily, on the first slice or on [`Coroutine::load`], so creating
 //!   many coroutines is cheap and loading happens on the vCPU that first runs it. A load error
-//!   finishes the coroutine with [`CoroutineExit::LoadFailed`].
+//!   finishes the coroutine with [`GuestExit::LoadFailed`].
 //! - A process is marked scheduled ([`Process::set_scheduled`]) only when its main coroutine is
 //!   admitted to a scheduler (at admission if the process is already built, else when it
 //!   loads): only then can its threads yield, block and spawn.
@@ -31,7 +31,7 @@
 //!   outcome and counters stay readable through any of its coroutines; running a finished one
 //!   again only returns the outcome.
 //! - An engine panic (a bug, never guest behaviour) is caught by the scheduler and finishes the
-//!   coroutine with [`CoroutineExit::EnginePanicked`]; the vCPU goes on.
+//!   coroutine with [`GuestExit::EnginePanicked`]; the vCPU goes on.
 
 use crate::scheduler::Link;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
-use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestExit, GuestSignal, StopReason};
+use vm_exec_core::exec::{ExecutionStats, Executor, GuestExit, RunResult, StopReason};
 use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
@@ -72,82 +72,9 @@ impl CoroutineId {
     }
 }
 
-/// How a coroutine ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CoroutineExit {
-    /// The guest called `exit_group` (or its thread called `exit`) with this status.
-    Exited(i32),
-    /// A fatal signal (a fault, `abort`, ...) ended the guest.
-    Signaled(GuestSignal),
-    /// The coroutine was killed ([`crate::Scheduler::kill`], [`Coroutine::kill`], or dropped
-    /// while admitted to a scheduler).
-    Killed,
-    /// The process could not be built (the message of the [`LoadError`]).
-    LoadFailed(String),
-    /// The engine panicked while running the guest (a host bug); the message of the panic.
-    EnginePanicked(String),
-    /// The process retired the most instructions it was allowed
-    /// ([`Coroutine::set_instruction_limit`]).
-    InstructionLimit(u64),
-}
-
-impl CoroutineExit {
-    /// The status a shell shows: the low 8 bits of the exit code, 128 + signal for a signal,
-    /// 137 (SIGKILL) when killed, 127 when the program could not be loaded, 70 (`EX_SOFTWARE`)
-    /// when the engine panicked, 152 (`SIGXCPU`, like a CPU-time limit) at the instruction
-    /// limit.
-    pub fn shell_status(&self) -> i32 {
-        match self {
-            CoroutineExit::Exited(code) => code & 0xff,
-            CoroutineExit::Signaled(s) => 128 + s.signo,
-            CoroutineExit::Killed => 128 + signal::SIGKILL,
-            CoroutineExit::LoadFailed(_) => 127,
-            CoroutineExit::EnginePanicked(_) => 70,
-            CoroutineExit::InstructionLimit(_) => 128 + SIGXCPU,
-        }
-    }
-
-    /// Whether the guest exited with status 0.
-    pub fn is_success(&self) -> bool {
-        matches!(self, CoroutineExit::Exited(code) if code & 0xff == 0)
-    }
-
-    /// The guest's own exit, when it ended by itself.
-    pub fn guest_exit(&self) -> Option<GuestExit> {
-        match self {
-            CoroutineExit::Exited(c) => Some(GuestExit::Exited(*c)),
-            CoroutineExit::Signaled(s) => Some(GuestExit::Signaled(s.clone())),
-            _ => None,
-        }
-    }
-}
-
-impl From<GuestExit> for CoroutineExit {
-    fn from(e: GuestExit) -> Self {
-        match e {
-            GuestExit::Exited(c) => CoroutineExit::Exited(c),
-            GuestExit::Signaled(s) => CoroutineExit::Signaled(s),
-        }
-    }
-}
-
-impl std::fmt::Display for CoroutineExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CoroutineExit::Exited(c) => write!(f, "exited with status {}", c & 0xff),
-            CoroutineExit::Signaled(s) => write!(f, "terminated by {s}"),
-            CoroutineExit::Killed => write!(f, "killed"),
-            CoroutineExit::LoadFailed(m) => write!(f, "could not be loaded: {m}"),
-            CoroutineExit::EnginePanicked(m) => write!(f, "engine panicked: {m}"),
-            CoroutineExit::InstructionLimit(n) => {
-                write!(f, "stopped at its limit of {n} instructions")
-            }
-        }
-    }
-}
-
-/// `SIGXCPU`: the status of a process stopped at its instruction limit is 128 + this.
-const SIGXCPU: i32 = 24;
+/// How a coroutine's process ended: the core's one terminal exit type under its older name
+/// here (the same type, not a copy).
+pub type CoroutineExit = GuestExit;
 
 /// Where a coroutine is in its life, as a scheduler sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +89,7 @@ pub enum CoroutineState {
         vcpu: usize,
     },
     /// Ended; it will not run again.
-    Finished(CoroutineExit),
+    Finished(GuestExit),
 }
 
 /// What a finished process leaves behind (reported under its main coroutine's id).
@@ -173,7 +100,7 @@ pub struct CoroutineResult {
     /// The process id its guest saw.
     pub pid: i32,
     /// How it ended.
-    pub exit: CoroutineExit,
+    pub exit: GuestExit,
     /// Guest instructions its threads retired.
     pub instructions: u64,
     /// Slices its threads ran (one per engine call).
@@ -184,23 +111,11 @@ pub struct CoroutineResult {
     pub engine: ExecutionStats,
 }
 
-/// How one slice ended.
-#[derive(Debug)]
-pub enum SliceEnd {
-    /// The fuel was spent; the thread can run again.
-    Preempted,
-    /// The thread called `sched_yield`; it can run again, after others.
-    Yielded,
-    /// The thread is parked on this waiter; once the waiter has ended, it can run again (its
-    /// next slice first completes the system call).
-    Blocked(Arc<Waiter>),
-    /// The thread created this new thread (a coroutine ready to run) and can run again.
-    Spawned(Coroutine),
-    /// The thread ended; its process goes on.
-    ThreadExited,
-    /// The process ended (during this slice, or before it).
-    Finished(CoroutineExit),
-}
+/// How one slice of a coroutine ended: the engines' [`StopReason`], with a new thread already
+/// made into a coroutine ([`StopReason::Spawned`]), and, for the process's end, the ways the
+/// host ends it too ([`StopReason::Finished`]). [`Coroutine::run_slice`] returns it with the
+/// instructions the slice retired ([`RunResult`]).
+pub type SliceEnd = StopReason<Coroutine>;
 
 /// The thread before its process is built, and after.
 // The variants differ in size, but the whole `Inner` is boxed once; boxing the thread again
@@ -224,7 +139,7 @@ pub(crate) struct ThreadGroup {
     factory: Option<EngineFactory>,
     /// Threads created and not yet ended (the main thread counts once loaded).
     live_threads: AtomicUsize,
-    exit: OnceLock<CoroutineExit>,
+    exit: OnceLock<GuestExit>,
     instructions: AtomicU64,
     slices: AtomicU64,
     run_nanos: AtomicU64,
@@ -282,7 +197,7 @@ impl ThreadGroup {
 
     /// Ends the process with `exit` unless it has ended already. Returns whether this call
     /// ended it.
-    pub(crate) fn end(&self, exit: CoroutineExit) -> bool {
+    pub(crate) fn end(&self, exit: GuestExit) -> bool {
         if self.exit.set(exit).is_err() {
             return false;
         }
@@ -333,8 +248,6 @@ struct Inner {
     blocked: Option<Arc<Waiter>>,
     /// Set once this thread has ended.
     done: bool,
-    /// Instructions retired by the last slice.
-    last_retired: u64,
     /// Set while the coroutine is admitted to a scheduler.
     link: Option<Link>,
 }
@@ -363,15 +276,7 @@ impl Coroutine {
         let id = CoroutineId::fresh();
         let group = ThreadGroup::new(id, pid.unwrap_or_else(|| id.guest_pid()), factory);
         Coroutine {
-            inner: Box::new(Inner {
-                id,
-                body,
-                group,
-                blocked: None,
-                done: false,
-                last_retired: 0,
-                link: None,
-            }),
+            inner: Box::new(Inner { id, body, group, blocked: None, done: false, link: None }),
         }
     }
 
@@ -447,7 +352,7 @@ impl Coroutine {
     }
 
     /// How its process ended, once it has.
-    pub fn exit(&self) -> Option<&CoroutineExit> {
+    pub fn exit(&self) -> Option<&GuestExit> {
         self.inner.group.exit.get()
     }
 
@@ -472,7 +377,7 @@ impl Coroutine {
     }
 
     /// Stops the process once its threads have retired `limit` instructions in total (it
-    /// then ends with [`CoroutineExit::InstructionLimit`]); `None` removes the limit. Slices
+    /// then ends with [`GuestExit::InstructionLimit`]); `None` removes the limit. Slices
     /// are cut short so that a single-threaded process stops exactly at the limit; threads
     /// running at the same moment on other vCPUs may each overrun it by up to one slice.
     pub fn set_instruction_limit(&self, limit: Option<u64>) {
@@ -505,17 +410,12 @@ impl Coroutine {
         self.inner.group.result()
     }
 
-    /// Instructions retired by this thread's last slice.
-    pub fn last_retired(&self) -> u64 {
-        self.inner.last_retired
-    }
-
     pub(crate) fn group(&self) -> &Arc<ThreadGroup> {
         &self.inner.group
     }
 
     /// Builds the process now if it is not built yet. On failure the coroutine is finished
-    /// with [`CoroutineExit::LoadFailed`] and the error is returned.
+    /// with [`GuestExit::LoadFailed`] and the error is returned.
     pub fn load(&mut self) -> Result<(), LoadError> {
         let inner = &mut *self.inner;
         let Body::Unloaded { program, config } = &inner.body else {
@@ -534,50 +434,51 @@ impl Coroutine {
             }
             Err(e) => {
                 tracing::debug!(id = %inner.id, error = %e, "coroutine failed to load");
-                inner.group.end(CoroutineExit::LoadFailed(e.to_string()));
+                inner.group.end(GuestExit::LoadFailed(e.to_string()));
                 self.release();
                 Err(e)
             }
         }
     }
 
-    /// Runs at most `fuel` guest instructions of this thread and says how the slice ended.
-    pub fn run_slice(&mut self, fuel: u64) -> SliceEnd {
-        self.inner.last_retired = 0;
+    /// Runs at most `fuel` guest instructions of this thread and says how the slice ended
+    /// and how many instructions it retired.
+    pub fn run_slice(&mut self, fuel: u64) -> RunResult<Coroutine> {
+        let stop = |stop| RunResult { stop, retired: 0 };
         if let Some(exit) = self.inner.group.exit.get() {
             let exit = exit.clone();
             self.release();
-            return SliceEnd::Finished(exit);
+            return stop(SliceEnd::Finished(exit));
         }
         if self.inner.done {
-            return SliceEnd::ThreadExited;
+            return stop(SliceEnd::ThreadExited(0));
         }
         if self.load().is_err() {
-            return SliceEnd::Finished(self.exit().cloned().unwrap_or(CoroutineExit::Killed));
+            return stop(SliceEnd::Finished(self.exit().cloned().unwrap_or(GuestExit::Killed)));
         }
         let inner = &mut *self.inner;
         let group = inner.group.clone();
         let (Body::Loaded { thread }, Some(process)) = (&mut inner.body, group.process.get())
         else {
             // `load` succeeded, so the body is built and the process set.
-            return SliceEnd::Preempted;
+            return stop(SliceEnd::Preempted);
         };
         if let Some(w) = inner.blocked.take() {
             if w.end() == Some(WaitEnd::Cancelled) || w.is_waiting() {
                 // Woken only to go away (the process is ending or the thread was abandoned).
-                let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+                let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
                 self.release();
-                return SliceEnd::Finished(exit);
+                return stop(SliceEnd::Finished(exit));
             }
             w.complete(thread);
         }
         let limit = group.limit.load(Ordering::Relaxed);
         let used = group.instructions.load(Ordering::Relaxed);
         if used >= limit {
-            group.end(CoroutineExit::InstructionLimit(limit));
-            let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+            group.end(GuestExit::InstructionLimit(limit));
+            let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
             self.release();
-            return SliceEnd::Finished(exit);
+            return stop(SliceEnd::Finished(exit));
         }
         let fuel = fuel.min(limit - used);
         let mut engine = group.take_engine();
@@ -585,15 +486,16 @@ impl Coroutine {
         let r = engine.run(thread, process, fuel);
         group.run_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         group.instructions.fetch_add(r.retired, Ordering::Relaxed);
-        inner.last_retired = r.retired;
         group.slices.fetch_add(1, Ordering::Relaxed);
         group.put_engine(engine);
+        let retired = r.retired;
+        let goes_on = |stop| RunResult { stop, retired };
         let ended = match r.stop {
-            StopReason::FuelExhausted => return SliceEnd::Preempted,
-            StopReason::Yielded => return SliceEnd::Yielded,
+            StopReason::Preempted => return goes_on(SliceEnd::Preempted),
+            StopReason::Yielded => return goes_on(SliceEnd::Yielded),
             StopReason::Blocked(w) => {
                 inner.blocked = Some(w.clone());
-                return SliceEnd::Blocked(w);
+                return goes_on(SliceEnd::Blocked(w));
             }
             StopReason::Spawned(t) => {
                 group.live_threads.fetch_add(1, Ordering::Relaxed);
@@ -604,58 +506,56 @@ impl Coroutine {
                         group: group.clone(),
                         blocked: None,
                         done: false,
-                        last_retired: 0,
                         link: None,
                     }),
                 };
-                return SliceEnd::Spawned(child);
+                return goes_on(SliceEnd::Spawned(child));
             }
-            StopReason::ThreadExit(code) => {
+            StopReason::ThreadExited(code) => {
                 inner.done = true;
                 inner.body = Body::Released;
                 if group.live_threads.fetch_sub(1, Ordering::AcqRel) != 1 {
-                    return SliceEnd::ThreadExited;
+                    return goes_on(SliceEnd::ThreadExited(code));
                 }
                 // The last thread's exit ends the process with its status.
-                CoroutineExit::Exited(code)
+                GuestExit::Exited(code)
             }
-            StopReason::ProcessExit(code) => CoroutineExit::Exited(code),
-            StopReason::Signal(s) => CoroutineExit::Signaled(s),
+            StopReason::Finished(exit) => exit,
         };
         group.end(ended);
-        let exit = group.exit.get().cloned().unwrap_or(CoroutineExit::Killed);
+        let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
         self.release();
-        SliceEnd::Finished(exit)
+        goes_on(SliceEnd::Finished(exit))
     }
 
     /// Runs slices of `slice` instructions until the process ends, on the calling thread. A
     /// process run this way is not scheduled, so it has one thread and never yields to
     /// anyone, blocks on a waiter or spawns.
-    pub fn run_to_end(&mut self, slice: u64) -> CoroutineExit {
+    pub fn run_to_end(&mut self, slice: u64) -> GuestExit {
         let slice = slice.max(1);
         loop {
-            match self.run_slice(slice) {
+            match self.run_slice(slice).stop {
                 SliceEnd::Preempted | SliceEnd::Yielded => {}
                 SliceEnd::Blocked(w) => w.wait_blocking(),
                 SliceEnd::Spawned(child) => {
                     tracing::error!(thread = %child.id(), "thread spawned outside a scheduler");
                 }
-                SliceEnd::ThreadExited => {
-                    return self.exit().cloned().unwrap_or(CoroutineExit::Killed);
+                SliceEnd::ThreadExited(_) => {
+                    return self.exit().cloned().unwrap_or(GuestExit::Killed);
                 }
                 SliceEnd::Finished(exit) => return exit,
             }
         }
     }
 
-    /// Ends the process now with [`CoroutineExit::Killed`] (a no-op if it already ended) and
+    /// Ends the process now with [`GuestExit::Killed`] (a no-op if it already ended) and
     /// releases this thread.
     pub fn kill(&mut self) {
-        self.finish(CoroutineExit::Killed);
+        self.finish(GuestExit::Killed);
     }
 
     /// Ends the process with `exit` (unless it already ended) and releases this thread.
-    pub(crate) fn finish(&mut self, exit: CoroutineExit) {
+    pub(crate) fn finish(&mut self, exit: GuestExit) {
         self.inner.group.end(exit);
         self.release();
     }
@@ -728,16 +628,17 @@ mod tests {
     fn slices_resume_where_they_stopped_and_the_process_is_released_at_the_end() {
         let mut c = Coroutine::new(counting(10), small());
         assert!(!c.is_loaded() && c.thread().is_none());
-        assert!(matches!(c.run_slice(4), SliceEnd::Preempted));
+        let r = c.run_slice(4);
+        assert!(matches!(r.stop, SliceEnd::Preempted) && r.retired == 4);
         assert!(c.is_loaded());
         assert_eq!((c.instructions(), c.slices()), (4, 1));
         assert_eq!(c.thread().map(|t| t.cpu.x[10]), Some(3));
-        assert_eq!(c.run_to_end(5), CoroutineExit::Exited(10));
+        assert_eq!(c.run_to_end(5), GuestExit::Exited(10));
         assert_eq!(c.instructions(), 13);
         assert!(!c.is_loaded() && c.process().is_none());
         assert_eq!(c.engine_stats().instructions, 13);
         assert!(
-            matches!(c.run_slice(100), SliceEnd::Finished(CoroutineExit::Exited(10))),
+            matches!(c.run_slice(100).stop, SliceEnd::Finished(GuestExit::Exited(10))),
             "finished stays finished"
         );
         let r = c.result().unwrap();
@@ -750,14 +651,14 @@ mod tests {
         let mut c = Coroutine::new(counting(1000), small());
         c.run_slice(10);
         c.kill();
-        assert_eq!(c.exit(), Some(&CoroutineExit::Killed));
-        assert!(matches!(c.run_slice(10), SliceEnd::Finished(CoroutineExit::Killed)));
+        assert_eq!(c.exit(), Some(&GuestExit::Killed));
+        assert!(matches!(c.run_slice(10).stop, SliceEnd::Finished(GuestExit::Killed)));
         assert_eq!(c.instructions(), 10);
 
         let tiny = Arc::new(ProcessConfig { memory_size: 4096, ..Default::default() });
         let mut c = Coroutine::new(counting(1), tiny);
         assert!(c.load().is_err());
-        assert!(matches!(c.exit(), Some(CoroutineExit::LoadFailed(_))));
+        assert!(matches!(c.exit(), Some(GuestExit::LoadFailed(_))));
         assert!(c.load().is_ok(), "nothing left to load");
     }
 
@@ -765,22 +666,19 @@ mod tests {
     fn the_instruction_limit_is_exact() {
         let mut c = Coroutine::new(counting(1000), small());
         c.set_instruction_limit(Some(25));
-        assert_eq!(c.run_to_end(10), CoroutineExit::InstructionLimit(25));
+        assert_eq!(c.run_to_end(10), GuestExit::InstructionLimit(25));
         assert_eq!(c.instructions(), 25);
-        assert_eq!(CoroutineExit::InstructionLimit(25).shell_status(), 152);
+        assert_eq!(GuestExit::InstructionLimit(25).shell_status(), 152);
     }
 
     #[test]
     fn exits_and_statuses() {
-        assert!(CoroutineExit::Exited(256).is_success());
-        assert!(!CoroutineExit::Exited(1).is_success());
-        assert_eq!(CoroutineExit::Exited(-1).shell_status(), 255);
-        assert_eq!(CoroutineExit::Killed.to_string(), "killed");
-        assert_eq!(
-            CoroutineExit::from(GuestExit::Exited(3)).guest_exit(),
-            Some(GuestExit::Exited(3))
-        );
-        assert_eq!(CoroutineExit::Killed.guest_exit(), None);
+        assert!(GuestExit::Exited(256).is_success());
+        assert!(!GuestExit::Exited(1).is_success());
+        assert_eq!(GuestExit::Exited(-1).shell_status(), 255);
+        assert_eq!(GuestExit::Killed.to_string(), "killed");
+        assert!(GuestExit::Exited(3).is_guest_exit());
+        assert!(!GuestExit::Killed.is_guest_exit());
         assert_ne!(CoroutineId::fresh(), CoroutineId::fresh());
         assert_eq!(CoroutineId(5).to_string(), "co5");
     }

@@ -40,3 +40,4 @@ pub use scheduler::{
     Scheduler, SchedulerConfig, SchedulerError, SchedulerStats, SliceOutcome, SubmitError,
     VCPUState, VCPUStats, VCPU,
 };
+pub use vm_exec_core::exec::{GuestExit, GuestSignal, RunResult, StopReason};

@@ -57,7 +57,7 @@
 //!   made again.
 
 use crate::coroutine::{
-    Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, SliceEnd, ThreadGroup,
+    Coroutine, CoroutineId, CoroutineResult, CoroutineState, SliceEnd, ThreadGroup,
 };
 use crate::park::{ParkingLot, Wake};
 use crate::readiness::Readiness;
@@ -73,6 +73,7 @@ use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::Executor;
+use vm_exec_core::exec::{GuestExit, RunResult};
 use vm_exec_core::futex::{WaitKind, Waiter};
 use vm_exec_core::process::{Process, ProcessConfig};
 
@@ -502,7 +503,7 @@ impl Shared {
             return;
         }
         self.exited.fetch_add(1, Ordering::Relaxed);
-        if result.exit == CoroutineExit::Killed {
+        if result.exit == GuestExit::Killed {
             self.killed.fetch_add(1, Ordering::Relaxed);
         }
         reg.results.insert(result.id, result);
@@ -517,7 +518,7 @@ impl Shared {
         let result = c.result().unwrap_or_else(|| CoroutineResult {
             id: c.process_id(),
             pid: c.pid(),
-            exit: CoroutineExit::Killed,
+            exit: GuestExit::Killed,
             instructions: c.instructions(),
             slices: c.slices(),
             run_time: c.run_time(),
@@ -690,19 +691,21 @@ impl Shared {
         let mut left = self.config.time_slice.max(1);
         let mut retired = 0;
         let end = loop {
-            let end = match std::panic::catch_unwind(AssertUnwindSafe(|| c.run_slice(left))) {
-                Ok(end) => end,
+            let r = match std::panic::catch_unwind(AssertUnwindSafe(|| c.run_slice(left))) {
+                Ok(r) => r,
                 Err(payload) => {
                     let msg = panic_message(&*payload);
                     tracing::error!(coroutine = %id, vcpu = i, "engine panicked: {msg}");
-                    c.finish(CoroutineExit::EnginePanicked(msg.clone()));
-                    SliceEnd::Finished(CoroutineExit::EnginePanicked(msg))
+                    c.finish(GuestExit::EnginePanicked(msg.clone()));
+                    RunResult {
+                        stop: SliceEnd::Finished(GuestExit::EnginePanicked(msg)),
+                        retired: 0,
+                    }
                 }
             };
-            let done = c.last_retired();
-            retired += done;
-            left = left.saturating_sub(done);
-            match end {
+            retired += r.retired;
+            left = left.saturating_sub(r.retired);
+            match r.stop {
                 // The parent goes on with the rest of its slice.
                 SliceEnd::Spawned(child) => {
                     self.adopt(i, &c, child);
@@ -726,7 +729,7 @@ impl Shared {
         }
         let yielded = match end {
             SliceEnd::Finished(_) => return SliceOutcome::Finished(self.complete(Some(i), c)),
-            SliceEnd::ThreadExited => {
+            SliceEnd::ThreadExited(_) => {
                 self.retire_thread(i, c);
                 return SliceOutcome::ThreadExited(id);
             }
@@ -990,7 +993,7 @@ impl Scheduler {
         Some(self.shared.run_slice(vcpu, c))
     }
 
-    /// Asks coroutine `id` to end. It ends as [`CoroutineExit::Killed`] when it is next taken
+    /// Asks coroutine `id` to end. It ends as [`GuestExit::Killed`] when it is next taken
     /// from a queue or at the end of its current slice. False if no live coroutine has that
     /// id.
     pub fn kill(&self, id: CoroutineId) -> bool {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use vm_coroutine::{run_batch, run_sequential, BatchConfig, CoroutineExit, OutputMode};
+use vm_coroutine::{run_batch, run_sequential, BatchConfig, GuestExit, OutputMode};
 use vm_exec_core::process::{ProcessConfig, Stdio};
 
 fn hello_batch(instances: usize, vcpus: usize, output: OutputMode) -> BatchConfig {
@@ -33,7 +33,7 @@ fn a_captured_batch_matches_the_sequential_run() {
         assert!(s.instructions_per_sec > 0.0 && s.instances_per_sec > 0.0);
         for (i, r) in s.results.iter().enumerate() {
             assert_eq!(r.index, i);
-            assert_eq!(r.exit, CoroutineExit::Exited(0));
+            assert_eq!(r.exit, GuestExit::Exited(0));
             assert_eq!(r.stdout.as_deref(), Some(&expected[..]));
             assert_eq!(r.stderr.as_deref(), Some(&b""[..]));
             assert_eq!(r.output_dropped, 0);
@@ -68,7 +68,7 @@ fn discarded_output_bounded_capture_and_failures() {
     };
     let failing = run_batch(exit_program(3), &config).unwrap();
     assert_eq!((failing.ok, failing.failed), (0, 6));
-    assert!(failing.results.iter().all(|r| r.exit == CoroutineExit::Exited(3)));
+    assert!(failing.results.iter().all(|r| r.exit == GuestExit::Exited(3)));
     assert_eq!(failing.total_instructions, 6 * 3);
 
     let empty = run_batch(hello(), &hello_batch(0, 2, OutputMode::Discard)).unwrap();

@@ -8,8 +8,8 @@ use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_coroutine::{
-    Coroutine, CoroutineExit, CoroutineState, Scheduler, SchedulerConfig, SliceOutcome,
-    SubmitError, VCPUState,
+    Coroutine, CoroutineState, GuestExit, Scheduler, SchedulerConfig, SliceOutcome, SubmitError,
+    VCPUState,
 };
 use vm_exec_core::exec::signal;
 use vm_exec_core::loader;
@@ -44,7 +44,7 @@ fn two_hundred_hellos_exit_zero_with_the_right_output_on_1_2_and_4_vcpus() {
         let results = scheduler.shutdown();
         assert_eq!(results.len(), 200);
         for r in &results {
-            assert_eq!(r.exit, CoroutineExit::Exited(0), "N={n}: {r:?}");
+            assert_eq!(r.exit, GuestExit::Exited(0), "N={n}: {r:?}");
             assert!(r.instructions > 0);
         }
         for (id, out) in outputs {
@@ -85,7 +85,7 @@ fn a_spinning_guest_does_not_starve_others_and_can_be_killed() {
         }
         for id in &normal {
             let r = scheduler.wait(*id, Some(LONG)).expect("a normal guest was starved");
-            assert_eq!(r.exit, CoroutineExit::Exited(0));
+            assert_eq!(r.exit, GuestExit::Exited(0));
         }
         for id in &spin_ids {
             assert!(
@@ -99,7 +99,7 @@ fn a_spinning_guest_does_not_starve_others_and_can_be_killed() {
         }
         for id in &spin_ids {
             let r = scheduler.wait(*id, Some(LONG)).expect("killed spinner ends");
-            assert_eq!(r.exit, CoroutineExit::Killed);
+            assert_eq!(r.exit, GuestExit::Killed);
             assert_eq!(r.exit.shell_status(), 137);
             assert!(r.instructions >= 10_000 && r.slices >= 2, "{r:?}");
             assert!(!scheduler.kill(*id), "already dead");
@@ -126,7 +126,7 @@ fn work_is_stolen_when_everything_is_submitted_to_one_vcpu() {
         assert!(scheduler.wait_all(Some(LONG)));
         let stats = scheduler.get_stats();
         let results = scheduler.shutdown();
-        assert!(results.iter().all(|r| r.exit == CoroutineExit::Exited(0)));
+        assert!(results.iter().all(|r| r.exit == GuestExit::Exited(0)));
         let thieves: u64 = stats.vcpus[1..].iter().map(|v| v.steals).sum();
         assert!(thieves > 0, "N={n}: no vCPU stole from vCPU 0: {stats:#?}");
         assert!(stats.vcpus[1..].iter().map(|v| v.stolen).sum::<u64>() >= thieves);
@@ -165,7 +165,7 @@ fn no_wake_up_is_lost_when_submitting_while_vcpus_park() {
                 let r = scheduler
                     .wait(id, Some(Duration::from_secs(10)))
                     .unwrap_or_else(|| panic!("N={n} round {round}: lost wake-up"));
-                assert_eq!(r.exit, CoroutineExit::Exited(7));
+                assert_eq!(r.exit, GuestExit::Exited(7));
             }
             // Vary the gap so submissions meet vCPUs searching, spinning and parked.
             match round % 4 {
@@ -209,7 +209,7 @@ fn callers_can_drive_vcpus_themselves() {
     assert!(scheduler.run_once(1).is_none());
     for r in &finished {
         let k = ids.iter().position(|id| *id == r.id).unwrap() as u64 + 1;
-        assert_eq!(r.exit, CoroutineExit::Exited(k as i32));
+        assert_eq!(r.exit, GuestExit::Exited(k as i32));
         assert_eq!(r.instructions, 1 + 2 * 4096 * k + 3);
         assert_eq!(r.slices, r.instructions.div_ceil(1_000));
         assert_eq!(scheduler.coroutine_state(r.id), Some(CoroutineState::Finished(r.exit.clone())));
@@ -304,7 +304,7 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
     assert!(scheduler.kill(spinner));
     assert!(scheduler.next_coroutine(0).is_none());
     let r = scheduler.wait(spinner, Some(Duration::ZERO)).unwrap();
-    assert_eq!((r.exit, r.instructions), (CoroutineExit::Killed, 0));
+    assert_eq!((r.exit, r.instructions), (GuestExit::Killed, 0));
 
     let other = scheduler
         .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config()))
@@ -313,7 +313,7 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
     assert_eq!(scheduler.live_coroutines(), 1);
     drop(taken);
     assert!(scheduler.wait_all(Some(Duration::ZERO)), "a dropped coroutine is not waited for");
-    assert_eq!(scheduler.wait(other, None).unwrap().exit, CoroutineExit::Killed);
+    assert_eq!(scheduler.wait(other, None).unwrap().exit, GuestExit::Killed);
 
     // A kill while the caller holds the coroutine ends it at its next slice.
     let third = scheduler
@@ -322,7 +322,7 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
     let held = scheduler.next_coroutine(0).unwrap();
     assert!(scheduler.kill(third));
     match scheduler.run_slice(0, held).unwrap() {
-        SliceOutcome::Finished(r) => assert_eq!((r.exit, r.slices), (CoroutineExit::Killed, 0)),
+        SliceOutcome::Finished(r) => assert_eq!((r.exit, r.slices), (GuestExit::Killed, 0)),
         other => panic!("{other:?}"),
     }
     let results = scheduler.run_to_completion().unwrap();
@@ -344,12 +344,12 @@ fn faults_load_failures_and_exit_codes_are_outcomes() {
     let results = scheduler.run_to_completion().unwrap();
     let get = |id| results.iter().find(|r| r.id == id).unwrap().exit.clone();
     match get(segv) {
-        CoroutineExit::Signaled(s) => assert_eq!(s.signo, signal::SIGSEGV),
+        GuestExit::Signaled(s) => assert_eq!(s.signo, signal::SIGSEGV),
         e => panic!("{e:?}"),
     }
-    assert!(matches!(get(unloadable), CoroutineExit::LoadFailed(_)));
+    assert!(matches!(get(unloadable), GuestExit::LoadFailed(_)));
     assert_eq!(get(unloadable).shell_status(), 127);
-    assert_eq!(get(three), CoroutineExit::Exited(3));
+    assert_eq!(get(three), GuestExit::Exited(3));
     assert_eq!(get(segv).shell_status(), 139);
 }
 
@@ -372,7 +372,7 @@ fn submit_errors_give_the_coroutine_back() {
     };
     assert_eq!(back.id(), id);
     assert!(
-        matches!(a.run_slice(0, back).unwrap(), SliceOutcome::Finished(r) if r.exit == CoroutineExit::Exited(0))
+        matches!(a.run_slice(0, back).unwrap(), SliceOutcome::Finished(r) if r.exit == GuestExit::Exited(0))
     );
     assert!(a.next_coroutine(3).is_none());
 }
@@ -387,18 +387,15 @@ fn prebuilt_processes_and_finished_coroutines_can_be_submitted() {
     let prebuilt = scheduler.submit_coroutine(c).unwrap();
 
     let mut done = Coroutine::new(exit_program(5), tiny_config());
-    assert_eq!(done.run_to_end(10), CoroutineExit::Exited(5));
+    assert_eq!(done.run_to_end(10), GuestExit::Exited(5));
     assert!(!done.is_loaded(), "a finished coroutine releases its process");
     assert!(done.engine_stats().instructions == 3);
     let finished = scheduler.submit_coroutine(done).unwrap();
-    assert_eq!(
-        scheduler.wait(finished, Some(Duration::ZERO)).unwrap().exit,
-        CoroutineExit::Exited(5)
-    );
+    assert_eq!(scheduler.wait(finished, Some(Duration::ZERO)).unwrap().exit, GuestExit::Exited(5));
 
     let results = scheduler.run_to_completion().unwrap();
     let r = results.iter().find(|r| r.id == prebuilt).unwrap();
-    assert_eq!((r.exit.clone(), r.pid), (CoroutineExit::Exited(9), 4242));
+    assert_eq!((r.exit.clone(), r.pid), (GuestExit::Exited(9), 4242));
 }
 
 /// A caller runs a slice on a vCPU whose thread is parked: the preempted coroutine goes to
@@ -418,7 +415,7 @@ fn a_caller_slice_on_a_parked_vcpu_wakes_a_thread() {
         other => panic!("{other:?}"),
     };
     let r = scheduler.wait(id, Some(Duration::from_secs(10))).expect("nobody woke up");
-    assert_eq!(r.exit, CoroutineExit::Exited(4));
+    assert_eq!(r.exit, GuestExit::Exited(4));
     assert!(scheduler.get_stats().vcpus.iter().map(|v| v.parks).sum::<u64>() >= 2);
 }
 
@@ -461,8 +458,8 @@ fn an_engine_panic_ends_its_coroutine_not_the_vcpu() {
     let results = scheduler.run_to_completion().unwrap();
     let get = |id| results.iter().find(|r| r.id == id).unwrap().clone();
     assert!(
-        matches!(get(faulty).exit, CoroutineExit::EnginePanicked(ref m) if m.contains("on purpose"))
+        matches!(get(faulty).exit, GuestExit::EnginePanicked(ref m) if m.contains("on purpose"))
     );
     assert_eq!(get(faulty).exit.shell_status(), 70);
-    assert_eq!(get(fine).exit, CoroutineExit::Exited(0));
+    assert_eq!(get(fine).exit, GuestExit::Exited(0));
 }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vm_coroutine::{Coroutine, CoroutineExit, Scheduler, SchedulerConfig};
+use vm_coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
 use vm_exec_core::elf::Program;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
@@ -43,7 +43,7 @@ fn scheduler(vcpus: usize, time_slice: u64) -> Scheduler {
 }
 
 /// Runs one process to its end and returns its exit and output.
-fn run(s: &Scheduler, name: &str, args: &[&str]) -> (CoroutineExit, String) {
+fn run(s: &Scheduler, name: &str, args: &[&str]) -> (GuestExit, String) {
     let (c, out) = config(name, args);
     let id = s.submit_coroutine(Coroutine::new(guest(name), c)).unwrap();
     let r = s.wait(id, Some(BOUND)).unwrap_or_else(|| panic!("{name} {args:?}: no result"));
@@ -56,7 +56,7 @@ fn futex_ping_pong_between_many_pairs_loses_no_wake_up() {
         let s = scheduler(vcpus, 10_000);
         let t0 = Instant::now();
         let (exit, out) = run(&s, "futex_pingpong", &["8", "300"]);
-        assert_eq!(exit, CoroutineExit::Exited(0), "N={vcpus}:\n{out}");
+        assert_eq!(exit, GuestExit::Exited(0), "N={vcpus}:\n{out}");
         assert!(t0.elapsed() < BOUND);
         let stats = s.get_stats();
         assert!(stats.blocks > 0, "the pairs parked on their futexes");
@@ -84,7 +84,7 @@ fn many_multithreaded_processes_share_the_vcpus() {
         let r = s.wait(id, None).unwrap();
         assert_eq!(
             r.exit,
-            CoroutineExit::Exited(0),
+            GuestExit::Exited(0),
             "{name}: {}",
             String::from_utf8_lossy(&out.contents())
         );
@@ -101,7 +101,7 @@ fn a_thread_that_never_makes_a_system_call_cannot_starve_the_others_on_one_vcpu(
     // while main exits; only preemption by instruction budget lets it finish on one vCPU.
     let s = scheduler(1, 5_000);
     let (exit, out) = run(&s, "threads_spin", &[]);
-    assert_eq!(exit, CoroutineExit::Exited(0), "{out}");
+    assert_eq!(exit, GuestExit::Exited(0), "{out}");
     assert!(s.get_stats().slices > 10, "the spinning threads were preempted");
 }
 
@@ -120,7 +120,7 @@ fn killing_a_process_with_parked_threads_frees_them() {
     }
     assert!(s.kill(id));
     let r = s.wait(id, Some(Duration::from_secs(10))).expect("a kill ends the process");
-    assert_eq!(r.exit, CoroutineExit::Killed);
+    assert_eq!(r.exit, GuestExit::Killed);
     let t1 = Instant::now();
     while s.get_stats().parked != 0 {
         assert!(t1.elapsed() < Duration::from_secs(10), "parked threads came back");
@@ -156,9 +156,9 @@ fn dropping_a_scheduler_with_parked_threads_frees_their_process() {
 fn exit_while_other_threads_are_blocked_ends_the_process_with_its_status() {
     let s = scheduler(2, 10_000);
     let (exit, out) = run(&s, "threads_exit", &["exit3"]);
-    assert_eq!(exit, CoroutineExit::Exited(3), "{out}");
+    assert_eq!(exit, GuestExit::Exited(3), "{out}");
     let (exit, out) = run(&s, "threads_exit", &["main-exit"]);
-    assert_eq!(exit, CoroutineExit::Exited(0), "the last thread's exit ends the process\n{out}");
+    assert_eq!(exit, GuestExit::Exited(0), "the last thread's exit ends the process\n{out}");
     assert_eq!(s.get_stats().parked, 0);
 }
 
@@ -166,7 +166,7 @@ fn exit_while_other_threads_are_blocked_ends_the_process_with_its_status() {
 fn thousands_of_short_lived_threads() {
     let s = scheduler(2, 50_000);
     let (exit, out) = run(&s, "threads_many", &["3000"]);
-    assert_eq!(exit, CoroutineExit::Exited(0), "{out}");
+    assert_eq!(exit, GuestExit::Exited(0), "{out}");
     assert!(s.get_stats().threads_created >= 3000);
 }
 
@@ -178,7 +178,7 @@ fn an_instruction_limit_stops_every_thread_of_a_process() {
     co.set_instruction_limit(Some(200_000));
     let id = s.submit_coroutine(co).unwrap();
     let r = s.wait(id, Some(BOUND)).unwrap();
-    assert_eq!(r.exit, CoroutineExit::InstructionLimit(200_000));
+    assert_eq!(r.exit, GuestExit::InstructionLimit(200_000));
     assert!(
         r.instructions <= 200_000 + 2 * 1_000,
         "threads on other vCPUs overrun by at most a slice"

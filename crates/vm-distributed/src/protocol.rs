@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vm_exec_core::exec::{GuestExit, GuestSignal};
 
 /// Version of this protocol; both ends of a connection must speak the same one.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -165,7 +166,7 @@ pub const DEFAULT_OUTPUT_CAP: u32 = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskLimits {
     /// Most guest instructions the task may retire; a guest that reaches it ends with
-    /// [`TaskExit::FuelExhausted`].
+    /// [`TaskExit::InstructionLimit`].
     pub fuel: Option<u64>,
     /// Size of the guest's address space, in bytes.
     pub memory_bytes: u64,
@@ -248,7 +249,9 @@ pub struct TaskSpec {
     pub limits: TaskLimits,
 }
 
-/// How a task's guest ended.
+/// How a task's guest ended: the wire form of [`GuestExit`] (the core type has no serde; the
+/// variants keep their order, which is what bincode encodes). Its status comes from the core
+/// type, so it is defined once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskExit {
     /// The guest exited with this status.
@@ -264,38 +267,54 @@ pub enum TaskExit {
     DeadlineExceeded,
     /// The program could not be loaded (the loader's message).
     LoadFailed(String),
-    /// The guest retired its whole fuel (instruction limit) and was stopped.
-    FuelExhausted {
+    /// The guest retired the most instructions its limits allow and was stopped.
+    InstructionLimit {
         /// The limit.
         limit: u64,
     },
 }
 
 impl TaskExit {
-    /// The status a shell would show: the exit code's low 8 bits, 128 + signal, 137 when
-    /// killed, 124 (like `timeout(1)`) past the deadline, 127 when it could not be loaded,
-    /// 152 (128 + SIGXCPU, as for a CPU-time limit) when its fuel ran out.
-    pub fn shell_status(&self) -> i32 {
+    /// The wire form of a guest's exit, or `None` for an exit that is no task result (an
+    /// engine panic is a failed attempt, reported as an error).
+    pub fn from_exit(exit: GuestExit) -> Option<TaskExit> {
+        Some(match exit {
+            GuestExit::Exited(c) => TaskExit::Exited(c),
+            GuestExit::Signaled(s) => TaskExit::Signaled { signo: s.signo },
+            GuestExit::Killed => TaskExit::Killed,
+            GuestExit::DeadlineExceeded => TaskExit::DeadlineExceeded,
+            GuestExit::LoadFailed(m) => TaskExit::LoadFailed(m),
+            GuestExit::InstructionLimit(limit) => TaskExit::InstructionLimit { limit },
+            GuestExit::EnginePanicked(_) => return None,
+        })
+    }
+
+    /// The core exit this stands for (a signal's pc and address are not sent: 0 and none).
+    pub fn to_exit(&self) -> GuestExit {
         match self {
-            TaskExit::Exited(c) => c & 0xff,
-            TaskExit::Signaled { signo } => 128 + signo,
-            TaskExit::Killed => 137,
-            TaskExit::DeadlineExceeded => 124,
-            TaskExit::LoadFailed(_) => 127,
-            TaskExit::FuelExhausted { .. } => 128 + 24,
+            TaskExit::Exited(c) => GuestExit::Exited(*c),
+            TaskExit::Signaled { signo } => {
+                GuestExit::Signaled(GuestSignal { signo: *signo, pc: 0, addr: None })
+            }
+            TaskExit::Killed => GuestExit::Killed,
+            TaskExit::DeadlineExceeded => GuestExit::DeadlineExceeded,
+            TaskExit::LoadFailed(m) => GuestExit::LoadFailed(m.clone()),
+            TaskExit::InstructionLimit { limit } => GuestExit::InstructionLimit(*limit),
         }
+    }
+
+    /// The status a shell would show: [`GuestExit::shell_status`] of the same exit.
+    pub fn shell_status(&self) -> i32 {
+        self.to_exit().shell_status()
     }
 }
 
 impl fmt::Display for TaskExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskExit::Exited(c) => write!(f, "exited with status {}", c & 0xff),
             TaskExit::Signaled { signo } => write!(f, "terminated by signal {signo}"),
-            TaskExit::Killed => write!(f, "killed"),
-            TaskExit::DeadlineExceeded => write!(f, "killed at its deadline"),
-            TaskExit::LoadFailed(m) => write!(f, "could not be loaded: {m}"),
-            TaskExit::FuelExhausted { limit } => write!(f, "stopped after {limit} instructions"),
+            TaskExit::InstructionLimit { limit } => write!(f, "stopped after {limit} instructions"),
+            other => other.to_exit().fmt(f),
         }
     }
 }

@@ -28,9 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use vm_coroutine::{
-    Coroutine, CoroutineExit, CoroutineId, EngineFactory, Scheduler, SchedulerConfig,
-};
+use vm_coroutine::{Coroutine, CoroutineId, EngineFactory, GuestExit, Scheduler, SchedulerConfig};
 use vm_exec_core::elf::Program;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
@@ -278,21 +276,19 @@ impl GuestPool {
                 st.by_task.remove(&inf.task);
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 let exit = match r.exit {
-                    CoroutineExit::Exited(c) => TaskExit::Exited(c),
-                    CoroutineExit::Signaled(s) => TaskExit::Signaled { signo: s.signo },
-                    CoroutineExit::Killed if inf.deadline_hit => TaskExit::DeadlineExceeded,
-                    CoroutineExit::Killed => TaskExit::Killed,
-                    CoroutineExit::LoadFailed(m) => TaskExit::LoadFailed(m),
-                    CoroutineExit::InstructionLimit(limit) => TaskExit::FuelExhausted { limit },
-                    CoroutineExit::EnginePanicked(m) => {
-                        let _ = self.reports.send(VmMessage::TaskError {
-                            task: inf.task,
-                            attempt: inf.attempt,
-                            reason: format!("engine panicked on {}: {m}", self.node),
-                        });
-                        continue;
-                    }
+                    GuestExit::Killed if inf.deadline_hit => GuestExit::DeadlineExceeded,
+                    other => other,
                 };
+                // An engine panic is no result: the attempt failed.
+                if let GuestExit::EnginePanicked(m) = &exit {
+                    let _ = self.reports.send(VmMessage::TaskError {
+                        task: inf.task,
+                        attempt: inf.attempt,
+                        reason: format!("engine panicked on {}: {m}", self.node),
+                    });
+                    continue;
+                }
+                let Some(exit) = TaskExit::from_exit(exit) else { continue };
                 let result = TaskResult {
                     exit,
                     stdout: inf.stdout.contents(),

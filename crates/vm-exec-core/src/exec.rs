@@ -9,7 +9,7 @@
 //! - `RunResult::retired` counts every instruction that completed, including an `ecall` whose
 //!   system call ended the thread, and never exceeds the fuel given.
 //! - An engine never panics on guest behaviour: illegal instructions and bad memory accesses
-//!   become [`StopReason::Signal`].
+//!   become [`StopReason::Finished`] with [`GuestExit::Signaled`].
 //! - An engine instance belongs to one process. It may run any thread of that process, one
 //!   call at a time; threads that run at the same time on different host threads use
 //!   different engine instances, which share the process (`&Process`) and learn of each
@@ -83,17 +83,14 @@ impl std::fmt::Display for GuestSignal {
     }
 }
 
-/// Why `Executor::run` returned.
+/// Why a slice of guest execution ended: one [`Executor::run`] call, or one slice of a
+/// coroutine (which instantiates `T`, the form a newly created thread takes, with its own
+/// coroutine type). The one "why did this stop" type from the system-call layer up to the
+/// scheduler; [`RunResult`] pairs it with the instructions the slice retired.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopReason {
+pub enum StopReason<T = Box<GuestThread>> {
     /// The fuel is spent; the thread can be resumed.
-    FuelExhausted,
-    /// The thread called `exit` with this status (other threads go on).
-    ThreadExit(i32),
-    /// The process called `exit_group` with this status.
-    ProcessExit(i32),
-    /// A fatal signal ends the process.
-    Signal(GuestSignal),
+    Preempted,
     /// The thread called `sched_yield` (only when a scheduler hosts the process): it can run
     /// again at once, after others had their turn.
     Yielded,
@@ -103,14 +100,20 @@ pub enum StopReason {
     Blocked(Arc<Waiter>),
     /// The thread created a new thread with `clone` (only when a scheduler hosts the process):
     /// the new thread is ready to run; the calling thread can be resumed.
-    Spawned(Box<GuestThread>),
+    Spawned(T),
+    /// The thread called `exit` with this status (low 8 bits); its process goes on unless it
+    /// was the last thread (a coroutine then reports [`StopReason::Finished`]).
+    ThreadExited(i32),
+    /// The process ended. An engine reports [`GuestExit::Exited`] (`exit_group`) and
+    /// [`GuestExit::Signaled`] (a fatal signal); the layers above add the other ways.
+    Finished(GuestExit),
 }
 
-/// What one call of `Executor::run` did.
+/// What one call of `Executor::run` (or one coroutine slice) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunResult {
+pub struct RunResult<T = Box<GuestThread>> {
     /// Why it stopped.
-    pub stop: StopReason,
+    pub stop: StopReason<T>,
     /// Instructions retired during this call.
     pub retired: u64,
 }
@@ -150,21 +153,71 @@ impl ExecutionStats {
     }
 }
 
-/// How a guest process ended.
+/// `SIGXCPU`: the status of a process stopped at its instruction limit is 128 + this.
+const SIGXCPU: i32 = 24;
+
+/// How a guest process ended: the one terminal exit type of the project. Engines produce
+/// [`GuestExit::Exited`] and [`GuestExit::Signaled`]; the scheduler adds the ways a host ends
+/// a guest; the distributed layer's wire type maps onto it for its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestExit {
     /// It called `exit_group` (or its last thread called `exit`) with this status.
     Exited(i32),
-    /// A fatal signal ended it.
+    /// A fatal signal (a fault, `abort`, ...) ended it.
     Signaled(GuestSignal),
+    /// The host killed it (a scheduler's or coroutine's `kill`, cancellation, shutdown).
+    Killed,
+    /// The host killed it because its deadline passed.
+    DeadlineExceeded,
+    /// The process could not be built (the loader's message).
+    LoadFailed(String),
+    /// The engine panicked while running the guest (a host bug); the message of the panic.
+    EnginePanicked(String),
+    /// The process retired the most instructions it was allowed (the limit).
+    InstructionLimit(u64),
 }
 
 impl GuestExit {
-    /// The status a shell shows for it: the low 8 bits of the exit code, or 128 + signal.
+    /// The status a shell shows: the low 8 bits of the exit code, 128 + signal for a signal,
+    /// 137 (SIGKILL) when killed, 124 (like `timeout(1)`) past the deadline, 127 when the
+    /// program could not be loaded, 70 (`EX_SOFTWARE`) when the engine panicked, 152
+    /// (`SIGXCPU`, like a CPU-time limit) at the instruction limit.
     pub fn shell_status(&self) -> i32 {
         match self {
             GuestExit::Exited(code) => code & 0xff,
             GuestExit::Signaled(s) => 128 + s.signo,
+            GuestExit::Killed => 128 + signal::SIGKILL,
+            GuestExit::DeadlineExceeded => 124,
+            GuestExit::LoadFailed(_) => 127,
+            GuestExit::EnginePanicked(_) => 70,
+            GuestExit::InstructionLimit(_) => 128 + SIGXCPU,
+        }
+    }
+
+    /// Whether the guest exited with status 0.
+    pub fn is_success(&self) -> bool {
+        matches!(self, GuestExit::Exited(code) if code & 0xff == 0)
+    }
+
+    /// Whether the guest ended by itself ([`GuestExit::Exited`] or [`GuestExit::Signaled`]),
+    /// not by a decision of the host.
+    pub fn is_guest_exit(&self) -> bool {
+        matches!(self, GuestExit::Exited(_) | GuestExit::Signaled(_))
+    }
+}
+
+impl std::fmt::Display for GuestExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestExit::Exited(c) => write!(f, "exited with status {}", c & 0xff),
+            GuestExit::Signaled(s) => write!(f, "terminated by {s}"),
+            GuestExit::Killed => write!(f, "killed"),
+            GuestExit::DeadlineExceeded => write!(f, "killed at its deadline"),
+            GuestExit::LoadFailed(m) => write!(f, "could not be loaded: {m}"),
+            GuestExit::EnginePanicked(m) => write!(f, "engine panicked: {m}"),
+            GuestExit::InstructionLimit(n) => {
+                write!(f, "stopped at its limit of {n} instructions")
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::block::{BlockCache, Tail};
 use vm_exec_core::atomic;
 use vm_exec_core::cpu::{CpuState, GuestThread};
 use vm_exec_core::csr::{csr_access, CsrOp};
-use vm_exec_core::exec::{signal, ExecutionStats, GuestSignal, RunResult, StopReason};
+use vm_exec_core::exec::{signal, ExecutionStats, GuestExit, GuestSignal, RunResult, StopReason};
 use vm_exec_core::fp;
 use vm_exec_core::inst::{Inst, Op};
 use vm_exec_core::memory::{AddressSpace, MemFault};
@@ -46,7 +46,7 @@ pub(crate) fn run(
     let stop = loop {
         cache.sync(&process.mem);
         if retired >= fuel {
-            break StopReason::FuelExhausted;
+            break StopReason::Preempted;
         }
         let block = cache.lookup(&process.mem, pc);
         entered += 1;
@@ -64,7 +64,11 @@ pub(crate) fn run(
                         Tail::FetchFault(a) => (signal::SIGSEGV, Some(a)),
                         _ => (signal::SIGILL, None),
                     };
-                    break StopReason::Signal(GuestSignal { signo, pc, addr });
+                    break StopReason::Finished(GuestExit::Signaled(GuestSignal {
+                        signo,
+                        pc,
+                        addr,
+                    }));
                 }
             }
             BlockExit::FenceI(next) => {
@@ -80,14 +84,14 @@ pub(crate) fn run(
                 let outcome = syscall::dispatch(thread, process);
                 x[..32].copy_from_slice(&thread.cpu.x);
                 pc = thread.cpu.pc;
-                if let Some(stop) = outcome.into_stop(next - 4) {
+                if let Some(stop) = outcome {
                     break stop;
                 }
             }
             BlockExit::Signal(done, sig) => {
                 retired += done as u64;
                 pc = sig.pc;
-                break StopReason::Signal(sig);
+                break StopReason::Finished(GuestExit::Signaled(sig));
             }
         }
     };

@@ -3,7 +3,7 @@
 
 use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
-use vm_exec_core::exec::{signal, Executor, StopReason};
+use vm_exec_core::exec::{signal, Executor, GuestExit, StopReason};
 use vm_exec_interp::Interpreter;
 
 mod programs;
@@ -14,7 +14,7 @@ fn runs_a_loop_and_counts_every_instruction() {
     let (p, mut t) = load(sum_program(100));
     let mut e = Interpreter::new();
     let r = e.run(&mut t, &p, u64::MAX);
-    assert_eq!(r.stop, StopReason::ProcessExit(5050 & 0xff));
+    assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(5050 & 0xff)));
     assert_eq!(r.retired, 3 + 3 * 100 + 2);
     let s = e.stats();
     assert_eq!(s.instructions, r.retired);
@@ -37,7 +37,7 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
             let r = e.run(&mut t, &p, slice);
             assert!(r.retired <= slice);
             total += r.retired;
-            if r.stop != StopReason::FuelExhausted {
+            if r.stop != StopReason::Preempted {
                 break r.stop;
             }
             assert_eq!(r.retired, slice, "a slice that did not end the guest uses all its fuel");
@@ -48,7 +48,7 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
     let (p, mut t) = load(sum_program(3));
     let pc = t.cpu.pc;
     let r = Interpreter::new().run(&mut t, &p, 0);
-    assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::FuelExhausted, 0, pc));
+    assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::Preempted, 0, pc));
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn writes_to_x0_are_discarded() {
     w.extend(exit_with_a0());
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
-    assert_eq!(r.stop, StopReason::ProcessExit(0));
+    assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(0)));
     assert_eq!(t.cpu.x[0], 0);
 }
 
@@ -68,7 +68,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     match r.stop {
-        StopReason::Signal(s) => {
+        StopReason::Finished(GuestExit::Signaled(s)) => {
             assert_eq!(s.signo, signal::SIGSEGV);
             assert_eq!(s.addr, Some(0x700_0008));
             assert_eq!(s.pc, 0x10004);
@@ -81,14 +81,14 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
-        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000))
+        matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000))
     );
     // An illegal instruction after two good ones: SIGILL at its pc, two retired.
     let w = vec![addi(A0, 0, 1), addi(A0, A0, 1), 0xffff_ffff];
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
-        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008)
+        matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGILL && s.pc == 0x10008)
     );
     assert_eq!(r.retired, 2);
     assert_eq!(t.cpu.x[A0 as usize], 2);
@@ -97,7 +97,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
-        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
+        matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGILL && s.pc == 0x10004),
         "{r:?}"
     );
     // Jumping to unmapped memory: the fetch faults at the target.
@@ -105,7 +105,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
     let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
     let r = Interpreter::new().run(&mut t, &p, u64::MAX);
     assert!(
-        matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
+        matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
         "{r:?}"
     );
     assert_eq!(r.retired, 2);
@@ -118,7 +118,7 @@ fn self_modifying_code_runs_the_new_instructions() {
         let mut e = Interpreter::new();
         let r = e.run(&mut t, &p, u64::MAX);
         // First call returns 1, second returns the patched 41: exit 1 + 41.
-        assert_eq!(r.stop, StopReason::ProcessExit(42), "fence.i: {fence}");
+        assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(42)), "fence.i: {fence}");
         assert!(e.stats().invalidations >= 1);
     }
 }
@@ -128,6 +128,6 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
     let (p, mut t) = load(sum_program(200));
     let mut e = Interpreter::with_cache_limit(2);
     let r = e.run(&mut t, &p, u64::MAX);
-    assert_eq!(r.stop, StopReason::ProcessExit(20100 & 0xff));
+    assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(20100 & 0xff)));
     assert!(e.stats().invalidations > 0, "{:?}", e.stats());
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
-use vm_exec_core::exec::{Executor, StopReason};
+use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::memory::{PERM_EXEC, PERM_READ, PERM_WRITE};
 use vm_exec_core::process::ProcessConfig;
@@ -40,7 +40,7 @@ fn run(program: &Arc<Program>, patch_first: Option<u32>) -> (i32, u64) {
     }
     let mut engine = Interpreter::new();
     let r = engine.run(&mut thread, &process, u64::MAX);
-    let StopReason::ProcessExit(code) = r.stop else { panic!("{:?}", r.stop) };
+    let StopReason::Finished(GuestExit::Exited(code)) = r.stop else { panic!("{:?}", r.stop) };
     (code, engine.shared_hits())
 }
 

@@ -89,7 +89,7 @@ fn main() {
         let stop = loop {
             let r = e.run(&mut thread, &process, 1 << 26);
             instructions += r.retired;
-            if r.stop != StopReason::FuelExhausted {
+            if r.stop != StopReason::Preempted {
                 break r.stop;
             }
         };

@@ -18,7 +18,9 @@ use crate::cache::{CodeBufferError, CodeCache};
 use crate::context::*;
 use crate::translate::Options;
 use vm_exec_core::cpu::GuestThread;
-use vm_exec_core::exec::{signal, ExecutionStats, Executor, GuestSignal, RunResult, StopReason};
+use vm_exec_core::exec::{
+    signal, ExecutionStats, Executor, GuestExit, GuestSignal, RunResult, StopReason,
+};
 use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
 use vm_exec_core::process::Process;
 use vm_exec_core::syscall;
@@ -174,7 +176,7 @@ impl Engine {
                 self.sync(&process.mem);
             }
             if retired >= fuel {
-                break StopReason::FuelExhausted;
+                break StopReason::Preempted;
             }
             let remaining = fuel - retired;
             let pc = self.ctx.cpu.pc;
@@ -196,7 +198,7 @@ impl Engine {
                 let r = self.interpret(thread, process, k);
                 retired += r.retired;
                 match r.stop {
-                    StopReason::FuelExhausted => continue,
+                    StopReason::Preempted => continue,
                     other => break other,
                 }
             };
@@ -229,30 +231,29 @@ impl Engine {
                 EXIT_FENCE_I => process.mem.invalidate_all_code(),
                 EXIT_ECALL => {
                     self.syscalls += 1;
-                    let next = ctx.cpu.pc;
                     thread.cpu.clone_from(&ctx.cpu);
                     let outcome = syscall::dispatch(thread, process);
                     self.ctx.cpu.clone_from(&thread.cpu);
-                    if let Some(stop) = outcome.into_stop(next.wrapping_sub(4)) {
+                    if let Some(stop) = outcome {
                         break stop;
                     }
                 }
                 EXIT_SIGNAL => {
                     let addr = (ctx.sig_has_addr != 0).then_some(ctx.sig_addr);
-                    break StopReason::Signal(GuestSignal {
+                    break StopReason::Finished(GuestExit::Signaled(GuestSignal {
                         signo: ctx.sig_signo,
                         pc: ctx.cpu.pc,
                         addr,
-                    });
+                    }));
                 }
                 other => {
                     // Translated code only produces the codes above.
                     tracing::error!(exit = other, "unknown exit code from translated code");
-                    break StopReason::Signal(GuestSignal {
+                    break StopReason::Finished(GuestExit::Signaled(GuestSignal {
                         signo: signal::SIGILL,
                         pc: ctx.cpu.pc,
                         addr: None,
-                    });
+                    }));
                 }
             }
         };

@@ -6,7 +6,7 @@
 use vm_exec_core::cpu::{CpuState, GuestThread};
 use vm_exec_core::elf_writer::{write_executable, SegmentSpec};
 use vm_exec_core::encode::*;
-use vm_exec_core::exec::{Executor, StopReason};
+use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::process::Process;
 use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
@@ -72,7 +72,7 @@ fn finish(e: &mut dyn Executor, p: Process, mut t: GuestThread, first: u64) -> E
     let r = e.run(&mut t, &p, first);
     assert!(r.retired <= first);
     let mut retired = r.retired;
-    let stop = if r.stop == StopReason::FuelExhausted {
+    let stop = if r.stop == StopReason::Preempted {
         assert_eq!(r.retired, first, "{}: stopped early without a reason", e.name());
         let r2 = e.run(&mut t, &p, u64::MAX);
         retired += r2.retired;
@@ -108,7 +108,7 @@ fn stopping_after_every_n_and_resuming_gives_the_straight_result() {
         let (p, t) = load(elf.clone());
         finish(&mut Interpreter::new(), p, t, u64::MAX)
     };
-    assert!(matches!(want.stop, StopReason::ProcessExit(_)));
+    assert!(matches!(want.stop, StopReason::Finished(GuestExit::Exited(_))));
     for (name, make) in engines() {
         for n in 0..=want.retired + 1 {
             let (p, t) = load(elf.clone());
@@ -191,7 +191,7 @@ fn a_store_into_a_hot_chained_loop_takes_effect() {
     let elf = patching_loop();
     let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
-    assert_eq!(want.stop, StopReason::ProcessExit((100 + 700) & 0xff));
+    assert_eq!(want.stop, StopReason::Finished(GuestExit::Exited((100 + 700) & 0xff)));
     for (name, make) in engines() {
         let mut e = make();
         let (p, t) = load(elf.clone());
@@ -224,7 +224,7 @@ fn instret_reads_agree_with_the_interpreter() {
     );
     let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
-    assert_eq!(want.stop, StopReason::ProcessExit(21));
+    assert_eq!(want.stop, StopReason::Finished(GuestExit::Exited(21)));
     for (name, make) in engines() {
         let (p, t) = load(elf.clone());
         assert_eq!(finish(make().as_mut(), p, t, u64::MAX), want, "{name}");

@@ -6,7 +6,7 @@
 use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
 use vm_exec_core::exec::ExecutionStats;
-use vm_exec_core::exec::{signal, Executor, StopReason};
+use vm_exec_core::exec::{signal, Executor, GuestExit, StopReason};
 use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
 
 #[path = "../../vm-exec-interp/tests/programs/mod.rs"]
@@ -46,7 +46,7 @@ fn runs_a_loop_and_counts_every_instruction() {
         let (p, mut t) = load(sum_program(100));
         let mut e = make();
         let r = e.run(&mut t, &p, u64::MAX);
-        assert_eq!(r.stop, StopReason::ProcessExit(5050 & 0xff), "{name}");
+        assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(5050 & 0xff)), "{name}");
         assert_eq!(r.retired, 3 + 3 * 100 + 2, "{name}");
         let s: ExecutionStats = e.stats();
         assert_eq!(s.instructions, r.retired, "{name}");
@@ -88,7 +88,7 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
                 let r = e.run(&mut t, &p, slice);
                 assert!(r.retired <= slice);
                 total += r.retired;
-                if r.stop != StopReason::FuelExhausted {
+                if r.stop != StopReason::Preempted {
                     break r.stop;
                 }
                 assert_eq!(
@@ -103,7 +103,7 @@ fn fuel_stops_exactly_and_resumes_to_the_same_state() {
         let (p, mut t) = load(sum_program(3));
         let pc = t.cpu.pc;
         let r = make().run(&mut t, &p, 0);
-        assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::FuelExhausted, 0, pc), "{name}");
+        assert_eq!((r.stop, r.retired, t.cpu.pc), (StopReason::Preempted, 0, pc), "{name}");
     }
 }
 
@@ -114,7 +114,7 @@ fn writes_to_x0_are_discarded() {
         w.extend(exit_with_a0());
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
-        assert_eq!(r.stop, StopReason::ProcessExit(0), "{name}");
+        assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(0)), "{name}");
         assert_eq!(t.cpu.x[0], 0, "{name}");
     }
 }
@@ -127,7 +127,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
         match r.stop {
-            StopReason::Signal(s) => {
+            StopReason::Finished(GuestExit::Signaled(s)) => {
                 assert_eq!(s.signo, signal::SIGSEGV, "{name}");
                 assert_eq!(s.addr, Some(0x700_0008), "{name}");
                 assert_eq!(s.pc, 0x10004, "{name}");
@@ -141,7 +141,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
         assert!(
-            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000)),
+            matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGSEGV && s.addr == Some(0x10000)),
             "{name}: {r:?}"
         );
         // An illegal instruction after two good ones: SIGILL at its pc, two retired.
@@ -149,7 +149,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
         assert!(
-            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10008),
+            matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGILL && s.pc == 0x10008),
             "{name}: {r:?}"
         );
         assert_eq!(r.retired, 2, "{name}");
@@ -159,7 +159,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
         assert!(
-            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGILL && s.pc == 0x10004),
+            matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGILL && s.pc == 0x10004),
             "{name}: {r:?}"
         );
         // Jumping to unmapped memory: the fetch faults at the target.
@@ -167,7 +167,7 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
         let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
         let r = make().run(&mut t, &p, u64::MAX);
         assert!(
-            matches!(r.stop, StopReason::Signal(ref s) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
+            matches!(r.stop, StopReason::Finished(GuestExit::Signaled(ref s)) if s.signo == signal::SIGSEGV && s.pc == 0x700_0000),
             "{name}: {r:?}"
         );
         assert_eq!(r.retired, 2, "{name}");
@@ -182,7 +182,11 @@ fn self_modifying_code_runs_the_new_instructions() {
             let mut e = make();
             let r = e.run(&mut t, &p, u64::MAX);
             // First call returns 1, second returns the patched 41: exit 1 + 41.
-            assert_eq!(r.stop, StopReason::ProcessExit(42), "{name}: fence.i: {fence}");
+            assert_eq!(
+                r.stop,
+                StopReason::Finished(GuestExit::Exited(42)),
+                "{name}: fence.i: {fence}"
+            );
             if name.starts_with("jit") {
                 assert!(e.stats().invalidations >= 1, "{name}");
             }
@@ -198,7 +202,7 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
     for (name, mut e) in tiny_cache_engines() {
         let (p, mut t) = load(hopping_program(n, hops));
         let r = e.run(&mut t, &p, u64::MAX);
-        assert_eq!(r.stop, StopReason::ProcessExit(want), "{name}");
+        assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(want)), "{name}");
         assert_eq!(r.retired, insts, "{name}");
         assert!(e.stats().invalidations > 0, "{name}: {:?}", e.stats());
     }
@@ -206,7 +210,7 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
     let (p, mut t) = load(hopping_program(n, hops));
     let mut e = JitExecutor::new();
     let r = e.run(&mut t, &p, u64::MAX);
-    assert_eq!((r.stop, r.retired), (StopReason::ProcessExit(want), insts));
+    assert_eq!((r.stop, r.retired), (StopReason::Finished(GuestExit::Exited(want)), insts));
     assert_eq!(e.stats().invalidations, 0);
 }
 

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use vm_exec_core::elf::Program;
-use vm_exec_core::exec::{Executor, StopReason};
+use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 use vm_exec_interp::Interpreter;
@@ -65,11 +65,11 @@ fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice
         assert!(r.retired <= slice);
         instructions += r.retired;
         match r.stop {
-            StopReason::FuelExhausted => continue,
-            StopReason::ProcessExit(c) | StopReason::ThreadExit(c) => {
+            StopReason::Preempted => continue,
+            StopReason::Finished(GuestExit::Exited(c)) | StopReason::ThreadExited(c) => {
                 break format!("exit {}", c & 0xff)
             }
-            StopReason::Signal(s) => break format!("signal {}", s.signo),
+            StopReason::Finished(GuestExit::Signaled(s)) => break format!("signal {}", s.signo),
             other => panic!("an unscheduled process stopped with {other:?}"),
         }
     };

@@ -16,7 +16,7 @@ use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::decode::decode;
 use vm_exec_core::elf::Program;
 use vm_exec_core::elf_writer::{write_executable, SegmentSpec};
-use vm_exec_core::exec::{Executor, RunResult, StopReason};
+use vm_exec_core::exec::{Executor, GuestExit, RunResult, StopReason};
 use vm_exec_core::inst::Op;
 use vm_exec_core::loader;
 use vm_exec_core::process::{Process, ProcessConfig};
@@ -828,7 +828,7 @@ fn run(e: &mut dyn Executor, p: Process, mut t: GuestThread, slices: &mut Option
         let r: RunResult = e.run(&mut t, &p, fuel);
         assert!(r.retired <= fuel, "{} retired {} > fuel {fuel}", e.name(), r.retired);
         retired += r.retired;
-        if r.stop != StopReason::FuelExhausted {
+        if r.stop != StopReason::Preempted {
             break r.stop;
         }
         assert_eq!(r.retired, fuel, "{}: fuel not used up but the guest did not stop", e.name());
@@ -876,7 +876,8 @@ fn random_programs_agree_with_the_interpreter() {
         let want = run(&mut Interpreter::new(), p, t, &mut None);
         total_insts += want.retired;
         let kind = match &want.stop {
-            StopReason::Signal(s) => format!("signal {}", s.signo),
+            StopReason::Finished(GuestExit::Signaled(s)) => format!("signal {}", s.signo),
+            StopReason::Finished(GuestExit::Exited(_)) => "exit".to_string(),
             other => format!("{other:?}").split('(').next().unwrap_or_default().to_string(),
         };
         *stops.entry(kind).or_default() += 1;
@@ -941,6 +942,6 @@ fn random_programs_agree_with_the_interpreter() {
         total_insts
     );
     // The generator must reach the interesting endings, not just exit.
-    assert!(stops.get("ProcessExit").copied().unwrap_or(0) > case_count() / 4, "{stops:?}");
+    assert!(stops.get("exit").copied().unwrap_or(0) > case_count() / 4, "{stops:?}");
     assert!(stops.keys().any(|k| k.starts_with("signal")), "{stops:?}");
 }

@@ -173,7 +173,7 @@ impl<E: Executor> GuestRunner<E> {
         guest.run_time += t0.elapsed();
         guest.instructions += r.retired;
         guest.exit = match r.stop {
-            StopReason::FuelExhausted | StopReason::Yielded => None,
+            StopReason::Preempted | StopReason::Yielded => None,
             // Only a scheduled process parks or spawns; a runner's process is not scheduled,
             // so these are defensive.
             StopReason::Blocked(w) => {
@@ -186,10 +186,8 @@ impl<E: Executor> GuestRunner<E> {
                 None
             }
             // With one thread, its exit ends the process.
-            StopReason::ThreadExit(code) | StopReason::ProcessExit(code) => {
-                Some(GuestExit::Exited(code))
-            }
-            StopReason::Signal(s) => Some(GuestExit::Signaled(s)),
+            StopReason::ThreadExited(code) => Some(GuestExit::Exited(code)),
+            StopReason::Finished(exit) => Some(exit),
         };
         Ok(guest.exit.clone())
     }

@@ -26,7 +26,7 @@
 
 pub use vm_coroutine::{
     batch, run_batch, run_sequential, scheduler, BatchConfig, BatchSummary, Coroutine,
-    CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory, InstanceResult,
-    OutputMode, Scheduler, SchedulerConfig, SchedulerError, SchedulerStats, SliceEnd, SliceOutcome,
-    SubmitError, VCPUState, VCPUStats, VCPU,
+    CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory, GuestExit,
+    InstanceResult, OutputMode, RunResult, Scheduler, SchedulerConfig, SchedulerError,
+    SchedulerStats, SliceEnd, SliceOutcome, StopReason, SubmitError, VCPUState, VCPUStats, VCPU,
 };

@@ -17,9 +17,9 @@
 //! pipe or a terminal never holds a vCPU.
 
 use super::{
-    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, SyscallOutcome,
-    MAX_RW_COUNT,
+    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT,
 };
+use crate::exec::StopReason;
 use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
 use std::os::fd::RawFd;
@@ -235,7 +235,7 @@ fn park_until_readable(c: &mut Call<'_>, h: RawFd) -> bool {
     if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
         return false; // readable, at end of file, or an error the read itself will report
     }
-    c.outcome = SyscallOutcome::Block(c.process.futexes.readable(h, c.args[0]));
+    c.stop = Some(StopReason::Blocked(c.process.futexes.readable(h, c.args[0])));
     true
 }
 

@@ -3,7 +3,8 @@
 //! Engines call [`dispatch`] on `ecall`, after writing the complete register state into
 //! `thread.cpu` and setting `thread.cpu.pc` to the instruction after the `ecall`. The number is
 //! in `a7`, the arguments in `a0..a5`; the result (or `-errno`) is written to `a0`, and the
-//! returned [`SyscallOutcome`] says whether the thread goes on.
+//! returned [`StopReason`] (if any) is how the engine stops: handlers say it directly
+//! (`Call::stop`), in the type the engine returns, so nothing is translated on the way.
 //!
 //! Organisation: one table (`SYSCALLS` below, number → name → handler) that [`dispatch`] and
 //! [`name_of`] both use; one module per idea:
@@ -28,9 +29,9 @@
 //!   host calls that take a buffer get a pointer into a slice that those accessors returned.
 //! - Host files are reached only through `path`'s resolution, which admits canonical paths
 //!   below `ProcessConfig::allowed_dirs` and nothing else.
-//! - Exit statuses carried by [`SyscallOutcome::ThreadExit`] and
-//!   [`SyscallOutcome::ProcessExit`] are already reduced to their low 8 bits, the value a
-//!   parent would see through `wait`.
+//! - Exit statuses carried by [`StopReason::ThreadExited`] and [`StopReason::Finished`] are
+//!   already reduced to their low 8 bits, the value a parent would see through `wait`; a
+//!   signal a call raises is reported at the `ecall`'s address.
 
 mod fs;
 mod info;
@@ -46,50 +47,11 @@ mod time;
 mod tests;
 
 use crate::cpu::{reg, GuestThread};
-use crate::exec::{GuestSignal, StopReason};
-use crate::futex::Waiter;
+use crate::exec::{GuestExit, GuestSignal, StopReason};
 use crate::memory::{AddressSpace, MapError, MemFault, PAGE_SIZE};
 use crate::process::Process;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-
-/// What the engine must do after a system call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyscallOutcome {
-    /// Resume the thread at `thread.cpu.pc` (the result is in `a0`).
-    Continue,
-    /// The calling thread exited (`exit`); the value is the status's low 8 bits.
-    ThreadExit(i32),
-    /// The whole process exited (`exit_group`); the value is the status's low 8 bits.
-    ProcessExit(i32),
-    /// The process is killed by this signal (the default action of a signal it sent itself,
-    /// e.g. `abort()` ends with `Signal(6)`).
-    Signal(i32),
-    /// `sched_yield` in a scheduled process: let others run first.
-    Yield,
-    /// The call waits (scheduled processes only); `a0` is written when the waiter ends.
-    Block(Arc<Waiter>),
-    /// `clone` made this thread (scheduled processes only); the caller's `a0` holds its id.
-    Spawn(Box<GuestThread>),
-}
-
-impl SyscallOutcome {
-    /// How the engine stops after the call, `None` to go on. `ecall_pc` is the address of the
-    /// `ecall` (a signal is reported there).
-    pub fn into_stop(self, ecall_pc: u64) -> Option<StopReason> {
-        Some(match self {
-            SyscallOutcome::Continue => return None,
-            SyscallOutcome::ThreadExit(code) => StopReason::ThreadExit(code),
-            SyscallOutcome::ProcessExit(code) => StopReason::ProcessExit(code),
-            SyscallOutcome::Signal(signo) => {
-                StopReason::Signal(GuestSignal { signo, pc: ecall_pc, addr: None })
-            }
-            SyscallOutcome::Yield => StopReason::Yielded,
-            SyscallOutcome::Block(w) => StopReason::Blocked(w),
-            SyscallOutcome::Spawn(t) => StopReason::Spawned(t),
-        })
-    }
-}
+use std::sync::Mutex;
 
 /// A positive Linux errno value. Handlers return `Err(Errno(..))`; [`dispatch`] stores
 /// `-errno` in `a0`.
@@ -148,8 +110,11 @@ pub(crate) struct Call<'a> {
     pub process: &'a Process,
     /// `a0..a5`.
     pub args: [u64; 6],
-    /// What happens after the call; handlers that end the thread or process set it.
-    pub outcome: SyscallOutcome,
+    /// How the engine stops after the call (`None`: the thread goes on); handlers that end,
+    /// park or fork the thread set it.
+    pub stop: Option<StopReason>,
+    /// Address of the `ecall` (where a signal the call raises is reported).
+    pub ecall_pc: u64,
 }
 
 impl Call<'_> {
@@ -161,6 +126,15 @@ impl Call<'_> {
     /// Argument `i` as a file descriptor (an `int`), widened for [`crate::process::FdTable`].
     pub fn fd(&self, i: usize) -> i64 {
         self.int(i) as i64
+    }
+
+    /// Ends the process with the fatal signal `signo`, raised by this call, unless the call
+    /// already stops the thread another way.
+    pub fn raise(&mut self, signo: i32) {
+        if self.stop.is_none() {
+            let sig = GuestSignal { signo, pc: self.ecall_pc, addr: None };
+            self.stop = Some(StopReason::Finished(GuestExit::Signaled(sig)));
+        }
     }
 }
 
@@ -294,14 +268,16 @@ pub fn implemented() -> impl Iterator<Item = (u64, &'static str)> {
 ///
 /// In a process that is ending ([`Process::is_exiting`]) no call is performed: the calling
 /// thread ends, as a thread entering the kernel after another called `exit_group` would.
-pub fn dispatch(thread: &mut GuestThread, process: &Process) -> SyscallOutcome {
+pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReason> {
     if process.is_exiting() {
-        return SyscallOutcome::ThreadExit(0);
+        return Some(StopReason::ThreadExited(0));
     }
+    // `ecall` has no compressed form: it is always the 4 bytes before the return address.
+    let ecall_pc = thread.cpu.pc.wrapping_sub(4);
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
-    let mut call = Call { thread, process, args, outcome: SyscallOutcome::Continue };
+    let mut call = Call { thread, process, args, stop: None, ecall_pc };
     let result = match lookup(nr) {
         Some(s) => {
             let r = (s.handler)(&mut call);
@@ -327,7 +303,7 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> SyscallOutcome {
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
-    call.outcome
+    call.stop
 }
 
 /// Logs an unknown system call, once per number.

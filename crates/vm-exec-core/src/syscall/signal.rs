@@ -11,13 +11,13 @@
 //! - a signal a process sends itself (or a `SIGPIPE` from a broken pipe) takes effect at
 //!   once unless blocked, in which case it stays pending until `rt_sigprocmask` unblocks it.
 //!   Taking effect means: with the default disposition, a terminating signal ends the process
-//!   ([`SyscallOutcome::Signal`]); ignored, stopping (logged) and caught signals do nothing
+//!   ([`super::Call::raise`]); ignored, stopping (logged) and caught signals do nothing
 //!   (caught ones are logged once: their handler is not run). So `abort()` — which raises
 //!   SIGABRT, and after a handler returns resets it to the default and raises again — always
 //!   ends with `Signal(6)`.
 //! - signals to other processes or threads fail with `ESRCH`: the guest is alone.
 
-use super::{err, read_u64, state, Call, Errno, SysResult, SyscallOutcome};
+use super::{err, read_u64, state, Call, Errno, SysResult};
 
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
@@ -87,9 +87,7 @@ fn deliver(c: &mut Call<'_>, sig: i32) {
         SIG_IGN => {}
         SIG_DFL => match default_action(sig) {
             DefaultAction::Terminate => {
-                if c.outcome == SyscallOutcome::Continue {
-                    c.outcome = SyscallOutcome::Signal(sig);
-                }
+                c.raise(sig);
             }
             DefaultAction::Ignore => {}
             DefaultAction::Stop => {
@@ -119,7 +117,7 @@ fn deliver_unblocked(c: &mut Call<'_>) {
     for sig in 1..=NSIG {
         if ready & bit(sig) != 0 {
             deliver(c, sig);
-            if c.outcome != SyscallOutcome::Continue {
+            if c.stop.is_some() {
                 return;
             }
         }

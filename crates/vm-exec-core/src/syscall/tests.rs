@@ -65,7 +65,7 @@ fn guest() -> Guest {
 }
 
 impl Guest {
-    fn call(&mut self, nr: u64, args: &[u64]) -> (i64, SyscallOutcome) {
+    fn call(&mut self, nr: u64, args: &[u64]) -> (i64, Option<StopReason>) {
         self.t.cpu.x[reg::A7] = nr;
         for i in 0..6 {
             self.t.cpu.x[reg::A0 + i] = args.get(i).copied().unwrap_or(0);
@@ -74,10 +74,16 @@ impl Guest {
         (self.t.cpu.x[reg::A0] as i64, o)
     }
 
+    /// The stop of a call that raises the fatal signal `signo` (reported at the `ecall`).
+    fn signal(&self, signo: i32) -> Option<StopReason> {
+        let sig = GuestSignal { signo, pc: self.t.cpu.pc.wrapping_sub(4), addr: None };
+        Some(StopReason::Finished(GuestExit::Signaled(sig)))
+    }
+
     /// A call that must let the thread continue.
     fn sys(&mut self, nr: u64, args: &[u64]) -> i64 {
         let (r, o) = self.call(nr, args);
-        assert_eq!(o, SyscallOutcome::Continue, "syscall {nr} ({:?})", name_of(nr));
+        assert_eq!(o, None, "syscall {nr} ({:?})", name_of(nr));
         r
     }
 
@@ -648,11 +654,11 @@ fn rt_sigprocmask_records_the_mask() {
 fn self_signals_take_their_default_action() {
     let mut g = guest();
     let (pid, tid) = (g.p.pid as u64, g.t.tid as u64);
-    assert_eq!(g.call(131, &[pid, tid, 6]), (0, SyscallOutcome::Signal(6)));
+    assert_eq!(g.call(131, &[pid, tid, 6]), (0, g.signal(6)));
     let mut g = guest();
-    assert_eq!(g.call(130, &[tid, 15]), (0, SyscallOutcome::Signal(15)));
+    assert_eq!(g.call(130, &[tid, 15]), (0, g.signal(15)));
     let mut g = guest();
-    assert_eq!(g.call(129, &[pid, 9]), (0, SyscallOutcome::Signal(9)));
+    assert_eq!(g.call(129, &[pid, 9]), (0, g.signal(9)));
     // Signal 0, ignored-by-default signals, other targets.
     let mut g = guest();
     assert_eq!(g.sys(129, &[pid, 0]), 0);
@@ -672,7 +678,7 @@ fn self_signals_take_their_default_action() {
     // abort() then resets SIGABRT to the default and raises again.
     g.put(SCRATCH, &0u64.to_le_bytes());
     assert_eq!(g.sys(134, &[6, SCRATCH, 0, 8]), 0);
-    assert_eq!(g.call(131, &[pid, tid, 6]), (0, SyscallOutcome::Signal(6)));
+    assert_eq!(g.call(131, &[pid, tid, 6]), (0, g.signal(6)));
 }
 
 #[test]
@@ -686,7 +692,7 @@ fn blocked_signals_stay_pending_until_unblocked() {
     assert_eq!(g.u64_at(SCRATCH + 0x10), 1 << 5);
     assert_eq!(g.sys(136, &[SCRATCH + 0x10, 16]), e(libc::EINVAL));
     assert_eq!(g.sys(135, &[0, SCRATCH, 0, 8]), 0, "still blocked");
-    assert_eq!(g.call(135, &[1, SCRATCH, 0, 8]), (0, SyscallOutcome::Signal(6)));
+    assert_eq!(g.call(135, &[1, SCRATCH, 0, 8]), (0, g.signal(6)));
     // A pending signal whose disposition becomes SIG_IGN is discarded.
     let mut g = guest();
     g.put(SCRATCH, &(1u64 << 14).to_le_bytes()); // SIGTERM
@@ -705,15 +711,15 @@ fn exit_and_exit_group_end_the_thread_or_process() {
     g.put(tidp, &1234u32.to_le_bytes());
     assert_eq!(g.sys(96, &[tidp]), 1234, "set_tid_address returns the tid");
     assert_eq!(g.t.clear_child_tid, tidp);
-    assert_eq!(g.call(93, &[0x1_0007]).1, SyscallOutcome::ThreadExit(7));
+    assert_eq!(g.call(93, &[0x1_0007]).1, Some(StopReason::ThreadExited(7)));
     assert_eq!(g.u32_at(tidp), 0, "clear_child_tid is cleared");
     let mut g = guest();
-    assert_eq!(g.call(94, &[259]).1, SyscallOutcome::ProcessExit(3));
+    assert_eq!(g.call(94, &[259]).1, Some(StopReason::Finished(GuestExit::Exited(3))));
     let mut g = guest();
-    assert_eq!(g.call(94, &[-1i64 as u64]).1, SyscallOutcome::ProcessExit(255));
+    assert_eq!(g.call(94, &[-1i64 as u64]).1, Some(StopReason::Finished(GuestExit::Exited(255))));
     let mut g = guest();
     g.t.clear_child_tid = 0x10; // unmapped: ignored
-    assert_eq!(g.call(93, &[0]).1, SyscallOutcome::ThreadExit(0));
+    assert_eq!(g.call(93, &[0]).1, Some(StopReason::ThreadExited(0)));
 }
 
 #[test]
@@ -891,7 +897,7 @@ fn clone_in_a_scheduled_process_builds_the_thread_and_hands_it_over() {
     g.t.cpu.x[8] = 0xabcd; // s0: copied to the child
     let (ptid, ctid) = (SCRATCH + 0x100, SCRATCH + 0x104);
     let (tid, o) = g.call(220, &[THREAD_FLAGS, SCRATCH + 0x8000, ptid, 0x7777, ctid]);
-    let SyscallOutcome::Spawn(child) = o else { panic!("clone must spawn: {o:?}") };
+    let Some(StopReason::Spawned(child)) = o else { panic!("clone must spawn: {o:?}") };
     assert!(tid > g.p.pid as i64, "a fresh tid: {tid}");
     assert_eq!(child.tid as i64, tid);
     assert_eq!(child.cpu.x[reg::A0], 0, "the child sees 0");
@@ -909,7 +915,7 @@ fn clone_in_a_scheduled_process_builds_the_thread_and_hands_it_over() {
     }
     g.put(SCRATCH + 0x200, &args);
     let (tid3, o) = g.call(435, &[SCRATCH + 0x200, 64]);
-    let SyscallOutcome::Spawn(child) = o else { panic!("clone3 must spawn: {o:?}") };
+    let Some(StopReason::Spawned(child)) = o else { panic!("clone3 must spawn: {o:?}") };
     assert_eq!((child.tid as i64, child.cpu.x[reg::SP]), (tid3, SCRATCH + 0x8000));
     assert_eq!(child.cpu.x[reg::TP], 0x9999);
     assert_ne!(tid3, tid);
@@ -926,7 +932,7 @@ fn futex_waits_block_and_wakes_and_exits_release_them_in_a_scheduled_process() {
     g.put(word, &5u32.to_le_bytes());
     assert_eq!(g.sys(98, &[word, 128, 4]), e(libc::EAGAIN), "value differs");
     let (_, o) = g.call(98, &[word, 128, 5]);
-    let SyscallOutcome::Block(w) = o else { panic!("FUTEX_WAIT_PRIVATE must block: {o:?}") };
+    let Some(StopReason::Blocked(w)) = o else { panic!("FUTEX_WAIT_PRIVATE must block: {o:?}") };
     assert!(w.deadline().is_none());
     assert_eq!(g.sys(98, &[word, 129, 10]), 1, "FUTEX_WAKE_PRIVATE wakes the one waiter");
     assert_eq!(w.end(), Some(WaitEnd::Woken));
@@ -935,17 +941,17 @@ fn futex_waits_block_and_wakes_and_exits_release_them_in_a_scheduled_process() {
     // A timed wait carries its deadline; a bitset wait only answers matching wakes.
     g.put(SCRATCH + 0x60, &[0; 16]);
     let (_, o) = g.call(98, &[word, 0, 5, SCRATCH + 0x60]);
-    let SyscallOutcome::Block(timed) = o else { panic!("{o:?}") };
+    let Some(StopReason::Blocked(timed)) = o else { panic!("{o:?}") };
     assert!(timed.deadline().is_some());
     let (_, o) = g.call(98, &[word, 9 | 128, 5, 0, 0, 0b10]);
-    let SyscallOutcome::Block(bits) = o else { panic!("{o:?}") };
+    let Some(StopReason::Blocked(bits)) = o else { panic!("{o:?}") };
     // Only the plain waiter (bitset all ones) matches 0b01.
     assert_eq!(g.sys(98, &[word, 10 | 128, 10, 0, 0, 0b01]), 1);
     assert_eq!((timed.end(), bits.end()), (Some(WaitEnd::Woken), None));
     // FUTEX_WAKE_OP: set *word2 = 1 (op SET, cmp EQ 0) and wake on both words.
     let word2 = SCRATCH + 0x48;
     let (_, o) = g.call(98, &[word2, 128, 0]);
-    let SyscallOutcome::Block(other) = o else { panic!("{o:?}") };
+    let Some(StopReason::Blocked(other)) = o else { panic!("{o:?}") };
     let op = 1u64 << 12; // op 0 (SET), oparg 1, cmp 0 (EQ), cmparg 0
     assert_eq!(g.sys(98, &[word, 5 | 128, 1, 1, word2, op]), 2);
     assert_eq!(g.u32_at(word2), 1);
@@ -954,19 +960,19 @@ fn futex_waits_block_and_wakes_and_exits_release_them_in_a_scheduled_process() {
     let tid_word = SCRATCH + 0x80;
     g.put(tid_word, &77u32.to_le_bytes());
     let (_, o) = g.call(98, &[tid_word, 9, 77, 0, 0, u32::MAX as u64]);
-    let SyscallOutcome::Block(joiner) = o else { panic!("{o:?}") };
+    let Some(StopReason::Blocked(joiner)) = o else { panic!("{o:?}") };
     g.t.clear_child_tid = tid_word;
     let (_, o) = g.call(93, &[0]);
-    assert_eq!(o, SyscallOutcome::ThreadExit(0));
+    assert_eq!(o, Some(StopReason::ThreadExited(0)));
     assert_eq!((g.u32_at(tid_word), joiner.end()), (0, Some(WaitEnd::Woken)));
     // Sleeps and yields park or yield instead of blocking the host.
     let (_, o) = g.call(101, &[SCRATCH + 0x60]);
-    assert!(matches!(o, SyscallOutcome::Block(ref s) if s.deadline().is_some()));
-    assert_eq!(g.call(124, &[]).1, SyscallOutcome::Yield);
+    assert!(matches!(o, Some(StopReason::Blocked(ref s)) if s.deadline().is_some()));
+    assert_eq!(g.call(124, &[]).1, Some(StopReason::Yielded));
     // After exit_group, calls of the process's other threads end them instead of running.
     let (_, o) = g.call(94, &[4]);
-    assert_eq!(o, SyscallOutcome::ProcessExit(4));
-    assert_eq!(g.call(64, &[1, SCRATCH, 1]).1, SyscallOutcome::ThreadExit(0));
+    assert_eq!(o, Some(StopReason::Finished(GuestExit::Exited(4))));
+    assert_eq!(g.call(64, &[1, SCRATCH, 1]).1, Some(StopReason::ThreadExited(0)));
     assert!(g.out.contents().is_empty(), "nothing written after exit_group");
 }
 
@@ -1026,7 +1032,7 @@ fn descriptors_dup_fcntl_ioctl_and_pipes() {
     assert_eq!(g.sys(62, &[r, 0, 0]), e(libc::ESPIPE));
     // Writing to a pipe with no reader: EPIPE and SIGPIPE.
     assert_eq!(g.sys(57, &[r]), 0);
-    assert_eq!(g.call(64, &[w, SCRATCH, 1]), (e(libc::EPIPE), SyscallOutcome::Signal(13)));
+    assert_eq!(g.call(64, &[w, SCRATCH, 1]), (e(libc::EPIPE), g.signal(13)));
     assert_eq!(g.sys(59, &[fds, 0x1]), e(libc::EINVAL));
 }
 
@@ -1118,7 +1124,7 @@ fn dispatch_never_panics_on_random_arguments() {
         };
         let args: Vec<u64> = (0..6).map(|_| pick(next())).collect();
         let (_, o) = g.call(nr, &args);
-        if o != SyscallOutcome::Continue {
+        if o.is_some() {
             g = guest();
         }
     }

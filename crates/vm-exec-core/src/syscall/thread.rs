@@ -5,10 +5,10 @@
 //! - `clone`/`clone3` with the flags of a thread (`CLONE_VM | CLONE_THREAD | CLONE_SIGHAND`,
 //!   as glibc's `pthread_create` passes) build the new [`GuestThread`] (its stack, `tp` with
 //!   `CLONE_SETTLS`, the parent/child tid words, `clear_child_tid`) and hand it to the
-//!   scheduler ([`SyscallOutcome::Spawn`]). Without a scheduler they fail with `EAGAIN`, so
+//!   scheduler ([`StopReason::Spawned`]). Without a scheduler they fail with `EAGAIN`, so
 //!   `pthread_create` reports "resource temporarily unavailable". A `clone` without `CLONE_VM`
 //!   (`fork`, `posix_spawn`, `system`) is `ENOSYS`: guest processes cannot fork.
-//! - `futex` waits park the thread on a [`crate::futex::Waiter`] ([`SyscallOutcome::Block`]);
+//! - `futex` waits park the thread on a [`crate::futex::Waiter`] ([`StopReason::Blocked`]);
 //!   wakes, requeues and `FUTEX_WAKE_OP` act on the process's [`crate::futex::FutexTable`].
 //! - `exit` zeroes the thread's `clear_child_tid` word and wakes one waiter on it (how
 //!   `pthread_join` learns of the exit).
@@ -22,8 +22,9 @@
 //! `set_robust_list`/`get_robust_list` and `rseq` are `ENOSYS`, exactly as qemu-riscv64
 //! answers them (glibc copes). Priority-inheritance futex operations are `ENOSYS`.
 
-use super::{err, first_time, read_timespec, Call, Errno, SysResult, SyscallOutcome};
+use super::{err, first_time, read_timespec, Call, Errno, SysResult};
 use crate::cpu::{reg, GuestThread};
+use crate::exec::{GuestExit, StopReason};
 use crate::futex::{WaitError, MATCH_ANY};
 use crate::process::Process;
 use std::sync::atomic::Ordering;
@@ -38,7 +39,7 @@ pub(super) fn exit(c: &mut Call<'_>) -> SysResult {
             c.process.futexes.wake(addr, 1, MATCH_ANY);
         }
     }
-    c.outcome = SyscallOutcome::ThreadExit(c.int(0) & 0xff);
+    c.stop = Some(StopReason::ThreadExited(c.int(0) & 0xff));
     Ok(0)
 }
 
@@ -46,7 +47,7 @@ pub(super) fn exit(c: &mut Call<'_>) -> SysResult {
 /// or slice).
 pub(super) fn exit_group(c: &mut Call<'_>) -> SysResult {
     c.process.begin_exit();
-    c.outcome = SyscallOutcome::ProcessExit(c.int(0) & 0xff);
+    c.stop = Some(StopReason::Finished(GuestExit::Exited(c.int(0) & 0xff)));
     Ok(0)
 }
 
@@ -169,7 +170,7 @@ fn spawn(c: &mut Call<'_>, a: CloneArgs) -> SysResult {
     }
     let child = new_thread(c.process, c.thread, &a)?;
     let tid = child.tid;
-    c.outcome = SyscallOutcome::Spawn(Box::new(child));
+    c.stop = Some(StopReason::Spawned(Box::new(child)));
     Ok(tid as u64)
 }
 
@@ -366,7 +367,7 @@ fn futex_scheduled(c: &mut Call<'_>, a: FutexArgs) -> SysResult {
             };
             match p.futexes.wait(&p.mem, uaddr, val, bitset, deadline) {
                 Ok(w) => {
-                    c.outcome = SyscallOutcome::Block(w);
+                    c.stop = Some(StopReason::Blocked(w));
                     Ok(0)
                 }
                 Err(WaitError::ValueChanged) => err(libc::EAGAIN),

@@ -7,7 +7,8 @@
 // The field types of libc's `timespec`/`timeval` differ between host architectures.
 #![allow(clippy::unnecessary_cast)]
 
-use super::{err, read_timespec, write_pair, Call, Errno, SysResult, SyscallOutcome};
+use super::{err, read_timespec, write_pair, Call, Errno, SysResult};
+use crate::exec::StopReason;
 use std::time::{Duration, Instant};
 
 /// Clock ids the guest may use (`CLOCK_REALTIME` .. `CLOCK_TAI`, without the removed
@@ -116,7 +117,7 @@ pub(super) fn deadline(clock: libc::clockid_t, absolute: bool, sec: i64, nsec: i
 fn sleep(c: &mut Call<'_>, clock: libc::clockid_t, absolute: bool, s: i64, ns: i64) -> SysResult {
     if c.process.is_scheduled() {
         let until = deadline(clock, absolute, s, ns);
-        c.outcome = SyscallOutcome::Block(c.process.futexes.sleep(until));
+        c.stop = Some(StopReason::Blocked(c.process.futexes.sleep(until)));
         return Ok(0);
     }
     host_sleep(clock, absolute, s, ns)?;
@@ -145,7 +146,7 @@ pub(super) fn clock_nanosleep(c: &mut Call<'_>) -> SysResult {
 /// `sched_yield()`: the scheduler runs others first; without one, the host thread yields.
 pub(super) fn sched_yield(c: &mut Call<'_>) -> SysResult {
     if c.process.is_scheduled() {
-        c.outcome = SyscallOutcome::Yield;
+        c.stop = Some(StopReason::Yielded);
     } else {
         std::thread::yield_now();
     }
