@@ -70,7 +70,19 @@ impl AddressSpace {
         }
         let last = ((addr + len - 1).min(self.size - 1)) >> PAGE_SHIFT;
         for page in (addr >> PAGE_SHIFT)..=last {
-            self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
+            let old = self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
+            if old & (PERM_CODE | PERM_WRITE) == PERM_WRITE {
+                let mut list = self.writable_code.lock().unwrap_or_else(|e| e.into_inner());
+                list.push(page);
+                if list.len() >= 2 * self.writable_code_floor.load(Ordering::Relaxed).max(1024) {
+                    // Drop the entries of pages that lost their code bit since (stores and
+                    // layout changes clear it without touching this list).
+                    list.retain(|&p| self.perm_at(p as usize) & PERM_CODE != 0);
+                    list.sort_unstable();
+                    list.dedup();
+                    self.writable_code_floor.store(list.len(), Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -92,11 +104,21 @@ impl AddressSpace {
         (Invalidations::Pages(pages), now)
     }
 
-    /// Treats every code page as stale (for `fence.i` and `riscv_flush_icache`).
+    /// Treats every writable code page as stale (for `fence.i` and `riscv_flush_icache`).
+    ///
+    /// Every write the host makes on the guest's behalf to a code page takes the slow path
+    /// that invalidates it, so the only stale code a `fence.i` can still expose is code
+    /// decoded from a page while another thread was storing to it (the store passed its
+    /// check before the page got its code bit). That needs a writable page; a page that
+    /// becomes writable later loses its code bit then. So the cost is the number of
+    /// writable code pages, never the size of the address space or of read-only text.
     pub fn invalidate_all_code(&self) {
-        for page in 0..self.pages {
-            if self.perm_at(page) & PERM_CODE != 0 {
-                self.uncode_page(page as u64);
+        let pages =
+            std::mem::take(&mut *self.writable_code.lock().unwrap_or_else(|e| e.into_inner()));
+        self.writable_code_floor.store(0, Ordering::Relaxed);
+        for page in pages {
+            if self.perm_at(page as usize) & PERM_CODE != 0 {
+                self.uncode_page(page);
             }
         }
     }

@@ -141,6 +141,11 @@ pub struct AddressSpace {
     /// Number of invalidations ever logged (see module docs).
     generation: AtomicU64,
     log: Mutex<InvalidationLog>,
+    /// Pages that got their code bit while writable (possibly with stale entries and
+    /// duplicates; see [`AddressSpace::invalidate_all_code`]).
+    writable_code: Mutex<Vec<u64>>,
+    /// Length of `writable_code` after its last compaction.
+    writable_code_floor: std::sync::atomic::AtomicUsize,
     layout: Mutex<Layout>,
     /// Held by callers that make several layout changes appear as one.
     compound: Mutex<()>,
@@ -198,6 +203,8 @@ impl AddressSpace {
                 .collect(),
             generation: AtomicU64::new(0),
             log: Mutex::new(InvalidationLog::default()),
+            writable_code: Mutex::new(Vec::new()),
+            writable_code_floor: std::sync::atomic::AtomicUsize::new(0),
             layout: Mutex::new(Layout {
                 brk_start: 0,
                 brk: 0,

@@ -238,3 +238,38 @@ fn cstr_reads_across_pages() {
     assert!(m.read_cstr(0x2000, 1 << 20).is_err(), "runs into the unmapped page");
     assert!(m.read_cstr(u64::MAX - 2, 10).is_err());
 }
+
+#[test]
+fn invalidate_all_code_drops_writable_code_pages_only() {
+    let m = AddressSpace::new(1 << 24).unwrap();
+    m.map_fixed(0x4000, 0x1000, PERM_READ | PERM_EXEC).unwrap();
+    m.map_fixed(0x8000, 0x2000, RW | PERM_EXEC).unwrap();
+    m.mark_code(0x4000, 4);
+    m.mark_code(0x8000, 0x2000);
+    m.mark_code(0x8000, 4); // already marked: listed once
+    let g = m.code_generation();
+    m.invalidate_all_code();
+    assert_eq!(m.invalidations_since(g).0, Invalidations::Pages(vec![0x8000, 0x9000]));
+    assert_ne!(m.page_perms(0x4000) & PERM_CODE, 0, "read-only text keeps its code");
+    // A second fence finds nothing left to drop.
+    let g = m.code_generation();
+    m.invalidate_all_code();
+    assert_eq!(m.code_generation(), g);
+    // A page recoded after a store is listed again.
+    m.write_u8(0x9000, 1).unwrap();
+    m.mark_code(0x9000, 4);
+    let g = m.code_generation();
+    m.invalidate_all_code();
+    assert_eq!(m.invalidations_since(g).0, Invalidations::Pages(vec![0x9000]));
+}
+
+#[test]
+fn the_writable_code_list_stays_bounded_without_fences() {
+    let m = AddressSpace::new(1 << 24).unwrap();
+    m.map_fixed(0x8000, 0x1000, RW | PERM_EXEC).unwrap();
+    for _ in 0..100_000 {
+        m.mark_code(0x8000, 4);
+        m.write_u8(0x8000, 1).unwrap();
+    }
+    assert!(m.writable_code.lock().unwrap().len() < 4096);
+}
