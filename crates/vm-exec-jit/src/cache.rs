@@ -21,11 +21,11 @@
 //!   target, and only while the site's own block is live.
 
 use crate::context::{JitContext, EXIT_NEXT};
+use crate::translate::Asm;
 use crate::translate::{self, jtab_slot, max_code_bytes, Options, JTAB_SIZE};
-use dynasmrt::x64::Assembler;
-use dynasmrt::{AssemblyOffset, DynasmApi};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_exec_core::inst::Op;
@@ -154,26 +154,118 @@ pub(crate) struct CodeCache {
 #[error("cannot allocate executable memory for the code cache: {0}")]
 pub struct CodeBufferError(#[from] std::io::Error);
 
-/// One executable buffer and its entry trampoline.
+/// One code buffer: a memfd mapped twice, a read-write view the translator writes through
+/// and a read-execute view translated code runs from (see the module docs).
 struct CodeBuffer {
-    asm: Assembler,
+    /// Host address of the read-write view.
+    rw: *mut u8,
+    /// Host address of offset 0 of the read-execute view.
+    base: usize,
+    /// Bytes of both views.
+    capacity: usize,
+    /// Bytes written so far.
+    used: usize,
     /// Offset of the entry trampoline.
     trampoline: usize,
-    /// Host address of offset 0 of the buffer.
-    base: usize,
+    /// Host address of the common exit.
+    exit: usize,
+    /// The assembler, reused from block to block.
+    asm: Asm,
 }
+
+// SAFETY: the views are private mappings owned by this value; moving it moves the only handle.
+unsafe impl Send for CodeBuffer {}
 
 impl CodeBuffer {
     fn new(capacity: usize) -> Result<CodeBuffer, CodeBufferError> {
-        let mut asm = Assembler::new_with_capacity(capacity)?;
-        let trampoline = translate::emit_trampoline(&mut asm);
-        asm.commit().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
-        let base = asm.reader().lock().ptr(AssemblyOffset(0)) as usize;
-        Ok(CodeBuffer { asm, trampoline, base })
+        let capacity = capacity.next_multiple_of(4096);
+        // SAFETY: memfd_create with a NUL-terminated name has no memory-safety preconditions.
+        let fd = unsafe { libc::memfd_create(c"vmx-code".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(CodeBufferError(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it on every path (the
+        // mappings keep the file alive).
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate on our own memfd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), capacity as libc::off_t) } != 0 {
+            return Err(CodeBufferError(std::io::Error::last_os_error()));
+        }
+        let map = |prot: i32| -> std::io::Result<*mut u8> {
+            // SAFETY: a fresh shared mapping of our memfd at an address of the kernel's
+            // choosing aliases nothing but the other view of the same file.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    capacity,
+                    prot,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(p.cast())
+        };
+        let rw = map(libc::PROT_READ | libc::PROT_WRITE)?;
+        let rx = match map(libc::PROT_READ | libc::PROT_EXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: `rw` was mapped just above with this length and is not used yet.
+                unsafe { libc::munmap(rw.cast(), capacity) };
+                return Err(CodeBufferError(e));
+            }
+        };
+        let base = rx as usize;
+        let mut buf =
+            CodeBuffer { rw, base, capacity, used: 0, trampoline: 0, exit: 0, asm: Asm::new(base) };
+        let (entry, exit) = translate::emit_trampoline(&mut buf.asm);
+        let code =
+            buf.asm.take().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
+        buf.trampoline = entry;
+        buf.exit = base + exit;
+        buf.append(&code);
+        Ok(buf)
     }
 
     fn used(&self) -> usize {
-        self.asm.offset().0
+        self.used
+    }
+
+    /// Copies `code` to the end of the buffer (the caller checked that it fits).
+    fn append(&mut self, code: &[u8]) {
+        assert!(self.used + code.len() <= self.capacity);
+        // SAFETY: the range is inside the read-write view (asserted), which nothing else
+        // writes; translated code never runs from bytes past `used`, so no running code
+        // changes under it.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.rw.add(self.used), code.len()) };
+        self.used += code.len();
+    }
+
+    /// Writes the `rel32` of the `jmp` at `jmp` so that it leads to offset `dest`.
+    fn patch(&mut self, jmp: usize, dest: usize) {
+        assert!(jmp + 5 <= self.used && dest < self.used);
+        let rel = (dest as i64 - (jmp as i64 + 5)) as i32;
+        // SAFETY: the four bytes are inside the written part of the read-write view
+        // (asserted). The code cache belongs to one engine instance, which runs translated
+        // code on one host thread at a time and never while patching; x86-64 keeps
+        // instruction fetch coherent with stores through the other view.
+        unsafe {
+            std::ptr::write_unaligned(self.rw.add(jmp + 1).cast::<[u8; 4]>(), rel.to_le_bytes())
+        };
+    }
+}
+
+impl Drop for CodeBuffer {
+    fn drop(&mut self) {
+        // SAFETY: both views were mapped in `new` with this length and are owned by this value;
+        // nothing runs or refers to their code once the cache dropped its tables.
+        unsafe {
+            libc::munmap(self.rw.cast(), self.capacity);
+            libc::munmap(self.base as *mut libc::c_void, self.capacity);
+        }
     }
 }
 
@@ -321,24 +413,33 @@ impl CodeCache {
         let t0 = Instant::now();
         let first_site = self.sites.len() as u32;
         let rec = &self.blocks[id as usize];
-        let t = translate::translate(&mut buf.asm, &rec.block, first_site, self.opts);
-        if let Err(e) = buf.asm.commit() {
-            // An encoding error is a translator bug; the block stays interpreted-only
-            // (the dispatcher falls back to the interpreter for untranslated blocks).
-            tracing::error!(pc = rec.pc, error = %e, "translation failed to commit");
-            return id;
-        }
-        debug_assert_eq!(buf.asm.reader().lock().ptr(AssemblyOffset(0)) as usize, buf.base);
+        let at = buf.used;
+        buf.asm = Asm::new(buf.base + at);
+        let t = translate::translate(&mut buf.asm, &rec.block, first_site, self.opts, buf.exit);
+        let code = match buf.asm.take() {
+            Ok(code) if at + code.len() <= self.capacity => code,
+            Ok(_) => {
+                tracing::error!(pc = rec.pc, "translation exceeded its size bound");
+                return id;
+            }
+            Err(e) => {
+                // An encoding error is a translator bug; the block stays interpreted-only
+                // (the dispatcher falls back to the interpreter for untranslated blocks).
+                tracing::error!(pc = rec.pc, error = %e, "translation failed to assemble");
+                return id;
+            }
+        };
+        buf.append(&code);
         for s in &t.sites {
             self.sites.push(ExitSite {
-                jmp: s.jmp,
-                stub: s.stub,
+                jmp: at + s.jmp,
+                stub: at + s.stub,
                 target: s.target,
                 owner: id,
                 chained: None,
             });
         }
-        self.blocks[id as usize].entry = Some(t.entry);
+        self.blocks[id as usize].entry = Some(at + t.entry);
         self.counters.translated += 1;
         self.counters.compile_time += t0.elapsed();
         id
@@ -404,16 +505,8 @@ impl CodeCache {
         }
         // Chained sites exist only in translations, so only while the buffer does.
         let Some(buf) = self.buf.as_mut() else { return true };
-        let r = buf.asm.alter(|m| {
-            for &(jmp, dest) in patches {
-                let rel = dest as i64 - (jmp as i64 + 5);
-                m.goto(AssemblyOffset(jmp + 1));
-                m.push_i32(rel as i32);
-            }
-        });
-        if let Err(e) = r {
-            tracing::error!(error = %e, "patching translated code failed");
-            return false;
+        for &(jmp, dest) in patches {
+            buf.patch(jmp, dest);
         }
         true
     }

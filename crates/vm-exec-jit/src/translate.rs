@@ -39,7 +39,12 @@
 
 use crate::context::*;
 use crate::helpers::{self, load_kind, STATUS_SIGNAL};
-use dynasmrt::x64::{Assembler, Rq};
+use dynasmrt::x64::{Rq, X64Relocation};
+use dynasmrt::VecAssembler;
+
+/// The assembler translations are emitted into: one block at a time, into a vector, with its
+/// final host address as the base (see [`crate::cache`]).
+pub(crate) type Asm = VecAssembler<X64Relocation>;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
 use vm_exec_core::exec::signal;
 use vm_exec_core::inst::{Inst, Op};
@@ -171,7 +176,9 @@ fn is_caller_saved(h: Rq) -> bool {
 }
 
 struct Emitter<'a> {
-    ops: &'a mut Assembler,
+    ops: &'a mut Asm,
+    /// Host address of the common exit (see [`emit_trampoline`]).
+    exit: usize,
     /// Host register caching each guest register, if any.
     alloc: [Option<Rq>; 32],
     /// Cached registers the block writes: these are written back at exits.
@@ -192,10 +199,11 @@ struct Emitter<'a> {
 /// Translates `block` at the end of `ops` (uncommitted). `first_site` is the id the block's
 /// first exit site gets.
 pub(crate) fn translate(
-    ops: &mut Assembler,
+    ops: &mut Asm,
     block: &Block,
     first_site: u32,
     opts: Options,
+    exit: usize,
 ) -> Translation {
     let n = block.insts.len() as u32;
     let alloc = allocate(&block.insts);
@@ -209,6 +217,7 @@ pub(crate) fn translate(
     let body = ops.new_dynamic_label();
     let mut e = Emitter {
         ops,
+        exit,
         body,
         alloc,
         dirty,
@@ -248,13 +257,13 @@ pub(crate) fn translate(
     Translation { entry, sites: e.sites }
 }
 
-/// Emits the entry trampoline and the common exit, returning the entry's offset.
+/// Emits the entry trampoline and the common exit, returning the offsets of both.
 ///
 /// The entry is `extern "sysv64" fn(ctx: *mut JitContext, code: *const u8) -> u32`: it saves
 /// the callee-saved registers, loads the pinned registers from the context and jumps to
 /// `code`; the exit (global label `exit`, reached with the exit code in `eax`) spills the
 /// fuel and returns to the dispatcher.
-pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
+pub(crate) fn emit_trampoline(ops: &mut Asm) -> (usize, usize) {
     let entry = ops.offset().0;
     dynasm!(ops
         ; .arch x64
@@ -276,7 +285,10 @@ pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
         ; mov r13, QWORD [r15 + PERMS_OFF]
         ; mov r12, QWORD [r15 + FUEL_OFF]
         ; jmp rsi
-        ; ->exit:
+    );
+    let exit = ops.offset().0;
+    dynasm!(ops
+        ; .arch x64
         ; mov QWORD [r15 + FUEL_OFF], r12
         ; ldmxcsr DWORD [rsp]
         ; add rsp, 8
@@ -288,7 +300,7 @@ pub(crate) fn emit_trampoline(ops: &mut Assembler) -> usize {
         ; pop rbx
         ; ret
     );
-    entry
+    (entry, exit)
 }
 
 impl Emitter<'_> {
@@ -598,7 +610,7 @@ impl Emitter<'_> {
                         ; miss:
                     );
                 }
-                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp ->exit);
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp extern self.exit);
             }
             Beq | Bne | Blt | Bge | Bltu | Bgeu => {
                 // The first operand stays in its cache register when it has one.
@@ -757,12 +769,12 @@ impl Emitter<'_> {
             FenceI => {
                 self.spill();
                 self.set_pc(next_pc);
-                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FENCE_I as i32 ; jmp ->exit);
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FENCE_I as i32 ; jmp extern self.exit);
             }
             Ecall => {
                 self.spill();
                 self.set_pc(next_pc);
-                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_ECALL as i32 ; jmp ->exit);
+                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_ECALL as i32 ; jmp extern self.exit);
             }
             Ebreak => self.signal_now(ipc, self.n - idx, signal::SIGTRAP, None),
             Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => {
@@ -1129,13 +1141,13 @@ impl Emitter<'_> {
                         dynasm!(self.ops ; .arch x64 ; add r12, self.n as i32);
                     }
                     self.set_pc(self.pc);
-                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp ->exit);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp extern self.exit);
                 }
                 Stub::LoopFuel { label } => {
                     dynasm!(self.ops ; .arch x64 ; =>label ; add r12, self.n as i32);
                     self.spill();
                     self.set_pc(self.pc);
-                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp ->exit);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_FUEL as i32 ; jmp extern self.exit);
                 }
                 Stub::Site { label, index } => {
                     self.sites[index].stub = self.ops.offset().0;
@@ -1147,7 +1159,7 @@ impl Emitter<'_> {
                         ; .arch x64
                         ; mov DWORD [r15 + EXIT_SITE_OFF], id as i32
                         ; mov eax, EXIT_BRANCH as i32
-                        ; jmp ->exit
+                        ; jmp extern self.exit
                     );
                 }
                 Stub::Signal { label, pc, refund, fixed } => {
@@ -1166,7 +1178,7 @@ impl Emitter<'_> {
                         dynasm!(self.ops ; .arch x64 ; add r12, refund as i32);
                     }
                     self.set_pc(pc);
-                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_SIGNAL as i32 ; jmp ->exit);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_SIGNAL as i32 ; jmp extern self.exit);
                 }
                 Stub::Next { label, pc, refund } => {
                     dynasm!(self.ops ; .arch x64 ; =>label);
@@ -1175,7 +1187,7 @@ impl Emitter<'_> {
                         dynasm!(self.ops ; .arch x64 ; add r12, refund as i32);
                     }
                     self.set_pc(pc);
-                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_NEXT as i32 ; jmp ->exit);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_NEXT as i32 ; jmp extern self.exit);
                 }
                 Stub::LoadSlow { label, back, kind, fault } => {
                     dynasm!(self.ops
@@ -1257,8 +1269,9 @@ mod tests {
 
     #[test]
     fn worst_case_blocks_fit_the_size_bound() {
-        let mut asm = Assembler::new().unwrap();
-        emit_trampoline(&mut asm);
+        let mut asm = Asm::new(0x7000_0000);
+        let (_, exit) = emit_trampoline(&mut asm);
+        let exit = 0x7000_0000 + exit;
         let worst = [
             (Op::Ld, 0),
             (Op::Sd, 0),
@@ -1280,7 +1293,7 @@ mod tests {
         ];
         for (op, rm) in worst {
             let before = asm.offset().0;
-            translate(&mut asm, &block_of(op, rm), 0, Options { chaining: true });
+            translate(&mut asm, &block_of(op, rm), 0, Options { chaining: true }, exit);
             let size = asm.offset().0 - before;
             assert!(size <= max_code_bytes(MAX_BLOCK_INSTS), "{op:?}: {size} bytes");
         }
@@ -1291,7 +1304,7 @@ mod tests {
             insts[MAX_BLOCK_INSTS - 1] = inst(last, 5, 6, 7, 0, 16);
             b.insts = insts.into();
             let before = asm.offset().0;
-            translate(&mut asm, &b, 0, Options { chaining: true });
+            translate(&mut asm, &b, 0, Options { chaining: true }, exit);
             assert!(asm.offset().0 - before <= max_code_bytes(MAX_BLOCK_INSTS), "{last:?}");
         }
         asm.commit().unwrap();
@@ -1299,15 +1312,13 @@ mod tests {
 
     #[test]
     fn exit_sites_are_patchable_rel32_jumps() {
-        let mut asm = Assembler::new().unwrap();
-        emit_trampoline(&mut asm);
+        let mut asm = Asm::new(0x7000_0000);
+        let (_, exit) = emit_trampoline(&mut asm);
         let insts = vec![inst(Op::Addi, 5, 5, 0, 0, 1), inst(Op::Bne, 0, 5, 6, 0, -4)];
         let b = Block { start: 0x1000, end: 0x1008, insts: insts.into(), tail: Tail::Normal };
-        let t = translate(&mut asm, &b, 7, Options { chaining: false });
-        asm.commit().unwrap();
+        let t = translate(&mut asm, &b, 7, Options { chaining: false }, 0x7000_0000 + exit);
+        let code = asm.take().unwrap();
         assert_eq!(t.sites.len(), 2);
-        let buf = asm.reader();
-        let code = buf.lock();
         for s in &t.sites {
             assert_eq!(code[s.jmp], 0xe9, "site is `jmp rel32`");
             let rel = i32::from_le_bytes(code[s.jmp + 1..s.jmp + 5].try_into().unwrap());

@@ -1,0 +1,125 @@
+//! The code-invalidation log: which pages hold decoded code, and what engines must drop.
+//!
+//! See the invariants in the parent module.
+
+use super::*;
+use std::collections::VecDeque;
+
+/// Most entries the invalidation log keeps; an engine further behind drops all its code.
+pub(super) const INVALIDATION_LOG_CAPACITY: usize = 4096;
+
+/// What an engine must drop, from [`AddressSpace::invalidations_since`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidations {
+    /// Code decoded from these pages (page-aligned addresses) is stale.
+    Pages(Vec<u64>),
+    /// The engine fell behind the log: all its code is stale.
+    All,
+}
+
+/// The last [`INVALIDATION_LOG_CAPACITY`] invalidated pages; entry `i` has generation
+/// `first + i + 1`.
+#[derive(Default)]
+pub(super) struct InvalidationLog {
+    pub(super) first: u64,
+    pub(super) pages: VecDeque<u64>,
+}
+
+impl AddressSpace {
+    /// Clears the code bit of `page`; logs an invalidation if it was set.
+    pub(super) fn uncode_page(&self, page: u64) {
+        let old = self.perm_cell(page as usize).fetch_and(!PERM_CODE, Ordering::Relaxed);
+        if old & PERM_CODE != 0 {
+            self.log_invalidation(page << PAGE_SHIFT);
+        }
+    }
+
+    /// Sets the permissions of `page` (under the layout lock) and returns the old ones,
+    /// logging an invalidation if the page held code. Only a page with the code bit pays for
+    /// an atomic swap: the code bit is the one part of the byte set outside the layout lock,
+    /// and a decode racing with the change of a page's permissions only ever concerns a
+    /// guest that must `fence.i` before running modified code anyway.
+    pub(super) fn replace_perm(&self, page: u64, new: u8) -> u8 {
+        let cell = self.perm_cell(page as usize);
+        let old = cell.load(Ordering::Relaxed);
+        if old & PERM_CODE != 0 {
+            let old = cell.swap(new, Ordering::Relaxed);
+            self.log_invalidation(page << PAGE_SHIFT);
+            return old;
+        }
+        if old != new {
+            cell.store(new, Ordering::Relaxed);
+        }
+        old
+    }
+
+    pub(super) fn log_invalidation(&self, page_addr: u64) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.pages.push_back(page_addr);
+        if log.pages.len() > INVALIDATION_LOG_CAPACITY {
+            log.pages.pop_front();
+            log.first += 1;
+        }
+        self.generation.store(log.first + log.pages.len() as u64, Ordering::Release);
+    }
+
+    /// Marks the pages holding `[addr, addr + len)` as holding decoded code.
+    pub fn mark_code(&self, addr: u64, len: u64) {
+        if len == 0 || addr >= self.size {
+            return;
+        }
+        let last = ((addr + len - 1).min(self.size - 1)) >> PAGE_SHIFT;
+        for page in (addr >> PAGE_SHIFT)..=last {
+            let old = self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
+            if old & (PERM_CODE | PERM_WRITE) == PERM_WRITE {
+                let mut list = self.writable_code.lock().unwrap_or_else(|e| e.into_inner());
+                list.push(page);
+                if list.len() >= 2 * self.writable_code_floor.load(Ordering::Relaxed).max(1024) {
+                    // Drop the entries of pages that lost their code bit since (stores and
+                    // layout changes clear it without touching this list).
+                    list.retain(|&p| self.perm_at(p as usize) & PERM_CODE != 0);
+                    list.sort_unstable();
+                    list.dedup();
+                    self.writable_code_floor.store(list.len(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The invalidation log's generation: how many invalidations were ever logged. An engine
+    /// that has applied everything up to generation `g` has nothing to do while this is `g`.
+    #[inline(always)]
+    pub fn code_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What was invalidated after generation `seen`, and the generation that covers it.
+    pub fn invalidations_since(&self, seen: u64) -> (Invalidations, u64) {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = log.first + log.pages.len() as u64;
+        if seen < log.first || seen > now {
+            return (Invalidations::All, now);
+        }
+        let pages = log.pages.iter().skip((seen - log.first) as usize).copied().collect();
+        (Invalidations::Pages(pages), now)
+    }
+
+    /// Treats every writable code page as stale (for `fence.i` and `riscv_flush_icache`).
+    ///
+    /// Every write the host makes on the guest's behalf to a code page takes the slow path
+    /// that invalidates it, so the only stale code a `fence.i` can still expose is code
+    /// decoded from a page while another thread was storing to it (the store passed its
+    /// check before the page got its code bit). That needs a writable page; a page that
+    /// becomes writable later loses its code bit then. So the cost is the number of
+    /// writable code pages, never the size of the address space or of read-only text.
+    pub fn invalidate_all_code(&self) {
+        let pages =
+            std::mem::take(&mut *self.writable_code.lock().unwrap_or_else(|e| e.into_inner()));
+        self.writable_code_floor.store(0, Ordering::Relaxed);
+        for page in pages {
+            if self.perm_at(page as usize) & PERM_CODE != 0 {
+                self.uncode_page(page);
+            }
+        }
+    }
+}
