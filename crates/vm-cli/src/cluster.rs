@@ -95,6 +95,13 @@ pub struct CoordinatorArgs {
     /// Do not wait for the disk on commits (faster, loses recent tasks on power loss).
     #[arg(long)]
     no_fsync: bool,
+    /// Start an empty task store even if --data-dir held one (the old database is kept
+    /// beside it, renamed). Without it a damaged or missing store is refused.
+    #[arg(long)]
+    init: bool,
+    /// Open and check the task store, print what it holds and exit (0: intact).
+    #[arg(long, conflicts_with = "init")]
+    check_store: bool,
 }
 
 impl CoordinatorArgs {
@@ -104,6 +111,7 @@ impl CoordinatorArgs {
             data_dir: self.data_dir.clone(),
             token: Some(token(&self.token_file)?),
             durable: !self.no_fsync,
+            init_store: self.init,
             strategy: self.strategy,
             fault_tolerance: FaultToleranceConfig {
                 max_retries: self.max_retries,
@@ -160,6 +168,9 @@ fn announce(addr: SocketAddr, addr_file: Option<&Path>) -> Result<()> {
 /// Runs a coordinator until SIGINT or SIGTERM.
 pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
     let config = args.config()?;
+    if args.check_store {
+        return check_store(&args.data_dir);
+    }
     raise_fd_limit();
     runtime()?.block_on(async {
         let c = VmCoordinator::start(config)
@@ -170,6 +181,26 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
         c.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `vmx coordinator --check-store`: opens the store (which checks every record) and says
+/// what it holds.
+fn check_store(dir: &Path) -> Result<ExitCode> {
+    use vm_executors::distributed::store::{OpenOptions, TaskStore, DB_FILE, MANIFEST};
+    if !dir.join(MANIFEST).exists() && !dir.join(DB_FILE).exists() {
+        bail!("{} holds no task store", dir.display());
+    }
+    let (store, recovered) = TaskStore::open_with(dir, OpenOptions { durable: true, init: false })?;
+    let done = recovered.tasks.iter().filter(|t| t.status.is_final()).count();
+    drop(store);
+    println!(
+        "{}: intact, {} tasks ({} final), {} images",
+        dir.display(),
+        recovered.tasks.len(),
+        done,
+        recovered.images.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `vmx worker`.

@@ -27,6 +27,9 @@ pub struct DistributedArchitectureConfig {
     pub token: Option<ClusterToken>,
     /// Flush every commit to disk before acknowledging (on by default).
     pub durable: bool,
+    /// Start an empty task store even if `data_dir` held one (the old database file is kept
+    /// beside it, renamed). Without it a damaged or missing store is refused.
+    pub init_store: bool,
     /// How tasks are placed.
     pub strategy: LoadBalancingStrategy,
     /// Failure detection and recovery.
@@ -51,6 +54,7 @@ impl Default for DistributedArchitectureConfig {
             data_dir: PathBuf::from("vmx-data"),
             token: None,
             durable: true,
+            init_store: false,
             strategy: LoadBalancingStrategy::default(),
             fault_tolerance: FaultToleranceConfig::default(),
             handshake_timeout: Duration::from_secs(2),

@@ -40,7 +40,7 @@ use crate::auth::ClusterToken;
 use crate::connection::AbortOnDrop;
 use crate::protocol::{ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage};
 use crate::registry::VmInfo;
-use crate::store::TaskStore;
+use crate::store::{OpenOptions, TaskStore};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -95,9 +95,9 @@ impl VmCoordinator {
             None => ClusterToken::generate()?,
         };
         let dir = config.data_dir.clone();
-        let durable = config.durable;
+        let options = OpenOptions { durable: config.durable, init: config.init_store };
         let (store, recovered) =
-            tokio::task::spawn_blocking(move || TaskStore::open(&dir, durable))
+            tokio::task::spawn_blocking(move || TaskStore::open_with(&dir, options))
                 .await
                 .map_err(|e| Error::Store(e.to_string()))??;
         let listener = TcpListener::bind(config.listen).await?;
