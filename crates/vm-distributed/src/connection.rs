@@ -7,6 +7,8 @@
 //! - Whatever is queued when the task wakes is encoded into one buffer (up to
 //!   [`WRITE_BATCH_BYTES`]) and written with one system call, so many small messages cost one
 //!   write (this is where the cluster's throughput comes from).
+//! - A message larger than a frame is written as several frames (see [`crate::protocol`]);
+//!   the buffer it needed is released after the write.
 //! - When writing fails or every sender is dropped, the task ends and the write half is
 //!   closed; queued messages are then dropped.
 
@@ -17,6 +19,8 @@ use tokio::sync::mpsc;
 
 /// Bytes gathered before a write.
 pub const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Largest write buffer kept between writes.
+const KEEP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Starts the writer task; returns the channel that feeds it.
 pub fn spawn_writer(mut wr: OwnedWriteHalf, peer: String) -> mpsc::UnboundedSender<VmMessage> {
@@ -35,6 +39,11 @@ pub fn spawn_writer(mut wr: OwnedWriteHalf, peer: String) -> mpsc::UnboundedSend
             if let Err(e) = wr.write_all(&buf).await {
                 tracing::debug!("writing to {peer} failed: {e}");
                 break;
+            }
+            if buf.capacity() > KEEP_BUFFER_BYTES {
+                // A large message passed: do not keep its buffer for the life of the
+                // connection.
+                buf = Vec::with_capacity(64 << 10);
             }
         }
         let _ = wr.shutdown().await;

@@ -238,14 +238,14 @@ impl NodeRegistry {
         self.nodes.get_mut(&id).is_some_and(|e| e.images.insert(image))
     }
 
-    /// The guest memory each node that is not dead offers (what any one task can at most
-    /// get).
-    pub fn offered_memory(&self) -> Vec<u64> {
+    /// The most guest memory a node that is not dead offers (the most any one task can
+    /// get); `None` when no such node is known.
+    pub fn largest_memory_offer(&self) -> Option<u64> {
         self.nodes
             .values()
             .filter(|e| e.info.state != NodeState::Dead)
             .map(|e| e.info.capabilities.memory_bytes)
-            .collect()
+            .max()
     }
 
     /// Every node, with `running` filled in by `running_of`.

@@ -376,9 +376,7 @@ impl Core {
         // A task that no node could hold even when idle would wait forever: refuse it now
         // (when no node is known yet, it waits for one).
         let memory = spec.limits.memory_bytes;
-        let offers = self.registry.offered_memory();
-        if !offers.is_empty() && offers.iter().all(|&m| m < memory) {
-            let largest = offers.iter().max().copied().unwrap_or(0);
+        if let Some(largest) = self.registry.largest_memory_offer().filter(|&m| m < memory) {
             return reply.fail(format!(
                 "no worker can hold a task of {} MiB of guest memory (the largest offers {} MiB)",
                 memory >> 20,
