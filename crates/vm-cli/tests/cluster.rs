@@ -587,9 +587,10 @@ fn each_strategy_places_work_as_it_claims() {
 }
 
 /// Runs `vmx ARGS` against the cluster (coordinator address and token added after the
-/// subcommand) and returns its output.
+/// subcommand) and returns its output; a run longer than three minutes (a hang, the failure
+/// some of these tests reproduce) is killed and fails the test.
 fn vmx(c: &Cluster, sub: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vmx"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmx"))
         .arg(sub)
         .args(["--coordinator", &c.addr, "--token-file"])
         .arg(c.dir.path().join("token"))
@@ -597,8 +598,32 @@ fn vmx(c: &Cluster, sub: &str, args: &[&str]) -> std::process::Output {
         .current_dir(root())
         .env("VMX_LOG", "warn")
         .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`vmx {sub} {}` hung:\n{}", args.join(" "), c.logs());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
 /// The bytes `stream gen N` writes.
@@ -621,7 +646,18 @@ fn an_output_larger_than_a_frame_completes_and_frees_the_slot() {
     let out = vmx(
         &c,
         "submit",
-        &["--wait", "--output-cap", "50000000", "guests/bin/stream", "gen", &n.to_string()],
+        // The deadline turns a wedged task (the failure this test reproduces) into a failed
+        // test instead of a hung one.
+        &[
+            "--wait",
+            "--deadline",
+            "120000",
+            "--output-cap",
+            "50000000",
+            "guests/bin/stream",
+            "gen",
+            &n.to_string(),
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -667,6 +703,8 @@ fn a_50_mb_program_and_a_30_mb_stdin_run_correctly() {
         "submit",
         &[
             "--wait",
+            "--deadline",
+            "120000",
             "--output-cap",
             "31000000",
             "--stdin",

@@ -85,7 +85,11 @@ async fn an_output_larger_than_a_frame_comes_back_whole_and_frees_the_slot() {
     wait_nodes(&c, 1).await;
     let n = 20 << 20; // more than one 16 MiB frame
     let id = c.submit_task(TaskType::IoIntensive, gen(n, 64 * MIB, 24 << 20)).await.unwrap();
-    let info = c.wait_task(&id).await.unwrap();
+    // (Before frames, the worker could not send this result: the wait never ended.)
+    let info = tokio::time::timeout(Duration::from_secs(120), c.wait_task(&id))
+        .await
+        .expect("the result never came back")
+        .unwrap();
     assert_eq!(info.status, TaskStatus::Completed { exit_status: 0 }, "{info:?}");
     let r = info.result.unwrap();
     assert_eq!(r.stdout.len(), n as usize);
@@ -196,9 +200,19 @@ async fn a_client_uploads_an_image_once_and_large_inputs_travel_in_frames() {
     let mut p = TaskPayload::new(image, "stream", &[]);
     p.stdin = pattern(17 << 20);
     p.limits.output_cap = 20 << 20;
-    let id = client.submit_payload(TaskType::IoIntensive, p.clone()).await.unwrap();
+    let id = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.submit_payload(TaskType::IoIntensive, p.clone()),
+    )
+    .await
+    .expect("the submission never finished")
+    .unwrap();
     assert!(client.has_image(hash).await.unwrap());
-    let info = client.wait(id).await.unwrap().unwrap();
+    let info = tokio::time::timeout(Duration::from_secs(120), client.wait(id))
+        .await
+        .expect("the result never came back")
+        .unwrap()
+        .unwrap();
     assert_eq!(info.status, TaskStatus::Completed { exit_status: 0 }, "{info:?}");
     assert!(info.result.unwrap().stdout == p.stdin, "stdin did not come back as stdout");
     // Over the limits: refused by the client, before sending.
