@@ -19,6 +19,8 @@
 //! - Claims lock the rows they take with `FOR UPDATE SKIP LOCKED`: coordinators sharing a
 //!   database never claim the same task at once, and never wait on each other's claims.
 //! - A transaction that queued tasks sends `NOTIFY vmx_tasks` (delivered at commit).
+//! - The writer's session holds an advisory lock: one coordinator per database for now
+//!   (task ids are assigned by the coordinator). A second one is refused with one line.
 //! - A lost connection fails the operations of the batch in flight (their callbacks get the
 //!   error, nothing is acknowledged) and is re-established for the next batch.
 
@@ -62,6 +64,33 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x0076_6d78_5f6d_6967; // "vmx_mig"
+
+/// Key of the advisory lock the writer's session holds: one coordinator per database (task
+/// ids are assigned by the coordinator, so two would collide).
+const COORDINATOR_LOCK: i64 = 0x0076_6d78_5f63_6f6f; // "vmx_coo"
+
+/// Takes the coordinator lock on `client`'s session, waiting up to 3 s for a previous
+/// holder's session to end (a killed coordinator's connection closes at once, its session
+/// ends shortly after).
+fn lock_database(client: &mut Client, config: &postgres::Config) -> Result<(), Error> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&COORDINATOR_LOCK])
+            .map_err(store_err)?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(3) {
+            return Err(Error::Store(format!(
+                "another coordinator is using the database at {} (several coordinators on one database are not supported yet)",
+                shown(config)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// How to open a PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -179,7 +208,19 @@ fn migrate(client: &mut Client, config: &postgres::Config, migrate: bool) -> Res
             by_vmx TEXT NOT NULL
         )",
     )
-    .map_err(|e| Error::Store(format!("cannot create the schema at {where_}: {}", pg_err(&e))))?;
+    .map_err(|e| {
+        use postgres::error::SqlState;
+        let hint = match e.code() {
+            Some(c)
+                if *c == SqlState::INSUFFICIENT_PRIVILEGE
+                    || *c == SqlState::INVALID_SCHEMA_NAME =>
+            {
+                " (the role needs the CREATE privilege on a schema in its search_path)"
+            }
+            _ => "",
+        };
+        Error::Store(format!("cannot create the schema at {where_}: {}{hint}", pg_err(&e)))
+    })?;
     let current: i32 = tx
         .query_one("SELECT COALESCE(MAX(version), 0) FROM vmx_schema", &[])
         .map_err(store_err)?
@@ -263,6 +304,7 @@ impl PgStore {
         let (mut write_conn, mut read_conn, recovered) = on_thread(move || {
             let mut write_conn = connect(&config2)?;
             migrate(&mut write_conn, &config2, options2.migrate)?;
+            lock_database(&mut write_conn, &config2)?;
             if !options2.durable {
                 write_conn.batch_execute("SET synchronous_commit = off").map_err(store_err)?;
             }
@@ -412,7 +454,7 @@ fn write_batch(
     stats: &StoreStats,
 ) {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        *conn = match connect(config) {
+        *conn = match connect(config).and_then(|mut c| lock_database(&mut c, config).map(|()| c)) {
             Ok(mut c) => {
                 if !durable {
                     let _ = c.batch_execute("SET synchronous_commit = off");

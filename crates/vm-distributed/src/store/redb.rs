@@ -75,7 +75,7 @@ const CHECK_THREAD: &str = "vmx-store-check";
 const ADVICE: &str = "restore the data directory from a backup (see README, \"Backing up the task store\"), or start an empty store with --init";
 
 /// Name of the commit mark beside the database: the number of the last commit and the
-/// database's length after it, written after every commit (see [`CommitMark`]).
+/// database's length after it, written after every commit.
 pub const COMMIT_MARK: &str = "vmx-store.commit";
 
 /// The commit mark: 24 bytes (last commit number, database length after it, checksum)
