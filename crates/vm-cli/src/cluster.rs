@@ -55,7 +55,7 @@ pub struct CoordinatorArgs {
     /// Directory of the durable task store (redb).
     #[arg(long, required_unless_present = "store", conflicts_with = "store")]
     data_dir: Option<PathBuf>,
-    /// Keep the tasks in PostgreSQL instead: postgres://USER[:PASSWORD]@HOST:PORT/DB.
+    /// Keep the tasks in PostgreSQL instead: `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
     /// The schema is created and migrated by vmx.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
