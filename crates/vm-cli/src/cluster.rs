@@ -52,12 +52,19 @@ pub struct CoordinatorArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// Directory of the durable task store.
-    #[arg(long)]
-    data_dir: PathBuf,
+    /// Directory of the durable task store (redb).
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    data_dir: Option<PathBuf>,
+    /// Keep the tasks in PostgreSQL instead: `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
+    /// The schema is created and migrated by vmx.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// With --store: create or migrate the database's schema, then exit.
+    #[arg(long, requires = "store")]
+    migrate_only: bool,
     /// File holding the cluster token (at least 16 bytes).
-    #[arg(long)]
-    token_file: PathBuf,
+    #[arg(long, required_unless_present_any = ["check_store", "migrate_only"])]
+    token_file: Option<PathBuf>,
     /// Also write the bound address to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -99,8 +106,8 @@ pub struct CoordinatorArgs {
     /// beside it, renamed). Without it a damaged or missing store is refused.
     #[arg(long)]
     init: bool,
-    /// Open and check the task store, print what it holds and exit (0: intact).
-    #[arg(long, conflicts_with = "init")]
+    /// Open and check the task store (redb), print what it holds and exit (0: intact).
+    #[arg(long, conflicts_with = "init", requires = "data_dir")]
     check_store: bool,
 }
 
@@ -108,8 +115,12 @@ impl CoordinatorArgs {
     fn config(&self) -> Result<DistributedArchitectureConfig> {
         Ok(DistributedArchitectureConfig {
             listen: self.listen,
-            data_dir: self.data_dir.clone(),
-            token: Some(token(&self.token_file)?),
+            data_dir: self.data_dir.clone().unwrap_or_default(),
+            store_url: self.store.clone(),
+            token: match &self.token_file {
+                Some(f) => Some(token(f)?),
+                None => bail!("--token-file is required"),
+            },
             durable: !self.no_fsync,
             init_store: self.init,
             strategy: self.strategy,
@@ -167,10 +178,23 @@ fn announce(addr: SocketAddr, addr_file: Option<&Path>) -> Result<()> {
 
 /// Runs a coordinator until SIGINT or SIGTERM.
 pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
-    let config = args.config()?;
-    if args.check_store {
-        return check_store(&args.data_dir);
+    if let Some(url) = &args.store {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "--store takes a postgres://USER@HOST:PORT/DB URL (for a directory use --data-dir)"
+            );
+        }
     }
+    if let (true, Some(dir)) = (args.check_store, &args.data_dir) {
+        return check_store(dir);
+    }
+    if let (true, Some(url)) = (args.migrate_only, &args.store) {
+        use vm_executors::distributed::store::postgres::{PgOptions, PgStore};
+        let version = PgStore::migrate_only(url, PgOptions::default())?;
+        println!("schema at version {version}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = args.config()?;
     raise_fd_limit();
     runtime()?.block_on(async {
         let c = VmCoordinator::start(config)
@@ -186,11 +210,11 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
 /// `vmx coordinator --check-store`: opens the store (which checks every record) and says
 /// what it holds.
 fn check_store(dir: &Path) -> Result<ExitCode> {
-    use vm_executors::distributed::store::{OpenOptions, TaskStore, DB_FILE, MANIFEST};
+    use vm_executors::distributed::store::{OpenOptions, RedbStore, DB_FILE, MANIFEST};
     if !dir.join(MANIFEST).exists() && !dir.join(DB_FILE).exists() {
         bail!("{} holds no task store", dir.display());
     }
-    let (store, recovered) = TaskStore::open_with(dir, OpenOptions { durable: true, init: false })?;
+    let (store, recovered) = RedbStore::open_with(dir, OpenOptions { durable: true, init: false })?;
     let done = recovered.tasks.iter().filter(|t| t.status.is_final()).count();
     drop(store);
     println!(

@@ -21,8 +21,11 @@ pub use crate::scheduler::LoadBalancingStrategy;
 pub struct DistributedArchitectureConfig {
     /// Address to listen on (port 0: any free port, see [`VmCoordinator::local_addr`]).
     pub listen: SocketAddr,
-    /// Directory of the task store.
+    /// Directory of the task store (redb), unless `store_url` names a database.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database for the task store (`postgres://USER@HOST:PORT/DB`) instead
+    /// of `data_dir`.
+    pub store_url: Option<String>,
     /// The cluster token; `None` generates one ([`VmCoordinator::token`]).
     pub token: Option<ClusterToken>,
     /// Flush every commit to disk before acknowledging (on by default).
@@ -52,6 +55,7 @@ impl Default for DistributedArchitectureConfig {
         DistributedArchitectureConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: PathBuf::from("vmx-data"),
+            store_url: None,
             token: None,
             durable: true,
             init_store: false,

@@ -6,7 +6,7 @@
 //! | [`protocol`] | ids, task and node descriptions, [`VmMessage`], frame codec with size and decode limits |
 //! | [`auth`] | the cluster token and the HMAC-SHA256 challenge-response handshake |
 //! | [`connection`] | the batching writer task of a connection |
-//! | [`store`] | the coordinator's durable task store (redb, group commit) |
+//! | [`store`] | the coordinator's durable task store: the [`store::TaskStore`] trait, its redb and PostgreSQL backends |
 //! | [`registry`] | [`registry::NodeRegistry`]: registration, heartbeats, suspect, dead and forgotten nodes |
 //! | [`scheduler`] | [`TaskScheduler`] and the [`LoadBalancingStrategy`]s |
 //! | [`fault_tolerance`] | retries, back-off, re-dispatch, deadlines, one result per task |

@@ -85,7 +85,7 @@ pub(super) struct Core {
     ft: FaultToleranceManager,
     registry: NodeRegistry,
     sched: TaskScheduler,
-    store: Arc<TaskStore>,
+    store: Arc<dyn TaskStore>,
     max_queued: u64,
     max_output_cap: u32,
     tasks: HashMap<TaskId, Task>,
@@ -116,7 +116,7 @@ fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
 impl Core {
     pub(super) fn new(
         config: &DistributedArchitectureConfig,
-        store: Arc<TaskStore>,
+        store: Arc<dyn TaskStore>,
         recovered: Recovered,
         events: mpsc::UnboundedSender<Event>,
     ) -> Core {

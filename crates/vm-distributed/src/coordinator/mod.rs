@@ -40,7 +40,7 @@ use crate::auth::ClusterToken;
 use crate::connection::AbortOnDrop;
 use crate::protocol::{ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage};
 use crate::registry::VmInfo;
-use crate::store::{OpenOptions, TaskStore};
+use crate::store::{open_store, OpenOptions, StoreLocation};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -94,16 +94,19 @@ impl VmCoordinator {
             Some(t) => t.clone(),
             None => ClusterToken::generate()?,
         };
-        let dir = config.data_dir.clone();
+        let location = match &config.store_url {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Dir(config.data_dir.clone()),
+        };
         let options = OpenOptions { durable: config.durable, init: config.init_store };
         let (store, recovered) =
-            tokio::task::spawn_blocking(move || TaskStore::open_with(&dir, options))
+            tokio::task::spawn_blocking(move || open_store(&location, options))
                 .await
                 .map_err(|e| Error::Store(e.to_string()))??;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let core = Core::new(&config, Arc::new(store), recovered, tx.clone());
+        let core = Core::new(&config, store, recovered, tx.clone());
         let core_task = tokio::spawn(core.run(rx));
         let ctx = Arc::new(ServerCtx {
             token: token.clone(),

@@ -1,38 +1,36 @@
-//! The coordinator's durable task store: tasks, their state, their results and program
-//! images in an embedded transactional database (`redb`), written with group commit.
+//! The redb backend of the [`TaskStore`]: one embedded database file in a data directory,
+//! written with group commit.
 //!
 //! # Tables
-//! - `tasks`: task id -> [`TaskRecord`] (spec, type, submission time, failed attempts and
-//!   their reasons, and the status: queued, completed or failed);
+//! - `tasks`: task id -> [`TaskRecord`];
 //! - `results`: task id -> [`TaskResult`];
 //! - `images`: image hash -> ELF bytes;
-//! - `meta`: row counts of the three tables and the number of the last commit.
+//! - `queue`: the ids of the tasks that are not final;
+//! - `leases`: task id -> [`Lease`];
+//! - `meta`: row counts of `tasks`, `results` and `images`, and the number of the last
+//!   commit.
 //!
 //! Beside the database: the manifest [`MANIFEST`] (its presence says the directory holds a
 //! store) and the commit mark [`COMMIT_MARK`].
 //!
-//! # Invariants
-//! - One writer thread applies operations in the order they were queued. It takes every
-//!   operation waiting (up to [`MAX_BATCH`]) into one write transaction and commits it once,
-//!   so durability costs one `fsync` per batch, not per task ("group commit").
-//! - An operation's commit callback runs only after the transaction holding it committed
-//!   (with [`redb::Durability::Immediate`] when the store is durable), so a caller that
-//!   acknowledges in the callback never acknowledges something a crash can lose.
-//! - A final record and its result are written in the same transaction: after a crash a
-//!   task is either still queued or final with its result.
-//! - Every stored value is sealed with a checksum over its table, key and value; the store
-//!   is read and checked completely when it opens ([`TaskStore::open_with`]) and a damaged
-//!   one is refused with one line, never served: values that fail their checksum, keys that
-//!   do not match their value, fewer rows than `meta` counts, a database older than the
-//!   commit mark or of another length than it recorded, a missing or empty database where
-//!   the manifest says there was one.
+//! # Invariants (besides those of every [`TaskStore`])
+//! - Commits are made with [`redb::Durability::Immediate`] when the store is durable.
+//! - The store is read and checked completely when it opens ([`RedbStore::open_with`]) and
+//!   a damaged one is refused with one line, never served: values that fail their checksum,
+//!   keys that do not match their value, fewer rows than `meta` counts, a queue that is not
+//!   the set of non-final tasks, a database older than the commit mark or of another length
+//!   than it recorded, a missing or empty database where the manifest says there was one.
 
-use crate::protocol::{ImageHash, TaskId, TaskResult, TaskSpec, TaskStatus, TaskType};
+use super::{
+    checksum, damaged, seal, seal_value, unseal, unseal_value, Claim, Lease, LeaseOp, LeaseOutcome,
+    OnCommit, Recovered, StoreOp, StoreStats, TaskRecord, TaskStore, MAX_BATCH,
+};
+use crate::protocol::{ImageHash, TaskId, TaskResult, TaskStatus};
 use crate::Error;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -40,76 +38,13 @@ use std::thread::JoinHandle;
 const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
 const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
 const IMAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("images");
+const QUEUE: TableDefinition<u64, ()> = TableDefinition::new("queue");
+const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
 /// Row counts of the other tables as of the last commit (`tasks`, `results`, `images`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Most operations in one write transaction.
-pub const MAX_BATCH: usize = 16384;
-
-/// A task as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    /// Its id.
-    pub id: TaskId,
-    /// Its type.
-    pub task_type: TaskType,
-    /// What it runs.
-    pub spec: TaskSpec,
-    /// When it was accepted (Unix time, milliseconds).
-    pub submitted_at_ms: u64,
-    /// Attempts that failed (node death, worker error) before now.
-    pub failed_attempts: u32,
-    /// Attempts started before now (as of the record's last write).
-    pub attempts: u32,
-    /// Why each of them failed.
-    pub reasons: Vec<String>,
-    /// `Queued` until final, then `Completed`, `Failed` or `Cancelled` (never `Running`: what runs where
-    /// does not survive a coordinator restart, the work is dispatched again).
-    pub status: TaskStatus,
-}
-
-/// One change to the store.
-#[derive(Debug)]
-pub enum StoreOp {
-    /// Store an image (a no-op if present).
-    PutImage(ImageHash, Arc<Vec<u8>>),
-    /// Insert or replace a task record.
-    PutTask(TaskRecord),
-    /// Replace a task record with its final form and store its result, atomically.
-    Finish(TaskRecord, Option<TaskResult>),
-    /// Nothing: its callback runs once everything queued before it committed.
-    Barrier,
-}
-
-/// Called once the operation's transaction committed (or failed to).
-pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// What a store held when it was opened.
-#[derive(Debug, Default)]
-pub struct Recovered {
-    /// Every task record, in id order.
-    pub tasks: Vec<TaskRecord>,
-    /// Every image.
-    pub images: Vec<(ImageHash, Vec<u8>)>,
-}
-
-/// Counters of the writer.
-#[derive(Debug, Default)]
-pub struct StoreStats {
-    /// Write transactions committed.
-    pub commits: AtomicU64,
-    /// Operations applied.
-    pub ops: AtomicU64,
-}
-
-/// The store. See the module docs.
-pub struct TaskStore {
+/// The redb store. See the module docs.
+pub struct RedbStore {
     db: Option<Arc<Database>>,
     dir: std::path::PathBuf,
     tx: Option<mpsc::Sender<(StoreOp, Option<OnCommit>)>>,
@@ -117,25 +52,14 @@ pub struct TaskStore {
     stats: Arc<StoreStats>,
 }
 
-impl std::fmt::Debug for TaskStore {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskStore").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("RedbStore").field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 
 fn db_err(e: impl Into<redb::Error>) -> Error {
     Error::Store(e.into().to_string())
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard())
-        .map_err(|e| Error::Encode(e.to_string()))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| Error::Decode(e.to_string()))
 }
 
 /// Name of the manifest beside the database: its presence says the directory holds a store.
@@ -147,54 +71,11 @@ const FORMAT: u64 = 1;
 /// Name of the thread that opens and checks a store (its panics are caught and silenced).
 const CHECK_THREAD: &str = "vmx-store-check";
 
-/// Bytes of the checksum in front of every stored value.
-const SUM_LEN: usize = 8;
-
-/// The checksum of a value stored in `table` under `key`: the first bytes of SHA-256 over
-/// the table name, the key and the value, so a value moved to another key is caught too.
-fn checksum(table: &str, key: &[u8], value: &[u8]) -> [u8; SUM_LEN] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update((table.len() as u32).to_le_bytes());
-    h.update(table.as_bytes());
-    h.update((key.len() as u32).to_le_bytes());
-    h.update(key);
-    h.update(value);
-    let d = h.finalize();
-    let mut out = [0; SUM_LEN];
-    out.copy_from_slice(&d[..SUM_LEN]);
-    out
-}
-
-/// `value` with its checksum in front.
-fn seal(table: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SUM_LEN + value.len());
-    out.extend_from_slice(&checksum(table, key, value));
-    out.extend_from_slice(value);
-    out
-}
-
-/// The value inside `stored`, if its checksum matches.
-fn unseal<'a>(table: &str, key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], Error> {
-    if stored.len() < SUM_LEN {
-        return Err(damaged(format!("a {table} entry is {} bytes long", stored.len())));
-    }
-    let (sum, value) = stored.split_at(SUM_LEN);
-    if sum != checksum(table, key, value) {
-        return Err(damaged(format!("checksum mismatch in a {table} entry")));
-    }
-    Ok(value)
-}
-
-fn damaged(what: String) -> Error {
-    Error::Store(format!("damaged: {what}"))
-}
-
 /// The advice every refusal to open ends with.
 const ADVICE: &str = "restore the data directory from a backup (see README, \"Backing up the task store\"), or start an empty store with --init";
 
 /// Name of the commit mark beside the database: the number of the last commit and the
-/// database's length after it, written after every commit (see `CommitMark`).
+/// database's length after it, written after every commit.
 pub const COMMIT_MARK: &str = "vmx-store.commit";
 
 /// The commit mark: 24 bytes (last commit number, database length after it, checksum)
@@ -274,8 +155,10 @@ fn write_manifest(dir: &Path) -> Result<(), Error> {
         Error::Store(format!("cannot write {}: {e}", dir.join(MANIFEST).display()))
     };
     let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    let text =
-        format!("vmx task store\nformat {FORMAT}\ndatabase {DB_FILE}\ncreated_ms {}\n", now_ms());
+    let text = format!(
+        "vmx task store\nformat {FORMAT}\ndatabase {DB_FILE}\ncreated_ms {}\n",
+        super::now_ms()
+    );
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -363,8 +246,7 @@ fn check_and_recover(db: &Database) -> Result<(Recovered, u64), Error> {
     for row in tasks.iter().map_err(db_err)? {
         let (k, v) = row.map_err(db_err)?;
         let id = k.value();
-        let rec: TaskRecord = decode(unseal("tasks", &id.to_le_bytes(), v.value())?)
-            .map_err(|e| damaged(format!("task {id}: {e}")))?;
+        let rec: TaskRecord = unseal_value("tasks", id, v.value())?;
         if rec.id.0 != id {
             return Err(damaged(format!("the record under task {id} is task {}", rec.id.0)));
         }
@@ -375,8 +257,7 @@ fn check_and_recover(db: &Database) -> Result<(Recovered, u64), Error> {
     for row in results.iter().map_err(db_err)? {
         let (k, v) = row.map_err(db_err)?;
         let id = k.value();
-        let _: TaskResult = decode(unseal("results", &id.to_le_bytes(), v.value())?)
-            .map_err(|e| damaged(format!("result of task {id}: {e}")))?;
+        let _: TaskResult = unseal_value("results", id, v.value())?;
         n_results += 1;
     }
     let images = r.open_table(IMAGES).map_err(db_err)?;
@@ -390,6 +271,29 @@ fn check_and_recover(db: &Database) -> Result<(Recovered, u64), Error> {
         }
         recovered.images.push((ImageHash(key), bytes.to_vec()));
     }
+    let queue = r.open_table(QUEUE).map_err(db_err)?;
+    let mut queued = HashSet::new();
+    for row in queue.iter().map_err(db_err)? {
+        queued.insert(row.map_err(db_err)?.0.value());
+    }
+    let pending: HashSet<u64> =
+        recovered.tasks.iter().filter(|t| !t.status.is_final()).map(|t| t.id.0).collect();
+    if queued != pending {
+        return Err(damaged(format!(
+            "{} tasks in the queue, {} tasks not final",
+            queued.len(),
+            pending.len()
+        )));
+    }
+    let leases = r.open_table(LEASES).map_err(db_err)?;
+    for row in leases.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let id = k.value();
+        let _: Lease = unseal_value("leases", id, v.value())?;
+        if !queued.contains(&id) {
+            return Err(damaged(format!("a lease on task {id}, which is not queued")));
+        }
+    }
     let got = (recovered.tasks.len() as u64, n_results, recovered.images.len() as u64);
     if got != (want_tasks, want_results, want_images) {
         return Err(damaged(format!(
@@ -400,11 +304,11 @@ fn check_and_recover(db: &Database) -> Result<(Recovered, u64), Error> {
     Ok((recovered, counted("commits")?))
 }
 
-impl TaskStore {
+impl RedbStore {
     /// Opens (or creates) the store in `dir` and reads back everything it holds. With
     /// `durable`, every commit is flushed to disk before its callbacks run.
-    pub fn open(dir: &Path, durable: bool) -> Result<(TaskStore, Recovered), Error> {
-        TaskStore::open_with(dir, OpenOptions { durable, init: false })
+    pub fn open(dir: &Path, durable: bool) -> Result<(RedbStore, Recovered), Error> {
+        RedbStore::open_with(dir, OpenOptions { durable, init: false })
     }
 
     /// Opens the store in `dir`, checking it: a store that is damaged (the database
@@ -412,7 +316,7 @@ impl TaskStore {
     /// refused with one line saying what is wrong; nothing is served from it. A directory
     /// without a manifest gets a new store; one whose manifest says it held a store never
     /// comes up empty unless `options.init` asks for it.
-    pub fn open_with(dir: &Path, options: OpenOptions) -> Result<(TaskStore, Recovered), Error> {
+    pub fn open_with(dir: &Path, options: OpenOptions) -> Result<(RedbStore, Recovered), Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
@@ -424,7 +328,7 @@ impl TaskStore {
         };
         let fresh = if options.init {
             if len.is_some() {
-                let aside = dir.join(format!("{DB_FILE}.before-init-{}", now_ms()));
+                let aside = dir.join(format!("{DB_FILE}.before-init-{}", super::now_ms()));
                 std::fs::rename(&path, &aside)
                     .map_err(|e| Error::Store(format!("cannot move {shown} aside: {e}")))?;
                 tracing::warn!("--init: the previous database is kept as {}", aside.display());
@@ -467,6 +371,8 @@ impl TaskStore {
                 w.open_table(RESULTS).map_err(db_err)?;
                 w.open_table(IMAGES).map_err(db_err)?;
                 w.open_table(META).map_err(db_err)?;
+                w.open_table(QUEUE).map_err(db_err)?;
+                w.open_table(LEASES).map_err(db_err)?;
                 w.commit().map_err(db_err)?;
                 db
             } else {
@@ -513,7 +419,7 @@ impl TaskStore {
                 .map_err(|e| Error::Store(format!("cannot start the store writer: {e}")))?
         };
         Ok((
-            TaskStore {
+            RedbStore {
                 db: Some(db),
                 tx: Some(tx),
                 writer: Some(writer),
@@ -524,57 +430,53 @@ impl TaskStore {
         ))
     }
 
-    /// Queues `op`; `on_commit` runs once it is durable.
-    pub fn apply(&self, op: StoreOp, on_commit: Option<OnCommit>) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(mpsc::SendError((_, Some(cb)))) = tx.send((op, on_commit)) {
-            cb(Err("the store is closed".into()));
-        }
-    }
-
-    /// Reads a task's result.
-    pub fn result(&self, id: TaskId) -> Result<Option<TaskResult>, Error> {
-        let r = self.db()?.begin_read().map_err(db_err)?;
-        let t = r.open_table(RESULTS).map_err(db_err)?;
-        match t.get(id.0).map_err(db_err)? {
-            Some(v) => Ok(Some(decode(unseal("results", &id.0.to_le_bytes(), v.value())?)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Reads a task's record.
-    pub fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        let r = self.db()?.begin_read().map_err(db_err)?;
-        let t = r.open_table(TASKS).map_err(db_err)?;
-        match t.get(id.0).map_err(db_err)? {
-            Some(v) => Ok(Some(decode(unseal("tasks", &id.0.to_le_bytes(), v.value())?)?)),
-            None => Ok(None),
-        }
-    }
-
     fn db(&self) -> Result<&Database, Error> {
         self.db.as_deref().ok_or(Error::Closed)
     }
 
-    /// The writer's counters.
-    pub fn stats(&self) -> &StoreStats {
-        &self.stats
-    }
-
-    /// Waits until everything queued before this call is committed.
-    pub fn sync(&self) {
-        let (tx, rx) = mpsc::channel();
-        self.apply(
-            StoreOp::Barrier,
-            Some(Box::new(move |_| {
-                let _ = tx.send(());
-            })),
-        );
-        let _ = rx.recv();
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        id: TaskId,
+    ) -> Result<Option<T>, Error> {
+        let r = self.db()?.begin_read().map_err(db_err)?;
+        let t = r.open_table(table).map_err(db_err)?;
+        let v = t.get(id.0).map_err(db_err)?;
+        v.map(|v| unseal_value(redb::TableHandle::name(&table), id.0, v.value())).transpose()
     }
 }
 
-impl Drop for TaskStore {
+impl TaskStore for RedbStore {
+    fn apply(&self, op: StoreOp, on_commit: Option<OnCommit>) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(mpsc::SendError((op, cb))) = tx.send((op, on_commit)) {
+            if let StoreOp::Lease(_, reply) = op {
+                let _ = reply.send(Err("the store is closed".into()));
+            }
+            if let Some(cb) = cb {
+                cb(Err("the store is closed".into()));
+            }
+        }
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        self.read(TASKS, id)
+    }
+
+    fn result(&self, id: TaskId) -> Result<Option<TaskResult>, Error> {
+        self.read(RESULTS, id)
+    }
+
+    fn lease(&self, id: TaskId) -> Result<Option<Lease>, Error> {
+        self.read(LEASES, id)
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
+
+impl Drop for RedbStore {
     fn drop(&mut self) {
         self.tx = None;
         if let Some(w) = self.writer.take() {
@@ -614,7 +516,9 @@ fn writer_main(
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, &batch, durable, seq + 1).map_err(|e| e.to_string());
+        let mut outcomes = Vec::new();
+        let outcome =
+            commit_batch(db, &batch, durable, seq + 1, &mut outcomes).map_err(|e| e.to_string());
         match &outcome {
             Ok(()) => {
                 seq += 1;
@@ -628,11 +532,132 @@ fn writer_main(
         }
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for (_, cb) in batch {
+        let mut outcomes = outcomes.into_iter();
+        for (op, cb) in batch {
+            if let StoreOp::Lease(_, reply) = op {
+                let r = match &outcome {
+                    Ok(()) => outcomes.next().ok_or_else(|| "no outcome".to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = reply.send(r);
+            }
             if let Some(cb) = cb {
                 cb(outcome.clone());
             }
         }
+    }
+}
+
+/// The tables a write transaction changes.
+struct Tables<'t> {
+    tasks: Table<'t, u64, &'static [u8]>,
+    results: Table<'t, u64, &'static [u8]>,
+    images: Table<'t, &'static [u8], &'static [u8]>,
+    queue: Table<'t, u64, ()>,
+    leases: Table<'t, u64, &'static [u8]>,
+    /// Rows added to `tasks`, `results` and `images`.
+    added: [u64; 3],
+}
+
+impl Tables<'_> {
+    fn get<T: serde::de::DeserializeOwned>(
+        table: &Table<'_, u64, &'static [u8]>,
+        name: &str,
+        id: u64,
+    ) -> Result<Option<T>, Error> {
+        let v = table.get(id).map_err(db_err)?;
+        v.map(|v| unseal_value(name, id, v.value())).transpose()
+    }
+
+    fn task(&self, id: u64) -> Result<Option<TaskRecord>, Error> {
+        Self::get(&self.tasks, "tasks", id)
+    }
+
+    fn lease(&self, id: u64) -> Result<Option<Lease>, Error> {
+        Self::get(&self.leases, "leases", id)
+    }
+
+    fn put_task(&mut self, rec: &TaskRecord) -> Result<(), Error> {
+        let id = rec.id.0;
+        let old = self.tasks.insert(id, &seal_value("tasks", id, rec)?[..]).map_err(db_err)?;
+        self.added[0] += u64::from(old.is_none());
+        if rec.status.is_final() {
+            self.queue.remove(id).map_err(db_err)?;
+            self.leases.remove(id).map_err(db_err)?;
+        } else {
+            self.queue.insert(id, ()).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn put_result(&mut self, id: u64, r: &TaskResult) -> Result<(), Error> {
+        let old = self.results.insert(id, &seal_value("results", id, r)?[..]).map_err(db_err)?;
+        self.added[1] += u64::from(old.is_none());
+        Ok(())
+    }
+
+    fn put_lease(&mut self, id: u64, lease: &Lease) -> Result<(), Error> {
+        self.leases.insert(id, &seal_value("leases", id, lease)?[..]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn lease_op(&mut self, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
+        Ok(match op {
+            LeaseOp::Claim { owner, now_ms, lease_ms, max } => {
+                let mut ids = Vec::new();
+                for row in self.queue.iter().map_err(db_err)? {
+                    if ids.len() >= *max {
+                        break;
+                    }
+                    let id = row.map_err(db_err)?.0.value();
+                    if self.lease(id)?.is_none_or(|l| l.until_ms <= *now_ms) {
+                        ids.push(id);
+                    }
+                }
+                let mut claims = Vec::new();
+                for id in ids {
+                    let Some(mut record) = self.task(id)? else { continue };
+                    record.attempts += 1;
+                    let attempt = record.attempts;
+                    self.put_task(&record)?;
+                    let until_ms = now_ms.saturating_add(*lease_ms);
+                    self.put_lease(id, &Lease { owner: owner.clone(), attempt, until_ms })?;
+                    claims.push(Claim { record, attempt });
+                }
+                LeaseOutcome::Claimed(claims)
+            }
+            LeaseOp::Renew { task, owner, attempt, now_ms, lease_ms } => {
+                match self.lease(task.0)? {
+                    Some(mut l) if l.owner == *owner && l.attempt == *attempt => {
+                        l.until_ms = now_ms.saturating_add(*lease_ms);
+                        self.put_lease(task.0, &l)?;
+                        LeaseOutcome::Renewed(true)
+                    }
+                    _ => LeaseOutcome::Renewed(false),
+                }
+            }
+            LeaseOp::Finish { record, attempt, result } => {
+                let id = record.id.0;
+                let current = self.task(id)?;
+                let live = current.is_some_and(|t| !t.status.is_final() && t.attempts == *attempt);
+                if !live || !record.status.is_final() {
+                    return Ok(LeaseOutcome::Finished(false));
+                }
+                self.put_task(record)?;
+                if let Some(r) = result {
+                    self.put_result(id, r)?;
+                }
+                LeaseOutcome::Finished(true)
+            }
+            LeaseOp::Cancel { task, by, at_ms } => match self.task(task.0)? {
+                Some(mut t) if !t.status.is_final() => {
+                    t.status = TaskStatus::Cancelled { by: by.clone(), at_ms: *at_ms };
+                    self.put_task(&t)?;
+                    LeaseOutcome::Cancelled(true)
+                }
+                _ => LeaseOutcome::Cancelled(false),
+            },
+        })
     }
 }
 
@@ -641,52 +666,43 @@ fn commit_batch(
     batch: &[(StoreOp, Option<OnCommit>)],
     durable: bool,
     seq: u64,
+    outcomes: &mut Vec<LeaseOutcome>,
 ) -> Result<(), Error> {
     let mut w = db.begin_write().map_err(db_err)?;
     w.set_durability(if durable { Durability::Immediate } else { Durability::Eventual });
     {
-        let mut tasks = w.open_table(TASKS).map_err(db_err)?;
-        let mut results = w.open_table(RESULTS).map_err(db_err)?;
-        let mut images = w.open_table(IMAGES).map_err(db_err)?;
-        let mut meta = w.open_table(META).map_err(db_err)?;
-        let mut added = [0u64; 3];
-        let mut put_task = |rec: &TaskRecord| -> Result<(), Error> {
-            let key = rec.id.0.to_le_bytes();
-            let old =
-                tasks.insert(rec.id.0, &seal("tasks", &key, &encode(rec)?)[..]).map_err(db_err)?;
-            added[0] += u64::from(old.is_none());
-            Ok(())
+        let mut t = Tables {
+            tasks: w.open_table(TASKS).map_err(db_err)?,
+            results: w.open_table(RESULTS).map_err(db_err)?,
+            images: w.open_table(IMAGES).map_err(db_err)?,
+            queue: w.open_table(QUEUE).map_err(db_err)?,
+            leases: w.open_table(LEASES).map_err(db_err)?,
+            added: [0; 3],
         };
-        let mut new_results = 0;
-        let mut new_images = 0;
         for (op, _) in batch {
             match op {
                 StoreOp::Barrier => {}
                 StoreOp::PutImage(hash, bytes) => {
-                    if images.get(&hash.0[..]).map_err(db_err)?.is_none() {
-                        images
+                    if t.images.get(&hash.0[..]).map_err(db_err)?.is_none() {
+                        t.images
                             .insert(&hash.0[..], &seal("images", &hash.0, bytes)[..])
                             .map_err(db_err)?;
-                        new_images += 1;
+                        t.added[2] += 1;
                     }
                 }
-                StoreOp::PutTask(rec) => put_task(rec)?,
+                StoreOp::PutTask(rec) => t.put_task(rec)?,
                 StoreOp::Finish(rec, result) => {
-                    put_task(rec)?;
+                    t.put_task(rec)?;
                     if let Some(r) = result {
-                        let key = rec.id.0.to_le_bytes();
-                        let old = results
-                            .insert(rec.id.0, &seal("results", &key, &encode(r)?)[..])
-                            .map_err(db_err)?;
-                        new_results += u64::from(old.is_none());
+                        t.put_result(rec.id.0, r)?;
                     }
                 }
+                StoreOp::Lease(op, _) => outcomes.push(t.lease_op(op)?),
             }
         }
-        added[1] = new_results;
-        added[2] = new_images;
+        let mut meta = w.open_table(META).map_err(db_err)?;
         meta.insert("commits", seq).map_err(db_err)?;
-        for (name, n) in ["tasks", "results", "images"].into_iter().zip(added) {
+        for (name, n) in ["tasks", "results", "images"].into_iter().zip(t.added) {
             if n > 0 {
                 let before = meta.get(name).map_err(db_err)?.map_or(0, |v| v.value());
                 meta.insert(name, before + n).map_err(db_err)?;
@@ -700,6 +716,7 @@ fn commit_batch(
 mod tests {
     use super::*;
     use crate::protocol::{NodeId, TaskExit, TaskLimits};
+    use crate::protocol::{TaskSpec, TaskType};
 
     fn record(id: u64) -> TaskRecord {
         TaskRecord {
@@ -737,7 +754,7 @@ mod tests {
     fn records_results_and_images_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (store, rec) = TaskStore::open(dir.path(), true).unwrap();
+            let (store, rec) = RedbStore::open(dir.path(), true).unwrap();
             assert!(rec.tasks.is_empty());
             store.apply(StoreOp::PutImage(ImageHash::of(b"x"), Arc::new(b"x".to_vec())), None);
             for i in 1..=100 {
@@ -750,7 +767,7 @@ mod tests {
             assert_eq!(store.result(TaskId(7)).unwrap().unwrap(), result(3));
             assert!(store.result(TaskId(8)).unwrap().is_none());
         }
-        let (store, rec) = TaskStore::open(dir.path(), true).unwrap();
+        let (store, rec) = RedbStore::open(dir.path(), true).unwrap();
         assert_eq!(rec.tasks.len(), 100);
         assert_eq!(rec.tasks[6].status, TaskStatus::Completed { exit_status: 3 });
         assert_eq!(rec.tasks[7].status, TaskStatus::Queued);
@@ -761,7 +778,7 @@ mod tests {
     #[test]
     fn many_operations_share_few_commits_and_callbacks_run_after_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = TaskStore::open(dir.path(), true).unwrap();
+        let (store, _) = RedbStore::open(dir.path(), true).unwrap();
         let (tx, rx) = mpsc::channel();
         for i in 1..=2000 {
             let tx = tx.clone();

@@ -1,0 +1,378 @@
+//! The coordinator's durable task store: tasks, their state, their results and program
+//! images, behind one trait ([`TaskStore`]) with two implementations:
+//!
+//! | module | backend |
+//! |---|---|
+//! | [`redb`] | [`RedbStore`]: an embedded redb file in a data directory (the default) |
+//! | [`postgres`] | [`PgStore`]: a PostgreSQL database (`--store postgres://...`) |
+//!
+//! # What every backend guarantees (the behaviour `tests/store_suite.rs` checks on each)
+//! - Operations ([`StoreOp`]) are applied in the order they were queued, by one writer that
+//!   takes every operation waiting (up to [`MAX_BATCH`]) into one transaction ("group
+//!   commit"). An operation's callback runs only after that transaction committed, so a
+//!   caller that acknowledges in the callback (a submission) never acknowledges something a
+//!   crash can lose.
+//! - A final record and its result are written in one transaction: after a crash a task is
+//!   either still queued or final with its result. A final task never changes again.
+//! - Leases: [`TaskStore::claim`] takes queued tasks whose lease is absent or expired,
+//!   numbering each claim's attempt (one more than the task's last); [`TaskStore::renew`]
+//!   extends a lease only for its owner and attempt; [`TaskStore::finish`] records an
+//!   outcome only for the task's current attempt and only once (a late or duplicate result
+//!   of an older attempt is refused: attempt-number fencing); [`TaskStore::cancel`] ends a
+//!   task that is not final. These are what several coordinators sharing one database
+//!   coordinate through.
+//! - Reopening a store gives back every task, result, image and lease committed.
+//! - Every stored value is sealed with a checksum over its table, key and value, checked
+//!   when read: a damaged value is an error, never served.
+
+pub mod postgres;
+pub mod redb;
+
+use crate::protocol::{ImageHash, TaskId, TaskResult, TaskSpec, TaskStatus, TaskType};
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+
+pub use self::postgres::PgStore;
+pub use self::redb::{OpenOptions, RedbStore, COMMIT_MARK, DB_FILE, MANIFEST};
+
+/// Most operations in one write transaction.
+pub const MAX_BATCH: usize = 16384;
+
+/// A task as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: TaskId,
+    /// Its type.
+    pub task_type: TaskType,
+    /// What it runs.
+    pub spec: TaskSpec,
+    /// When it was accepted (Unix time, milliseconds).
+    pub submitted_at_ms: u64,
+    /// Attempts that failed (node death, worker error) before now.
+    pub failed_attempts: u32,
+    /// Attempts started before now (as of the record's last write).
+    pub attempts: u32,
+    /// Why each of them failed.
+    pub reasons: Vec<String>,
+    /// `Queued` until final, then `Completed`, `Failed` or `Cancelled` (never `Running`:
+    /// what runs where does not survive a coordinator restart, the work is dispatched
+    /// again).
+    pub status: TaskStatus,
+}
+
+/// A lease on a task: who runs its current attempt, until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The coordinator holding it.
+    pub owner: String,
+    /// The attempt it covers (1 for the first).
+    pub attempt: u32,
+    /// When it expires (Unix time, milliseconds).
+    pub until_ms: u64,
+}
+
+/// A task taken by [`TaskStore::claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The task, with `attempts` counting this claim.
+    pub record: TaskRecord,
+    /// The attempt this claim runs.
+    pub attempt: u32,
+}
+
+/// A lease operation, applied in the writer's transaction like any other operation; its
+/// outcome is known once that transaction committed.
+#[derive(Clone, Debug)]
+pub enum LeaseOp {
+    /// Take up to `max` queued tasks without a live lease, in id order.
+    Claim {
+        /// Who claims.
+        owner: String,
+        /// The time to compare leases with (Unix ms).
+        now_ms: u64,
+        /// How long the new leases last.
+        lease_ms: u64,
+        /// Most tasks to take.
+        max: usize,
+    },
+    /// Extend `owner`'s lease on `task`'s `attempt`.
+    Renew {
+        /// The task.
+        task: TaskId,
+        /// The lease's owner.
+        owner: String,
+        /// The lease's attempt.
+        attempt: u32,
+        /// Now (Unix ms).
+        now_ms: u64,
+        /// The new lease lasts this long from now.
+        lease_ms: u64,
+    },
+    /// Record `record` (final) and its result if `attempt` is the task's current one and
+    /// the task is not final yet.
+    Finish {
+        /// The task's final record.
+        record: Box<TaskRecord>,
+        /// The attempt that produced it.
+        attempt: u32,
+        /// Its result.
+        result: Option<TaskResult>,
+    },
+    /// End a task that is not final (status `Cancelled`).
+    Cancel {
+        /// The task.
+        task: TaskId,
+        /// Who asked.
+        by: String,
+        /// When (Unix ms).
+        at_ms: u64,
+    },
+}
+
+/// The outcome of a [`LeaseOp`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The tasks claimed.
+    Claimed(Vec<Claim>),
+    /// Whether the lease was renewed (it was the owner's, for that attempt, not final).
+    Renewed(bool),
+    /// Whether the outcome was recorded (`false`: stale attempt, or already final).
+    Finished(bool),
+    /// Whether the task was cancelled (`false`: unknown or already final).
+    Cancelled(bool),
+}
+
+/// Where the outcome of a [`LeaseOp`] goes, after its commit (an error if it failed).
+pub type LeaseReply = mpsc::Sender<Result<LeaseOutcome, String>>;
+
+/// One change to the store.
+#[derive(Debug)]
+pub enum StoreOp {
+    /// Store an image (a no-op if present).
+    PutImage(ImageHash, Arc<Vec<u8>>),
+    /// Insert or replace a task record.
+    PutTask(TaskRecord),
+    /// Replace a task record with its final form and store its result, atomically.
+    Finish(TaskRecord, Option<TaskResult>),
+    /// A lease operation; its outcome goes to the reply channel after the commit.
+    Lease(LeaseOp, LeaseReply),
+    /// Nothing: its callback runs once everything queued before it committed.
+    Barrier,
+}
+
+/// Called once the operation's transaction committed (or failed to).
+pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// What a store held when it was opened.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Every task record, in id order.
+    pub tasks: Vec<TaskRecord>,
+    /// Every image.
+    pub images: Vec<(ImageHash, Vec<u8>)>,
+}
+
+/// Counters of the writer.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Write transactions committed.
+    pub commits: AtomicU64,
+    /// Operations applied.
+    pub ops: AtomicU64,
+}
+
+/// A durable task store. See the module docs for what every implementation guarantees.
+pub trait TaskStore: Send + Sync + std::fmt::Debug {
+    /// Queues `op`; `on_commit` runs once it is durable (or failed).
+    fn apply(&self, op: StoreOp, on_commit: Option<OnCommit>);
+
+    /// Reads a task's record.
+    fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, Error>;
+
+    /// Reads a task's result.
+    fn result(&self, id: TaskId) -> Result<Option<TaskResult>, Error>;
+
+    /// Reads a task's lease.
+    fn lease(&self, id: TaskId) -> Result<Option<Lease>, Error>;
+
+    /// The writer's counters.
+    fn stats(&self) -> &StoreStats;
+
+    /// Waits until everything queued before this call is committed.
+    fn sync(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.apply(
+            StoreOp::Barrier,
+            Some(Box::new(move |_| {
+                let _ = tx.send(());
+            })),
+        );
+        let _ = rx.recv();
+    }
+
+    /// Applies a lease operation and waits for its committed outcome.
+    fn lease_op(&self, op: LeaseOp) -> Result<LeaseOutcome, Error> {
+        let (tx, rx) = mpsc::channel();
+        self.apply(StoreOp::Lease(op, tx), None);
+        match rx.recv() {
+            Ok(r) => r.map_err(Error::Store),
+            Err(_) => Err(Error::Store("the store is closed".into())),
+        }
+    }
+
+    /// Takes up to `max` queued tasks without a live lease (see [`LeaseOp::Claim`]).
+    fn claim(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Claim>, Error> {
+        match self.lease_op(LeaseOp::Claim { owner: owner.into(), now_ms, lease_ms, max })? {
+            LeaseOutcome::Claimed(c) => Ok(c),
+            o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
+        }
+    }
+
+    /// Extends a lease (see [`LeaseOp::Renew`]).
+    fn renew(
+        &self,
+        task: TaskId,
+        owner: &str,
+        attempt: u32,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<bool, Error> {
+        let op = LeaseOp::Renew { task, owner: owner.into(), attempt, now_ms, lease_ms };
+        match self.lease_op(op)? {
+            LeaseOutcome::Renewed(b) => Ok(b),
+            o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
+        }
+    }
+
+    /// Records a final outcome, fenced by attempt (see [`LeaseOp::Finish`]).
+    fn finish(
+        &self,
+        record: TaskRecord,
+        attempt: u32,
+        result: Option<TaskResult>,
+    ) -> Result<bool, Error> {
+        match self.lease_op(LeaseOp::Finish { record: Box::new(record), attempt, result })? {
+            LeaseOutcome::Finished(b) => Ok(b),
+            o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
+        }
+    }
+
+    /// Cancels a task that is not final (see [`LeaseOp::Cancel`]).
+    fn cancel(&self, task: TaskId, by: &str, at_ms: u64) -> Result<bool, Error> {
+        match self.lease_op(LeaseOp::Cancel { task, by: by.into(), at_ms })? {
+            LeaseOutcome::Cancelled(b) => Ok(b),
+            o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
+        }
+    }
+}
+
+/// Where a coordinator keeps its tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A redb file in this directory.
+    Dir(std::path::PathBuf),
+    /// A PostgreSQL database (a `postgres://` URL).
+    Postgres(String),
+}
+
+/// Opens the store at `location` (blocking), checking it; returns it with what it holds.
+pub fn open_store(
+    location: &StoreLocation,
+    options: OpenOptions,
+) -> Result<(Arc<dyn TaskStore>, Recovered), Error> {
+    match location {
+        StoreLocation::Dir(dir) => {
+            let (s, r) = RedbStore::open_with(dir, options)?;
+            Ok((Arc::new(s), r))
+        }
+        StoreLocation::Postgres(url) => {
+            let pg = postgres::PgOptions { durable: options.durable, ..Default::default() };
+            let (s, r) = PgStore::open(url, pg)?;
+            Ok((Arc::new(s), r))
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map_err(|e| Error::Encode(e.to_string()))
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::Decode(e.to_string()))
+}
+
+/// Bytes of the checksum in front of every stored value.
+const SUM_LEN: usize = 8;
+
+/// The checksum of a value stored in `table` under `key`: the first bytes of SHA-256 over
+/// the table name, the key and the value, so a value moved to another key is caught too.
+pub(crate) fn checksum(table: &str, key: &[u8], value: &[u8]) -> [u8; SUM_LEN] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((table.len() as u32).to_le_bytes());
+    h.update(table.as_bytes());
+    h.update((key.len() as u32).to_le_bytes());
+    h.update(key);
+    h.update(value);
+    let d = h.finalize();
+    let mut out = [0; SUM_LEN];
+    out.copy_from_slice(&d[..SUM_LEN]);
+    out
+}
+
+/// `value` with its checksum in front.
+pub(crate) fn seal(table: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SUM_LEN + value.len());
+    out.extend_from_slice(&checksum(table, key, value));
+    out.extend_from_slice(value);
+    out
+}
+
+/// The value inside `stored`, if its checksum matches.
+pub(crate) fn unseal<'a>(table: &str, key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], Error> {
+    if stored.len() < SUM_LEN {
+        return Err(damaged(format!("a {table} entry is {} bytes long", stored.len())));
+    }
+    let (sum, value) = stored.split_at(SUM_LEN);
+    if sum != checksum(table, key, value) {
+        return Err(damaged(format!("checksum mismatch in a {table} entry")));
+    }
+    Ok(value)
+}
+
+/// Encodes `v` and seals it for `table` under the task id `id`.
+pub(crate) fn seal_value<T: Serialize>(table: &str, id: u64, v: &T) -> Result<Vec<u8>, Error> {
+    Ok(seal(table, &id.to_le_bytes(), &encode(v)?))
+}
+
+/// Unseals and decodes a value of `table` stored under the task id `id`.
+pub(crate) fn unseal_value<T: serde::de::DeserializeOwned>(
+    table: &str,
+    id: u64,
+    stored: &[u8],
+) -> Result<T, Error> {
+    decode(unseal(table, &id.to_le_bytes(), stored)?)
+        .map_err(|e| damaged(format!("{table} entry of task {id}: {e}")))
+}
+
+pub(crate) fn damaged(what: String) -> Error {
+    Error::Store(format!("damaged: {what}"))
+}
