@@ -225,7 +225,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     name: Option<String>,
     /// Execution engine: interp, jit or hybrid.
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
 }
 
@@ -234,15 +234,18 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         bail!("--vcpus must be at least 1");
     }
-    let mut config = WorkerConfig::new(args.join.clone(), token(&args.token_file)?);
+    let mut config = WorkerConfig::new(
+        args.join.clone(),
+        token(&args.token_file)?,
+        args.engine.factory(),
+        args.engine.name(),
+    );
     config.vcpus = args.vcpus;
     config.max_concurrent = args.slots.unwrap_or(args.vcpus * 4).max(1);
     if let Some(m) = args.memory {
         config.memory_bytes = m.checked_mul(1 << 20).context("--memory is too large")?;
     }
     config.name = args.name;
-    config.engine = Some(args.engine.factory());
-    config.engine_name = args.engine.name().into();
     runtime()?.block_on(async {
         let w = Worker::spawn(config)?;
         let node = w.node();

@@ -63,7 +63,7 @@ struct BatchArgs {
     #[arg(long, default_value_t = 1)]
     instances: usize,
     /// Execution engine: interp, jit or hybrid.
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
     /// Instructions a guest runs before it goes back to a run queue.
     #[arg(long, default_value_t = vm_executors::coroutine::scheduler::DEFAULT_TIME_SLICE)]
@@ -87,7 +87,7 @@ struct BatchArgs {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Execution engine: interp, jit or hybrid (interprets cold code, translates hot code).
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
     /// Number of vCPU worker threads the guest's threads run on.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
@@ -165,8 +165,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
     scheduler.start().context("starting the scheduler")?;
     let t0 = std::time::Instant::now();
-    let guest =
-        Coroutine::with_engine_factory(Arc::new(program), Arc::new(config), args.engine.factory());
+    let guest = Coroutine::new(Arc::new(program), Arc::new(config), args.engine.factory());
     let id = scheduler.submit_coroutine(guest).map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = scheduler.wait(id, None).context("the guest vanished from the scheduler")?;
     let wall = t0.elapsed();
@@ -241,7 +240,7 @@ fn batch(args: BatchArgs) -> Result<ExitCode> {
             memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
             ..Default::default()
         },
-        engine: Some(args.engine.factory()),
+        engine: args.engine.factory(),
     };
     let summary = if args.sequential {
         run_sequential(program, &config)

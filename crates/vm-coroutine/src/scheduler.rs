@@ -57,7 +57,7 @@
 //!   made again.
 
 use crate::coroutine::{
-    Coroutine, CoroutineId, CoroutineResult, CoroutineState, SliceEnd, ThreadGroup,
+    Coroutine, CoroutineId, CoroutineResult, CoroutineState, EngineFactory, SliceEnd, ThreadGroup,
 };
 use crate::park::{ParkingLot, Wake};
 use crate::readiness::Readiness;
@@ -72,7 +72,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
-use vm_exec_core::exec::Executor;
+
 use vm_exec_core::exec::{GuestExit, RunResult};
 use vm_exec_core::futex::{WaitKind, Waiter};
 use vm_exec_core::process::{Process, ProcessConfig};
@@ -805,15 +805,18 @@ impl Shared {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use vm_coroutine::Scheduler;
+/// use vm_coroutine::{EngineFactory, Scheduler};
 /// use vm_exec_core::elf::Program;
 /// use vm_exec_core::process::ProcessConfig;
 ///
 /// let program = Arc::new(Program::parse(std::fs::read("guests/bin/hello")?)?);
 /// let config = Arc::new(ProcessConfig::default());
+/// // The scheduler names no engine: the caller says which one runs the guests.
+/// let engine: EngineFactory = Arc::new(|| Box::new(vm_exec_interp::Interpreter::new()));
 /// let scheduler = Scheduler::new(4);
 /// for _ in 0..10 {
-///     scheduler.submit_coroutine(scheduler.create_coroutine(program.clone(), config.clone()))?;
+///     let c = scheduler.create_coroutine(program.clone(), config.clone(), engine.clone());
+///     scheduler.submit_coroutine(c)?;
 /// }
 /// for result in scheduler.run_to_completion()? {
 ///     println!("{}: {}", result.id, result.exit);
@@ -888,19 +891,24 @@ impl Scheduler {
         self.shared.vcpus.get(i)
     }
 
-    /// A coroutine that runs `program` as a new process built from `config` on the
-    /// interpreter, built lazily by the vCPU that first runs it. Not yet submitted.
-    pub fn create_coroutine(&self, program: Arc<Program>, config: Arc<ProcessConfig>) -> Coroutine {
-        Coroutine::new(program, config)
+    /// A coroutine that runs `program` as a new process built from `config` on engines made
+    /// by `engine`, built lazily by the vCPU that first runs it. Not yet submitted.
+    pub fn create_coroutine(
+        &self,
+        program: Arc<Program>,
+        config: Arc<ProcessConfig>,
+        engine: EngineFactory,
+    ) -> Coroutine {
+        Coroutine::new(program, config, engine)
     }
 
-    /// A coroutine around an already built process, its main thread and its engine. Not yet
-    /// submitted.
+    /// A coroutine around an already built process, its main thread and what makes its
+    /// engines. Not yet submitted.
     pub fn create_coroutine_from(
         &self,
         process: Process,
         thread: GuestThread,
-        engine: Box<dyn Executor>,
+        engine: EngineFactory,
     ) -> Coroutine {
         Coroutine::from_process(process, thread, engine)
     }

@@ -47,8 +47,8 @@ pub struct WorkerConfig {
     pub memory_bytes: u64,
     /// Name shown by status queries (default: host name and pid).
     pub name: Option<String>,
-    /// Makes each guest's engine (default: the hybrid engine).
-    pub engine: Option<EngineFactory>,
+    /// Makes each guest's engines (this crate names no engine: the caller chooses).
+    pub engine: EngineFactory,
     /// Name of that engine, for status queries.
     pub engine_name: String,
     /// First reconnection delay; doubles up to `reconnect_max`.
@@ -73,9 +73,15 @@ impl std::fmt::Debug for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A configuration with defaults: as many vCPUs as host CPUs, four task slots per vCPU,
-    /// the host's physical memory, the hybrid engine.
-    pub fn new(coordinator: impl Into<String>, token: ClusterToken) -> WorkerConfig {
+    /// A configuration with defaults (as many vCPUs as host CPUs, four task slots per vCPU,
+    /// the host's physical memory) whose guests run on engines made by `engine`, called
+    /// `engine_name` in status queries.
+    pub fn new(
+        coordinator: impl Into<String>,
+        token: ClusterToken,
+        engine: EngineFactory,
+        engine_name: impl Into<String>,
+    ) -> WorkerConfig {
         let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         WorkerConfig {
             coordinator: coordinator.into(),
@@ -84,8 +90,8 @@ impl WorkerConfig {
             max_concurrent: vcpus * 4,
             memory_bytes: host_memory(),
             name: None,
-            engine: None,
-            engine_name: "hybrid".into(),
+            engine,
+            engine_name: engine_name.into(),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
@@ -197,8 +203,7 @@ impl GuestPool {
             stderr: Stdio::Capture(stderr.clone()),
             ..Default::default()
         };
-        let coroutine =
-            Coroutine::with_engine_factory(program, Arc::new(config), self.engine.clone());
+        let coroutine = Coroutine::new(program, Arc::new(config), self.engine.clone());
         coroutine.set_instruction_limit(spec.limits.fuel);
         let id = coroutine.id();
         let mut st = self.state();
@@ -358,10 +363,7 @@ async fn run(config: WorkerConfig, node: NodeId, stop: Arc<AtomicBool>) -> Resul
     let scheduler =
         Scheduler::with_config(SchedulerConfig { vcpus: config.vcpus, ..Default::default() });
     scheduler.start().map_err(|e| Error::Invalid(e.to_string()))?;
-    let engine = config
-        .engine
-        .clone()
-        .unwrap_or_else(|| Arc::new(|| Box::new(vm_exec_jit::HybridExecutor::new()) as _));
+    let engine = config.engine.clone();
     let pool = Arc::new(GuestPool {
         node,
         scheduler,

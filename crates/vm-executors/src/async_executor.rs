@@ -33,7 +33,9 @@ pub enum ExecutorType {
     Interpreter,
     /// The x86-64 block translator: every block is translated the first time it runs.
     Jit,
-    /// Interprets cold code and translates blocks once they are hot: the default.
+    /// Interprets cold code and translates blocks once they are hot: the default, and the
+    /// only place the project's default engine is decided (the scheduler and the distributed
+    /// layer take an engine factory and name no engine).
     #[default]
     Hybrid,
 }
@@ -64,6 +66,12 @@ impl ExecutorType {
             ExecutorType::Jit => Box::new(vm_exec_jit::JitExecutor::new()),
             ExecutorType::Hybrid => Box::new(vm_exec_jit::HybridExecutor::new()),
         }
+    }
+}
+
+impl std::fmt::Display for ExecutorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
