@@ -43,6 +43,7 @@ use vm_exec_core::exec::{ExecutionStats, Executor, GuestExit, RunResult, StopRea
 use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_core::sync::IgnorePoison;
 
 /// Makes a fresh engine for one thread of a process; called when a thread runs and none of
 /// its process's engines is idle. This crate names no engine: whoever makes a coroutine
@@ -151,7 +152,7 @@ pub(crate) struct ThreadGroup {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().ignore_poison()
 }
 
 impl ThreadGroup {

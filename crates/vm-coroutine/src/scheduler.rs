@@ -72,6 +72,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
+use vm_exec_core::sync::IgnorePoison;
 
 use vm_exec_core::exec::{GuestExit, RunResult};
 use vm_exec_core::futex::{WaitKind, Waiter};
@@ -370,7 +371,7 @@ impl VCPU {
     }
 
     fn lock(&self) -> MutexGuard<'_, LocalQueue> {
-        self.local.lock().unwrap_or_else(|e| e.into_inner())
+        self.local.lock().ignore_poison()
     }
 
     /// Its index.
@@ -468,7 +469,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 impl Shared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        self.registry.lock().ignore_poison()
     }
 
     /// Admits `c` (if not admitted yet). Errors if it belongs to another scheduler.
@@ -1097,10 +1098,10 @@ impl Scheduler {
     ) -> Option<MutexGuard<'a, Registry>> {
         let cv = &self.shared.finished;
         match deadline {
-            None => Some(cv.wait(reg).unwrap_or_else(|e| e.into_inner())),
+            None => Some(cv.wait(reg).ignore_poison()),
             Some(d) => {
                 let left = d.checked_duration_since(Instant::now())?;
-                Some(cv.wait_timeout(reg, left).unwrap_or_else(|e| e.into_inner()).0)
+                Some(cv.wait_timeout(reg, left).ignore_poison().0)
             }
         }
     }
@@ -1112,7 +1113,7 @@ impl Scheduler {
 
     /// Starts one thread per vCPU (named `vmx-vcpu-N`); a no-op if they run already.
     pub fn start(&self) -> Result<(), SchedulerError> {
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut threads = self.threads.lock().ignore_poison();
         if !threads.is_empty() {
             return Ok(());
         }
@@ -1143,7 +1144,7 @@ impl Scheduler {
         self.shared.timer.stop();
         self.shared.readiness.stop();
         self.shared.lot.shutdown();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *self.threads.lock().ignore_poison());
         for h in threads {
             if h.join().is_err() {
                 tracing::error!("a vCPU thread panicked");

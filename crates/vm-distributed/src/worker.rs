@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use vm_coroutine::{Coroutine, CoroutineId, EngineFactory, GuestExit, Scheduler, SchedulerConfig};
 use vm_exec_core::elf::Program;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+use vm_exec_core::sync::IgnorePoison;
 
 /// How a worker runs.
 #[derive(Clone)]
@@ -151,15 +152,15 @@ struct GuestPool {
 
 impl GuestPool {
     fn state(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().ignore_poison()
     }
 
     fn has_image(&self, hash: &ImageHash) -> bool {
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).contains_key(hash)
+        self.images.lock().ignore_poison().contains_key(hash)
     }
 
     fn image_list(&self) -> Vec<ImageHash> {
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+        self.images.lock().ignore_poison().keys().copied().collect()
     }
 
     fn add_image(&self, hash: ImageHash, bytes: Vec<u8>) -> Result<(), String> {
@@ -167,7 +168,7 @@ impl GuestPool {
             return Err(format!("image {hash}: bytes do not match the hash"));
         }
         let program = Program::parse(bytes).map_err(|e| format!("image {hash}: {e}"))?;
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, Arc::new(program));
+        self.images.lock().ignore_poison().insert(hash, Arc::new(program));
         Ok(())
     }
 
@@ -182,7 +183,7 @@ impl GuestPool {
         let program = self
             .images
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .ignore_poison()
             .get(&spec.image)
             .cloned()
             .ok_or_else(|| format!("image {} is not cached", spec.image))?;
@@ -259,11 +260,8 @@ impl GuestPool {
             let oldest = {
                 let mut st = self.state();
                 while st.inflight.is_empty() && !st.stop {
-                    st = self
-                        .started
-                        .wait_timeout(st, Duration::from_millis(200))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    st =
+                        self.started.wait_timeout(st, Duration::from_millis(200)).ignore_poison().0;
                 }
                 if st.stop {
                     return;
