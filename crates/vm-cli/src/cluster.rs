@@ -2,6 +2,7 @@
 //! `status`, `cancel`, `cluster` (a local cluster in one command) and the hidden `bench-client` that
 //! `cargo xtask bench-cluster` drives.
 
+use crate::guest::GuestArgs;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Write;
@@ -249,7 +250,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     name: Option<String>,
     /// Execution engine: interp, jit or hybrid.
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
 }
 
@@ -258,15 +259,18 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         bail!("--vcpus must be at least 1");
     }
-    let mut config = WorkerConfig::new(args.join.clone(), token(&args.token_file)?);
+    let mut config = WorkerConfig::new(
+        args.join.clone(),
+        token(&args.token_file)?,
+        args.engine.factory(),
+        args.engine.name(),
+    );
     config.vcpus = args.vcpus;
     config.max_concurrent = args.slots.unwrap_or(args.vcpus * 4).max(1);
     if let Some(m) = args.memory {
         config.memory_bytes = m.checked_mul(1 << 20).context("--memory is too large")?;
     }
     config.name = args.name;
-    config.engine = Some(args.engine.factory());
-    config.engine_name = args.engine.name().into();
     runtime()?.block_on(async {
         let w = Worker::spawn(config)?;
         let node = w.node();
@@ -315,23 +319,19 @@ pub struct SubmitArgs {
     /// Environment entry NAME=value for the guest (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     env: Vec<OsString>,
-    /// The program to run.
-    program: PathBuf,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+    /// The program and its arguments.
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 /// Submits a task; with `--wait`, prints its output and exits with its status.
 pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
-    let program = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let program = args.guest.read()?;
     let stdin = match &args.stdin {
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
         None => Vec::new(),
     };
-    let mut argv = vec![args.program.as_os_str().as_bytes().to_vec()];
-    argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let argv = args.guest.argv();
     let payload = TaskPayload {
         program,
         args: argv,
@@ -339,7 +339,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
         stdin,
         limits: TaskLimits {
             fuel: args.fuel,
-            memory_bytes: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+            memory_bytes: crate::guest::memory_bytes(args.memory)?,
             deadline_ms: args.deadline,
             output_cap: args.output_cap,
         },
@@ -699,19 +699,15 @@ pub struct BenchClientArgs {
     /// them, and time until they all run elsewhere.
     #[arg(long)]
     failover: Option<usize>,
-    /// The program.
-    program: PathBuf,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+    /// The program and its arguments.
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 /// Runs the load generator and prints `key=value` lines.
 pub fn bench_client(args: BenchClientArgs) -> Result<ExitCode> {
-    let program = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let mut argv = vec![args.program.as_os_str().as_bytes().to_vec()];
-    argv.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let program = args.guest.read()?;
+    let argv = args.guest.argv();
     let token = token(&args.token_file)?;
     runtime()?.block_on(async {
         let client =

@@ -13,15 +13,17 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vm_executors::coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
-use vm_executors::{ExecutorType, ProcessConfig, Program};
+use vm_executors::{ExecutorType, ProcessConfig};
 
 mod cluster;
+mod guest;
+
+use guest::GuestArgs;
 
 #[derive(Parser)]
 #[command(name = "vmx", version, about = "Run RISC-V (RV64GC) Linux programs fast")]
@@ -63,7 +65,7 @@ struct BatchArgs {
     #[arg(long, default_value_t = 1)]
     instances: usize,
     /// Execution engine: interp, jit or hybrid.
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
     /// Instructions a guest runs before it goes back to a run queue.
     #[arg(long, default_value_t = vm_executors::coroutine::scheduler::DEFAULT_TIME_SLICE)]
@@ -77,17 +79,15 @@ struct BatchArgs {
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
-    /// The program to run.
-    program: PathBuf,
-    /// Arguments passed to every instance.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+    /// The program and the arguments passed to every instance.
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
     /// Execution engine: interp, jit or hybrid (interprets cold code, translates hot code).
-    #[arg(long, default_value = "hybrid")]
+    #[arg(long, default_value_t = ExecutorType::default())]
     engine: ExecutorType,
     /// Number of vCPU worker threads the guest's threads run on.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
@@ -102,11 +102,9 @@ struct RunArgs {
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
-    /// The program to run.
-    program: PathBuf,
-    /// Arguments passed to the program.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+    /// The program and its arguments.
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 fn main() -> ExitCode {
@@ -140,19 +138,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let program =
-        Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
-    let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
-    guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let program = args.guest.parse()?;
     let mut config = ProcessConfig {
-        args: guest_args,
+        args: args.guest.argv(),
         env: std::env::vars_os()
             .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
             .collect(),
-        exe_path: std::fs::canonicalize(&args.program).unwrap_or_else(|_| args.program.clone()),
-        memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+        exe_path: args.guest.exe_path(),
+        memory_size: guest::memory_bytes(args.memory)?,
         ..Default::default()
     };
     for d in &args.dirs {
@@ -165,8 +158,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
     scheduler.start().context("starting the scheduler")?;
     let t0 = std::time::Instant::now();
-    let guest =
-        Coroutine::with_engine_factory(Arc::new(program), Arc::new(config), args.engine.factory());
+    let guest = Coroutine::new(Arc::new(program), Arc::new(config), args.engine.factory());
     let id = scheduler.submit_coroutine(guest).map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = scheduler.wait(id, None).context("the guest vanished from the scheduler")?;
     let wall = t0.elapsed();
@@ -210,7 +202,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             die_by_signal(sig.signo);
         }
         GuestExit::LoadFailed(msg) => {
-            anyhow::bail!("cannot load {}: {msg}", args.program.display())
+            anyhow::bail!("cannot load {}: {msg}", args.guest.program.display())
         }
         other => anyhow::bail!("the guest {other}"),
     }
@@ -222,26 +214,20 @@ fn batch(args: BatchArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");
     }
-    let bytes = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let program = Arc::new(
-        Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?,
-    );
-    let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
-    guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
+    let program = Arc::new(args.guest.parse()?);
     let config = BatchConfig {
         instances: args.instances,
         vcpus: args.vcpus,
         time_slice: args.slice.max(1),
         output: args.capture.map_or(OutputMode::Discard, |limit| OutputMode::Capture { limit }),
         process: ProcessConfig {
-            args: guest_args,
+            args: args.guest.argv(),
             stdin: vm_executors::Stdio::Null,
-            exe_path: std::fs::canonicalize(&args.program).unwrap_or_else(|_| args.program.clone()),
-            memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+            exe_path: args.guest.exe_path(),
+            memory_size: guest::memory_bytes(args.memory)?,
             ..Default::default()
         },
-        engine: Some(args.engine.factory()),
+        engine: args.engine.factory(),
     };
     let summary = if args.sequential {
         run_sequential(program, &config)

@@ -121,7 +121,7 @@ fn main() {
         output: OutputMode::Discard,
         time_slice: args.slice,
         process: process.clone(),
-        ..Default::default()
+        ..BatchConfig::new(interp())
     };
 
     println!(
@@ -177,6 +177,11 @@ fn main() {
     }
 }
 
+/// The engine of every instance: the interpreter.
+fn interp() -> vm_coroutine::EngineFactory {
+    Arc::new(|| Box::new(vm_exec_interp::Interpreter::new()))
+}
+
 /// RSS per process: created (lazy), loaded (never run), and suspended mid-run.
 fn memory_per_idle_process(program: &Arc<Program>, process: &ProcessConfig, n: usize) {
     let config =
@@ -184,7 +189,7 @@ fn memory_per_idle_process(program: &Arc<Program>, process: &ProcessConfig, n: u
     std::thread::sleep(Duration::from_millis(100));
     let base = vm_rss_kib();
     let mut all: Vec<Coroutine> =
-        (0..n).map(|_| Coroutine::new(program.clone(), config.clone())).collect();
+        (0..n).map(|_| Coroutine::new(program.clone(), config.clone(), interp())).collect();
     let created = vm_rss_kib();
     for c in &mut all {
         c.load().expect("loads");

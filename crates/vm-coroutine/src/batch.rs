@@ -46,8 +46,8 @@ pub struct BatchConfig {
     /// Template of every instance's process: arguments, environment, memory size, stdin. Its
     /// stdout and stderr are replaced according to `output`.
     pub process: ProcessConfig,
-    /// Makes each instance's engine; `None` for the interpreter.
-    pub engine: Option<EngineFactory>,
+    /// Makes each instance's engines.
+    pub engine: EngineFactory,
 }
 
 impl std::fmt::Debug for BatchConfig {
@@ -58,20 +58,21 @@ impl std::fmt::Debug for BatchConfig {
             .field("time_slice", &self.time_slice)
             .field("output", &self.output)
             .field("process", &self.process)
-            .field("engine", &self.engine.as_ref().map(|_| "custom"))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Default for BatchConfig {
-    fn default() -> Self {
+impl BatchConfig {
+    /// One instance on as many vCPUs as host CPUs, the default slice, output discarded, stdin
+    /// empty, on engines made by `engine`.
+    pub fn new(engine: EngineFactory) -> Self {
         BatchConfig {
             instances: 1,
             vcpus: SchedulerConfig::default().vcpus,
             time_slice: crate::scheduler::DEFAULT_TIME_SLICE,
             output: OutputMode::Discard,
             process: ProcessConfig { stdin: Stdio::Null, ..Default::default() },
-            engine: None,
+            engine,
         }
     }
 }
@@ -167,10 +168,7 @@ struct Prepared {
 }
 
 fn coroutine(program: &Arc<Program>, pc: Arc<ProcessConfig>, config: &BatchConfig) -> Coroutine {
-    match &config.engine {
-        Some(make) => Coroutine::with_engine_factory(program.clone(), pc, make.clone()),
-        None => Coroutine::new(program.clone(), pc),
-    }
+    Coroutine::new(program.clone(), pc, config.engine.clone())
 }
 
 fn prepare(program: &Arc<Program>, config: &BatchConfig) -> Vec<Prepared> {

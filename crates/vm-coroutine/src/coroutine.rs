@@ -43,9 +43,11 @@ use vm_exec_core::exec::{ExecutionStats, Executor, GuestExit, RunResult, StopRea
 use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
-use vm_exec_interp::Interpreter;
+use vm_exec_core::sync::IgnorePoison;
 
-/// Makes a fresh engine for one process; called when a lazily built coroutine is loaded.
+/// Makes a fresh engine for one thread of a process; called when a thread runs and none of
+/// its process's engines is idle. This crate names no engine: whoever makes a coroutine
+/// chooses (the facade's `ExecutorType::factory` keeps the project's default).
 pub type EngineFactory = Arc<dyn Fn() -> Box<dyn Executor> + Send + Sync>;
 
 /// Identifies a coroutine; unique in the host process (ids come from one global counter).
@@ -135,8 +137,8 @@ pub(crate) struct ThreadGroup {
     process: OnceLock<Arc<Process>>,
     /// Idle engines of this process.
     engines: Mutex<Vec<Box<dyn Executor>>>,
-    /// Makes an engine when none is idle (the interpreter if absent).
-    factory: Option<EngineFactory>,
+    /// Makes an engine when none is idle.
+    factory: EngineFactory,
     /// Threads created and not yet ended (the main thread counts once loaded).
     live_threads: AtomicUsize,
     exit: OnceLock<GuestExit>,
@@ -150,11 +152,11 @@ pub(crate) struct ThreadGroup {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().ignore_poison()
 }
 
 impl ThreadGroup {
-    fn new(main: CoroutineId, pid: i32, factory: Option<EngineFactory>) -> Arc<ThreadGroup> {
+    fn new(main: CoroutineId, pid: i32, factory: EngineFactory) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             main,
             pid,
@@ -175,10 +177,7 @@ impl ThreadGroup {
         if let Some(e) = lock(&self.engines).pop() {
             return e;
         }
-        match &self.factory {
-            Some(make) => make(),
-            None => Box::new(Interpreter::new()),
-        }
+        (self.factory)()
     }
 
     fn put_engine(&self, e: Box<dyn Executor>) {
@@ -272,7 +271,7 @@ impl std::fmt::Debug for Coroutine {
 }
 
 impl Coroutine {
-    fn main_thread(body: Body, pid: Option<i32>, factory: Option<EngineFactory>) -> Self {
+    fn main_thread(body: Body, pid: Option<i32>, factory: EngineFactory) -> Self {
         let id = CoroutineId::fresh();
         let group = ThreadGroup::new(id, pid.unwrap_or_else(|| id.guest_pid()), factory);
         Coroutine {
@@ -280,49 +279,26 @@ impl Coroutine {
         }
     }
 
-    /// A coroutine that will run `program` as a new process built from `config`, on the
-    /// interpreter. Nothing is allocated for the guest until it first runs (or
-    /// [`Coroutine::load`] is called).
-    pub fn new(program: Arc<Program>, config: Arc<ProcessConfig>) -> Coroutine {
-        Self::main_thread(Body::Unloaded { program, config }, None, None)
-    }
-
-    /// Like [`Coroutine::new`], on the given engine (a fresh one: an engine instance serves
-    /// one process). Threads the guest creates get interpreters when they run at the same
-    /// time; use [`Coroutine::with_engine_factory`] to choose their engine too.
-    pub fn with_engine(
+    /// A coroutine that will run `program` as a new process built from `config`, on engines
+    /// made by `engine` when the process's threads need them (one per thread running at that
+    /// moment; so an idle, unloaded coroutine holds no engine). Nothing is allocated for the
+    /// guest until it first runs (or [`Coroutine::load`] is called).
+    pub fn new(
         program: Arc<Program>,
         config: Arc<ProcessConfig>,
-        engine: Box<dyn Executor>,
+        engine: EngineFactory,
     ) -> Coroutine {
-        let c = Self::main_thread(Body::Unloaded { program, config }, None, None);
-        lock(&c.inner.group.engines).push(engine);
-        c
-    }
-
-    /// Like [`Coroutine::new`], with engines made by `factory` when the process's threads
-    /// need them (so that an idle, unloaded coroutine holds no engine either).
-    pub fn with_engine_factory(
-        program: Arc<Program>,
-        config: Arc<ProcessConfig>,
-        factory: EngineFactory,
-    ) -> Coroutine {
-        Self::main_thread(Body::Unloaded { program, config }, None, Some(factory))
+        Self::main_thread(Body::Unloaded { program, config }, None, engine)
     }
 
     /// A coroutine around a process that is already built (for example with
-    /// [`vm_exec_core::loader::load`]), its main thread, and the engine that will run it.
-    pub fn from_process(
-        process: Process,
-        thread: GuestThread,
-        engine: Box<dyn Executor>,
-    ) -> Coroutine {
+    /// [`vm_exec_core::loader::load`]), its main thread, and what makes its engines.
+    pub fn from_process(process: Process, thread: GuestThread, engine: EngineFactory) -> Coroutine {
         let pid = process.pid;
-        let c = Self::main_thread(Body::Loaded { thread }, Some(pid), None);
+        let c = Self::main_thread(Body::Loaded { thread }, Some(pid), engine);
         let g = &c.inner.group;
         let _ = g.process.set(Arc::new(process));
         g.live_threads.store(1, Ordering::Relaxed);
-        lock(&g.engines).push(engine);
         c
     }
 
@@ -607,6 +583,10 @@ mod tests {
     use super::*;
     use vm_exec_core::elf_writer::simple_executable;
 
+    fn interp() -> EngineFactory {
+        Arc::new(|| Box::new(vm_exec_interp::Interpreter::new()))
+    }
+
     /// `li a0, 0; li a7, 94; ecall` after `n` extra `addi a0, a0, 1`: exits with `n`.
     fn counting(n: usize) -> Arc<Program> {
         let mut words = vec![0x0000_0513u32]; // addi a0, x0, 0
@@ -626,7 +606,7 @@ mod tests {
 
     #[test]
     fn slices_resume_where_they_stopped_and_the_process_is_released_at_the_end() {
-        let mut c = Coroutine::new(counting(10), small());
+        let mut c = Coroutine::new(counting(10), small(), interp());
         assert!(!c.is_loaded() && c.thread().is_none());
         let r = c.run_slice(4);
         assert!(matches!(r.stop, SliceEnd::Preempted) && r.retired == 4);
@@ -648,7 +628,7 @@ mod tests {
 
     #[test]
     fn kill_and_load_failure() {
-        let mut c = Coroutine::new(counting(1000), small());
+        let mut c = Coroutine::new(counting(1000), small(), interp());
         c.run_slice(10);
         c.kill();
         assert_eq!(c.exit(), Some(&GuestExit::Killed));
@@ -656,7 +636,7 @@ mod tests {
         assert_eq!(c.instructions(), 10);
 
         let tiny = Arc::new(ProcessConfig { memory_size: 4096, ..Default::default() });
-        let mut c = Coroutine::new(counting(1), tiny);
+        let mut c = Coroutine::new(counting(1), tiny, interp());
         assert!(c.load().is_err());
         assert!(matches!(c.exit(), Some(GuestExit::LoadFailed(_))));
         assert!(c.load().is_ok(), "nothing left to load");
@@ -664,7 +644,7 @@ mod tests {
 
     #[test]
     fn the_instruction_limit_is_exact() {
-        let mut c = Coroutine::new(counting(1000), small());
+        let mut c = Coroutine::new(counting(1000), small(), interp());
         c.set_instruction_limit(Some(25));
         assert_eq!(c.run_to_end(10), GuestExit::InstructionLimit(25));
         assert_eq!(c.instructions(), 25);

@@ -42,6 +42,7 @@
 
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Condvar, Mutex, MutexGuard};
+use vm_exec_core::sync::IgnorePoison;
 
 /// Why [`ParkingLot::park`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +86,7 @@ impl ParkingLot {
     }
 
     fn lock(&self) -> MutexGuard<'_, LotState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().ignore_poison()
     }
 
     /// Puts vCPU `vcpu` to sleep until work is announced, unless `has_work` (called under the
@@ -116,7 +117,7 @@ impl ParkingLot {
                 Self::unregister(&mut g, &self.sleepers, vcpu);
                 return Wake::Shutdown;
             }
-            g = waker.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = waker.wait(g).ignore_poison();
         }
     }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vm_exec_core::futex::Waiter;
+use vm_exec_core::sync::IgnorePoison;
 
 /// Longest time between sweeps of ended waiters.
 const SWEEP: Duration = Duration::from_millis(100);
@@ -37,7 +38,7 @@ pub(crate) struct Readiness {
 
 impl Readiness {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().ignore_poison()
     }
 
     /// Wakes `waiter` once `fd` is readable.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use vm_exec_core::futex::Waiter;
+use vm_exec_core::sync::IgnorePoison;
 
 struct Entry {
     at: Instant,
@@ -59,7 +60,7 @@ pub(crate) struct Timer {
 
 impl Timer {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().ignore_poison()
     }
 
     /// Expires `waiter` at `at` (or soon after).
@@ -110,9 +111,9 @@ impl Timer {
             st = match st.heap.peek().map(|Reverse(e)| e.at) {
                 Some(at) => {
                     let left = at.saturating_duration_since(now);
-                    self.changed.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0
+                    self.changed.wait_timeout(st, left).ignore_poison().0
                 }
-                None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+                None => self.changed.wait(st).ignore_poison(),
             };
         }
     }

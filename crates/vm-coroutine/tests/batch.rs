@@ -18,7 +18,7 @@ fn hello_batch(instances: usize, vcpus: usize, output: OutputMode) -> BatchConfi
             random_seed: Some(7),
             ..Default::default()
         },
-        ..Default::default()
+        ..BatchConfig::new(interp())
     }
 }
 
@@ -64,7 +64,7 @@ fn discarded_output_bounded_capture_and_failures() {
         instances: 6,
         vcpus: 3,
         process: (*tiny_config()).clone(),
-        ..Default::default()
+        ..BatchConfig::new(interp())
     };
     let failing = run_batch(exit_program(3), &config).unwrap();
     assert_eq!((failing.ok, failing.failed), (0, 6));
@@ -85,13 +85,12 @@ fn a_batch_can_use_another_engine() {
         instances: 5,
         vcpus: 2,
         process: (*tiny_config()).clone(),
-        engine: Some(Arc::new(move || {
+        engine: Arc::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
             Box::new(vm_exec_interp::Interpreter::new())
-        })),
-        ..Default::default()
+        }),
+        ..BatchConfig::new(interp())
     };
-    assert!(format!("{config:?}").contains("custom"));
     let s = run_batch(loop_program(1, 0), &config).unwrap();
     assert_eq!(s.ok, 5);
     assert_eq!(made.load(Ordering::Relaxed), 5, "one engine per instance, made at load time");

@@ -14,7 +14,6 @@ use vm_coroutine::{
 use vm_exec_core::exec::signal;
 use vm_exec_core::loader;
 use vm_exec_core::process::ProcessConfig;
-use vm_exec_interp::Interpreter;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -32,7 +31,7 @@ fn two_hundred_hellos_exit_zero_with_the_right_output_on_1_2_and_4_vcpus() {
         for _ in 0..200 {
             let (config, out) = hello_config();
             let id = scheduler
-                .submit_coroutine(scheduler.create_coroutine(program.clone(), config))
+                .submit_coroutine(scheduler.create_coroutine(program.clone(), config, interp()))
                 .unwrap();
             outputs.push((id, out));
         }
@@ -66,7 +65,7 @@ fn a_spinning_guest_does_not_starve_others_and_can_be_killed() {
         let scheduler = Scheduler::with_config(config(n, 10_000));
         let spin_ids: Vec<_> = (0..spinners)
             .map(|_| {
-                let c = scheduler.create_coroutine(spin_program(), tiny_config());
+                let c = scheduler.create_coroutine(spin_program(), tiny_config(), interp());
                 scheduler.submit_coroutine(c).unwrap()
             })
             .collect();
@@ -77,9 +76,9 @@ fn a_spinning_guest_does_not_starve_others_and_can_be_killed() {
         for i in 0..20 {
             let c = if i % 2 == 0 {
                 let (config, _) = hello_config();
-                scheduler.create_coroutine(hello(), config)
+                scheduler.create_coroutine(hello(), config, interp())
             } else {
-                scheduler.create_coroutine(loop_program(16, 0), tiny_config())
+                scheduler.create_coroutine(loop_program(16, 0), tiny_config(), interp())
             };
             normal.push(scheduler.submit_coroutine(c).unwrap());
         }
@@ -118,7 +117,7 @@ fn work_is_stolen_when_everything_is_submitted_to_one_vcpu() {
         let scheduler = Scheduler::with_config(config(n, 20_000));
         for _ in 0..48 {
             // 4096 * 24 iterations of 2 instructions: about 10 slices each.
-            let c = scheduler.create_coroutine(loop_program(24, 0), tiny_config());
+            let c = scheduler.create_coroutine(loop_program(24, 0), tiny_config(), interp());
             scheduler.submit_local(0, c).unwrap();
         }
         assert_eq!(scheduler.vcpu(0).unwrap().queue_length(), 48);
@@ -152,7 +151,7 @@ fn no_wake_up_is_lost_when_submitting_while_vcpus_park() {
         for round in 0..300u32 {
             let ids: Vec<_> = (0..1 + round % 3)
                 .map(|_| {
-                    let c = scheduler.create_coroutine(program.clone(), cfg.clone());
+                    let c = scheduler.create_coroutine(program.clone(), cfg.clone(), interp());
                     match round % 3 {
                         0 => scheduler.submit_coroutine(c),
                         1 => scheduler.submit_local(round as usize % n, c),
@@ -187,7 +186,7 @@ fn callers_can_drive_vcpus_themselves() {
     let scheduler = Scheduler::with_config(config(2, 1_000));
     let mut ids = Vec::new();
     for k in 1..=3 {
-        let c = scheduler.create_coroutine(loop_program(k, k as i32), tiny_config());
+        let c = scheduler.create_coroutine(loop_program(k, k as i32), tiny_config(), interp());
         ids.push(scheduler.submit_coroutine(c).unwrap());
     }
     assert_eq!(scheduler.get_stats().global_queue_length, 3);
@@ -227,11 +226,11 @@ fn the_global_queue_is_looked_at_every_61st_pick() {
     let scheduler = Scheduler::with_config(config(1, 100));
     for _ in 0..2 {
         scheduler
-            .submit_local(0, scheduler.create_coroutine(spin_program(), tiny_config()))
+            .submit_local(0, scheduler.create_coroutine(spin_program(), tiny_config(), interp()))
             .unwrap();
     }
     let outsider = scheduler
-        .submit_coroutine(scheduler.create_coroutine(exit_program(0), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(exit_program(0), tiny_config(), interp()))
         .unwrap();
     let mut picks = 0;
     loop {
@@ -257,7 +256,7 @@ fn the_global_queue_is_looked_at_every_61st_pick() {
 #[test]
 fn the_next_to_run_slot_goes_first_without_starving_the_local_queue() {
     let scheduler = Scheduler::with_config(config(1, 100));
-    let make = || scheduler.create_coroutine(spin_program(), tiny_config());
+    let make = || scheduler.create_coroutine(spin_program(), tiny_config(), interp());
     let a = scheduler.submit_local(0, make()).unwrap();
     let b = scheduler.submit_next(0, make()).unwrap();
     assert_eq!(scheduler.vcpu(0).unwrap().queue_length(), 2);
@@ -299,7 +298,7 @@ fn the_next_to_run_slot_goes_first_without_starving_the_local_queue() {
 fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
     let scheduler = Scheduler::new(1);
     let spinner = scheduler
-        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config(), interp()))
         .unwrap();
     assert!(scheduler.kill(spinner));
     assert!(scheduler.next_coroutine(0).is_none());
@@ -307,7 +306,7 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
     assert_eq!((r.exit, r.instructions), (GuestExit::Killed, 0));
 
     let other = scheduler
-        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config(), interp()))
         .unwrap();
     let taken = scheduler.next_coroutine(0).unwrap();
     assert_eq!(scheduler.live_coroutines(), 1);
@@ -317,7 +316,7 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
 
     // A kill while the caller holds the coroutine ends it at its next slice.
     let third = scheduler
-        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(spin_program(), tiny_config(), interp()))
         .unwrap();
     let held = scheduler.next_coroutine(0).unwrap();
     assert!(scheduler.kill(third));
@@ -333,13 +332,14 @@ fn killing_a_queued_coroutine_and_dropping_a_taken_one() {
 fn faults_load_failures_and_exit_codes_are_outcomes() {
     let scheduler = Scheduler::new(2);
     let segv = scheduler
-        .submit_coroutine(scheduler.create_coroutine(segv_program(), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(segv_program(), tiny_config(), interp()))
         .unwrap();
     let too_small = Arc::new(ProcessConfig { memory_size: 1 << 16, ..(*tiny_config()).clone() });
-    let unloadable =
-        scheduler.submit_coroutine(scheduler.create_coroutine(exit_program(0), too_small)).unwrap();
+    let unloadable = scheduler
+        .submit_coroutine(scheduler.create_coroutine(exit_program(0), too_small, interp()))
+        .unwrap();
     let three = scheduler
-        .submit_coroutine(scheduler.create_coroutine(exit_program(3), tiny_config()))
+        .submit_coroutine(scheduler.create_coroutine(exit_program(3), tiny_config(), interp()))
         .unwrap();
     let results = scheduler.run_to_completion().unwrap();
     let get = |id| results.iter().find(|r| r.id == id).unwrap().exit.clone();
@@ -357,7 +357,7 @@ fn faults_load_failures_and_exit_codes_are_outcomes() {
 fn submit_errors_give_the_coroutine_back() {
     let a = Scheduler::new(1);
     let b = Scheduler::new(1);
-    let c = a.create_coroutine(exit_program(0), tiny_config());
+    let c = a.create_coroutine(exit_program(0), tiny_config(), interp());
     let id = c.id();
     match a.submit_local(5, c) {
         Err(SubmitError::NoSuchVcpu { vcpu: 5, coroutine }) => {
@@ -381,12 +381,12 @@ fn submit_errors_give_the_coroutine_back() {
 fn prebuilt_processes_and_finished_coroutines_can_be_submitted() {
     let (process, thread) = loader::load(loop_program(1, 9), tiny_config(), 4242).expect("loads");
     let scheduler = Scheduler::new(2);
-    let c = scheduler.create_coroutine_from(process, thread, Box::new(Interpreter::new()));
+    let c = scheduler.create_coroutine_from(process, thread, interp());
     assert!(c.is_loaded());
     assert_eq!(c.pid(), 4242);
     let prebuilt = scheduler.submit_coroutine(c).unwrap();
 
-    let mut done = Coroutine::new(exit_program(5), tiny_config());
+    let mut done = Coroutine::new(exit_program(5), tiny_config(), interp());
     assert_eq!(done.run_to_end(10), GuestExit::Exited(5));
     assert!(!done.is_loaded(), "a finished coroutine releases its process");
     assert!(done.engine_stats().instructions == 3);
@@ -409,7 +409,7 @@ fn a_caller_slice_on_a_parked_vcpu_wakes_a_thread() {
         assert!(t0.elapsed() < LONG, "vCPU threads never parked");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let c = scheduler.create_coroutine(loop_program(2, 4), tiny_config());
+    let c = scheduler.create_coroutine(loop_program(2, 4), tiny_config(), interp());
     let id = match scheduler.run_slice(1, c).unwrap() {
         SliceOutcome::Preempted(id) => id,
         other => panic!("{other:?}"),
@@ -421,7 +421,7 @@ fn a_caller_slice_on_a_parked_vcpu_wakes_a_thread() {
 
 /// An engine that panics on its second slice.
 struct Faulty {
-    inner: Interpreter,
+    inner: vm_exec_interp::Interpreter,
     calls: u32,
 }
 
@@ -447,14 +447,15 @@ impl vm_exec_core::exec::Executor for Faulty {
 #[test]
 fn an_engine_panic_ends_its_coroutine_not_the_vcpu() {
     let scheduler = Scheduler::with_config(config(1, 1_000));
-    let faulty = Coroutine::with_engine(
+    let faulty = Coroutine::new(
         loop_program(4, 0),
         tiny_config(),
-        Box::new(Faulty { inner: Interpreter::new(), calls: 0 }),
+        Arc::new(|| Box::new(Faulty { inner: vm_exec_interp::Interpreter::new(), calls: 0 })),
     );
     let faulty = scheduler.submit_coroutine(faulty).unwrap();
-    let fine =
-        scheduler.submit_coroutine(Coroutine::new(loop_program(4, 0), tiny_config())).unwrap();
+    let fine = scheduler
+        .submit_coroutine(Coroutine::new(loop_program(4, 0), tiny_config(), interp()))
+        .unwrap();
     let results = scheduler.run_to_completion().unwrap();
     let get = |id| results.iter().find(|r| r.id == id).unwrap().clone();
     assert!(

@@ -10,12 +10,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vm_coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
+use vm_coroutine::{Coroutine, EngineFactory, GuestExit, Scheduler, SchedulerConfig};
 use vm_exec_core::elf::Program;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
 /// A bound no correct run comes near; a lost wake-up hangs until it.
 const BOUND: Duration = Duration::from_secs(120);
+
+/// The guests run on the interpreter (the scheduler itself names no engine).
+fn interp() -> EngineFactory {
+    Arc::new(|| Box::new(vm_exec_interp::Interpreter::new()))
+}
 
 fn guest(name: &str) -> Arc<Program> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/bin").join(name);
@@ -45,7 +50,7 @@ fn scheduler(vcpus: usize, time_slice: u64) -> Scheduler {
 /// Runs one process to its end and returns its exit and output.
 fn run(s: &Scheduler, name: &str, args: &[&str]) -> (GuestExit, String) {
     let (c, out) = config(name, args);
-    let id = s.submit_coroutine(Coroutine::new(guest(name), c)).unwrap();
+    let id = s.submit_coroutine(Coroutine::new(guest(name), c, interp())).unwrap();
     let r = s.wait(id, Some(BOUND)).unwrap_or_else(|| panic!("{name} {args:?}: no result"));
     (r.exit, String::from_utf8_lossy(&out.contents()).into_owned())
 }
@@ -77,7 +82,11 @@ fn many_multithreaded_processes_share_the_vcpus() {
             _ => ("threads_barrier", &["4", "30"]),
         };
         let (c, out) = config(name, args);
-        runs.push((s.submit_coroutine(Coroutine::new(guest(name), c)).unwrap(), out, name));
+        runs.push((
+            s.submit_coroutine(Coroutine::new(guest(name), c, interp())).unwrap(),
+            out,
+            name,
+        ));
     }
     assert!(s.wait_all(Some(BOUND)), "all processes end");
     for (id, out, name) in runs {
@@ -111,7 +120,7 @@ fn killing_a_process_with_parked_threads_frees_them() {
     // Sleeps of 300 ms, six in a row, while other threads compute and wait (threads_sleep's
     // argument is the length of each sleep in milliseconds, at most 300).
     let (c, _out) = config("threads_sleep", &["300"]);
-    let id = s.submit_coroutine(Coroutine::new(guest("threads_sleep"), c)).unwrap();
+    let id = s.submit_coroutine(Coroutine::new(guest("threads_sleep"), c, interp())).unwrap();
     let t0 = Instant::now();
     while s.get_stats().parked == 0 {
         assert!(s.wait(id, Some(Duration::ZERO)).is_none(), "the guest ended before sleeping");
@@ -135,7 +144,7 @@ fn dropping_a_scheduler_with_parked_threads_frees_their_process() {
     // queued, so only cancelling the waits can free the process.
     let s = scheduler(1, 10_000);
     let (c, out) = config("threads_idle", &["4", "60000"]);
-    let id = s.submit_coroutine(Coroutine::new(guest("threads_idle"), c)).unwrap();
+    let id = s.submit_coroutine(Coroutine::new(guest("threads_idle"), c, interp())).unwrap();
     let t0 = Instant::now();
     while s.get_stats().parked < 5 {
         assert!(s.wait(id, Some(Duration::ZERO)).is_none(), "the guest ended before parking");
@@ -174,7 +183,7 @@ fn thousands_of_short_lived_threads() {
 fn an_instruction_limit_stops_every_thread_of_a_process() {
     let s = scheduler(2, 1_000);
     let (c, _out) = config("threads_spin", &[]);
-    let co = Coroutine::new(guest("threads_spin"), c);
+    let co = Coroutine::new(guest("threads_spin"), c, interp());
     co.set_instruction_limit(Some(200_000));
     let id = s.submit_coroutine(co).unwrap();
     let r = s.wait(id, Some(BOUND)).unwrap();

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use vm_exec_core::sync::IgnorePoison;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<VmMessage>>>>;
 
@@ -83,8 +84,7 @@ impl ClusterClient {
                                 tracing::error!("unexpected {} from the coordinator", m.kind());
                                 break;
                             };
-                            let waiter =
-                                pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            let waiter = pending.lock().ignore_poison().remove(&id);
                             if let Some(w) = waiter {
                                 let _ = w.send(m);
                             }
@@ -96,7 +96,7 @@ impl ClusterClient {
                     }
                 }
                 // Dropping the senders fails every outstanding request.
-                pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                pending.lock().ignore_poison().clear();
             })
         };
         Ok(ClusterClient {
@@ -110,9 +110,9 @@ impl ClusterClient {
     async fn request(&self, make: impl FnOnce(u64) -> VmMessage) -> Result<VmMessage, Error> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
+        self.pending.lock().ignore_poison().insert(req, tx);
         if self.out.send(make(req)).is_err() {
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+            self.pending.lock().ignore_poison().remove(&req);
             return Err(Error::Closed);
         }
         match rx.await.map_err(|_| Error::Closed)? {

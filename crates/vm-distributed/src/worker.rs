@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use vm_coroutine::{Coroutine, CoroutineId, EngineFactory, GuestExit, Scheduler, SchedulerConfig};
 use vm_exec_core::elf::Program;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+use vm_exec_core::sync::IgnorePoison;
 
 /// How a worker runs.
 #[derive(Clone)]
@@ -47,8 +48,8 @@ pub struct WorkerConfig {
     pub memory_bytes: u64,
     /// Name shown by status queries (default: host name and pid).
     pub name: Option<String>,
-    /// Makes each guest's engine (default: the hybrid engine).
-    pub engine: Option<EngineFactory>,
+    /// Makes each guest's engines (this crate names no engine: the caller chooses).
+    pub engine: EngineFactory,
     /// Name of that engine, for status queries.
     pub engine_name: String,
     /// First reconnection delay; doubles up to `reconnect_max`.
@@ -73,9 +74,15 @@ impl std::fmt::Debug for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A configuration with defaults: as many vCPUs as host CPUs, four task slots per vCPU,
-    /// the host's physical memory, the hybrid engine.
-    pub fn new(coordinator: impl Into<String>, token: ClusterToken) -> WorkerConfig {
+    /// A configuration with defaults (as many vCPUs as host CPUs, four task slots per vCPU,
+    /// the host's physical memory) whose guests run on engines made by `engine`, called
+    /// `engine_name` in status queries.
+    pub fn new(
+        coordinator: impl Into<String>,
+        token: ClusterToken,
+        engine: EngineFactory,
+        engine_name: impl Into<String>,
+    ) -> WorkerConfig {
         let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         WorkerConfig {
             coordinator: coordinator.into(),
@@ -84,8 +91,8 @@ impl WorkerConfig {
             max_concurrent: vcpus * 4,
             memory_bytes: host_memory(),
             name: None,
-            engine: None,
-            engine_name: "hybrid".into(),
+            engine,
+            engine_name: engine_name.into(),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
@@ -145,15 +152,15 @@ struct GuestPool {
 
 impl GuestPool {
     fn state(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().ignore_poison()
     }
 
     fn has_image(&self, hash: &ImageHash) -> bool {
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).contains_key(hash)
+        self.images.lock().ignore_poison().contains_key(hash)
     }
 
     fn image_list(&self) -> Vec<ImageHash> {
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+        self.images.lock().ignore_poison().keys().copied().collect()
     }
 
     fn add_image(&self, hash: ImageHash, bytes: Vec<u8>) -> Result<(), String> {
@@ -161,7 +168,7 @@ impl GuestPool {
             return Err(format!("image {hash}: bytes do not match the hash"));
         }
         let program = Program::parse(bytes).map_err(|e| format!("image {hash}: {e}"))?;
-        self.images.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, Arc::new(program));
+        self.images.lock().ignore_poison().insert(hash, Arc::new(program));
         Ok(())
     }
 
@@ -176,7 +183,7 @@ impl GuestPool {
         let program = self
             .images
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .ignore_poison()
             .get(&spec.image)
             .cloned()
             .ok_or_else(|| format!("image {} is not cached", spec.image))?;
@@ -197,8 +204,7 @@ impl GuestPool {
             stderr: Stdio::Capture(stderr.clone()),
             ..Default::default()
         };
-        let coroutine =
-            Coroutine::with_engine_factory(program, Arc::new(config), self.engine.clone());
+        let coroutine = Coroutine::new(program, Arc::new(config), self.engine.clone());
         coroutine.set_instruction_limit(spec.limits.fuel);
         let id = coroutine.id();
         let mut st = self.state();
@@ -254,11 +260,8 @@ impl GuestPool {
             let oldest = {
                 let mut st = self.state();
                 while st.inflight.is_empty() && !st.stop {
-                    st = self
-                        .started
-                        .wait_timeout(st, Duration::from_millis(200))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    st =
+                        self.started.wait_timeout(st, Duration::from_millis(200)).ignore_poison().0;
                 }
                 if st.stop {
                     return;
@@ -358,10 +361,7 @@ async fn run(config: WorkerConfig, node: NodeId, stop: Arc<AtomicBool>) -> Resul
     let scheduler =
         Scheduler::with_config(SchedulerConfig { vcpus: config.vcpus, ..Default::default() });
     scheduler.start().map_err(|e| Error::Invalid(e.to_string()))?;
-    let engine = config
-        .engine
-        .clone()
-        .unwrap_or_else(|| Arc::new(|| Box::new(vm_exec_jit::HybridExecutor::new()) as _));
+    let engine = config.engine.clone();
     let pool = Arc::new(GuestPool {
         node,
         scheduler,

@@ -33,7 +33,9 @@ async fn coordinator(dir: &std::path::Path) -> VmCoordinator {
 }
 
 fn worker(c: &VmCoordinator, slots: usize, memory: u64) -> Worker {
-    let mut config = WorkerConfig::new(c.local_addr().to_string(), token());
+    // The hybrid engine, as `vmx worker` uses by default (vm-distributed names no engine).
+    let engine = std::sync::Arc::new(|| Box::new(vm_exec_jit::HybridEngine::new()) as _);
+    let mut config = WorkerConfig::new(c.local_addr().to_string(), token(), engine, "hybrid");
     config.vcpus = 1;
     config.max_concurrent = slots;
     config.memory_bytes = memory;

@@ -10,6 +10,7 @@
 //! - Parsing never panics: every malformed, truncated, foreign or dynamically linked file is an
 //!   [`ElfError`] that names what is wrong.
 
+use crate::sync::IgnorePoison;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
@@ -102,7 +103,7 @@ impl Program {
     /// it (self-modifying code), so whoever uses such data must check that it still matches
     /// the process's memory.
     pub fn image_cache<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
-        let mut caches = self.image_caches.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut caches = self.image_caches.0.lock().ignore_poison();
         let id = TypeId::of::<T>();
         if let Some((_, v)) = caches.iter().find(|(t, _)| *t == id) {
             if let Ok(v) = v.clone().downcast::<T>() {

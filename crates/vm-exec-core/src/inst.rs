@@ -214,6 +214,32 @@ impl Inst {
 }
 
 impl Op {
+    /// True for instructions that end a decoded block: control transfers, `ecall`, `ebreak`
+    /// and `fence.i` (every engine cuts blocks here, so they agree on block shape).
+    pub fn ends_block(self) -> bool {
+        use Op::*;
+        matches!(self, Jal | Jalr | Beq | Bne | Blt | Bge | Bltu | Bgeu | Ecall | Ebreak | FenceI)
+    }
+
+    /// True for the FP operations whose `rs1` is an integer register (conversions from an
+    /// integer, and `fmv.w.x`/`fmv.d.x`).
+    pub fn fp_reads_int_rs1(self) -> bool {
+        use Op::*;
+        matches!(
+            self,
+            FcvtSW
+                | FcvtSWu
+                | FcvtSL
+                | FcvtSLu
+                | FmvWX
+                | FcvtDW
+                | FcvtDWu
+                | FcvtDL
+                | FcvtDLu
+                | FmvDX
+        )
+    }
+
     /// True if the instruction's `rd` names an integer register it writes (every op except
     /// branches, stores, fences, `ecall`/`ebreak`, FP loads, and FP ops with an FP result).
     pub fn writes_int_rd(self) -> bool {

@@ -15,6 +15,7 @@
 //!   calls park a guest thread instead of blocking a host thread.
 //! - [`process`]: a guest process (address space, file descriptors, brk/mmap state).
 //! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
+//! - [`sync`]: [`sync::IgnorePoison`], how every lock is taken.
 #![warn(missing_docs)]
 
 pub mod atomic;
@@ -31,4 +32,5 @@ pub mod inst;
 pub mod loader;
 pub mod memory;
 pub mod process;
+pub mod sync;
 pub mod syscall;

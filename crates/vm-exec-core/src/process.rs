@@ -19,6 +19,7 @@
 use crate::elf::Program;
 use crate::futex::FutexTable;
 use crate::memory::AddressSpace;
+use crate::sync::IgnorePoison;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -52,7 +53,7 @@ impl CaptureBuffer {
 
     /// Appends bytes, keeping at most the limit.
     pub fn append(&self, bytes: &[u8]) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.lock().ignore_poison();
         let room = g.limit.saturating_sub(g.data.len());
         let take = room.min(bytes.len());
         g.data.extend_from_slice(&bytes[..take]);
@@ -61,7 +62,7 @@ impl CaptureBuffer {
 
     /// A copy of what was captured so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).data.clone()
+        self.inner.lock().ignore_poison().data.clone()
     }
 
     /// How many handles share the buffer: readers like the caller, plus every guest
@@ -73,7 +74,7 @@ impl CaptureBuffer {
 
     /// How many bytes were dropped because the limit was reached.
     pub fn dropped(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
+        self.inner.lock().ignore_poison().dropped
     }
 }
 
@@ -272,7 +273,7 @@ impl std::fmt::Debug for Process {
 /// Locks `m`, recovering the data if a panicking thread poisoned it (the guarded tables stay
 /// consistent between operations).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().ignore_poison()
 }
 
 impl Process {

@@ -16,17 +16,16 @@ use vm_exec_core::exec::{Executor, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::process::{ProcessConfig, Stdio};
 use vm_exec_interp::Interpreter;
-use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
 fn engine(name: &str) -> Option<Box<dyn Executor>> {
     Some(match name {
         "interp" => Box::new(Interpreter::new()),
-        "jit" => Box::new(JitExecutor::new()),
-        "jit-nochain" => Box::new(JitExecutor::with_config(JitConfig {
-            chaining: false,
-            ..JitConfig::default()
-        })),
-        "hybrid" => Box::new(HybridExecutor::new()),
+        "jit" => Box::new(JitEngine::new()),
+        "jit-nochain" => {
+            Box::new(JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() }))
+        }
+        "hybrid" => Box::new(HybridEngine::new()),
         _ => return None,
     })
 }

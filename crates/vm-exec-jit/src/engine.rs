@@ -1,4 +1,4 @@
-//! The dispatcher shared by [`crate::JitExecutor`] and [`crate::HybridExecutor`]: look up the
+//! The dispatcher shared by [`crate::JitEngine`] and [`crate::HybridEngine`]: look up the
 //! block at the pc, run it translated or interpreted, act on how it ended.
 //!
 //! Invariants (in addition to those of `vm_exec_core::exec`):
@@ -278,15 +278,15 @@ impl Engine {
 /// One instance serves one process at a time (its code cache describes that process's code);
 /// it may run any of the process's threads. Partial blocks at the end of a fuel budget run on
 /// an embedded interpreter, so fuel is exact.
-pub struct JitExecutor {
+pub struct JitEngine {
     engine: Engine,
 }
 
-impl JitExecutor {
+impl JitEngine {
     /// A JIT with the default configuration.
     ///
     /// # Panics
-    /// If the host refuses to map executable memory (see [`JitExecutor::try_with_config`]).
+    /// If the host refuses to map executable memory (see [`JitEngine::try_with_config`]).
     pub fn new() -> Self {
         Self::with_config(JitConfig::default())
     }
@@ -294,7 +294,7 @@ impl JitExecutor {
     /// A JIT with the given configuration.
     ///
     /// # Panics
-    /// If the host refuses to map executable memory (see [`JitExecutor::try_with_config`]).
+    /// If the host refuses to map executable memory (see [`JitEngine::try_with_config`]).
     pub fn with_config(cfg: JitConfig) -> Self {
         match Self::try_with_config(cfg) {
             Ok(j) => j,
@@ -305,7 +305,7 @@ impl JitExecutor {
     /// A JIT with the given configuration, or the error the host gave when asked for the
     /// executable buffer.
     pub fn try_with_config(cfg: JitConfig) -> Result<Self, CodeBufferError> {
-        Ok(JitExecutor { engine: Engine::new(cfg, 0)? })
+        Ok(JitEngine { engine: Engine::new(cfg, 0)? })
     }
 
     /// Work done per tier (almost everything is translated; the interpreter only runs
@@ -325,13 +325,13 @@ impl JitExecutor {
     }
 }
 
-impl Default for JitExecutor {
+impl Default for JitEngine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Executor for JitExecutor {
+impl Executor for JitEngine {
     fn name(&self) -> &'static str {
         "jit"
     }
@@ -349,27 +349,27 @@ impl Executor for JitExecutor {
 
 /// The tiering engine: interprets a block until it has run `threshold` times, then
 /// translates it.
-pub struct HybridExecutor {
+pub struct HybridEngine {
     engine: Engine,
 }
 
 /// Default number of interpreted executions before a block is translated.
 pub const DEFAULT_HOT_THRESHOLD: u32 = 50;
 
-impl HybridExecutor {
+impl HybridEngine {
     /// A hybrid engine with the default threshold and JIT configuration.
     ///
     /// # Panics
-    /// If the host refuses to map executable memory (see [`HybridExecutor::try_with_config`]).
+    /// If the host refuses to map executable memory (see [`HybridEngine::try_with_config`]).
     pub fn new() -> Self {
         Self::with_threshold(DEFAULT_HOT_THRESHOLD)
     }
 
     /// A hybrid engine that translates a block when it is about to run for the
-    /// `threshold + 1`-th time (0 translates everything at once, like [`JitExecutor`]).
+    /// `threshold + 1`-th time (0 translates everything at once, like [`JitEngine`]).
     ///
     /// # Panics
-    /// If the host refuses to map executable memory (see [`HybridExecutor::try_with_config`]).
+    /// If the host refuses to map executable memory (see [`HybridEngine::try_with_config`]).
     pub fn with_threshold(threshold: u32) -> Self {
         match Self::try_with_config(JitConfig::default(), threshold) {
             Ok(h) => h,
@@ -379,7 +379,7 @@ impl HybridExecutor {
 
     /// A hybrid engine with the given threshold and translator configuration.
     pub fn try_with_config(cfg: JitConfig, threshold: u32) -> Result<Self, CodeBufferError> {
-        Ok(HybridExecutor { engine: Engine::new(cfg, threshold)? })
+        Ok(HybridEngine { engine: Engine::new(cfg, threshold)? })
     }
 
     /// Instructions run by each tier, and blocks promoted.
@@ -393,13 +393,13 @@ impl HybridExecutor {
     }
 }
 
-impl Default for HybridExecutor {
+impl Default for HybridEngine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Executor for HybridExecutor {
+impl Executor for HybridEngine {
     fn name(&self) -> &'static str {
         "hybrid"
     }
@@ -408,7 +408,7 @@ impl Executor for HybridExecutor {
         self.engine.run(thread, process, fuel)
     }
 
-    /// As for [`JitExecutor`]; `blocks_compiled` counts translations only (the interpreter's
+    /// As for [`JitEngine`]; `blocks_compiled` counts translations only (the interpreter's
     /// decoding of cold blocks is not counted there, its time is in `compile_time`).
     fn stats(&self) -> ExecutionStats {
         self.engine.stats()

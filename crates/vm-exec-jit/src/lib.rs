@@ -13,8 +13,8 @@
 //!   point, CSRs, atomics), with the interpreter's semantics;
 //! - `cache`: the code cache (executable buffer, pc map, invalidation by page, chaining and
 //!   unchaining, the `jalr` jump table, flushing);
-//! - `engine`: the dispatcher and the two public engines, [`JitExecutor`] and
-//!   [`HybridExecutor`].
+//! - `engine`: the dispatcher and the two public engines, [`JitEngine`] and
+//!   [`HybridEngine`].
 //!
 //! Invariants: both engines satisfy the contract of [`vm_exec_core::exec`] (exact fuel,
 //! exact retired counts, state written back on return, guest faults as signals, never a
@@ -34,4 +34,12 @@ mod helpers;
 mod translate;
 
 pub use cache::CodeBufferError;
-pub use engine::{HybridExecutor, JitConfig, JitExecutor, TierStats, DEFAULT_HOT_THRESHOLD};
+pub use engine::{HybridEngine, JitConfig, JitEngine, TierStats, DEFAULT_HOT_THRESHOLD};
+
+/// The older name of [`JitEngine`], kept while branches written against it merge (the
+/// facade's `JitExecutor` is the runner around the engine, a different thing).
+#[doc(hidden)]
+pub type JitExecutor = JitEngine;
+/// The older name of [`HybridEngine`] (see [`JitExecutor`]).
+#[doc(hidden)]
+pub type HybridExecutor = HybridEngine;

@@ -9,7 +9,7 @@ use vm_exec_core::encode::*;
 use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::process::Process;
 use vm_exec_interp::Interpreter;
-use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
 #[path = "../../vm-exec-interp/tests/programs/mod.rs"]
 mod programs;
@@ -88,16 +88,13 @@ type MakeEngine = fn() -> Box<dyn Executor>;
 
 fn engines() -> Vec<(&'static str, MakeEngine)> {
     vec![
-        ("jit", || Box::new(JitExecutor::new())),
+        ("jit", || Box::new(JitEngine::new())),
         ("jit-nochain", || {
-            Box::new(JitExecutor::with_config(JitConfig {
-                chaining: false,
-                ..JitConfig::default()
-            }))
+            Box::new(JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() }))
         }),
-        ("hybrid-t0", || Box::new(HybridExecutor::with_threshold(0))),
-        ("hybrid-t1", || Box::new(HybridExecutor::with_threshold(1))),
-        ("hybrid", || Box::new(HybridExecutor::new())),
+        ("hybrid-t0", || Box::new(HybridEngine::with_threshold(0))),
+        ("hybrid-t1", || Box::new(HybridEngine::with_threshold(1))),
+        ("hybrid", || Box::new(HybridEngine::new())),
     ]
 }
 
@@ -121,8 +118,8 @@ fn stopping_after_every_n_and_resuming_gives_the_straight_result() {
 #[test]
 fn chaining_on_and_off_agree_and_chaining_bypasses_the_dispatcher() {
     let elf = busy_program(200, 8);
-    let mut on = JitExecutor::new();
-    let mut off = JitExecutor::with_config(JitConfig { chaining: false, ..JitConfig::default() });
+    let mut on = JitEngine::new();
+    let mut off = JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() });
     let (p, t) = load(elf.clone());
     let a = finish(&mut on, p, t, u64::MAX);
     let (p, t) = load(elf.clone());
@@ -145,7 +142,7 @@ fn a_tiny_cache_flushes_repeatedly_and_stays_correct() {
     let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
     for chaining in [true, false] {
-        let mut e = JitExecutor::with_config(JitConfig { cache_limit_bytes: 4096, chaining });
+        let mut e = JitEngine::with_config(JitConfig { cache_limit_bytes: 4096, chaining });
         let (p, t) = load(elf.clone());
         assert_eq!(finish(&mut e, p, t, u64::MAX), want, "chaining {chaining}");
         assert!(e.tier_stats().cache_flushes > 2, "{:?}", e.tier_stats());

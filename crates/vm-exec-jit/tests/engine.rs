@@ -7,7 +7,7 @@ use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
 use vm_exec_core::exec::ExecutionStats;
 use vm_exec_core::exec::{signal, Executor, GuestExit, StopReason};
-use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
 #[path = "../../vm-exec-interp/tests/programs/mod.rs"]
 mod programs;
@@ -18,25 +18,22 @@ type MakeEngine = fn() -> Box<dyn Executor>;
 /// Every engine configuration under test, by name.
 fn engines() -> Vec<(&'static str, MakeEngine)> {
     vec![
-        ("jit", || Box::new(JitExecutor::new())),
+        ("jit", || Box::new(JitEngine::new())),
         ("jit-nochain", || {
-            Box::new(JitExecutor::with_config(JitConfig {
-                chaining: false,
-                ..JitConfig::default()
-            }))
+            Box::new(JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() }))
         }),
-        ("hybrid", || Box::new(HybridExecutor::new())),
-        ("hybrid-t0", || Box::new(HybridExecutor::with_threshold(0))),
-        ("hybrid-t2", || Box::new(HybridExecutor::with_threshold(2))),
+        ("hybrid", || Box::new(HybridEngine::new())),
+        ("hybrid-t0", || Box::new(HybridEngine::with_threshold(0))),
+        ("hybrid-t2", || Box::new(HybridEngine::with_threshold(2))),
     ]
 }
 
 fn tiny_cache_engines() -> Vec<(&'static str, Box<dyn Executor>)> {
     let tiny = JitConfig { cache_limit_bytes: 1, ..JitConfig::default() };
     vec![
-        ("jit", Box::new(JitExecutor::with_config(tiny))),
-        ("jit-nochain", Box::new(JitExecutor::with_config(JitConfig { chaining: false, ..tiny }))),
-        ("hybrid-t1", Box::new(vm_exec_jit::HybridExecutor::try_with_config(tiny, 1).unwrap())),
+        ("jit", Box::new(JitEngine::with_config(tiny))),
+        ("jit-nochain", Box::new(JitEngine::with_config(JitConfig { chaining: false, ..tiny }))),
+        ("hybrid-t1", Box::new(vm_exec_jit::HybridEngine::try_with_config(tiny, 1).unwrap())),
     ]
 }
 
@@ -208,7 +205,7 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
     }
     // The same with an ample cache: nothing is dropped.
     let (p, mut t) = load(hopping_program(n, hops));
-    let mut e = JitExecutor::new();
+    let mut e = JitEngine::new();
     let r = e.run(&mut t, &p, u64::MAX);
     assert_eq!((r.stop, r.retired), (StopReason::Finished(GuestExit::Exited(want)), insts));
     assert_eq!(e.stats().invalidations, 0);
@@ -217,6 +214,6 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
 #[test]
 fn engines_are_send() {
     fn assert_send<T: Send>() {}
-    assert_send::<JitExecutor>();
-    assert_send::<HybridExecutor>();
+    assert_send::<JitEngine>();
+    assert_send::<HybridEngine>();
 }

@@ -19,7 +19,7 @@ use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 use vm_exec_interp::Interpreter;
-use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
@@ -111,11 +111,11 @@ fn every_guest_matches_the_interpreter_and_qemu() {
     // reasonable; `jit` and `hybrid` run everything.
     const HEAVY: u64 = 300_000_000;
     let engines: Vec<(&str, MakeEngine, u64)> = vec![
-        ("jit", || Box::new(JitExecutor::new()), 1 << 26),
+        ("jit", || Box::new(JitEngine::new()), 1 << 26),
         (
             "jit-nochain",
             || {
-                Box::new(JitExecutor::with_config(JitConfig {
+                Box::new(JitEngine::with_config(JitConfig {
                     chaining: false,
                     ..JitConfig::default()
                 }))
@@ -123,9 +123,9 @@ fn every_guest_matches_the_interpreter_and_qemu() {
             1 << 26,
         ),
         // Odd slices exercise the fuel paths (partial blocks, resumption) all along.
-        ("jit-sliced", || Box::new(JitExecutor::new()), 100_003),
-        ("hybrid", || Box::new(HybridExecutor::new()), 1 << 26),
-        ("hybrid-sliced", || Box::new(HybridExecutor::with_threshold(3)), 9_973),
+        ("jit-sliced", || Box::new(JitEngine::new()), 100_003),
+        ("hybrid", || Box::new(HybridEngine::new()), 1 << 26),
+        ("hybrid-sliced", || Box::new(HybridEngine::with_threshold(3)), 9_973),
     ];
     let queue = Mutex::new(cases.iter().collect::<VecDeque<_>>());
     let failures = Mutex::new(Vec::new());

@@ -21,7 +21,7 @@ use vm_exec_core::inst::Op;
 use vm_exec_core::loader;
 use vm_exec_core::process::{Process, ProcessConfig};
 use vm_exec_interp::Interpreter;
-use vm_exec_jit::{HybridExecutor, JitConfig, JitExecutor};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
 const CODE: u64 = 0x10000;
 const DATA: u64 = 0x20_0000;
@@ -852,9 +852,9 @@ fn random_programs_agree_with_the_interpreter() {
     let mut rng = Rng(seed);
     // Long-lived engines (their caches see many processes; a small limit forces flushes).
     let small = JitConfig { cache_limit_bytes: 256 << 10, ..JitConfig::default() };
-    let mut jit = JitExecutor::with_config(small);
-    let mut nochain = JitExecutor::with_config(JitConfig { chaining: false, ..small });
-    let mut hybrid = HybridExecutor::try_with_config(small, 1).unwrap();
+    let mut jit = JitEngine::with_config(small);
+    let mut nochain = JitEngine::with_config(JitConfig { chaining: false, ..small });
+    let mut hybrid = HybridEngine::try_with_config(small, 1).unwrap();
     let mut stops = std::collections::BTreeMap::<String, u64>::new();
     let mut total_insts = 0;
     for case in 0..case_count() {

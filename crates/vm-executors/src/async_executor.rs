@@ -21,6 +21,7 @@ use vm_exec_core::elf::Program;
 use vm_exec_core::exec::{Executor, GuestExit, StopReason};
 use vm_exec_core::loader;
 use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_core::sync::IgnorePoison;
 use vm_exec_interp::Interpreter;
 
 pub use vm_exec_core::exec::ExecutionStats;
@@ -33,7 +34,9 @@ pub enum ExecutorType {
     Interpreter,
     /// The x86-64 block translator: every block is translated the first time it runs.
     Jit,
-    /// Interprets cold code and translates blocks once they are hot: the default.
+    /// Interprets cold code and translates blocks once they are hot: the default, and the
+    /// only place the project's default engine is decided (the scheduler and the distributed
+    /// layer take an engine factory and name no engine).
     #[default]
     Hybrid,
 }
@@ -61,9 +64,15 @@ impl ExecutorType {
     pub fn create(self) -> Box<dyn Executor> {
         match self {
             ExecutorType::Interpreter => Box::new(Interpreter::new()),
-            ExecutorType::Jit => Box::new(vm_exec_jit::JitExecutor::new()),
-            ExecutorType::Hybrid => Box::new(vm_exec_jit::HybridExecutor::new()),
+            ExecutorType::Jit => Box::new(vm_exec_jit::JitEngine::new()),
+            ExecutorType::Hybrid => Box::new(vm_exec_jit::HybridEngine::new()),
         }
+    }
+}
+
+impl std::fmt::Display for ExecutorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -117,9 +126,9 @@ pub struct GuestRunner<E: Executor = Box<dyn Executor>> {
 /// A guest runner that uses the interpreter.
 pub type InterpreterExecutor = GuestRunner<Interpreter>;
 /// A guest runner that uses the JIT.
-pub type JitExecutor = GuestRunner<vm_exec_jit::JitExecutor>;
+pub type JitExecutor = GuestRunner<vm_exec_jit::JitEngine>;
 /// A guest runner that uses the hybrid engine (interpreter for cold code, JIT for hot).
-pub type HybridExecutor = GuestRunner<vm_exec_jit::HybridExecutor>;
+pub type HybridExecutor = GuestRunner<vm_exec_jit::HybridEngine>;
 
 impl<E: Executor + Default> Default for GuestRunner<E> {
     fn default() -> Self {
@@ -280,7 +289,7 @@ impl AsyncExecutionContext {
         let body = move || {
             let mut runner = GuestRunner::with_engine(engine);
             let result = runner.load(program, config).and_then(|_| runner.run_to_completion());
-            let mut g = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = theirs.state.lock().ignore_poison();
             g.result = Some(result);
             if let Some(w) = g.waker.take() {
                 w.wake();
@@ -288,7 +297,7 @@ impl AsyncExecutionContext {
             theirs.done.notify_all();
         };
         if let Err(e) = std::thread::Builder::new().name("vmx-guest".into()).spawn(body) {
-            let mut g = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = shared.state.lock().ignore_poison();
             g.result = Some(Err(Error::Load(vm_exec_core::loader::LoadError::Host(e))));
         }
         ExecutionHandle { shared }
@@ -298,12 +307,12 @@ impl AsyncExecutionContext {
 impl ExecutionHandle {
     /// Blocks until the guest has finished.
     pub fn wait(self) -> Result<ExecutionResult, Error> {
-        let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.shared.state.lock().ignore_poison();
         loop {
             if let Some(r) = g.result.take() {
                 return r;
             }
-            g = self.shared.done.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self.shared.done.wait(g).ignore_poison();
         }
     }
 }
@@ -311,7 +320,7 @@ impl ExecutionHandle {
 impl Future for ExecutionHandle {
     type Output = Result<ExecutionResult, Error>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut g = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.shared.state.lock().ignore_poison();
         match g.result.take() {
             Some(r) => Poll::Ready(r),
             None => {

@@ -12,10 +12,10 @@
 //! let program = Arc::new(Program::parse(std::fs::read("guests/bin/threads_mutex")?)?);
 //! let scheduler = Scheduler::new(4); // 4 vCPU worker threads
 //! scheduler.start()?;
-//! let guest = Coroutine::with_engine_factory(
+//! let guest = Coroutine::new(
 //!     program,
 //!     Arc::new(ProcessConfig::default()),
-//!     ExecutorType::Hybrid.factory(),
+//!     ExecutorType::default().factory(), // the project's default engine
 //! );
 //! let id = scheduler.submit_coroutine(guest)?;
 //! let result = scheduler.wait(id, None).expect("submitted");

@@ -8,6 +8,11 @@ use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
 use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
+/// Engines for the tests: the interpreter (the scheduler itself names no engine).
+pub fn interp() -> vm_coroutine::EngineFactory {
+    Arc::new(|| Box::new(vm_exec_interp::Interpreter::new()))
+}
+
 fn program(words: &[u32]) -> Arc<Program> {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     Arc::new(Program::parse(simple_executable(&bytes, &[])).expect("valid test program"))

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::task::AbortHandle;
+use vm_exec_core::sync::IgnorePoison;
 
 struct Pending {
     source: IpAddr,
@@ -104,7 +105,7 @@ impl HandshakeGate {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().ignore_poison()
     }
 
     /// Admits a connection from `source`, evicting others if a bound is reached.

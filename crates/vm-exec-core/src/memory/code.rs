@@ -54,7 +54,7 @@ impl AddressSpace {
     }
 
     pub(super) fn log_invalidation(&self, page_addr: u64) {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log.lock().ignore_poison();
         log.pages.push_back(page_addr);
         if log.pages.len() > INVALIDATION_LOG_CAPACITY {
             log.pages.pop_front();
@@ -72,7 +72,7 @@ impl AddressSpace {
         for page in (addr >> PAGE_SHIFT)..=last {
             let old = self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
             if old & (PERM_CODE | PERM_WRITE) == PERM_WRITE {
-                let mut list = self.writable_code.lock().unwrap_or_else(|e| e.into_inner());
+                let mut list = self.writable_code.lock().ignore_poison();
                 list.push(page);
                 if list.len() >= 2 * self.writable_code_floor.load(Ordering::Relaxed).max(1024) {
                     // Drop the entries of pages that lost their code bit since (stores and
@@ -95,7 +95,7 @@ impl AddressSpace {
 
     /// What was invalidated after generation `seen`, and the generation that covers it.
     pub fn invalidations_since(&self, seen: u64) -> (Invalidations, u64) {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = self.log.lock().ignore_poison();
         let now = log.first + log.pages.len() as u64;
         if seen < log.first || seen > now {
             return (Invalidations::All, now);
@@ -113,8 +113,7 @@ impl AddressSpace {
     /// becomes writable later loses its code bit then. So the cost is the number of
     /// writable code pages, never the size of the address space or of read-only text.
     pub fn invalidate_all_code(&self) {
-        let pages =
-            std::mem::take(&mut *self.writable_code.lock().unwrap_or_else(|e| e.into_inner()));
+        let pages = std::mem::take(&mut *self.writable_code.lock().ignore_poison());
         self.writable_code_floor.store(0, Ordering::Relaxed);
         for page in pages {
             if self.perm_at(page as usize) & PERM_CODE != 0 {

@@ -28,6 +28,7 @@
 //!   page is unmapped or loses its permissions.
 //! - Freshly mapped pages read as zero.
 
+use crate::sync::IgnorePoison;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -216,14 +217,14 @@ impl AddressSpace {
     }
 
     fn layout(&self) -> MutexGuard<'_, Layout> {
-        self.layout.lock().unwrap_or_else(|e| e.into_inner())
+        self.layout.lock().ignore_poison()
     }
 
     /// Serializes compound layout changes: hold the guard around a sequence of calls (such as
     /// [`AddressSpace::find_free`] then [`AddressSpace::map_fixed`]) that other threads must
     /// not interleave with. Single calls are atomic without it.
     pub fn layout_lock(&self) -> MutexGuard<'_, ()> {
-        self.compound.lock().unwrap_or_else(|e| e.into_inner())
+        self.compound.lock().ignore_poison()
     }
 
     /// An id no other address space of this host process has, ever: an engine that caches

@@ -50,6 +50,7 @@ use crate::cpu::{reg, GuestThread};
 use crate::exec::{GuestExit, GuestSignal, StopReason};
 use crate::memory::{AddressSpace, MapError, MemFault, PAGE_SIZE};
 use crate::process::Process;
+use crate::sync::IgnorePoison;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
@@ -309,7 +310,7 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
 /// Logs an unknown system call, once per number.
 fn warn_unknown(nr: u64, args: &[u64; 6]) {
     static SEEN: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
-    let first = SEEN.lock().unwrap_or_else(|e| e.into_inner()).insert(nr);
+    let first = SEEN.lock().ignore_poison().insert(nr);
     if first {
         tracing::warn!(nr, ?args, "unimplemented system call; returning -ENOSYS");
     } else {
@@ -320,7 +321,7 @@ fn warn_unknown(nr: u64, args: &[u64; 6]) {
 /// True the first time it is called with `key` in this host process: for "warn once" logs.
 pub(crate) fn first_time(key: &'static str) -> bool {
     static SEEN: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    SEEN.lock().unwrap_or_else(|e| e.into_inner()).insert(key)
+    SEEN.lock().ignore_poison().insert(key)
 }
 
 /// Linux's cap on one read or write (`MAX_RW_COUNT`).

@@ -2,15 +2,14 @@
 //! file-creation mask, the `prctl` name, `setrlimit` overrides, pending (blocked) signals and
 //! alternate signal stacks.
 
-pub(crate) use crate::process::AbiState as ProcState;
-use crate::process::Process;
+use crate::process::{AbiState, Process};
 
 /// Runs `f` on `p`'s ABI state.
-pub(crate) fn with<R>(p: &Process, f: impl FnOnce(&mut ProcState) -> R) -> R {
+pub(crate) fn with<R>(p: &Process, f: impl FnOnce(&mut AbiState) -> R) -> R {
     f(&mut p.abi())
 }
 
 /// Reads `p`'s ABI state.
-pub(crate) fn peek<R>(p: &Process, f: impl FnOnce(&ProcState) -> R) -> R {
+pub(crate) fn peek<R>(p: &Process, f: impl FnOnce(&AbiState) -> R) -> R {
     f(&p.abi())
 }
