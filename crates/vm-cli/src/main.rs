@@ -102,6 +102,11 @@ struct RunArgs {
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
+    /// Guest root (like `qemu-riscv64 -L DIR`): the program's interpreter and every absolute
+    /// path the guest uses resolve to DIR/path when it exists there, else to the host path
+    /// (subject to --dir). The root is readable; writing in it needs a --dir grant.
+    #[arg(long, value_name = "DIR", env = "VMX_ROOT")]
+    root: Option<PathBuf>,
     /// The program to run.
     program: PathBuf,
     /// Arguments passed to the program.
@@ -140,10 +145,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let program =
-        Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
+    let root = match &args.root {
+        Some(r) if !r.as_os_str().is_empty() => Some(
+            std::fs::canonicalize(r)
+                .ok()
+                .filter(|c| c.is_dir())
+                .with_context(|| format!("--root {}: no such directory", r.display()))?,
+        ),
+        _ => None,
+    };
+    let program = Program::open(&args.program)
+        .with_context(|| format!("cannot run {}", args.program.display()))?;
+    let interpreter = vm_executors::find_interpreter(&program, root.as_deref())
+        .with_context(|| format!("cannot run {}", args.program.display()))?;
     let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
     guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
     let mut config = ProcessConfig {
@@ -153,6 +167,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .collect(),
         exe_path: std::fs::canonicalize(&args.program).unwrap_or_else(|_| args.program.clone()),
         memory_size: args.memory.checked_mul(1 << 20).context("--memory is too large")?,
+        root,
+        interpreter,
         ..Default::default()
     };
     for d in &args.dirs {

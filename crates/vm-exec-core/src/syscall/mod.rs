@@ -18,6 +18,7 @@
 //!   default actions are taken, handlers are never run);
 //! - `thread`: `exit`, `futex`, `clone`/`clone3` (threads) and the per-thread bookkeeping;
 //! - `info`: identity, limits and system information (`uname`, `getrlimit`, `sysinfo`, ...);
+//! - `vfs`: the virtual `/dev` and `/proc`;
 //! - `state`: per-process ABI state that [`Process`] has no field for (umask, name, limits,
 //!   pending signals, alternate signal stacks).
 //!
@@ -42,6 +43,9 @@ mod stat;
 mod state;
 mod thread;
 mod time;
+mod vfs;
+
+pub use path::resolve_in_root;
 
 #[cfg(test)]
 mod tests;
@@ -164,6 +168,8 @@ const SYSCALLS: &[Syscall] = &[
     sc(35, "unlinkat", path::unlinkat),
     sc(46, "ftruncate", fs::ftruncate),
     sc(48, "faccessat", path::faccessat),
+    sc(49, "chdir", path::chdir),
+    sc(50, "fchdir", path::fchdir),
     sc(56, "openat", path::openat),
     sc(57, "close", fs::close),
     sc(59, "pipe2", fs::pipe2),
