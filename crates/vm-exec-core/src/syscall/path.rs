@@ -124,6 +124,31 @@ fn refuse(path: &Path) -> Errno {
     Errno(libc::EACCES)
 }
 
+/// The errno for a change to host path `host` that is not granted: `EROFS` inside the
+/// (read-only) root, `EACCES` elsewhere.
+fn deny(p: &Process, host: &Path, full: &Path) -> Errno {
+    if allowed(p, host, false) {
+        Errno(libc::EROFS)
+    } else {
+        refuse(full)
+    }
+}
+
+/// Checks that the guest may change the host file behind descriptor `h` (`fchmod`,
+/// `fchown`, `futimens`): it must be below a grant (`EROFS` inside the root).
+pub(super) fn check_fd_writable(p: &Process, h: i32) -> Result<(), Errno> {
+    match std::fs::read_link(format!("/proc/self/fd/{h}")) {
+        Ok(path) if path.is_absolute() && !allowed(p, &path, true) => {
+            if path.starts_with("/dev") || !path.exists() {
+                Ok(()) // device nodes, pipes, memory files, deleted files: nothing to protect
+            } else {
+                Err(deny(p, &path, &path))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The errno for a path that could not be canonicalized: `EACCES` if its deepest existing
 /// ancestor is outside the sandbox, else the host's error.
 fn judge_missing(p: &Process, full: &Path, e: std::io::Error, write: bool) -> Errno {
@@ -261,7 +286,7 @@ fn resolve_as(
         let bytes = full.as_os_str().as_bytes();
         if let Some(host) = resolve_in_root(root, bytes, follow) {
             if !allowed(p, &host, write) {
-                return Err(refuse(&full));
+                return Err(deny(p, &host, &full));
             }
             return Ok(Resolved { path: with_slash(host), exists: true });
         }
@@ -269,8 +294,11 @@ fn resolve_as(
             let dir = resolve_in_root(root, parent.as_os_str().as_bytes(), true);
             if let Some(dir) = dir.filter(|d| d.is_dir()) {
                 let path = dir.join(name);
-                if !allowed(p, &path, true) || std::fs::symlink_metadata(&path).is_ok() {
-                    // Not granted, or a dangling link whose target is not checked.
+                if !allowed(p, &path, true) {
+                    return Err(deny(p, &path, &full));
+                }
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    // A dangling link whose target is not checked.
                     return Err(refuse(&full));
                 }
                 return Ok(Resolved { path: with_slash(path), exists: false });
@@ -282,7 +310,7 @@ fn resolve_as(
             Ok(cp) => {
                 let path = cp.join(name);
                 if !allowed(p, &path, write) {
-                    return Err(refuse(&full));
+                    return Err(deny(p, &path, &full));
                 }
                 let exists = std::fs::symlink_metadata(&path).is_ok();
                 Ok(Resolved { path, exists })
@@ -294,7 +322,7 @@ fn resolve_as(
                 if allowed(p, &c, write) {
                     Ok(Resolved { path: with_slash(c), exists: true })
                 } else {
-                    Err(refuse(&full))
+                    Err(deny(p, &c, &full))
                 }
             }
             Err(e) if create && e.kind() == std::io::ErrorKind::NotFound && last.is_some() => {
@@ -303,7 +331,7 @@ fn resolve_as(
                     Ok(cp) => {
                         let path = cp.join(name);
                         if !allowed(p, &path, true) {
-                            return Err(refuse(&full));
+                            return Err(deny(p, &path, &full));
                         }
                         if std::fs::symlink_metadata(&path).is_ok() {
                             // A dangling symbolic link: where it points is not checked, so
