@@ -119,6 +119,13 @@ pub fn load(
     };
 
     let process = Process::new(mem, program.clone(), config.clone(), pid);
+    {
+        let mut abi = process.abi();
+        record_file_maps(&mut abi.file_maps, &program, bias);
+        if let (Some(i), Some(b)) = (&interp, interp_bias) {
+            record_file_maps(&mut abi.file_maps, i, b);
+        }
+    }
     let base = interp_bias.unwrap_or(0);
     let sp = build_stack(&process, stack_top, bias, base)?;
     let mut thread = GuestThread { tid: pid, ..Default::default() };
@@ -154,6 +161,36 @@ pub fn find_interpreter(
         }
     })?;
     Ok(Some(Arc::new(interp)))
+}
+
+/// Records the file-backed pages of `image`'s segments (placed at `bias`): from the page
+/// holding a segment's start to the one holding its last file byte, as Linux maps them, so
+/// that `MADV_DONTNEED` brings their file's bytes back. Pages already recorded (two segments
+/// sharing a page) keep the first segment's.
+fn record_file_maps(maps: &mut Vec<crate::process::FileMapping>, image: &Arc<Program>, bias: u64) {
+    let mask = PAGE_SIZE - 1;
+    for seg in &image.segments {
+        if seg.file_size == 0 || (seg.vaddr ^ seg.file_offset) & mask != 0 {
+            continue;
+        }
+        let mut start = (seg.vaddr + bias) & !mask;
+        let Some(end) = memory::page_round_up(seg.vaddr + bias + seg.file_size) else { continue };
+        let mut offset = seg.file_offset & !mask;
+        if let Some(last) = maps.iter().map(|m| m.end).filter(|&e| e > start && e < end).max() {
+            offset += last - start;
+            start = last;
+        }
+        if start >= end || maps.iter().any(|m| m.start < end && m.end > start) {
+            continue;
+        }
+        let m = crate::process::FileMapping {
+            start,
+            end,
+            offset,
+            source: crate::process::MapSource::Image(image.clone()),
+        };
+        crate::syscall::add_file_map(maps, m);
+    }
 }
 
 /// Maps the segments of `image` at load bias `bias` (each page gets the union of the
@@ -248,8 +285,9 @@ fn map_err(e: MapError) -> LoadError {
     LoadError::DoesNotFit(format!("cannot map segment ({e:?})"))
 }
 
-/// Copies loader data into guest memory regardless of the guest's page permissions.
-fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
+/// Copies loader data into guest memory regardless of the guest's page permissions; every
+/// page of the range must be mapped.
+pub(crate) fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
     if data.is_empty() {
         return;
     }

@@ -421,6 +421,32 @@ pub struct AbiState {
     /// The working directory, as a guest path (inside the root: the path below it); starts
     /// as the host's working directory.
     pub cwd: PathBuf,
+    /// The file-backed mappings (the program's and interpreter's segments, `mmap`s of
+    /// files), so that `MADV_DONTNEED` brings their file's bytes back as on Linux. Sorted by
+    /// start, never overlapping.
+    pub file_maps: Vec<FileMapping>,
+}
+
+/// Where a file-backed guest range takes its bytes from.
+#[derive(Clone, Debug)]
+pub enum MapSource {
+    /// A host file the guest mapped (a duplicate of its descriptor).
+    File(Arc<std::os::fd::OwnedFd>),
+    /// A program image (its image file).
+    Image(Arc<Program>),
+}
+
+/// A file-backed guest range: page `start` shows the source's bytes from `offset` on.
+#[derive(Clone, Debug)]
+pub struct FileMapping {
+    /// First guest address (page aligned).
+    pub start: u64,
+    /// End (page aligned, exclusive).
+    pub end: u64,
+    /// File offset of `start`.
+    pub offset: u64,
+    /// The file.
+    pub source: MapSource,
 }
 
 impl AbiState {
@@ -443,6 +469,7 @@ impl AbiState {
             pending: 0,
             altstacks: Vec::new(),
             cwd: initial_cwd(config),
+            file_maps: Vec::new(),
         }
     }
 }

@@ -48,6 +48,7 @@ mod thread;
 mod time;
 mod vfs;
 
+pub(crate) use mm::add_file_map;
 pub use path::resolve_in_root;
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub(super) fn lookup(p: &Process, path: &Path) -> Result<Special, Errno> {
 fn fd_entry(p: &Process, n: &[u8]) -> Result<Special, Errno> {
     let fd: i64 = std::str::from_utf8(n)
         .ok()
-        .filter(|s| !s.starts_with('+') && !(s.len() > 1 && s.starts_with('0')))
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 1 || !s.starts_with('0')))
         .and_then(|s| s.parse().ok())
         .ok_or(Errno(libc::ENOENT))?;
     if p.files().get(fd).is_none() {
