@@ -12,7 +12,8 @@
 //! `--refresh`), `apt-get install --download-only` against the empty status file, which
 //! resolves `Depends`/`Pre-Depends` recursively and downloads into the cache (kept between
 //! runs), `dpkg-deb -x` of every resolved package into a fresh `DIR.partial`, the usr-merge
-//! links (`bin -> usr/bin`, `lib -> usr/lib`, ...), then a rename to `DIR`. Maintainer scripts
+//! links (`bin -> usr/bin`, `lib -> usr/lib`, ...), Debian's base accounts in `etc/passwd`
+//! and `etc/group`, then a rename to `DIR`. Maintainer scripts
 //! are not run (no alternatives, no generated configuration), as under `qemu-riscv64 -L`.
 //!
 //! Invariants: an existing `DIR` is replaced only when it is empty or was made by this command
@@ -141,6 +142,7 @@ fn ensure_root_with(dir: &Path, packages: &[&str], refresh: bool) -> Result<()> 
         }
     }
     usr_merge(&partial)?;
+    base_accounts(&partial)?;
     std::fs::write(partial.join(STAMP), &stamp)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -184,6 +186,30 @@ fn usr_merge(root: &Path) -> Result<()> {
         }
         std::os::unix::fs::symlink(Path::new("usr").join(name), &top)
             .with_context(|| format!("linking {}", top.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `etc/passwd` and `etc/group` with Debian's base accounts (what `base-passwd`'s
+/// maintainer script would install), unless a package shipped them, so that programs map
+/// user and group ids to names from the root rather than from the host.
+fn base_accounts(root: &Path) -> Result<()> {
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    let files = [
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+             bin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        ),
+        ("group", "root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nnogroup:x:65534:\n"),
+    ];
+    for (name, text) in files {
+        let path = etc.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text)?;
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //! | `rootfs` | [`debian`]      | a riscv64 root from Debian trixie's packages        |
+//! | `bench-rootfs` | [`bench_rootfs`] | Debian programs from a root vs qemu -L      |
 //!
 //! [`report`] holds what the `bench*` commands share.
 //!
@@ -26,6 +27,7 @@ mod manifest;
 
 mod bench;
 mod bench_cluster;
+mod bench_rootfs;
 mod bench_sched;
 mod ci;
 mod debian;
@@ -64,6 +66,11 @@ commands:
                       build a riscv64 root in DIR from Debian trixie's packages
                       and their dependencies (private apt configuration; .debs
                       cached in ~/.cache/vmx); default package: libc6
+  bench-rootfs [--runs N] [--startup-runs N]
+                      Debian riscv64 programs from a root (python3 start-up,
+                      /usr/bin/true, Python loop, Lua fib(30), SQLite inserts,
+                      xz -9 of 20 MB) under qemu-riscv64 -L and every vmx
+                      engine; to docs/benchmarks.md
   help                this text
 ";
 
@@ -91,6 +98,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "bench-sched" => bench_sched::run(rest),
         "fuzz" => fuzz::run(rest),
         "rootfs" => debian::run(rest),
+        "bench-rootfs" => bench_rootfs::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -33,9 +33,9 @@ impl GuestArgs {
             .with_context(|| format!("cannot read {}", self.program.display()))
     }
 
-    /// The program, read and parsed.
+    /// The program, opened (its header checked before the file is mapped) and parsed.
     pub fn parse(&self) -> Result<Program> {
-        Program::parse(self.read()?)
+        Program::open(&self.program)
             .with_context(|| format!("cannot run {}", self.program.display()))
     }
 

@@ -102,6 +102,11 @@ struct RunArgs {
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
+    /// Guest root (like `qemu-riscv64 -L DIR`): the program's interpreter and every absolute
+    /// path the guest uses resolve to DIR/path when it exists there, else to the host path
+    /// (subject to --dir). The root is readable; writing in it needs a --dir grant.
+    #[arg(long, value_name = "DIR", env = "VMX_ROOT")]
+    root: Option<PathBuf>,
     /// The program and its arguments.
     #[command(flatten)]
     guest: GuestArgs,
@@ -138,7 +143,18 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
+    let root = match &args.root {
+        Some(r) if !r.as_os_str().is_empty() => Some(
+            std::fs::canonicalize(r)
+                .ok()
+                .filter(|c| c.is_dir())
+                .with_context(|| format!("--root {}: no such directory", r.display()))?,
+        ),
+        _ => None,
+    };
     let program = args.guest.parse()?;
+    let interpreter = vm_executors::find_interpreter(&program, root.as_deref())
+        .with_context(|| format!("cannot run {}", args.guest.program.display()))?;
     let mut config = ProcessConfig {
         args: args.guest.argv(),
         env: std::env::vars_os()
@@ -146,6 +162,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .collect(),
         exe_path: args.guest.exe_path(),
         memory_size: guest::memory_bytes(args.memory)?,
+        root,
+        interpreter,
         ..Default::default()
     };
     for d in &args.dirs {

@@ -84,13 +84,21 @@ fn malformed_files_get_a_clear_error() {
 }
 
 #[test]
-fn dynamically_linked_programs_are_refused_with_advice() {
+fn dynamically_linked_programs_without_their_interpreter_are_refused_with_advice() {
     // Turn the first PT_LOAD-or-other header into PT_INTERP pointing at some bytes.
     let mut elf = hello();
     let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
     elf[phoff..phoff + 4].copy_from_slice(&3u32.to_le_bytes());
     let p = temp_file("dynamic", &elf);
-    assert_clean_error(&vmx(&["run", p.to_str().unwrap()]), "-static");
+    assert_clean_error(&vmx(&["run", p.to_str().unwrap()]), "not found on the host (no --root");
+    let empty = temp_file("empty-root-marker", b"").with_file_name("empty-root");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = vmx(&["run", "--root", empty.to_str().unwrap(), p.to_str().unwrap()]);
+    assert_clean_error(&out, "not found in the root");
+    assert_clean_error(
+        &vmx(&["run", "--root", "/nonexistent/root", p.to_str().unwrap()]),
+        "--root /nonexistent/root: no such directory",
+    );
 }
 
 /// Every single-byte and multi-byte mutation of the headers, and random ones anywhere:

@@ -1,14 +1,19 @@
-//! Parsing a statically linked RV64 Linux ELF file into a [`Program`].
+//! Parsing an RV64 Linux ELF file (static, static-pie or dynamically linked) into a
+//! [`Program`].
 //!
 //! Invariants:
 //! - A `Program` is immutable once parsed and shared (behind an `Arc`) by every process that
-//!   runs it; it keeps the file bytes it was parsed from.
+//!   runs it; it keeps the file bytes it was parsed from: a heap copy ([`Program::parse`]) or
+//!   a read-only private mapping of the file ([`Program::open`], which reads only the ELF
+//!   header before deciding, so a huge file that is not a RISC-V ELF costs no memory).
+//! - A dynamically linked program records its `PT_INTERP` path in [`Program::interp`]; the
+//!   loader refuses it unless it is given the interpreter.
 //! - Every segment of a `Program` has `file_size <= mem_size`, its file bytes lie inside the
 //!   file, and its memory range (after adding the load bias of a static-pie) fits in a 64-bit
 //!   address without overflow. Whether it fits a given guest address space is checked by the
 //!   loader, which knows the space's size.
-//! - Parsing never panics: every malformed, truncated, foreign or dynamically linked file is an
-//!   [`ElfError`] that names what is wrong.
+//! - Parsing never panics: every malformed, truncated or foreign file is an [`ElfError`] that
+//!   names what is wrong.
 
 use crate::sync::IgnorePoison;
 use object::elf;
@@ -39,9 +44,15 @@ pub enum ElfError {
     /// Neither an executable nor a position-independent executable.
     #[error("unsupported ELF type {0} (expected an executable)")]
     NotExecutable(u16),
-    /// The program needs a dynamic loader.
-    #[error("dynamically linked program (PT_INTERP {0:?}); link it with -static")]
+    /// The program needs a dynamic loader and none was given.
+    #[error(
+        "dynamically linked program (PT_INTERP {0:?}); give a root holding it (--root DIR) \
+         or link the program with -static"
+    )]
     DynamicallyLinked(String),
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(String),
     /// The file or one of its segments is too large.
     #[error("ELF file too large: {0}")]
     TooLarge(String),
@@ -62,10 +73,52 @@ pub struct Segment {
     pub flags: u32,
 }
 
+/// The bytes of a program file: a heap copy or a read-only private mapping.
+enum Bytes {
+    Heap(Arc<[u8]>),
+    Mapped { ptr: *const u8, len: usize },
+}
+
+// SAFETY: a `Mapped` region is read-only for its whole life (PROT_READ, MAP_PRIVATE) and
+// unmapped only on drop, so sharing `&[u8]` views of it between threads is sound.
+unsafe impl Send for Bytes {}
+// SAFETY: as above.
+unsafe impl Sync for Bytes {}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Heap(b) => b,
+            // SAFETY: `ptr..ptr + len` is a live read-only mapping owned by `self`.
+            Bytes::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        if let Bytes::Mapped { ptr, len } = *self {
+            // SAFETY: the mapping was made by `Program::open` with this address and length,
+            // and nothing borrows it any more (it is dropped with its `Program`).
+            unsafe { libc::munmap(ptr as *mut libc::c_void, len) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bytes::Heap(b) => write!(f, "Heap({} bytes)", b.len()),
+            Bytes::Mapped { len, .. } => write!(f, "Mapped({len} bytes)"),
+        }
+    }
+}
+
 /// A parsed, immutable guest program image.
 #[derive(Debug)]
 pub struct Program {
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     /// Entry point (before load bias).
     pub entry: u64,
     /// Loadable segments, in file order.
@@ -78,10 +131,13 @@ pub struct Program {
     pub phent: u16,
     /// Whether this is a static-pie (`ET_DYN`) that the loader must place at a bias.
     pub position_independent: bool,
+    /// The `PT_INTERP` path of a dynamically linked program (the dynamic loader).
+    pub interp: Option<String>,
     /// Per-engine data shared by every process that runs this image (see
     /// [`Program::image_cache`]).
     image_caches: ImageCaches,
-    /// The file's bytes in a sealed memfd, made on first use (see [`Program::image_fd`]).
+    /// The opened file ([`Program::open`]) or the file's bytes in a sealed memfd, made on
+    /// first use (see [`Program::image_fd`]).
     image_fd: OnceLock<Option<OwnedFd>>,
 }
 
@@ -132,10 +188,66 @@ impl Program {
                 bytes.len()
             )));
         }
-        let data: &[u8] = &bytes;
-        if data.len() < 4 || &data[..4] != b"\x7fELF" {
-            return Err(ElfError::NotElf);
+        Self::parse_bytes(Bytes::Heap(bytes), None)
+    }
+
+    /// Opens and parses the ELF file at `path` without reading it whole: the identification
+    /// and header are read first (a file that is not a 64-bit RISC-V ELF is refused there),
+    /// then the file is mapped read-only and its descriptor serves as the image file that
+    /// processes map their pages from.
+    pub fn open(path: &std::path::Path) -> Result<Program, ElfError> {
+        use std::io::Read;
+        let io = |e: std::io::Error| ElfError::Io(format!("cannot read {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(ElfError::Io(format!("{} is not a regular file", path.display())));
         }
+        let mut head = [0u8; 64];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        check_ident(&head[..got])?;
+        if got < head.len() {
+            return Err(ElfError::Truncated("ELF header"));
+        }
+        let machine = u16::from_le_bytes([head[18], head[19]]);
+        if machine != elf::EM_RISCV {
+            return Err(ElfError::WrongArchitecture(format!("e_machine {machine}")));
+        }
+        let len = meta.len();
+        if len > MAX_ELF_SIZE {
+            return Err(ElfError::TooLarge(format!("{len} bytes (limit {MAX_ELF_SIZE})")));
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh read-only private mapping of `len` (> 0) bytes of an open file; the
+        // result is checked for MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+        let bytes = Bytes::Mapped { ptr: ptr as *const u8, len: len as usize };
+        Self::parse_bytes(bytes, Some(OwnedFd::from(file)))
+    }
+
+    fn parse_bytes(bytes: Bytes, fd: Option<OwnedFd>) -> Result<Program, ElfError> {
+        let data: &[u8] = &bytes;
+        check_ident(data)?;
         if data.len() < 5 {
             return Err(ElfError::Truncated("ELF identification"));
         }
@@ -173,18 +285,16 @@ impl Program {
         let phoff = header.e_phoff(e);
         let mut segments = Vec::new();
         let mut phdr_vaddr = None;
+        let mut interp = None;
         for ph in phdrs {
             match ph.p_type(e) {
                 elf::PT_INTERP => {
-                    let interp = ph
-                        .data(e, data)
-                        .ok()
-                        .map(|d| {
-                            String::from_utf8_lossy(d.split(|&b| b == 0).next().unwrap_or(d))
-                                .into_owned()
-                        })
-                        .unwrap_or_default();
-                    return Err(ElfError::DynamicallyLinked(interp));
+                    let d = ph.data(e, data).map_err(|_| ElfError::Truncated("PT_INTERP"))?;
+                    let path = d.split(|&b| b == 0).next().unwrap_or(d);
+                    if path.is_empty() || path.len() >= 4096 {
+                        return Err(ElfError::Malformed("empty or overlong PT_INTERP".into()));
+                    }
+                    interp = Some(String::from_utf8_lossy(path).into_owned());
                 }
                 elf::PT_PHDR => phdr_vaddr = Some(ph.p_vaddr(e)),
                 elf::PT_LOAD => {
@@ -222,9 +332,14 @@ impl Program {
                 })
             })
             .unwrap_or(0);
+        let image_fd = OnceLock::new();
+        if let Some(fd) = fd {
+            let _ = image_fd.set(Some(fd));
+        }
         Ok(Program {
             image_caches: ImageCaches::default(),
-            image_fd: OnceLock::new(),
+            image_fd,
+            interp,
             entry,
             segments,
             phdr_vaddr,
@@ -251,6 +366,24 @@ impl Program {
         let hi = self.segments.iter().map(|s| s.vaddr + s.mem_size).max().unwrap_or(0);
         (lo, hi)
     }
+}
+
+/// Checks the ELF identification bytes present in `data` (a prefix of the file).
+fn check_ident(data: &[u8]) -> Result<(), ElfError> {
+    if data.len() < 4 || &data[..4] != b"\x7fELF" {
+        return Err(ElfError::NotElf);
+    }
+    if let Some(&class) = data.get(4) {
+        match class {
+            elf::ELFCLASS64 => {}
+            elf::ELFCLASS32 => return Err(ElfError::WrongArchitecture("32-bit ELF".into())),
+            c => return Err(ElfError::Malformed(format!("unknown ELF class {c}"))),
+        }
+    }
+    if data.get(5).is_some_and(|&d| d != elf::ELFDATA2LSB) {
+        return Err(ElfError::WrongArchitecture("big-endian ELF".into()));
+    }
+    Ok(())
 }
 
 fn validate_segment(s: &Segment, file_len: u64) -> Result<(), ElfError> {
@@ -354,8 +487,8 @@ mod tests {
         f[64 + 32] = 0xff; // filesz > memsz
         assert!(matches!(Program::parse(f).unwrap_err(), ElfError::Malformed(_)));
         let mut f = tiny_elf();
-        f[64] = 3; // PT_INTERP
-        assert!(matches!(Program::parse(f).unwrap_err(), ElfError::DynamicallyLinked(_)));
+        f[64] = 3; // PT_INTERP (and no PT_LOAD left)
+        assert!(Program::parse(f).is_err());
         let f = tiny_elf();
         for n in 0..f.len() {
             assert!(Program::parse(f[..n].to_vec()).is_err(), "truncated at {n}");

@@ -1,8 +1,12 @@
-//! Building a fresh process from a [`Program`]: mapping its segments and laying out the
-//! initial stack exactly as Linux does for a static executable.
+//! Building a fresh process from a [`Program`]: mapping its segments (and its interpreter's,
+//! for a dynamically linked program) and laying out the initial stack exactly as Linux does.
 //!
 //! Layout of a guest address space of `size` bytes:
-//! - the program's segments where they are linked (static-pie programs at [`PIE_BASE`]);
+//! - the program's segments where they are linked (position-independent programs at
+//!   [`PIE_BASE`]);
+//! - a dynamically linked program's interpreter (`PT_INTERP`, an `ET_DYN`) at its own base,
+//!   the highest free range of its size below the stack, as an `mmap` would place it; the
+//!   thread starts at the interpreter's entry, and `AT_BASE` is its base;
 //! - the heap (`brk`) starting at the first page after the highest segment, growing up;
 //! - the stack's top at `size - STACK_GAP`, `stack_size` bytes mapped below it;
 //! - `mmap` regions handed out top-down from below the stack.
@@ -48,34 +52,163 @@ pub enum LoadError {
     /// The host could not reserve or commit memory.
     #[error("host memory: {0}")]
     Host(#[from] std::io::Error),
+    /// The program's interpreter is missing or unusable.
+    #[error("{0}")]
+    BadInterpreter(String),
     /// Arguments and environment are larger than the stack can hold.
     #[error("arguments and environment too large ({0} bytes)")]
     ArgsTooLarge(usize),
 }
 
-/// Creates the process image for `program` and its main thread, ready to run at the entry.
+/// Creates the process image for `program` and its main thread, ready to run at the entry:
+/// the program's own entry for a static program, the interpreter's entry (with `AT_BASE`,
+/// `AT_PHDR`, `AT_ENTRY` describing the program, as Linux does) for a dynamically linked one,
+/// whose interpreter must be in `config.interpreter`.
 pub fn load(
     program: Arc<Program>,
     config: Arc<ProcessConfig>,
     pid: i32,
 ) -> Result<(Process, GuestThread), LoadError> {
+    let interp = match (&program.interp, &config.interpreter) {
+        (None, _) => None,
+        (Some(_), Some(i)) => Some(i.clone()),
+        (Some(path), None) => return Err(ElfError::DynamicallyLinked(path.clone()).into()),
+    };
+    if let Some(i) = &interp {
+        if let Some(p) = &i.interp {
+            return Err(LoadError::BadInterpreter(format!(
+                "the interpreter is itself dynamically linked (PT_INTERP {p:?})"
+            )));
+        }
+    }
     let mem = AddressSpace::new(config.memory_size)?;
     let size = mem.size();
     let bias = if program.position_independent { PIE_BASE } else { 0 };
+    let stack_reserve = config.stack_size + STACK_GAP + STACK_GUARD;
+    let high = map_image(&mem, &program, bias, size.saturating_sub(stack_reserve))?;
 
-    // Segments: each page gets the union of the permissions of the segments that touch it;
-    // runs of pages with equal permissions are mapped with one call each.
+    mem.init_brk(high);
+    let stack_top = size - STACK_GAP;
+    let stack_bottom = stack_top - config.stack_size;
+    mem.map_fixed(stack_bottom, config.stack_size, PERM_READ | PERM_WRITE).map_err(map_err)?;
+    mem.set_mmap_area(
+        memory::page_round_up(high).unwrap_or(high) + PAGE_SIZE,
+        stack_bottom - STACK_GUARD,
+    );
+    // The interpreter goes where an mmap of its size would (Linux maps it like a library),
+    // at its own load bias.
+    let interp_bias = match &interp {
+        None => None,
+        Some(i) => {
+            if !i.position_independent {
+                return Err(LoadError::BadInterpreter(
+                    "the interpreter is not position independent (ET_EXEC)".into(),
+                ));
+            }
+            let (lo, hi) = i.address_range();
+            let lo = lo & !(PAGE_SIZE - 1);
+            let span = memory::page_round_up(hi - lo).ok_or_else(|| too_big(hi))?;
+            let _layout = mem.layout_lock();
+            let base = mem.find_free(span).ok_or_else(|| {
+                LoadError::DoesNotFit(format!("no room for the {span:#x}-byte interpreter"))
+            })?;
+            let b = base - lo;
+            map_image(&mem, i, b, stack_bottom - STACK_GUARD)?;
+            Some(b)
+        }
+    };
+
+    let process = Process::new(mem, program.clone(), config.clone(), pid);
+    {
+        let mut abi = process.abi();
+        record_file_maps(&mut abi.file_maps, &program, bias);
+        if let (Some(i), Some(b)) = (&interp, interp_bias) {
+            record_file_maps(&mut abi.file_maps, i, b);
+        }
+    }
+    let base = interp_bias.unwrap_or(0);
+    let sp = build_stack(&process, stack_top, bias, base)?;
+    let mut thread = GuestThread { tid: pid, ..Default::default() };
+    thread.cpu.pc = match (&interp, interp_bias) {
+        (Some(i), Some(b)) => i.entry + b,
+        _ => program.entry + bias,
+    };
+    thread.cpu.x[reg::SP] = sp;
+    Ok((process, thread))
+}
+
+/// Finds and parses the interpreter `program` names (its `PT_INTERP`), looking in `root`
+/// first (the path inside the root, symbolic links resolved inside it), then on the host.
+/// `Ok(None)` for a static program.
+pub fn find_interpreter(
+    program: &Program,
+    root: Option<&std::path::Path>,
+) -> Result<Option<Arc<Program>>, LoadError> {
+    let Some(path) = &program.interp else { return Ok(None) };
+    let host = root
+        .and_then(|r| crate::syscall::resolve_in_root(r, path.as_bytes(), true))
+        .unwrap_or_else(|| std::path::PathBuf::from(path));
+    let interp = Program::open(&host).map_err(|e| {
+        let where_ = match root {
+            Some(r) => format!("in the root {} or on the host", r.display()),
+            None => "on the host (no --root given)".to_string(),
+        };
+        match e {
+            ElfError::Io(_) => {
+                LoadError::BadInterpreter(format!("interpreter {path} not found {where_}"))
+            }
+            e => LoadError::BadInterpreter(format!("interpreter {path}: {e}")),
+        }
+    })?;
+    Ok(Some(Arc::new(interp)))
+}
+
+/// Records the file-backed pages of `image`'s segments (placed at `bias`): from the page
+/// holding a segment's start to the one holding its last file byte, as Linux maps them, so
+/// that `MADV_DONTNEED` brings their file's bytes back. Pages already recorded (two segments
+/// sharing a page) keep the first segment's.
+fn record_file_maps(maps: &mut Vec<crate::process::FileMapping>, image: &Arc<Program>, bias: u64) {
+    let mask = PAGE_SIZE - 1;
+    for seg in &image.segments {
+        if seg.file_size == 0 || (seg.vaddr ^ seg.file_offset) & mask != 0 {
+            continue;
+        }
+        let mut start = (seg.vaddr + bias) & !mask;
+        let Some(end) = memory::page_round_up(seg.vaddr + bias + seg.file_size) else { continue };
+        let mut offset = seg.file_offset & !mask;
+        if let Some(last) = maps.iter().map(|m| m.end).filter(|&e| e > start && e < end).max() {
+            offset += last - start;
+            start = last;
+        }
+        if start >= end || maps.iter().any(|m| m.start < end && m.end > start) {
+            continue;
+        }
+        let m = crate::process::FileMapping {
+            start,
+            end,
+            offset,
+            source: crate::process::MapSource::Image(image.clone()),
+        };
+        crate::syscall::add_file_map(maps, m);
+    }
+}
+
+/// Maps the segments of `image` at load bias `bias` (each page gets the union of the
+/// permissions of the segments that touch it) and copies or maps their file bytes; every
+/// segment must end at or below `limit`. Returns the highest address a segment occupies.
+fn map_image(mem: &AddressSpace, image: &Program, bias: u64, limit: u64) -> Result<u64, LoadError> {
     let mut page_perms: std::collections::BTreeMap<u64, u8> = std::collections::BTreeMap::new();
     let mut high = 0u64;
-    for seg in &program.segments {
+    for seg in &image.segments {
         if seg.mem_size == 0 {
             continue;
         }
         let start = seg.vaddr.checked_add(bias).ok_or_else(|| too_big(seg.vaddr))?;
         let end = start.checked_add(seg.mem_size).ok_or_else(|| too_big(seg.vaddr))?;
-        if end > size.saturating_sub(config.stack_size + STACK_GAP + STACK_GUARD) {
+        if end > limit {
             return Err(LoadError::DoesNotFit(format!(
-                "segment {start:#x}..{end:#x} overlaps the stack area of a {size:#x}-byte space"
+                "segment {start:#x}..{end:#x} overlaps the stack area of a {:#x}-byte space",
+                mem.size()
             )));
         }
         if start < PAGE_SIZE {
@@ -111,17 +244,17 @@ pub fn load(
         }
         mem.map_fixed(run_start, run_end - run_start, perms).map_err(map_err)?;
     }
-    // The file bytes: whole pages are mapped copy-on-write from the image's shared memory
-    // file (one copy for every process of the image); partial pages, and everything when
-    // the host has no such file or the segment is not page-congruent with the file, are
-    // copied. The host pages are writable whatever the guest's permissions.
-    let image_fd = program.image_fd();
-    for seg in &program.segments {
+    // The file bytes: whole pages are mapped copy-on-write from the image's file (one copy
+    // for every process of the image); partial pages, and everything when the host has no
+    // such file or the segment is not page-congruent with the file, are copied. The host
+    // pages are writable whatever the guest's permissions.
+    let image_fd = image.image_fd();
+    for seg in &image.segments {
         if seg.mem_size == 0 {
             continue;
         }
         let start = seg.vaddr + bias;
-        let data = program.segment_data(seg);
+        let data = image.segment_data(seg);
         let shared = image_fd.and_then(|fd| {
             let first = memory::page_round_up(start)?;
             let last = (start + data.len() as u64) & !(PAGE_SIZE - 1);
@@ -135,28 +268,13 @@ pub fn load(
         match shared {
             Some((first, last)) => {
                 let (head, rest) = data.split_at((first - start) as usize);
-                write_ignoring_perms(&mem, start, head);
-                write_ignoring_perms(&mem, last, &rest[(last - first) as usize..]);
+                write_ignoring_perms(mem, start, head);
+                write_ignoring_perms(mem, last, &rest[(last - first) as usize..]);
             }
-            None => write_ignoring_perms(&mem, start, data),
+            None => write_ignoring_perms(mem, start, data),
         }
     }
-
-    mem.init_brk(high);
-    let stack_top = size - STACK_GAP;
-    let stack_bottom = stack_top - config.stack_size;
-    mem.map_fixed(stack_bottom, config.stack_size, PERM_READ | PERM_WRITE).map_err(map_err)?;
-    mem.set_mmap_area(
-        memory::page_round_up(high).unwrap_or(high) + PAGE_SIZE,
-        stack_bottom - STACK_GUARD,
-    );
-
-    let process = Process::new(mem, program.clone(), config.clone(), pid);
-    let sp = build_stack(&process, stack_top, bias)?;
-    let mut thread = GuestThread { tid: pid, ..Default::default() };
-    thread.cpu.pc = program.entry + bias;
-    thread.cpu.x[reg::SP] = sp;
-    Ok((process, thread))
+    Ok(high)
 }
 
 fn too_big(addr: u64) -> LoadError {
@@ -167,8 +285,9 @@ fn map_err(e: MapError) -> LoadError {
     LoadError::DoesNotFit(format!("cannot map segment ({e:?})"))
 }
 
-/// Copies loader data into guest memory regardless of the guest's page permissions.
-fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
+/// Copies loader data into guest memory regardless of the guest's page permissions; every
+/// page of the range must be mapped.
+pub(crate) fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
     if data.is_empty() {
         return;
     }
@@ -199,7 +318,8 @@ const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
 
 /// Writes argv, envp, auxv and strings below `top`; returns the initial stack pointer.
-fn build_stack(p: &Process, top: u64, bias: u64) -> Result<u64, LoadError> {
+/// `bias` is the program's load bias, `base` the interpreter's (0 without one).
+fn build_stack(p: &Process, top: u64, bias: u64, base: u64) -> Result<u64, LoadError> {
     let config = p.config.clone();
     let strings: usize =
         config.args.iter().chain(config.env.iter()).map(|s| s.len() + 1).sum::<usize>()
@@ -233,7 +353,7 @@ fn build_stack(p: &Process, top: u64, bias: u64) -> Result<u64, LoadError> {
         (AT_PHENT, prog.phent as u64),
         (AT_PHNUM, prog.phnum as u64),
         (AT_PAGESZ, PAGE_SIZE),
-        (AT_BASE, 0),
+        (AT_BASE, base),
         (AT_FLAGS, 0),
         (AT_ENTRY, prog.entry + bias),
         (AT_UID, uid as u64),

@@ -205,6 +205,13 @@ pub struct ProcessConfig {
     pub stderr: Stdio,
     /// Seed for `AT_RANDOM` and `getrandom`; `None` uses the host's randomness.
     pub random_seed: Option<u64>,
+    /// The guest root (`vmx run --root DIR`, canonical): absolute guest paths resolve to
+    /// `root/path` when that exists (symbolic links inside it resolving inside it, as under a
+    /// chroot), else to the host path. The root is readable; writing in it needs a grant.
+    pub root: Option<PathBuf>,
+    /// The dynamic loader of a dynamically linked program (its `PT_INTERP`, found with
+    /// [`crate::loader::find_interpreter`]); the loader maps it at its own base.
+    pub interpreter: Option<Arc<Program>>,
 }
 
 impl Default for ProcessConfig {
@@ -220,6 +227,8 @@ impl Default for ProcessConfig {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             random_seed: None,
+            root: None,
+            interpreter: None,
         }
     }
 }
@@ -410,6 +419,35 @@ pub struct AbiState {
     pub pending: u64,
     /// `sigaltstack` settings per thread id: `[ss_sp, ss_flags, ss_size]`.
     pub altstacks: Vec<(i32, [u64; 3])>,
+    /// The working directory, as a guest path (inside the root: the path below it); starts
+    /// as the host's working directory.
+    pub cwd: PathBuf,
+    /// The file-backed mappings (the program's and interpreter's segments, `mmap`s of
+    /// files), so that `MADV_DONTNEED` brings their file's bytes back as on Linux. Sorted by
+    /// start, never overlapping.
+    pub file_maps: Vec<FileMapping>,
+}
+
+/// Where a file-backed guest range takes its bytes from.
+#[derive(Clone, Debug)]
+pub enum MapSource {
+    /// A host file the guest mapped (a duplicate of its descriptor).
+    File(Arc<std::os::fd::OwnedFd>),
+    /// A program image (its image file).
+    Image(Arc<Program>),
+}
+
+/// A file-backed guest range: page `start` shows the source's bytes from `offset` on.
+#[derive(Clone, Debug)]
+pub struct FileMapping {
+    /// First guest address (page aligned).
+    pub start: u64,
+    /// End (page aligned, exclusive).
+    pub end: u64,
+    /// File offset of `start`.
+    pub offset: u64,
+    /// The file.
+    pub source: MapSource,
 }
 
 impl AbiState {
@@ -431,7 +469,18 @@ impl AbiState {
             rlimits: Vec::new(),
             pending: 0,
             altstacks: Vec::new(),
+            cwd: initial_cwd(config),
+            file_maps: Vec::new(),
         }
+    }
+}
+
+/// The guest path of the host's working directory (the part below the root when inside it).
+fn initial_cwd(config: &ProcessConfig) -> PathBuf {
+    let host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    match config.root.as_ref().and_then(|r| host.strip_prefix(r).ok()) {
+        Some(rest) => std::path::Path::new("/").join(rest),
+        None => host,
     }
 }
 

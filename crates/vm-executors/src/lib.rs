@@ -43,7 +43,7 @@ pub use distributed::{
 };
 pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};
-pub use vm_exec_core::loader::LoadError;
+pub use vm_exec_core::loader::{find_interpreter, LoadError};
 pub use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 
 /// Errors of the facade.

@@ -24,6 +24,7 @@ use crate::memory::{
     page_round_up, perms_from_prot, MapError, PAGE_SIZE, PERM_CODE, PERM_MAPPED, PERM_READ,
     PERM_WRITE,
 };
+use crate::process::{FileMapping, MapSource, Process};
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
@@ -103,6 +104,7 @@ pub(super) fn mmap(c: &mut Call<'_>) -> SysResult {
         }
     };
     let perms = perms_from_prot(prot);
+    forget_file_maps(c.process, start, start + len);
     match file {
         None => mem.map_fixed(start, len, perms)?,
         Some(h) => {
@@ -112,6 +114,20 @@ pub(super) fn mmap(c: &mut Call<'_>) -> SysResult {
                 return Err(e);
             }
             mem.protect(start, len, perms)?;
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor the guest's table holds.
+            let dup = unsafe { libc::fcntl(h, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup >= 0 {
+                // SAFETY: `dup` is a new descriptor nobody else owns.
+                let fd =
+                    unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };
+                let m = FileMapping {
+                    start,
+                    end: start + len,
+                    offset: off,
+                    source: MapSource::File(std::sync::Arc::new(fd)),
+                };
+                super::state::with(c.process, |s| add_file_map(&mut s.file_maps, m));
+            }
         }
     }
     Ok(start)
@@ -196,7 +212,97 @@ pub(super) fn munmap(c: &mut Call<'_>) -> SysResult {
         return err(libc::EINVAL);
     }
     mem.unmap(addr, len)?;
+    forget_file_maps(c.process, addr, addr.saturating_add(page_round_up(len).unwrap_or(len)));
     Ok(0)
+}
+
+/// Inserts `m` (whose range no entry overlaps) keeping `maps` sorted.
+pub(crate) fn add_file_map(maps: &mut Vec<FileMapping>, m: FileMapping) {
+    let i = maps.partition_point(|x| x.start < m.start);
+    maps.insert(i, m);
+}
+
+/// Removes `[lo, hi)` from the file-backed ranges (they are unmapped or replaced), splitting
+/// the entries that straddle its ends.
+fn forget_file_maps(p: &Process, lo: u64, hi: u64) {
+    super::state::with(p, |s| {
+        let mut out = Vec::with_capacity(s.file_maps.len() + 1);
+        for m in s.file_maps.drain(..) {
+            if m.end <= lo || m.start >= hi {
+                out.push(m);
+                continue;
+            }
+            if m.start < lo {
+                out.push(FileMapping { end: lo, ..m.clone() });
+            }
+            if m.end > hi {
+                out.push(FileMapping { start: hi, offset: m.offset + (hi - m.start), ..m });
+            }
+        }
+        s.file_maps = out;
+    });
+}
+
+/// After `MADV_DONTNEED` of `[lo, hi)`: the file-backed pages in it show their file's bytes
+/// again (bytes past the end of the file are zero), as on Linux.
+fn refill_file_maps(p: &Process, lo: u64, hi: u64) -> Result<(), Errno> {
+    let maps: Vec<FileMapping> = super::state::peek(p, |s| {
+        s.file_maps.iter().filter(|m| m.end > lo && m.start < hi).cloned().collect()
+    });
+    let mem = &p.mem;
+    for m in maps {
+        let (a, b) = (m.start.max(lo), m.end.min(hi));
+        let off = m.offset + (a - m.start);
+        use std::os::fd::AsRawFd;
+        let fd = match &m.source {
+            MapSource::File(f) => f.as_raw_fd(),
+            MapSource::Image(prog) => match prog.image_fd() {
+                Some(f) => f.as_raw_fd(),
+                None => {
+                    // No image file: copy from the image's bytes.
+                    let bytes = prog.bytes();
+                    let start = (off as usize).min(bytes.len());
+                    let end = ((off + (b - a)) as usize).min(bytes.len());
+                    write_mapped(mem, a, &bytes[start..end]);
+                    continue;
+                }
+            },
+        };
+        let mut buf = vec![0u8; (b - a) as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+            let n = unsafe {
+                libc::pread(
+                    fd,
+                    buf[done..].as_mut_ptr().cast(),
+                    buf.len() - done,
+                    (off + done as u64) as i64,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            done += n as usize;
+        }
+        buf.truncate(done);
+        write_mapped(mem, a, &buf);
+    }
+    Ok(())
+}
+
+/// Copies `data` to guest address `addr` whatever the guest's permissions, page by page,
+/// skipping pages that are not mapped.
+fn write_mapped(mem: &crate::memory::AddressSpace, addr: u64, data: &[u8]) {
+    let mut done = 0usize;
+    while done < data.len() {
+        let a = addr + done as u64;
+        let n = ((PAGE_SIZE - (a & PAGE_MASK)) as usize).min(data.len() - done);
+        if mem.page_perms(a) & PERM_MAPPED != 0 {
+            crate::loader::write_ignoring_perms(mem, a, &data[done..done + n]);
+        }
+        done += n;
+    }
 }
 
 /// `mprotect(addr, length, prot)`.
@@ -263,7 +369,13 @@ pub(super) fn mremap(c: &mut Call<'_>) -> SysResult {
         return err(libc::EFAULT);
     }
     match mem.remap(old, ol, nl, flags & MREMAP_MAYMOVE != 0) {
-        Ok(a) => Ok(a),
+        Ok(a) => {
+            // The moved or resized range no longer follows its file (a simplification: Linux
+            // keeps the file behind a moved private mapping).
+            forget_file_maps(c.process, old, old + ol);
+            forget_file_maps(c.process, a, a + nl);
+            Ok(a)
+        }
         // The old range is not (entirely) mapped.
         Err(MapError::Invalid) => err(libc::EFAULT),
         Err(e) => Err(e.into()),
@@ -276,7 +388,8 @@ const MADV_DONTNEED_LOCKED: u64 = 24;
 /// `madvise(addr, length, advice)`, as qemu-riscv64 answers it: a misaligned address, or a
 /// range that wraps or leaves the address space, is `EINVAL`; everything else succeeds.
 /// `MADV_DONTNEED` zeroes the mapped pages of the range (keeping their permissions), as for
-/// private anonymous memory; other advice does nothing.
+/// private anonymous memory, and file-backed pages (the program's segments, file `mmap`s)
+/// show their file's bytes again, as on Linux; other advice does nothing.
 pub(super) fn madvise(c: &mut Call<'_>) -> SysResult {
     let (addr, len, advice) = (c.args[0], c.args[1], c.args[2] as u32 as u64);
     let mem = &c.process.mem;
@@ -290,6 +403,7 @@ pub(super) fn madvise(c: &mut Call<'_>) -> SysResult {
         return Ok(0);
     }
     mem.discard(addr, end - addr)?;
+    refill_file_maps(c.process, addr, end)?;
     Ok(0)
 }
 

@@ -8,6 +8,8 @@
 //!
 //! Organisation: one table (`SYSCALLS` below, number → name → handler) that [`dispatch`] and
 //! [`name_of`] both use; one module per idea:
+//! - `fileops`: renames, links, modes, owners, times, `truncate`, `statfs`, `sendfile`,
+//!   `fadvise64`;
 //! - `fs`: file-descriptor I/O (read/write families, `lseek`, `ioctl`, `fcntl`, `dup`, pipes);
 //! - `path`: path resolution under the sandbox's allowed directories and the path-based calls
 //!   (`openat`, `readlinkat`, `faccessat`, `getcwd`, ...);
@@ -18,6 +20,7 @@
 //!   default actions are taken, handlers are never run);
 //! - `thread`: `exit`, `futex`, `clone`/`clone3` (threads) and the per-thread bookkeeping;
 //! - `info`: identity, limits and system information (`uname`, `getrlimit`, `sysinfo`, ...);
+//! - `vfs`: the virtual `/dev` and `/proc`;
 //! - `state`: per-process ABI state that [`Process`] has no field for (umask, name, limits,
 //!   pending signals, alternate signal stacks).
 //!
@@ -33,6 +36,7 @@
 //!   already reduced to their low 8 bits, the value a parent would see through `wait`; a
 //!   signal a call raises is reported at the `ecall`'s address.
 
+mod fileops;
 mod fs;
 mod info;
 mod mm;
@@ -42,6 +46,10 @@ mod stat;
 mod state;
 mod thread;
 mod time;
+mod vfs;
+
+pub(crate) use mm::add_file_map;
+pub use path::resolve_in_root;
 
 #[cfg(test)]
 mod tests;
@@ -163,8 +171,19 @@ const SYSCALLS: &[Syscall] = &[
     sc(29, "ioctl", fs::ioctl),
     sc(34, "mkdirat", path::mkdirat),
     sc(35, "unlinkat", path::unlinkat),
+    sc(36, "symlinkat", fileops::symlinkat),
+    sc(37, "linkat", fileops::linkat),
+    sc(43, "statfs", fileops::statfs),
+    sc(44, "fstatfs", fileops::fstatfs),
+    sc(45, "truncate", fileops::truncate),
     sc(46, "ftruncate", fs::ftruncate),
     sc(48, "faccessat", path::faccessat),
+    sc(49, "chdir", path::chdir),
+    sc(50, "fchdir", path::fchdir),
+    sc(52, "fchmod", fileops::fchmod),
+    sc(53, "fchmodat", fileops::fchmodat),
+    sc(54, "fchownat", fileops::fchownat),
+    sc(55, "fchown", fileops::fchown),
     sc(56, "openat", path::openat),
     sc(57, "close", fs::close),
     sc(59, "pipe2", fs::pipe2),
@@ -176,12 +195,14 @@ const SYSCALLS: &[Syscall] = &[
     sc(66, "writev", fs::writev),
     sc(67, "pread64", fs::pread64),
     sc(68, "pwrite64", fs::pwrite64),
+    sc(71, "sendfile", fileops::sendfile),
     sc(73, "ppoll", fs::ppoll),
     sc(78, "readlinkat", path::readlinkat),
     sc(79, "newfstatat", stat::newfstatat),
     sc(80, "fstat", stat::fstat),
     sc(82, "fsync", fs::fsync),
     sc(83, "fdatasync", fs::fsync),
+    sc(88, "utimensat", fileops::utimensat),
     sc(93, "exit", thread::exit),
     sc(94, "exit_group", thread::exit_group),
     sc(96, "set_tid_address", thread::set_tid_address),
@@ -221,10 +242,12 @@ const SYSCALLS: &[Syscall] = &[
     sc(216, "mremap", mm::mremap),
     sc(220, "clone", thread::clone),
     sc(222, "mmap", mm::mmap),
+    sc(223, "fadvise64", fileops::fadvise64),
     sc(226, "mprotect", mm::mprotect),
     sc(233, "madvise", mm::madvise),
     sc(259, "riscv_flush_icache", mm::riscv_flush_icache),
     sc(261, "prlimit64", info::prlimit64),
+    sc(276, "renameat2", fileops::renameat2),
     sc(278, "getrandom", info::getrandom),
     sc(283, "membarrier", thread::membarrier),
     sc(291, "statx", stat::statx),

@@ -1068,6 +1068,8 @@ fn getcwd_and_flush_icache() {
     assert_eq!(&s[..s.len() - 1], cwd.as_os_str().as_encoded_bytes());
     assert_eq!(s[s.len() - 1], 0);
     assert_eq!(g.sys(17, &[SCRATCH, 2]), e(libc::ERANGE));
+    // fence.i drops writable code pages only: make the text writable first.
+    assert_eq!(g.sys(226, &[0x10000, 0x1000, 7]), 0);
     g.p.mem.mark_code(0x10078, 4);
     let before = g.p.mem.code_generation();
     assert_eq!(g.sys(259, &[0, u64::MAX, 0]), 0);
@@ -1128,4 +1130,61 @@ fn dispatch_never_panics_on_random_arguments() {
             g = guest();
         }
     }
+}
+
+#[test]
+fn madvise_dontneed_brings_back_a_private_file_mappings_bytes() {
+    let dir = TempDir::new("dontneed");
+    let file = dir.0.join("data.bin");
+    let content: Vec<u8> = (0..10000u32).map(|i| (i % 253) as u8 + 1).collect();
+    std::fs::write(&file, &content).unwrap();
+    let d = dir.0.clone();
+    let mut g = guest_with(|c| c.allowed_dirs.push(d));
+    g.put_path(SCRATCH, &file);
+    let fd = g.sys(56, &[AT_FDCWD, SCRATCH, O_RDONLY, 0]) as u64;
+    let a = g.sys(222, &[0, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0]) as u64;
+    g.put(a, &[0xee; 0x3000]);
+    assert_eq!(g.sys(57, &[fd]), 0, "the mapping outlives the descriptor");
+    // Only the middle page: it shows the file again, the others keep the guest's writes.
+    assert_eq!(g.sys(233, &[a + 0x1000, 0x1000, 4]), 0);
+    assert_eq!(g.get(a + 0x1000, 0x1000), content[0x1000..0x2000].to_vec());
+    assert_eq!(g.get(a, 0x1000), vec![0xee; 0x1000]);
+    // The last page: the file's tail, then zeros past its end.
+    assert_eq!(g.sys(233, &[a + 0x2000, 0x1000, 4]), 0);
+    assert_eq!(g.get(a + 0x2000, 10000 - 0x2000), content[0x2000..].to_vec());
+    assert_eq!(g.get(a + 10000, 0x3000 - 10000), vec![0; 0x3000 - 10000]);
+    // Unmapped and mapped again anonymously: no file behind it any more.
+    assert_eq!(g.sys(215, &[a, 0x3000]), 0);
+    let b = g.sys(
+        222,
+        &[a, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON | MAP_FIXED, -1i64 as u64, 0],
+    ) as u64;
+    assert_eq!(b, a);
+    g.put(a, &[7; 0x3000]);
+    assert_eq!(g.sys(233, &[a, 0x3000, 4]), 0);
+    assert_eq!(g.get(a, 0x3000), vec![0; 0x3000]);
+}
+
+#[test]
+fn madvise_dontneed_brings_back_the_programs_data() {
+    use crate::elf_writer::{write_executable, SegmentSpec};
+    let code = vec![0x73u8, 0, 0, 0]; // ecall
+    let data: Vec<u8> = (0..0x1800u32).map(|i| (i % 200) as u8 + 3).collect();
+    let elf = write_executable(
+        0x10000,
+        &[
+            SegmentSpec { addr: 0x10000, bytes: &code, zero_tail: 0, flags: 5 },
+            SegmentSpec { addr: 0x40000, bytes: &data, zero_tail: 0x2000, flags: 6 },
+        ],
+    );
+    let program = Arc::new(Program::parse(elf).unwrap());
+    let config = Arc::new(ProcessConfig { memory_size: 1 << 26, ..Default::default() });
+    let (p, t) = loader::load(program, config, 7).unwrap();
+    let mut g =
+        Guest { p, t, out: CaptureBuffer::with_limit(16), err: CaptureBuffer::with_limit(16) };
+    g.put(0x40000, &[0; 0x1800]);
+    g.put(0x42000, &[9; 0x100]); // bss
+    assert_eq!(g.sys(233, &[0x40000, 0x3000, 4]), 0);
+    assert_eq!(g.get(0x40000, 0x1800), data, ".data is the file's again");
+    assert_eq!(g.get(0x42000, 0x100), vec![0; 0x100], "bss is zero");
 }
