@@ -485,8 +485,12 @@ impl Shared {
             state: AtomicUsize::new(0),
             group: Arc::downgrade(c.group()),
         });
-        self.registry().live.insert(c.process_id(), control.clone());
-        self.spawned.fetch_add(1, Ordering::Relaxed);
+        // A forked process is not a result anyone waits for: its parent learns of its end
+        // through `wait`, and it is killed when its sandbox's root ends.
+        if !c.is_forked() {
+            self.registry().live.insert(c.process_id(), control.clone());
+            self.spawned.fetch_add(1, Ordering::Relaxed);
+        }
         c.set_link(Link { shared: Arc::downgrade(self), control });
         // A process built before admission (`from_process`) is scheduled from now on; one
         // built later is marked when it loads.
@@ -707,6 +711,17 @@ impl Shared {
             left = left.saturating_sub(r.retired);
             match r.stop {
                 // The parent goes on with the rest of its slice.
+                SliceEnd::Spawned(mut child) if child.is_forked() => {
+                    // A new process of this scheduler, in this vCPU's queue.
+                    if self.admit(&mut child).is_ok() {
+                        self.threads_created.fetch_add(1, Ordering::Relaxed);
+                        self.vcpus[i].lock().worker.push(child);
+                        self.lot.notify_one();
+                    }
+                    if left == 0 {
+                        break SliceEnd::Preempted;
+                    }
+                }
                 SliceEnd::Spawned(child) => {
                     self.adopt(i, &c, child);
                     if left == 0 {
@@ -742,7 +757,11 @@ impl Shared {
                 v.counters.yields.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            SliceEnd::Preempted | SliceEnd::Spawned(_) => false,
+            // A coroutine handles forks and execs itself; they never reach here.
+            SliceEnd::Preempted
+            | SliceEnd::Spawned(_)
+            | SliceEnd::Forked(_)
+            | SliceEnd::Exec(_) => false,
         };
         let local = v.lock();
         local.worker.push(c);

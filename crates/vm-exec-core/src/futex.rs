@@ -58,6 +58,15 @@ pub enum WaitKind {
         /// The guest's `a0` for the restarted call.
         restart_a0: u64,
     },
+    /// A wake on an event key of the process's table (not a guest word: a child's exit for
+    /// `wait4`, see [`crate::sandbox::CHILD_KEY`]); the call is then made again, like a
+    /// readiness wait.
+    Event {
+        /// The table key woken.
+        key: u64,
+        /// The guest's `a0` for the restarted call.
+        restart_a0: u64,
+    },
 }
 
 /// How a wait ended.
@@ -210,7 +219,9 @@ impl Waiter {
     /// pc) with its original `a0`, so the call is made again.
     pub fn complete(&self, thread: &mut GuestThread) {
         match self.kind {
-            WaitKind::Readable { restart_a0, .. } if self.end() == Some(WaitEnd::Woken) => {
+            WaitKind::Readable { restart_a0, .. } | WaitKind::Event { restart_a0, .. }
+                if self.end() == Some(WaitEnd::Woken) =>
+            {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
             }
@@ -303,6 +314,17 @@ impl FutexTable {
     /// so that [`FutexTable::cancel_all`] ends it too.
     pub fn readable(&self, host_fd: i32, restart_a0: u64) -> Arc<Waiter> {
         self.register(Waiter::readable(host_fd, restart_a0))
+    }
+
+    /// Enqueues a wait for a wake of the event `key` (see [`WaitKind::Event`]); a
+    /// [`FutexTable::wake`] of `key` ends it, and [`FutexTable::cancel_all`] too.
+    pub fn wait_event(&self, key: u64, restart_a0: u64) -> Arc<Waiter> {
+        let w = Waiter::new(WaitKind::Event { key, restart_a0 }, MATCH_ANY, None);
+        let mut queues = self.queues();
+        let q = queues.entry(key).or_default();
+        q.retain(|w| w.is_waiting());
+        q.push_back(w.clone());
+        w
     }
 
     fn register(&self, w: Arc<Waiter>) -> Arc<Waiter> {

@@ -37,6 +37,7 @@ mod fs;
 mod info;
 mod mm;
 mod path;
+mod procs;
 mod signal;
 mod stat;
 mod state;
@@ -183,6 +184,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(83, "fdatasync", fs::fsync),
     sc(93, "exit", thread::exit),
     sc(94, "exit_group", thread::exit_group),
+    sc(95, "waitid", procs::waitid),
     sc(96, "set_tid_address", thread::set_tid_address),
     sc(98, "futex", thread::futex),
     sc(99, "set_robust_list", thread::set_robust_list),
@@ -200,6 +202,11 @@ const SYSCALLS: &[Syscall] = &[
     sc(134, "rt_sigaction", signal::rt_sigaction),
     sc(135, "rt_sigprocmask", signal::rt_sigprocmask),
     sc(136, "rt_sigpending", signal::rt_sigpending),
+    sc(154, "setpgid", procs::setpgid),
+    sc(155, "getpgid", procs::getpgid),
+    sc(156, "getsid", procs::getsid),
+    sc(157, "setsid", procs::setsid),
+    sc(158, "getgroups", procs::getgroups),
     sc(160, "uname", info::uname),
     sc(163, "getrlimit", info::getrlimit),
     sc(164, "setrlimit", info::setrlimit),
@@ -208,7 +215,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(167, "prctl", info::prctl),
     sc(169, "gettimeofday", time::gettimeofday),
     sc(172, "getpid", info::getpid),
-    sc(173, "getppid", info::getppid),
+    sc(173, "getppid", procs::getppid),
     sc(174, "getuid", info::getuid),
     sc(175, "geteuid", info::geteuid),
     sc(176, "getgid", info::getgid),
@@ -219,12 +226,15 @@ const SYSCALLS: &[Syscall] = &[
     sc(215, "munmap", mm::munmap),
     sc(216, "mremap", mm::mremap),
     sc(220, "clone", thread::clone),
+    sc(221, "execve", procs::execve),
     sc(222, "mmap", mm::mmap),
     sc(226, "mprotect", mm::mprotect),
     sc(233, "madvise", mm::madvise),
     sc(259, "riscv_flush_icache", mm::riscv_flush_icache),
+    sc(260, "wait4", procs::wait4),
     sc(261, "prlimit64", info::prlimit64),
     sc(278, "getrandom", info::getrandom),
+    sc(281, "execveat", procs::execveat),
     sc(283, "membarrier", thread::membarrier),
     sc(291, "statx", stat::statx),
     sc(293, "rseq", thread::rseq),
