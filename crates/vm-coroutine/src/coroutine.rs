@@ -46,6 +46,7 @@ use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
 use vm_exec_core::sandbox;
+use vm_exec_core::signals;
 use vm_exec_interp::Interpreter;
 
 /// Makes a fresh engine for one process; called when a lazily built coroutine is loaded.
@@ -550,6 +551,14 @@ impl Coroutine {
                 return stop(SliceEnd::Finished(exit));
             }
             w.complete(thread);
+            signals::unpark(&process, thread, &w);
+        }
+        // Signals from other threads and processes are delivered at slice boundaries.
+        if let Some(StopReason::Finished(exit)) = signals::deliver(&process, thread) {
+            group.end(exit);
+            let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
+            self.release();
+            return stop(SliceEnd::Finished(exit));
         }
         let limit = group.limit.load(Ordering::Relaxed);
         let used = group.instructions.load(Ordering::Relaxed);
@@ -573,6 +582,7 @@ impl Coroutine {
             StopReason::Preempted => return goes_on(SliceEnd::Preempted),
             StopReason::Yielded => return goes_on(SliceEnd::Yielded),
             StopReason::Blocked(w) => {
+                signals::park(&process, thread, &w);
                 inner.blocked = Some(w.clone());
                 return goes_on(SliceEnd::Blocked(w));
             }
@@ -633,6 +643,14 @@ impl Coroutine {
                 }
                 // The last thread's exit ends the process with its status.
                 GuestExit::Exited(code)
+            }
+            StopReason::Finished(GuestExit::Signaled(sig)) => {
+                // A fault goes to the guest's handler if it has one.
+                match signals::handle_fault(&process, thread, &sig) {
+                    None => return goes_on(SliceEnd::Preempted),
+                    Some(StopReason::Finished(exit)) => exit,
+                    Some(_) => GuestExit::Signaled(sig),
+                }
             }
             StopReason::Finished(exit) => exit,
         };

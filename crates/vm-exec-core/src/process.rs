@@ -20,6 +20,7 @@ use crate::elf::Program;
 use crate::futex::FutexTable;
 use crate::memory::AddressSpace;
 use crate::sandbox::Sandbox;
+use crate::signals::SigState;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -307,6 +308,10 @@ pub struct Process {
     /// A fatal signal sent from outside the process (another process's `kill`, or the end
     /// of the sandbox's root); its threads end at their next slice. 0: none.
     fatal: AtomicI32,
+    /// Pending signals of the process and its threads (see [`crate::signals`]).
+    sig: Mutex<SigState>,
+    /// Set while any signal is pending (a cheap check at every delivery point).
+    sig_hint: AtomicBool,
 }
 
 impl std::fmt::Debug for Process {
@@ -362,7 +367,29 @@ impl Process {
             exiting: AtomicBool::new(false),
             sandbox: Sandbox::new(pid),
             fatal: AtomicI32::new(0),
+            sig: Mutex::new(SigState::with_thread(pid)),
+            sig_hint: AtomicBool::new(false),
         }
+    }
+
+    /// The signal state (locked).
+    pub fn sig(&self) -> MutexGuard<'_, SigState> {
+        lock(&self.sig)
+    }
+
+    /// Notes that a signal is pending.
+    pub fn signal_hint(&self) {
+        self.sig_hint.store(true, Ordering::Release);
+    }
+
+    /// Notes that no signal is pending.
+    pub fn clear_signal_hint(&self) {
+        self.sig_hint.store(false, Ordering::Release);
+    }
+
+    /// Whether a signal may be pending.
+    pub fn has_signals(&self) -> bool {
+        self.sig_hint.load(Ordering::Acquire)
     }
 
     /// A copy of this process for `fork`: a copy of its memory, its file descriptors
@@ -379,13 +406,20 @@ impl Process {
             config: self.config.clone(),
             sigactions: Mutex::new(self.sigactions().clone()),
             random_state: Mutex::new(*lock(&self.random_state) ^ pid as u64),
-            abi: Mutex::new(self.abi().clone()),
+            abi: Mutex::new({
+                let mut abi = self.abi().clone();
+                abi.itimer_deadline = None;
+                abi.itimer_interval = std::time::Duration::ZERO;
+                abi
+            }),
             futexes: FutexTable::default(),
             next_tid: AtomicI32::new(0),
             scheduled: AtomicBool::new(self.is_scheduled()),
             exiting: AtomicBool::new(false),
             sandbox: self.sandbox.clone(),
             fatal: AtomicI32::new(0),
+            sig: Mutex::new(SigState::with_thread(pid)),
+            sig_hint: AtomicBool::new(false),
         })
     }
 
@@ -400,6 +434,7 @@ impl Process {
         self.files = Mutex::new(files);
         let mut abi = old.abi().clone();
         abi.altstacks.clear();
+        abi.sigtramp = 0;
         self.abi = Mutex::new(abi);
         let old_actions = old.sigactions();
         let mut actions = vec![[0u64; 4]; old_actions.len()];
@@ -537,6 +572,14 @@ pub struct AbiState {
     pub pending: u64,
     /// `sigaltstack` settings per thread id: `[ss_sp, ss_flags, ss_size]`.
     pub altstacks: Vec<(i32, [u64; 3])>,
+    /// Guest address of the signal-return trampoline page (0: not mapped yet).
+    pub sigtramp: u64,
+    /// When the `ITIMER_REAL` timer expires next.
+    pub itimer_deadline: Option<std::time::Instant>,
+    /// Its period (zero: one-shot).
+    pub itimer_interval: std::time::Duration,
+    /// Bumped at every `setitimer`, so a stale expiry is ignored.
+    pub itimer_generation: u64,
 }
 
 impl AbiState {
@@ -558,6 +601,10 @@ impl AbiState {
             rlimits: Vec::new(),
             pending: 0,
             altstacks: Vec::new(),
+            sigtramp: 0,
+            itimer_deadline: None,
+            itimer_interval: std::time::Duration::ZERO,
+            itimer_generation: 0,
         }
     }
 }

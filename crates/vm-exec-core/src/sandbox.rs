@@ -362,6 +362,17 @@ impl Sandbox {
             parent
         };
         if let Some(p) = parent {
+            // SIGCHLD: CLD_EXITED, CLD_KILLED or CLD_DUMPED, with the status.
+            let (code, value) = if status & 0x7f == 0 {
+                (1, (status >> 8) & 0xff)
+            } else if status & 0x80 != 0 {
+                (3, status & 0x7f)
+            } else {
+                (2, status & 0x7f)
+            };
+            let mut info = crate::signals::SigInfo::from_sender(17, code, pid);
+            info.status = value;
+            crate::signals::post_process(&p, info);
             p.child_changed();
         }
         if pid == self.root {

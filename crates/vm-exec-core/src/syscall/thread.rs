@@ -33,6 +33,7 @@ use std::sync::atomic::Ordering;
 /// `exit(status)`: ends the calling thread; its `clear_child_tid` word is zeroed and one
 /// futex waiter on it woken, as Linux does.
 pub(super) fn exit(c: &mut Call<'_>) -> SysResult {
+    crate::signals::forget_thread(c.process, c.thread.tid);
     let addr = c.thread.clear_child_tid;
     if addr != 0 {
         // A bad address is ignored, as by the kernel.
@@ -188,7 +189,13 @@ fn spawn(c: &mut Call<'_>, a: CloneArgs) -> SysResult {
 /// Builds the new thread: a copy of the caller's registers with `a0 = 0`, the new stack and
 /// TLS, and the tid words written as the flags ask.
 fn new_thread(p: &Process, parent: &GuestThread, a: &CloneArgs) -> Result<GuestThread, Errno> {
+    if !p.sandbox.reserve_thread() {
+        return Err(Errno(libc::EAGAIN));
+    }
     let tid = p.allocate_tid();
+    p.sig()
+        .threads
+        .insert(tid, crate::signals::ThreadSig { mask: parent.signal_mask, ..Default::default() });
     let mut t = GuestThread {
         cpu: parent.cpu.clone(),
         tid,
