@@ -183,7 +183,7 @@ pub(super) fn resolve(
 }
 
 /// True if `raw` names the guest's own executable through `/proc`.
-fn is_proc_exe(p: &Process, raw: &[u8]) -> bool {
+pub(super) fn is_proc_exe(p: &Process, raw: &[u8]) -> bool {
     let own = format!("/proc/{}/exe", p.pid);
     raw == b"/proc/self/exe" || raw == b"/proc/thread-self/exe" || raw == own.as_bytes()
 }

@@ -155,7 +155,13 @@ pub(super) fn execveat(c: &mut Call<'_>) -> SysResult {
 
 /// A program found for `execve`: its host path and bytes.
 fn find_program(p: &Process, dirfd: i32, raw: &[u8], follow: bool) -> Result<PathBuf, Errno> {
-    let r = resolve(p, dirfd, raw, follow, false)?;
+    let raw = if super::path::is_proc_exe(p, raw) {
+        // Its own program (busybox re-runs itself this way), resolved like any path.
+        p.config.exe_path.as_os_str().as_bytes().to_vec()
+    } else {
+        raw.to_vec()
+    };
+    let r = resolve(p, dirfd, &raw, follow, false)?;
     if !r.exists {
         return err(libc::ENOENT);
     }
