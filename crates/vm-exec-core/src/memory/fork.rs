@@ -42,7 +42,28 @@ impl AddressSpace {
             let (start, stop) = (page << PAGE_SHIFT, end << PAGE_SHIFT);
             copy.map_fixed_locked(start, stop - start, perms & !(PERM_CODE | PERM_MAPPED))
                 .map_err(|e| std::io::Error::other(format!("fork: cannot map ({e:?})")))?;
+            // Without swap, a page the host reports non-resident was never written: an
+            // anonymous page not yet touched, or a hole of the image's memfd. It reads as
+            // zero, so it need not be read at all (the copy's fresh page is zero too).
+            let mut resident = vec![1u8; (end - page) as usize];
+            if no_swap() {
+                // SAFETY: the range lies inside our reservation and is mapped; `resident`
+                // has one byte per page of it, as mincore requires.
+                let rc = unsafe {
+                    libc::mincore(
+                        self.base.as_ptr().add(start as usize).cast(),
+                        (stop - start) as usize,
+                        resident.as_mut_ptr(),
+                    )
+                };
+                if rc != 0 {
+                    resident.fill(1);
+                }
+            }
             for p in page..end {
+                if resident[(p - page) as usize] & 1 == 0 {
+                    continue;
+                }
                 let off = (p << PAGE_SHIFT) as usize;
                 // SAFETY: page `p` is mapped in both spaces (host-RW, inside both
                 // reservations of equal size); the source is only read.
@@ -63,4 +84,18 @@ impl AddressSpace {
         drop(l);
         Ok(copy)
     }
+}
+
+/// Whether the host has no swap space (read once from `/proc/meminfo`): then a mapped page
+/// that is not resident has never been written.
+fn no_swap() -> bool {
+    static NO_SWAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO_SWAP.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo").is_ok_and(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("SwapTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .is_some_and(|v| v == "0")
+        })
+    })
 }
