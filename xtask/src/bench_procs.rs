@@ -154,7 +154,19 @@ pub fn run(args: &[String]) -> Result<()> {
                         "sh".into(),
                         s.display().to_string(),
                     ]);
-                    let mut cmd = std::process::Command::new(&a[0]);
+                    // The child's PATH holds only applets: find the runner on ours.
+                    let exe = if a[0] == "qemu-riscv64" {
+                        std::env::var_os("PATH")
+                            .and_then(|p| {
+                                std::env::split_paths(&p)
+                                    .map(|d| d.join("qemu-riscv64"))
+                                    .find(|f| f.is_file())
+                            })
+                            .context("qemu-riscv64 not on PATH")?
+                    } else {
+                        PathBuf::from(&a[0])
+                    };
+                    let mut cmd = std::process::Command::new(exe);
                     cmd.args(&a[1..]).env_clear().env("PATH", &applets).current_dir(&root);
                     let t0 = std::time::Instant::now();
                     let out = cmd.output()?;
