@@ -9,6 +9,7 @@
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
+//! | `bench-procs` | [`bench_procs`] | fork/exec/wait, signals, busybox pipelines vs qemu |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //! | `rootfs` | [`debian`]      | a riscv64 root from Debian trixie's packages        |
 //! | `bench-rootfs` | [`bench_rootfs`] | Debian programs from a root vs qemu -L      |
@@ -27,6 +28,7 @@ mod manifest;
 
 mod bench;
 mod bench_cluster;
+mod bench_procs;
 mod bench_rootfs;
 mod bench_sched;
 mod ci;
@@ -56,6 +58,7 @@ commands:
                       tiny guest tasks through a coordinator and 2 workers on
                       loopback: tasks/s, latency, failover; to docs/benchmarks.md
   bench-sched [--runs N]
+  bench-procs [--runs N] [--busybox-root DIR]
                       guest sched_yield round trip vs tokio, spawn/join 10,000
                       guest threads vs qemu-riscv64, memory per idle guest
                       thread, batch vs sequential; to docs/benchmarks.md
@@ -96,6 +99,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "bench" => bench::run(rest),
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
+        "bench-procs" => bench_procs::run(rest),
         "fuzz" => fuzz::run(rest),
         "rootfs" => debian::run(rest),
         "bench-rootfs" => bench_rootfs::run(rest),

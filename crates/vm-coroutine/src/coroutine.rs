@@ -39,10 +39,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
-use vm_exec_core::exec::{ExecutionStats, Executor, GuestExit, RunResult, StopReason};
+use vm_exec_core::exec::{
+    signal, ExecutionStats, Executor, GuestExit, GuestSignal, NewProcess, RunResult, StopReason,
+};
 use vm_exec_core::futex::{WaitEnd, Waiter};
 use vm_exec_core::loader::{self, LoadError};
 use vm_exec_core::process::{Process, ProcessConfig};
+use vm_exec_core::sandbox;
+use vm_exec_core::signals;
 use vm_exec_core::sync::IgnorePoison;
 
 /// Makes a fresh engine for one thread of a process; called when a thread runs and none of
@@ -119,13 +123,30 @@ pub struct CoroutineResult {
 /// instructions the slice retired ([`RunResult`]).
 pub type SliceEnd = StopReason<Coroutine>;
 
+/// `SIGXCPU`: a process stopped at its instruction limit reads as killed by it.
+const SIGXCPU: i32 = 24;
+
+/// The wait status a parent sees for a process that ended with `exit`.
+fn wait_status(exit: &GuestExit) -> i32 {
+    match exit {
+        GuestExit::Exited(c) => sandbox::exit_status(*c),
+        GuestExit::Signaled(s) => sandbox::signal_status(s.signo, false),
+        GuestExit::Killed | GuestExit::DeadlineExceeded => {
+            sandbox::signal_status(signal::SIGKILL, false)
+        }
+        GuestExit::LoadFailed(_) => sandbox::exit_status(127),
+        GuestExit::EnginePanicked(_) => sandbox::signal_status(signal::SIGABRT, false),
+        GuestExit::InstructionLimit(_) => sandbox::signal_status(SIGXCPU, false),
+    }
+}
+
 /// The thread before its process is built, and after.
 // The variants differ in size, but the whole `Inner` is boxed once; boxing the thread again
 // would add an indirection to every slice for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Body {
     Unloaded { program: Arc<Program>, config: Arc<ProcessConfig> },
-    Loaded { thread: GuestThread },
+    Loaded { thread: GuestThread, process: Arc<Process> },
     Released,
 }
 
@@ -134,7 +155,11 @@ pub(crate) struct ThreadGroup {
     /// The main thread's id: the process's id for the scheduler.
     main: CoroutineId,
     pid: i32,
-    process: OnceLock<Arc<Process>>,
+    /// The process's current image (`execve` replaces it).
+    process: Mutex<Option<Arc<Process>>>,
+    /// Whether the process was forked by another guest process (the scheduler keeps no
+    /// result for it: its parent learns of its end through `wait`).
+    forked: bool,
     /// Idle engines of this process.
     engines: Mutex<Vec<Box<dyn Executor>>>,
     /// Makes an engine when none is idle.
@@ -157,10 +182,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ThreadGroup {
     fn new(main: CoroutineId, pid: i32, factory: EngineFactory) -> Arc<ThreadGroup> {
+        Self::build(main, pid, factory, false)
+    }
+
+    fn build(
+        main: CoroutineId,
+        pid: i32,
+        factory: EngineFactory,
+        forked: bool,
+    ) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             main,
             pid,
-            process: OnceLock::new(),
+            process: Mutex::new(None),
+            forked,
             engines: Mutex::new(Vec::new()),
             factory,
             live_threads: AtomicUsize::new(0),
@@ -180,8 +215,24 @@ impl ThreadGroup {
         (self.factory)()
     }
 
-    fn put_engine(&self, e: Box<dyn Executor>) {
-        if self.exit.get().is_some() {
+    /// The process's current image.
+    fn current(&self) -> Option<Arc<Process>> {
+        lock(&self.process).clone()
+    }
+
+    fn is_current(&self, p: &Arc<Process>) -> bool {
+        lock(&self.process).as_ref().is_some_and(|c| Arc::ptr_eq(c, p))
+    }
+
+    /// Sets the process (once built, or after `execve`).
+    fn set_process(&self, p: Arc<Process>) {
+        *lock(&self.process) = Some(p);
+    }
+
+    /// Returns an engine that ran a thread of `p` to the pool (or retires it when the
+    /// process ended or `p` is no longer its image).
+    fn put_engine(&self, e: Box<dyn Executor>, p: &Arc<Process>) {
+        if self.exit.get().is_some() || !self.is_current(p) {
             self.retire_engine(e);
         } else {
             lock(&self.engines).push(e);
@@ -197,12 +248,14 @@ impl ThreadGroup {
     /// Ends the process with `exit` unless it has ended already. Returns whether this call
     /// ended it.
     pub(crate) fn end(&self, exit: GuestExit) -> bool {
+        let status = wait_status(&exit);
         if self.exit.set(exit).is_err() {
             return false;
         }
-        if let Some(p) = self.process.get() {
+        if let Some(p) = self.current() {
             p.begin_exit();
             p.futexes.cancel_all();
+            p.sandbox.exited(&p, status);
         }
         let idle: Vec<_> = std::mem::take(&mut *lock(&self.engines));
         for e in idle {
@@ -213,7 +266,7 @@ impl ThreadGroup {
 
     /// Cancels every parked thread's wait (they come back and see the kill or the exit).
     pub(crate) fn cancel_waits(&self) {
-        if let Some(p) = self.process.get() {
+        if let Some(p) = self.current() {
             p.futexes.cancel_all();
         }
     }
@@ -295,9 +348,12 @@ impl Coroutine {
     /// [`vm_exec_core::loader::load`]), its main thread, and what makes its engines.
     pub fn from_process(process: Process, thread: GuestThread, engine: EngineFactory) -> Coroutine {
         let pid = process.pid;
-        let c = Self::main_thread(Body::Loaded { thread }, Some(pid), engine);
+        let process = Arc::new(process);
+        process.sandbox.register_root(&process);
+        let c =
+            Self::main_thread(Body::Loaded { thread, process: process.clone() }, Some(pid), engine);
         let g = &c.inner.group;
-        let _ = g.process.set(Arc::new(process));
+        g.set_process(process);
         g.live_threads.store(1, Ordering::Relaxed);
         c
     }
@@ -363,7 +419,7 @@ impl Coroutine {
     /// Its guest thread's state (registers, pc), while loaded.
     pub fn thread(&self) -> Option<&GuestThread> {
         match &self.inner.body {
-            Body::Loaded { thread } => Some(thread),
+            Body::Loaded { thread, .. } => Some(thread),
             _ => None,
         }
     }
@@ -371,7 +427,7 @@ impl Coroutine {
     /// Its process, while this thread is loaded.
     pub fn process(&self) -> Option<&Process> {
         match &self.inner.body {
-            Body::Loaded { .. } => self.inner.group.process.get().map(|p| &**p),
+            Body::Loaded { process, .. } => Some(&**process),
             _ => None,
         }
     }
@@ -384,6 +440,12 @@ impl Coroutine {
     /// The process's result, once it has ended.
     pub fn result(&self) -> Option<CoroutineResult> {
         self.inner.group.result()
+    }
+
+    /// Whether its process was forked by another guest process (a [`SliceEnd::Spawned`]
+    /// coroutine that is a new process rather than a new thread).
+    pub fn is_forked(&self) -> bool {
+        self.inner.group.forked
     }
 
     pub(crate) fn group(&self) -> &Arc<ThreadGroup> {
@@ -403,9 +465,11 @@ impl Coroutine {
         match loaded {
             Ok((process, thread)) => {
                 process.set_scheduled(inner.link.is_some());
-                let _ = inner.group.process.set(Arc::new(process));
+                let process = Arc::new(process);
+                process.sandbox.register_root(&process);
+                inner.group.set_process(process.clone());
                 inner.group.live_threads.fetch_add(1, Ordering::Relaxed);
-                inner.body = Body::Loaded { thread };
+                inner.body = Body::Loaded { thread, process };
                 Ok(())
             }
             Err(e) => {
@@ -434,11 +498,27 @@ impl Coroutine {
         }
         let inner = &mut *self.inner;
         let group = inner.group.clone();
-        let (Body::Loaded { thread }, Some(process)) = (&mut inner.body, group.process.get())
-        else {
-            // `load` succeeded, so the body is built and the process set.
+        let Body::Loaded { thread, process } = &mut inner.body else {
+            // `load` succeeded, so the body is built.
             return stop(SliceEnd::Preempted);
         };
+        let process = process.clone();
+        if !group.is_current(&process) {
+            // Another thread replaced the image (`execve`): this thread of the old image
+            // goes away without counting (the exec reset the count).
+            inner.done = true;
+            inner.body = Body::Released;
+            inner.blocked = None;
+            process.sandbox.release_thread();
+            return stop(SliceEnd::ThreadExited(0));
+        }
+        if let Some(signo) = process.fatal_signal() {
+            let sig = GuestSignal { signo, pc: thread.cpu.pc, addr: None };
+            group.end(GuestExit::Signaled(sig));
+            let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
+            self.release();
+            return stop(SliceEnd::Finished(exit));
+        }
         if let Some(w) = inner.blocked.take() {
             if w.end() == Some(WaitEnd::Cancelled) || w.is_waiting() {
                 // Woken only to go away (the process is ending or the thread was abandoned).
@@ -447,6 +527,14 @@ impl Coroutine {
                 return stop(SliceEnd::Finished(exit));
             }
             w.complete(thread);
+            signals::unpark(&process, thread, &w);
+        }
+        // Signals from other threads and processes are delivered at slice boundaries.
+        if let Some(StopReason::Finished(exit)) = signals::deliver(&process, thread) {
+            group.end(exit);
+            let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
+            self.release();
+            return stop(SliceEnd::Finished(exit));
         }
         let limit = group.limit.load(Ordering::Relaxed);
         let used = group.instructions.load(Ordering::Relaxed);
@@ -459,17 +547,18 @@ impl Coroutine {
         let fuel = fuel.min(limit - used);
         let mut engine = group.take_engine();
         let t0 = Instant::now();
-        let r = engine.run(thread, process, fuel);
+        let r = engine.run(thread, &process, fuel);
         group.run_nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         group.instructions.fetch_add(r.retired, Ordering::Relaxed);
         group.slices.fetch_add(1, Ordering::Relaxed);
-        group.put_engine(engine);
+        group.put_engine(engine, &process);
         let retired = r.retired;
         let goes_on = |stop| RunResult { stop, retired };
         let ended = match r.stop {
             StopReason::Preempted => return goes_on(SliceEnd::Preempted),
             StopReason::Yielded => return goes_on(SliceEnd::Yielded),
             StopReason::Blocked(w) => {
+                signals::park(&process, thread, &w);
                 inner.blocked = Some(w.clone());
                 return goes_on(SliceEnd::Blocked(w));
             }
@@ -478,7 +567,7 @@ impl Coroutine {
                 let child = Coroutine {
                     inner: Box::new(Inner {
                         id: CoroutineId::fresh(),
-                        body: Body::Loaded { thread: *t },
+                        body: Body::Loaded { thread: *t, process: process.clone() },
                         group: group.clone(),
                         blocked: None,
                         done: false,
@@ -487,14 +576,57 @@ impl Coroutine {
                 };
                 return goes_on(SliceEnd::Spawned(child));
             }
+            StopReason::Forked(np) => {
+                // A new process: its main coroutine, in a thread group of its own.
+                let id = CoroutineId::fresh();
+                let NewProcess { process: child, thread: t } = *np;
+                let g = ThreadGroup::build(id, child.pid, group.factory.clone(), true);
+                g.set_process(child.clone());
+                g.live_threads.store(1, Ordering::Relaxed);
+                let child = Coroutine {
+                    inner: Box::new(Inner {
+                        id,
+                        body: Body::Loaded { thread: t, process: child },
+                        group: g,
+                        blocked: None,
+                        done: false,
+                        link: None,
+                    }),
+                };
+                return goes_on(SliceEnd::Spawned(child));
+            }
+            StopReason::Exec(np) => {
+                let NewProcess { process: fresh, thread: t } = *np;
+                group.set_process(fresh.clone());
+                // The old image's other threads end; its engines go.
+                process.begin_exit();
+                process.futexes.cancel_all();
+                let idle: Vec<_> = std::mem::take(&mut *lock(&group.engines));
+                for e in idle {
+                    group.retire_engine(e);
+                }
+                // The other threads' coroutines release without counting (see above).
+                group.live_threads.store(1, Ordering::Release);
+                inner.body = Body::Loaded { thread: t, process: fresh };
+                return goes_on(SliceEnd::Preempted);
+            }
             StopReason::ThreadExited(code) => {
                 inner.done = true;
                 inner.body = Body::Released;
+                process.sandbox.release_thread();
                 if group.live_threads.fetch_sub(1, Ordering::AcqRel) != 1 {
                     return goes_on(SliceEnd::ThreadExited(code));
                 }
                 // The last thread's exit ends the process with its status.
                 GuestExit::Exited(code)
+            }
+            StopReason::Finished(GuestExit::Signaled(sig)) => {
+                // A fault goes to the guest's handler if it has one.
+                match signals::handle_fault(&process, thread, &sig) {
+                    None => return goes_on(SliceEnd::Preempted),
+                    Some(StopReason::Finished(exit)) => exit,
+                    Some(_) => GuestExit::Signaled(sig),
+                }
             }
             StopReason::Finished(exit) => exit,
         };
@@ -516,6 +648,7 @@ impl Coroutine {
                 SliceEnd::Spawned(child) => {
                     tracing::error!(thread = %child.id(), "thread spawned outside a scheduler");
                 }
+                SliceEnd::Forked(_) | SliceEnd::Exec(_) => {}
                 SliceEnd::ThreadExited(_) => {
                     return self.exit().cloned().unwrap_or(GuestExit::Killed);
                 }
@@ -539,9 +672,12 @@ impl Coroutine {
     /// Drops this thread's state (the process goes when its last thread lets go of it).
     fn release(&mut self) {
         let inner = &mut *self.inner;
-        if matches!(inner.body, Body::Loaded { .. }) && !inner.done {
-            inner.done = true;
-            inner.group.live_threads.fetch_sub(1, Ordering::AcqRel);
+        if let Body::Loaded { process, .. } = &inner.body {
+            if !inner.done {
+                inner.done = true;
+                inner.group.live_threads.fetch_sub(1, Ordering::AcqRel);
+                process.sandbox.release_thread();
+            }
         }
         inner.done = true;
         inner.body = Body::Released;

@@ -107,7 +107,33 @@ pub enum StopReason<T = Box<GuestThread>> {
     /// The process ended. An engine reports [`GuestExit::Exited`] (`exit_group`) and
     /// [`GuestExit::Signaled`] (a fatal signal); the layers above add the other ways.
     Finished(GuestExit),
+    /// The thread forked a new process (`fork`, `vfork`, `clone` without `CLONE_VM`; only
+    /// when a scheduler hosts the process): the child is ready to run as a new process of
+    /// the same scheduler; the calling thread can be resumed. The coroutine layer turns it
+    /// into [`StopReason::Spawned`] of the child process's main coroutine.
+    Forked(Box<NewProcess>),
+    /// The thread replaced its process's image (`execve`; only when a scheduler hosts the
+    /// process): the process goes on as `process`, with this thread as its only thread; the
+    /// old image's other threads end. The coroutine layer handles it itself.
+    Exec(Box<NewProcess>),
 }
+
+/// A process made by `fork` or `execve` and its first thread.
+#[derive(Clone, Debug)]
+pub struct NewProcess {
+    /// The process.
+    pub process: Arc<Process>,
+    /// Its thread, ready to run.
+    pub thread: GuestThread,
+}
+
+/// Compared by identity of the process and value of the thread.
+impl PartialEq for NewProcess {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.process, &other.process) && self.thread == other.thread
+    }
+}
+impl Eq for NewProcess {}
 
 /// What one call of `Executor::run` (or one coroutine slice) did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,6 +38,7 @@ const WAITING: u8 = 0;
 const WOKEN: u8 = 1;
 const TIMED_OUT: u8 = 2;
 const CANCELLED: u8 = 3;
+const INTERRUPTED: u8 = 4;
 
 /// What a blocked guest thread waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,17 @@ pub enum WaitKind {
         /// The guest's `a0` for the restarted call.
         restart_a0: u64,
     },
+    /// Only a signal (or the process's end): `pause`, `rt_sigsuspend`. Never restarted.
+    Pause,
+    /// A wake on an event key of the process's table (not a guest word: a child's exit for
+    /// `wait4`, see [`crate::sandbox::CHILD_KEY`]); the call is then made again, like a
+    /// readiness wait.
+    Event {
+        /// The table key woken.
+        key: u64,
+        /// The guest's `a0` for the restarted call.
+        restart_a0: u64,
+    },
 }
 
 /// How a wait ended.
@@ -69,6 +81,9 @@ pub enum WaitEnd {
     TimedOut,
     /// The process is ending (or the wait was abandoned): the thread will not run again.
     Cancelled,
+    /// A signal interrupted it: the call returns `EINTR` (or is restarted, see
+    /// [`crate::signals::unpark`]).
+    Interrupted,
 }
 
 type Continuation = Box<dyn FnOnce() + Send>;
@@ -138,6 +153,7 @@ impl Waiter {
             WOKEN => Some(WaitEnd::Woken),
             TIMED_OUT => Some(WaitEnd::TimedOut),
             CANCELLED => Some(WaitEnd::Cancelled),
+            INTERRUPTED => Some(WaitEnd::Interrupted),
             _ => None,
         }
     }
@@ -182,6 +198,12 @@ impl Waiter {
         self.finish(CANCELLED)
     }
 
+    /// Ends the wait because a signal arrived for the thread. Returns whether this call
+    /// ended it.
+    pub fn interrupt(&self) -> bool {
+        self.finish(INTERRUPTED)
+    }
+
     /// Runs `f` once the wait has ended: now if it already has, else when it ends.
     pub fn on_ready(&self, f: Box<dyn FnOnce() + Send>) {
         let mut slot = self.lock_then();
@@ -200,7 +222,7 @@ impl Waiter {
         let errno = match (self.end(), self.kind) {
             (Some(WaitEnd::Woken), _) | (Some(WaitEnd::TimedOut), WaitKind::Sleep) => 0,
             (Some(WaitEnd::TimedOut), _) => libc::ETIMEDOUT,
-            (Some(WaitEnd::Cancelled), _) | (None, _) => libc::EINTR,
+            (Some(WaitEnd::Cancelled | WaitEnd::Interrupted), _) | (None, _) => libc::EINTR,
         };
         (-(errno as i64)) as u64
     }
@@ -210,7 +232,9 @@ impl Waiter {
     /// pc) with its original `a0`, so the call is made again.
     pub fn complete(&self, thread: &mut GuestThread) {
         match self.kind {
-            WaitKind::Readable { restart_a0, .. } if self.end() == Some(WaitEnd::Woken) => {
+            WaitKind::Readable { restart_a0, .. } | WaitKind::Event { restart_a0, .. }
+                if self.end() == Some(WaitEnd::Woken) =>
+            {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
             }
@@ -303,6 +327,22 @@ impl FutexTable {
     /// so that [`FutexTable::cancel_all`] ends it too.
     pub fn readable(&self, host_fd: i32, restart_a0: u64) -> Arc<Waiter> {
         self.register(Waiter::readable(host_fd, restart_a0))
+    }
+
+    /// Enqueues a wait for a wake of the event `key` (see [`WaitKind::Event`]); a
+    /// [`FutexTable::wake`] of `key` ends it, and [`FutexTable::cancel_all`] too.
+    pub fn wait_event(&self, key: u64, restart_a0: u64) -> Arc<Waiter> {
+        let w = Waiter::new(WaitKind::Event { key, restart_a0 }, MATCH_ANY, None);
+        let mut queues = self.queues();
+        let q = queues.entry(key).or_default();
+        q.retain(|w| w.is_waiting());
+        q.push_back(w.clone());
+        w
+    }
+
+    /// Registers a wait that only a signal ends ([`WaitKind::Pause`]).
+    pub fn pause(&self) -> Arc<Waiter> {
+        self.register(Waiter::new(WaitKind::Pause, 0, None))
     }
 
     fn register(&self, w: Arc<Waiter>) -> Arc<Waiter> {

@@ -14,6 +14,10 @@
 //! - [`futex`]: futex wait queues and the [`futex::Waiter`]s through which blocking system
 //!   calls park a guest thread instead of blocking a host thread.
 //! - [`process`]: a guest process (address space, file descriptors, brk/mmap state).
+//! - [`signals`]: pending signals, delivery to handlers (the RISC-V signal frame),
+//!   `rt_sigreturn`.
+//! - [`sandbox`]: the processes of one sandbox (a root and what it forks): ids, the process
+//!   table with parents, groups, sessions and zombies, caps.
 //! - [`exec`]: the [`exec::Executor`] trait every engine implements, and its vocabulary.
 //! - [`sync`]: [`sync::IgnorePoison`], how every lock is taken.
 #![warn(missing_docs)]
@@ -32,5 +36,7 @@ pub mod inst;
 pub mod loader;
 pub mod memory;
 pub mod process;
+pub mod sandbox;
+pub mod signals;
 pub mod sync;
 pub mod syscall;

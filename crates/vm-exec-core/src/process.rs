@@ -19,6 +19,8 @@
 use crate::elf::Program;
 use crate::futex::FutexTable;
 use crate::memory::AddressSpace;
+use crate::sandbox::Sandbox;
+use crate::signals::SigState;
 use crate::sync::IgnorePoison;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -101,6 +103,27 @@ pub enum FileKind {
     Null,
 }
 
+impl FileKind {
+    /// The same open file for another process's table (see [`FdTable::fork_copy`]).
+    pub fn fork_copy(&self) -> std::io::Result<FileKind> {
+        Ok(match self {
+            FileKind::Host { fd, owned: false } => FileKind::Host { fd: *fd, owned: false },
+            FileKind::Host { fd, owned: true } => {
+                // SAFETY: `fd` is open (owned by this table); F_DUPFD_CLOEXEC makes a new
+                // host descriptor that the copy owns.
+                let n = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                FileKind::Host { fd: n, owned: true }
+            }
+            FileKind::Capture(b) => FileKind::Capture(b.clone()),
+            FileKind::Bytes { data, pos } => FileKind::Bytes { data: data.clone(), pos: *pos },
+            FileKind::Null => FileKind::Null,
+        })
+    }
+}
+
 impl Drop for FileKind {
     fn drop(&mut self) {
         if let FileKind::Host { fd, owned: true } = *self {
@@ -155,6 +178,29 @@ impl FdTable {
         }
         self.slots[fd] = Some(desc);
         true
+    }
+
+    /// A copy of the table for a forked process: host descriptors the table owns are
+    /// duplicated on the host (so each process closes its own), captures and in-memory
+    /// streams are shared.
+    pub fn fork_copy(&self) -> std::io::Result<FdTable> {
+        let mut slots = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            slots.push(match s {
+                None => None,
+                Some(d) => Some(FileDesc { kind: d.kind.fork_copy()?, cloexec: d.cloexec }),
+            });
+        }
+        Ok(FdTable { slots })
+    }
+
+    /// Closes every descriptor marked close-on-exec.
+    pub fn close_on_exec(&mut self) {
+        for s in self.slots.iter_mut() {
+            if s.as_ref().is_some_and(|d| d.cloexec) {
+                *s = None;
+            }
+        }
     }
 
     /// Closes `fd`; false if it was not open.
@@ -267,6 +313,15 @@ pub struct Process {
     scheduled: AtomicBool,
     /// Set once the process is ending (`exit_group`, a fatal signal, a kill).
     exiting: AtomicBool,
+    /// The processes this one shares ids, a process table and caps with.
+    pub sandbox: Arc<Sandbox>,
+    /// A fatal signal sent from outside the process (another process's `kill`, or the end
+    /// of the sandbox's root); its threads end at their next slice. 0: none.
+    fatal: AtomicI32,
+    /// Pending signals of the process and its threads (see [`crate::signals`]).
+    sig: Mutex<SigState>,
+    /// Set while any signal is pending (a cheap check at every delivery point).
+    sig_hint: AtomicBool,
 }
 
 impl std::fmt::Debug for Process {
@@ -320,7 +375,114 @@ impl Process {
             next_tid: AtomicI32::new(pid.saturating_add(1)),
             scheduled: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
+            sandbox: Sandbox::new(pid),
+            fatal: AtomicI32::new(0),
+            sig: Mutex::new(SigState::with_thread(pid)),
+            sig_hint: AtomicBool::new(false),
         }
+    }
+
+    /// The signal state (locked).
+    pub fn sig(&self) -> MutexGuard<'_, SigState> {
+        lock(&self.sig)
+    }
+
+    /// Notes that a signal is pending.
+    pub fn signal_hint(&self) {
+        self.sig_hint.store(true, Ordering::Release);
+    }
+
+    /// Notes that no signal is pending.
+    pub fn clear_signal_hint(&self) {
+        self.sig_hint.store(false, Ordering::Release);
+    }
+
+    /// Whether a signal may be pending.
+    pub fn has_signals(&self) -> bool {
+        self.sig_hint.load(Ordering::Acquire)
+    }
+
+    /// A copy of this process for `fork`: a copy of its memory, its file descriptors
+    /// (host descriptors duplicated), signal actions and ABI state, with id `pid`, in the
+    /// same sandbox.
+    pub fn fork(&self, pid: i32) -> std::io::Result<Process> {
+        let mem = self.mem.duplicate()?;
+        let files = self.files().fork_copy()?;
+        Ok(Process {
+            mem,
+            program: self.program.clone(),
+            files: Mutex::new(files),
+            pid,
+            config: self.config.clone(),
+            sigactions: Mutex::new(self.sigactions().clone()),
+            random_state: Mutex::new(*lock(&self.random_state) ^ pid as u64),
+            abi: Mutex::new({
+                let mut abi = self.abi().clone();
+                abi.itimer_deadline = None;
+                abi.itimer_interval = std::time::Duration::ZERO;
+                abi
+            }),
+            futexes: FutexTable::default(),
+            next_tid: AtomicI32::new(0),
+            scheduled: AtomicBool::new(self.is_scheduled()),
+            exiting: AtomicBool::new(false),
+            sandbox: self.sandbox.clone(),
+            fatal: AtomicI32::new(0),
+            sig: Mutex::new(SigState::with_thread(pid)),
+            sig_hint: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes `self` (a freshly loaded image) the continuation of `old` after `execve`: same
+    /// pid and sandbox, `old`'s descriptors without the close-on-exec ones, its ABI state
+    /// and its ignored signals (caught ones reset to the default, as Linux does).
+    pub fn inherit_from(mut self, old: &Process) -> Process {
+        self.pid = old.pid;
+        self.sandbox = old.sandbox.clone();
+        let mut files = std::mem::take(&mut *old.files());
+        files.close_on_exec();
+        self.files = Mutex::new(files);
+        let mut abi = old.abi().clone();
+        abi.altstacks.clear();
+        abi.sigtramp = 0;
+        self.abi = Mutex::new(abi);
+        let old_actions = old.sigactions();
+        let mut actions = vec![[0u64; 4]; old_actions.len()];
+        for (new, old) in actions.iter_mut().zip(old_actions.iter()) {
+            if old[0] == 1 {
+                new[0] = 1; // SIG_IGN stays
+            }
+        }
+        drop(old_actions);
+        self.sigactions = Mutex::new(actions);
+        self.scheduled = AtomicBool::new(old.is_scheduled());
+        self
+    }
+
+    /// Ends the process from outside (another process's `kill` with a fatal default
+    /// action, or the end of its sandbox): its threads stop at their next slice and its
+    /// parked threads are woken to go away.
+    pub fn kill_with(&self, signo: i32) {
+        let _ = self.fatal.compare_exchange(0, signo, Ordering::AcqRel, Ordering::Acquire);
+        self.futexes.cancel_all();
+    }
+
+    /// [`Process::kill_with`] `SIGKILL`.
+    pub fn kill_from_host(&self) {
+        self.kill_with(crate::exec::signal::SIGKILL);
+    }
+
+    /// The fatal signal sent from outside, if any (see [`Process::kill_with`]).
+    pub fn fatal_signal(&self) -> Option<i32> {
+        match self.fatal.load(Ordering::Acquire) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    /// A child of this process changed state: wake its `wait` calls.
+    pub fn child_changed(&self) {
+        Sandbox::wake_waiters(self);
     }
 
     /// The file-descriptor table (locked).
@@ -362,7 +524,8 @@ impl Process {
 
     /// A fresh thread id (ids follow the process id; the main thread's id is the pid).
     pub fn allocate_tid(&self) -> i32 {
-        self.next_tid.fetch_add(1, Ordering::Relaxed)
+        let _ = &self.next_tid;
+        self.sandbox.allocate_id()
     }
 
     /// Fills `out` with random bytes: the seeded stream if configured, else the host's.
@@ -426,6 +589,14 @@ pub struct AbiState {
     /// files), so that `MADV_DONTNEED` brings their file's bytes back as on Linux. Sorted by
     /// start, never overlapping.
     pub file_maps: Vec<FileMapping>,
+    /// Guest address of the signal-return trampoline page (0: not mapped yet).
+    pub sigtramp: u64,
+    /// When the `ITIMER_REAL` timer expires next.
+    pub itimer_deadline: Option<std::time::Instant>,
+    /// Its period (zero: one-shot).
+    pub itimer_interval: std::time::Duration,
+    /// Bumped at every `setitimer`, so a stale expiry is ignored.
+    pub itimer_generation: u64,
 }
 
 /// Where a file-backed guest range takes its bytes from.
@@ -471,6 +642,10 @@ impl AbiState {
             altstacks: Vec::new(),
             cwd: initial_cwd(config),
             file_maps: Vec::new(),
+            sigtramp: 0,
+            itimer_deadline: None,
+            itimer_interval: std::time::Duration::ZERO,
+            itimer_generation: 0,
         }
     }
 }

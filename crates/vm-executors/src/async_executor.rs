@@ -194,6 +194,10 @@ impl<E: Executor> GuestRunner<E> {
                 tracing::error!(tid = t.tid, "a thread was spawned in an unscheduled process");
                 None
             }
+            StopReason::Forked(_) | StopReason::Exec(_) => {
+                tracing::error!("a process was forked or exec'd in an unscheduled process");
+                None
+            }
             // With one thread, its exit ends the process.
             StopReason::ThreadExited(code) => Some(GuestExit::Exited(code)),
             StopReason::Finished(exit) => Some(exit),

@@ -88,8 +88,12 @@ impl Shared {
             state: AtomicUsize::new(0),
             group: Arc::downgrade(c.group()),
         });
-        self.registry().live.insert(c.process_id(), control.clone());
-        self.spawned.fetch_add(1, Ordering::Relaxed);
+        // A forked process is not a result anyone waits for: its parent learns of its end
+        // through `wait`, and it is killed when its sandbox's root ends.
+        if !c.is_forked() {
+            self.registry().live.insert(c.process_id(), control.clone());
+            self.spawned.fetch_add(1, Ordering::Relaxed);
+        }
         c.set_link(Link { shared: Arc::downgrade(self), control });
         // A process built before admission (`from_process`) is scheduled from now on; one
         // built later is marked when it loads.

@@ -79,6 +79,17 @@ impl Shared {
             left = left.saturating_sub(r.retired);
             match r.stop {
                 // The parent goes on with the rest of its slice.
+                SliceEnd::Spawned(mut child) if child.is_forked() => {
+                    // A new process of this scheduler, in this vCPU's queue.
+                    if self.admit(&mut child).is_ok() {
+                        self.threads_created.fetch_add(1, Ordering::Relaxed);
+                        self.vcpus[i].lock().worker.push(child);
+                        self.lot.notify_one();
+                    }
+                    if left == 0 {
+                        break SliceEnd::Preempted;
+                    }
+                }
                 SliceEnd::Spawned(child) => {
                     self.adopt(i, &c, child);
                     if left == 0 {
@@ -114,7 +125,11 @@ impl Shared {
                 v.counters.yields.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            SliceEnd::Preempted | SliceEnd::Spawned(_) => false,
+            // A coroutine handles forks and execs itself; they never reach here.
+            SliceEnd::Preempted
+            | SliceEnd::Spawned(_)
+            | SliceEnd::Forked(_)
+            | SliceEnd::Exec(_) => false,
         };
         let local = v.lock();
         local.worker.push(c);

@@ -120,6 +120,7 @@ const CHUNK_PAGES: u64 = 512;
 
 mod access;
 mod code;
+mod fork;
 mod layout;
 #[cfg(test)]
 mod tests;

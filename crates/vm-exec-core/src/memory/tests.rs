@@ -273,3 +273,25 @@ fn the_writable_code_list_stays_bounded_without_fences() {
     }
     assert!(m.writable_code.lock().unwrap().len() < 4096);
 }
+
+#[test]
+fn duplicate_copies_bytes_permissions_and_layout_but_not_code_bits() {
+    let m = AddressSpace::new(64 << 20).unwrap();
+    m.map_fixed(0x10000, 3 * PAGE_SIZE, PERM_READ | PERM_EXEC).unwrap();
+    m.map_fixed(0x20000, 2 * PAGE_SIZE, PERM_READ | PERM_WRITE).unwrap();
+    m.write_u64(0x20008, 0x1122_3344_5566_7788).unwrap();
+    m.mark_code(0x10000, 4);
+    m.init_brk(0x40000);
+    m.set_brk(0x42000);
+    let c = m.duplicate().unwrap();
+    assert_eq!(c.read_u64(0x20008).unwrap(), 0x1122_3344_5566_7788);
+    assert_eq!(c.read_u64(0x21000).unwrap(), 0, "a zero page stays zero");
+    assert_eq!(c.page_perms(0x10000), PERM_READ | PERM_EXEC | PERM_MAPPED);
+    assert_eq!(c.page_perms(0x30000), 0);
+    assert_eq!(c.brk(), 0x42000);
+    assert!(c.write_u64(0x10000, 1).is_err(), "read-only stays read-only");
+    // The copy is independent.
+    c.write_u64(0x20008, 1).unwrap();
+    assert_eq!(m.read_u64(0x20008).unwrap(), 0x1122_3344_5566_7788);
+    assert!(!c.is_free(0x40000, 0x42000), "the heap is mapped in the copy");
+}

@@ -859,6 +859,17 @@ pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
     } else {
         None
     };
+    if nfds == 0 && timeout.is_none() && c.process.is_scheduled() {
+        // Nothing to watch and no timeout: glibc's `pause`. Only a signal ends it.
+        if sigmask != 0 {
+            let mask = super::read_u64(&c.process.mem, sigmask)?;
+            let old = c.thread.signal_mask;
+            c.process.sig().threads.entry(c.thread.tid).or_default().saved_mask = Some(old);
+            crate::signals::set_mask(c.process, c.thread, mask);
+        }
+        c.stop = Some(crate::exec::StopReason::Blocked(c.process.futexes.pause()));
+        return Ok(0);
+    }
     let mut raw = vec![0u8; nfds as usize * 8];
     c.process.mem.read_bytes(addr, &mut raw)?;
     let mut host: Vec<(usize, libc::pollfd)> = Vec::new();

@@ -22,12 +22,6 @@ pub(super) fn getpid(c: &mut Call<'_>) -> SysResult {
     Ok(c.process.pid as i64 as u64)
 }
 
-/// `getppid()`: the host's parent, as under qemu.
-pub(super) fn getppid(_c: &mut Call<'_>) -> SysResult {
-    // SAFETY: getppid has no preconditions.
-    Ok(unsafe { libc::getppid() } as i64 as u64)
-}
-
 /// `getuid()`.
 pub(super) fn getuid(_c: &mut Call<'_>) -> SysResult {
     // SAFETY: no preconditions.

@@ -41,6 +41,7 @@ mod fs;
 mod info;
 mod mm;
 mod path;
+mod procs;
 mod signal;
 mod stat;
 mod state;
@@ -55,7 +56,7 @@ pub use path::resolve_in_root;
 mod tests;
 
 use crate::cpu::{reg, GuestThread};
-use crate::exec::{GuestExit, GuestSignal, StopReason};
+use crate::exec::StopReason;
 use crate::memory::{AddressSpace, MapError, MemFault, PAGE_SIZE};
 use crate::process::Process;
 use crate::sync::IgnorePoison;
@@ -122,8 +123,6 @@ pub(crate) struct Call<'a> {
     /// How the engine stops after the call (`None`: the thread goes on); handlers that end,
     /// park or fork the thread set it.
     pub stop: Option<StopReason>,
-    /// Address of the `ecall` (where a signal the call raises is reported).
-    pub ecall_pc: u64,
 }
 
 impl Call<'_> {
@@ -135,15 +134,6 @@ impl Call<'_> {
     /// Argument `i` as a file descriptor (an `int`), widened for [`crate::process::FdTable`].
     pub fn fd(&self, i: usize) -> i64 {
         self.int(i) as i64
-    }
-
-    /// Ends the process with the fatal signal `signo`, raised by this call, unless the call
-    /// already stops the thread another way.
-    pub fn raise(&mut self, signo: i32) {
-        if self.stop.is_none() {
-            let sig = GuestSignal { signo, pc: self.ecall_pc, addr: None };
-            self.stop = Some(StopReason::Finished(GuestExit::Signaled(sig)));
-        }
     }
 }
 
@@ -205,11 +195,14 @@ const SYSCALLS: &[Syscall] = &[
     sc(88, "utimensat", fileops::utimensat),
     sc(93, "exit", thread::exit),
     sc(94, "exit_group", thread::exit_group),
+    sc(95, "waitid", procs::waitid),
     sc(96, "set_tid_address", thread::set_tid_address),
     sc(98, "futex", thread::futex),
     sc(99, "set_robust_list", thread::set_robust_list),
     sc(100, "get_robust_list", thread::get_robust_list),
     sc(101, "nanosleep", time::nanosleep),
+    sc(102, "getitimer", time::getitimer),
+    sc(103, "setitimer", time::setitimer),
     sc(113, "clock_gettime", time::clock_gettime),
     sc(114, "clock_getres", time::clock_getres),
     sc(115, "clock_nanosleep", time::clock_nanosleep),
@@ -219,9 +212,18 @@ const SYSCALLS: &[Syscall] = &[
     sc(130, "tkill", signal::tkill),
     sc(131, "tgkill", signal::tgkill),
     sc(132, "sigaltstack", signal::sigaltstack),
+    sc(133, "rt_sigsuspend", signal::rt_sigsuspend),
     sc(134, "rt_sigaction", signal::rt_sigaction),
     sc(135, "rt_sigprocmask", signal::rt_sigprocmask),
     sc(136, "rt_sigpending", signal::rt_sigpending),
+    sc(137, "rt_sigtimedwait", signal::rt_sigtimedwait),
+    sc(138, "rt_sigqueueinfo", signal::rt_sigqueueinfo),
+    sc(139, "rt_sigreturn", signal::rt_sigreturn),
+    sc(154, "setpgid", procs::setpgid),
+    sc(155, "getpgid", procs::getpgid),
+    sc(156, "getsid", procs::getsid),
+    sc(157, "setsid", procs::setsid),
+    sc(158, "getgroups", procs::getgroups),
     sc(160, "uname", info::uname),
     sc(163, "getrlimit", info::getrlimit),
     sc(164, "setrlimit", info::setrlimit),
@@ -230,7 +232,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(167, "prctl", info::prctl),
     sc(169, "gettimeofday", time::gettimeofday),
     sc(172, "getpid", info::getpid),
-    sc(173, "getppid", info::getppid),
+    sc(173, "getppid", procs::getppid),
     sc(174, "getuid", info::getuid),
     sc(175, "geteuid", info::geteuid),
     sc(176, "getgid", info::getgid),
@@ -241,14 +243,18 @@ const SYSCALLS: &[Syscall] = &[
     sc(215, "munmap", mm::munmap),
     sc(216, "mremap", mm::mremap),
     sc(220, "clone", thread::clone),
+    sc(221, "execve", procs::execve),
     sc(222, "mmap", mm::mmap),
     sc(223, "fadvise64", fileops::fadvise64),
     sc(226, "mprotect", mm::mprotect),
     sc(233, "madvise", mm::madvise),
+    sc(240, "rt_tgsigqueueinfo", signal::rt_tgsigqueueinfo),
     sc(259, "riscv_flush_icache", mm::riscv_flush_icache),
+    sc(260, "wait4", procs::wait4),
     sc(261, "prlimit64", info::prlimit64),
     sc(276, "renameat2", fileops::renameat2),
     sc(278, "getrandom", info::getrandom),
+    sc(281, "execveat", procs::execveat),
     sc(283, "membarrier", thread::membarrier),
     sc(291, "statx", stat::statx),
     sc(293, "rseq", thread::rseq),
@@ -297,11 +303,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         return Some(StopReason::ThreadExited(0));
     }
     // `ecall` has no compressed form: it is always the 4 bytes before the return address.
-    let ecall_pc = thread.cpu.pc.wrapping_sub(4);
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
-    let mut call = Call { thread, process, args, stop: None, ecall_pc };
+    let mut call = Call { thread, process, args, stop: None };
     let result = match lookup(nr) {
         Some(s) => {
             let r = (s.handler)(&mut call);
@@ -327,6 +332,18 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
+    if call.stop.is_none() {
+        // Signals the call sent to this thread, or unblocked, are delivered before it
+        // returns to the guest; one that kills is reported at the `ecall`.
+        let after = call.thread.cpu.pc;
+        let mut stop = crate::signals::deliver(process, call.thread);
+        if let Some(StopReason::Finished(crate::exec::GuestExit::Signaled(s))) = &mut stop {
+            if s.pc == after {
+                s.pc = after.wrapping_sub(4);
+            }
+        }
+        return stop;
+    }
     call.stop
 }
 

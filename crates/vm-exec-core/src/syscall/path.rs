@@ -391,6 +391,12 @@ fn dup_for_open(p: &Process, fd: i64, cloexec: bool) -> SysResult {
     p.files().insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
 }
 
+/// True if `raw` names the guest's own executable through `/proc`.
+pub(super) fn names_own_exe(p: &Process, raw: &[u8]) -> bool {
+    let own = format!("/proc/{}/exe", p.pid);
+    raw == b"/proc/self/exe" || raw == b"/proc/thread-self/exe" || raw == own.as_bytes()
+}
+
 /// `openat(dirfd, path, flags, mode)`.
 pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
     let (dirfd, flags, mode) = (c.int(0), c.args[2] as u32 as u64, c.args[3] as u32);

@@ -1,127 +1,28 @@
 //! Signals: `rt_sigaction`, `rt_sigprocmask`, `rt_sigpending`, `sigaltstack`, `kill`,
-//! `tkill`, `tgkill`.
+//! `tkill`, `tgkill`, `rt_sigqueueinfo`, `rt_tgsigqueueinfo`, `rt_sigreturn`,
+//! `rt_sigsuspend`, `rt_sigtimedwait`.
 //!
-//! Signal delivery to guest handlers is not implemented. What is modelled:
-//! - dispositions are recorded in `Process::sigactions[signo]` as
-//!   `[handler, flags, restorer, mask]` (riscv64 has no `sa_restorer`, so the third word is
-//!   always 0), and read back in the kernel's riscv64 `struct sigaction` layout
-//!   (`sa_handler` 0, `sa_flags` 8, `sa_mask` 16; 24 bytes, `sigsetsize` must be 8);
-//! - the blocked mask lives in `GuestThread::signal_mask` (SIGKILL and SIGSTOP can never be
-//!   blocked);
-//! - a signal a process sends itself (or a `SIGPIPE` from a broken pipe) takes effect at
-//!   once unless blocked, in which case it stays pending until `rt_sigprocmask` unblocks it.
-//!   Taking effect means: with the default disposition, a terminating signal ends the process
-//!   ([`super::Call::raise`]); ignored, stopping (logged) and caught signals do nothing
-//!   (caught ones are logged once: their handler is not run). So `abort()` — which raises
-//!   SIGABRT, and after a handler returns resets it to the default and raises again — always
-//!   ends with `Signal(6)`.
-//! - signals to other processes or threads fail with `ESRCH`: the guest is alone.
+//! Dispositions are kept in `Process::sigactions[signo]` as `[handler, flags, 0, mask]`
+//! (riscv64's `struct sigaction`: `sa_handler` 0, `sa_flags` 8, `sa_mask` 16; 24 bytes,
+//! `sigsetsize` must be 8). Sending posts the signal ([`crate::signals`]); it is delivered at
+//! the end of the system call (a signal a thread sends itself runs its handler before the
+//! call returns to the code after the `ecall`, as on Linux) or at the target's next delivery
+//! point. `kill` reaches every process of the sandbox (a pid, 0 for the caller's group, -1
+//! for all, `-pgid`); `tkill`/`tgkill` any thread of the caller's process, or the main
+//! thread of another process of the sandbox.
 
 use super::{err, read_u64, state, Call, Errno, SysResult};
+use crate::process::Process;
+use crate::signals::{self, bit, SigInfo, NSIG, SI_QUEUE, SI_TKILL, SI_USER, UNBLOCKABLE};
+use std::sync::Arc;
 
-const SIG_DFL: u64 = 0;
-const SIG_IGN: u64 = 1;
-const SIGKILL: i32 = 9;
-const SIGSTOP: i32 = 19;
-/// Highest signal number.
-const NSIG: i32 = 64;
-
-const fn bit(sig: i32) -> u64 {
-    1 << (sig - 1)
-}
-
-/// Signals that can be neither blocked nor caught.
-const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
-
-/// What a signal does with the default disposition.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DefaultAction {
-    Terminate,
-    Ignore,
-    Stop,
-}
-
-fn default_action(sig: i32) -> DefaultAction {
-    match sig {
-        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH
-        17 | 18 | 23 | 28 => DefaultAction::Ignore,
-        // SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
-        19..=22 => DefaultAction::Stop,
-        _ => DefaultAction::Terminate,
-    }
-}
-
-fn handler_of(c: &Call<'_>, sig: i32) -> u64 {
-    if bit(sig) & UNBLOCKABLE != 0 {
-        return SIG_DFL;
-    }
-    c.process.sigactions().get(sig as usize).map_or(SIG_DFL, |a| a[0])
-}
-
-/// True if `sig` would be discarded on arrival (ignored, explicitly or by default).
-fn ignored(c: &Call<'_>, sig: i32) -> bool {
-    match handler_of(c, sig) {
-        SIG_IGN => true,
-        SIG_DFL => default_action(sig) == DefaultAction::Ignore,
-        _ => false,
-    }
-}
-
-/// Sends signal `sig` (1..=64) to the calling thread.
+/// Sends signal `sig` (1..=64) to the calling thread (a broken pipe's `SIGPIPE`, `raise`).
 pub(super) fn raise(c: &mut Call<'_>, sig: i32) {
     if !(1..=NSIG).contains(&sig) {
         return;
     }
-    if c.thread.signal_mask & bit(sig) & !UNBLOCKABLE != 0 {
-        // Blocked signals are kept even if ignored: the disposition may change before they
-        // are unblocked.
-        state::with(c.process, |s| s.pending |= bit(sig));
-        return;
-    }
-    deliver(c, sig);
-}
-
-/// Takes the action for an unblocked signal.
-fn deliver(c: &mut Call<'_>, sig: i32) {
-    match handler_of(c, sig) {
-        SIG_IGN => {}
-        SIG_DFL => match default_action(sig) {
-            DefaultAction::Terminate => {
-                c.raise(sig);
-            }
-            DefaultAction::Ignore => {}
-            DefaultAction::Stop => {
-                if super::first_time("signal-stop") {
-                    tracing::warn!(sig, "stop signal ignored: stopping a guest is not supported");
-                }
-            }
-        },
-        handler => {
-            if super::first_time("signal-handler") {
-                tracing::warn!(sig, handler, "signal handlers are not run; signal dropped");
-            } else {
-                tracing::debug!(sig, "signal with a handler dropped");
-            }
-        }
-    }
-}
-
-/// Delivers pending signals the thread no longer blocks, lowest number first.
-fn deliver_unblocked(c: &mut Call<'_>) {
-    let pending = state::peek(c.process, |s| s.pending);
-    let ready = pending & !c.thread.signal_mask;
-    if ready == 0 {
-        return;
-    }
-    state::with(c.process, |s| s.pending &= !ready);
-    for sig in 1..=NSIG {
-        if ready & bit(sig) != 0 {
-            deliver(c, sig);
-            if c.stop.is_some() {
-                return;
-            }
-        }
-    }
+    let info = SigInfo::from_sender(sig, SI_TKILL, c.process.pid);
+    signals::post_thread(c.process, c.thread.tid, info);
 }
 
 fn check_sig(sig: i32) -> Result<(), Errno> {
@@ -132,22 +33,91 @@ fn check_sig(sig: i32) -> Result<(), Errno> {
     }
 }
 
-/// Sends `sig` to the caller (0 only checks that it exists).
-fn to_self(c: &mut Call<'_>, sig: i32) -> SysResult {
-    if sig != 0 {
-        raise(c, sig);
+/// Sends `info` (signal 0: only checks) to process `p`.
+fn to_process(c: &mut Call<'_>, p: &Process, info: SigInfo) {
+    if info.signo == 0 {
+        return;
     }
-    Ok(0)
+    if std::ptr::eq(p, c.process) {
+        // To itself: the calling thread takes it unless it blocks it.
+        if c.thread.signal_mask & bit(info.signo) == 0 && !signals::ignored(p, info.signo) {
+            signals::post_thread(p, c.thread.tid, info);
+            return;
+        }
+    }
+    signals::post_process(p, info);
 }
 
-/// `kill(pid, sig)`: the process itself is `pid` = its pid or 0 (its process group).
+/// `kill(pid, sig)`.
 pub(super) fn kill(c: &mut Call<'_>) -> SysResult {
     let (pid, sig) = (c.int(0), c.int(1));
     check_sig(sig)?;
-    if pid == c.process.pid || pid == 0 {
-        to_self(c, sig)
+    let info = SigInfo::from_sender(sig, SI_USER, c.process.pid);
+    send(c, pid, info)
+}
+
+/// Sends `info` to the processes `pid` names (as `kill`).
+fn send(c: &mut Call<'_>, pid: i32, info: SigInfo) -> SysResult {
+    let sb = c.process.sandbox.clone();
+    let targets: Vec<Arc<Process>> = match pid {
+        p if p > 0 => {
+            if p == c.process.pid {
+                to_process(c, c.process, info);
+                return Ok(0);
+            }
+            sb.process(p).into_iter().collect()
+        }
+        0 => sb.members(Some(sb.pgid(c.process.pid).unwrap_or(c.process.pid))),
+        -1 => sb.members(None),
+        i32::MIN => return err(libc::ESRCH),
+        g => sb.members(Some(-g)),
+    };
+    let mut me = false;
+    let mut any = false;
+    for t in &targets {
+        any = true;
+        if t.pid == c.process.pid {
+            me = true;
+            continue;
+        }
+        to_process(c, t, info);
+    }
+    if pid <= 0 && !any && sb.process(c.process.pid).is_none() {
+        // Not in the table (a process run without a scheduler): only itself.
+        me = pid == 0 || pid == -1;
+        any = me;
+    }
+    if me {
+        to_process(c, c.process, info);
+    }
+    if any {
+        Ok(0)
     } else {
         err(libc::ESRCH)
+    }
+}
+
+/// Sends `info` to thread `tid` (of process `tgid` when given).
+fn to_thread(c: &mut Call<'_>, tgid: Option<i32>, tid: i32, info: SigInfo) -> SysResult {
+    if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
+        return err(libc::EINVAL);
+    }
+    if tgid.is_none_or(|g| g == c.process.pid) && c.process.sig().threads.contains_key(&tid) {
+        if info.signo != 0 {
+            signals::post_thread(c.process, tid, info);
+        }
+        return Ok(0);
+    }
+    // Another process's thread: its main thread (ids are unique in the sandbox).
+    let owner = tgid.unwrap_or(tid);
+    match c.process.sandbox.process(owner) {
+        Some(p) if p.sig().threads.contains_key(&tid) => {
+            if info.signo != 0 && !signals::post_thread(&p, tid, info) {
+                return err(libc::ESRCH);
+            }
+            Ok(0)
+        }
+        _ => err(libc::ESRCH),
     }
 }
 
@@ -155,28 +125,51 @@ pub(super) fn kill(c: &mut Call<'_>) -> SysResult {
 pub(super) fn tkill(c: &mut Call<'_>) -> SysResult {
     let (tid, sig) = (c.int(0), c.int(1));
     check_sig(sig)?;
-    if tid <= 0 {
-        return err(libc::EINVAL);
-    }
-    if tid == c.thread.tid {
-        to_self(c, sig)
-    } else {
-        err(libc::ESRCH)
-    }
+    let info = SigInfo::from_sender(sig, SI_TKILL, c.process.pid);
+    to_thread(c, None, tid, info)
 }
 
 /// `tgkill(tgid, tid, sig)`.
 pub(super) fn tgkill(c: &mut Call<'_>) -> SysResult {
     let (tgid, tid, sig) = (c.int(0), c.int(1), c.int(2));
     check_sig(sig)?;
-    if tgid <= 0 || tid <= 0 {
-        return err(libc::EINVAL);
+    let info = SigInfo::from_sender(sig, SI_TKILL, c.process.pid);
+    to_thread(c, Some(tgid), tid, info)
+}
+
+/// Reads a `siginfo_t` for `rt_sigqueueinfo` (a sender may not pretend to be the kernel).
+fn queued_info(c: &Call<'_>, sig: i32, addr: u64) -> Result<SigInfo, Errno> {
+    let mut b = [0u8; 128];
+    c.process.mem.read_bytes(addr, &mut b)?;
+    let code = i32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if code >= 0 || code == SI_TKILL {
+        return err(libc::EPERM);
     }
-    if tgid == c.process.pid && tid == c.thread.tid {
-        to_self(c, sig)
-    } else {
-        err(libc::ESRCH)
+    let mut info = SigInfo::from_sender(sig, code, c.process.pid);
+    info.status = i32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    if code != SI_QUEUE {
+        info.code = code;
     }
+    Ok(info)
+}
+
+/// `rt_sigqueueinfo(pid, sig, info)`.
+pub(super) fn rt_sigqueueinfo(c: &mut Call<'_>) -> SysResult {
+    let (pid, sig) = (c.int(0), c.int(1));
+    check_sig(sig)?;
+    let info = queued_info(c, sig, c.args[2])?;
+    if pid <= 0 {
+        return err(libc::ESRCH);
+    }
+    send(c, pid, info)
+}
+
+/// `rt_tgsigqueueinfo(tgid, tid, sig, info)`.
+pub(super) fn rt_tgsigqueueinfo(c: &mut Call<'_>) -> SysResult {
+    let (tgid, tid, sig) = (c.int(0), c.int(1), c.int(2));
+    check_sig(sig)?;
+    let info = queued_info(c, sig, c.args[3])?;
+    to_thread(c, Some(tgid), tid, info)
 }
 
 /// `rt_sigaction(signum, act, oldact, sigsetsize)`.
@@ -203,8 +196,14 @@ pub(super) fn rt_sigaction(c: &mut Call<'_>) -> SysResult {
         *slot = n;
         drop(table);
         // A pending signal whose new disposition ignores it is discarded.
-        if ignored(c, sig) && state::peek(c.process, |s| s.pending & bit(sig) != 0) {
-            state::with(c.process, |s| s.pending &= !bit(sig));
+        if signals::ignored(c.process, sig) {
+            let mut s = c.process.sig();
+            s.pending &= !bit(sig);
+            s.infos.retain(|i| i.signo != sig);
+            for t in s.threads.values_mut() {
+                t.pending &= !bit(sig);
+                t.infos.retain(|i| i.signo != sig);
+            }
         }
     }
     if oldact != 0 {
@@ -221,26 +220,31 @@ const SIG_BLOCK: i32 = 0;
 const SIG_UNBLOCK: i32 = 1;
 const SIG_SETMASK: i32 = 2;
 
-/// `rt_sigprocmask(how, set, oldset, sigsetsize)`; unblocking a pending signal delivers it.
+/// `rt_sigprocmask(how, set, oldset, sigsetsize)`; a pending signal it unblocks is
+/// delivered when the call returns.
 pub(super) fn rt_sigprocmask(c: &mut Call<'_>) -> SysResult {
     let (how, set, oldset, setsize) = (c.int(0), c.args[1], c.args[2], c.args[3]);
     if setsize != 8 {
         return err(libc::EINVAL);
     }
     let old = c.thread.signal_mask;
-    if set != 0 {
+    let new = if set != 0 {
         let s = read_u64(&c.process.mem, set)? & !UNBLOCKABLE;
-        c.thread.signal_mask = match how {
+        Some(match how {
             SIG_BLOCK => old | s,
             SIG_UNBLOCK => old & !s,
             SIG_SETMASK => s,
             _ => return err(libc::EINVAL),
-        };
-    }
+        })
+    } else {
+        None
+    };
     if oldset != 0 {
         c.process.mem.write_bytes(oldset, &old.to_le_bytes())?;
     }
-    deliver_unblocked(c);
+    if let Some(n) = new {
+        signals::set_mask(c.process, c.thread, n);
+    }
     Ok(0)
 }
 
@@ -250,9 +254,97 @@ pub(super) fn rt_sigpending(c: &mut Call<'_>) -> SysResult {
     if setsize > 8 {
         return err(libc::EINVAL);
     }
-    let pending = state::peek(c.process, |s| s.pending) & c.thread.signal_mask;
+    let pending = {
+        let s = c.process.sig();
+        s.pending | s.threads.get(&c.thread.tid).map_or(0, |t| t.pending)
+    } & c.thread.signal_mask;
     c.process.mem.write_bytes(set, &pending.to_le_bytes()[..setsize as usize])?;
     Ok(0)
+}
+
+/// `rt_sigreturn()`: returns from a handler (see [`signals::sigreturn`]).
+pub(super) fn rt_sigreturn(c: &mut Call<'_>) -> SysResult {
+    match signals::sigreturn(c.process, c.thread) {
+        Ok(a0) => Ok(a0),
+        Err(stop) => {
+            c.stop = Some(stop);
+            Ok(0)
+        }
+    }
+}
+
+/// Parks the caller until a signal interrupts it (`rt_sigsuspend`, `pause`); returns
+/// `EINTR` once a handler ran. Without a scheduler the wait cannot end, so it is `EINTR`
+/// at once.
+fn wait_for_signal(c: &mut Call<'_>) -> SysResult {
+    if !c.process.is_scheduled() {
+        return err(libc::EINTR);
+    }
+    let w = c.process.futexes.pause();
+    c.stop = Some(crate::exec::StopReason::Blocked(w));
+    Ok((-(libc::EINTR as i64)) as u64)
+}
+
+/// `rt_sigsuspend(mask, sigsetsize)`: waits for a signal with `mask` blocked meanwhile; the
+/// old mask comes back when the handler returns.
+pub(super) fn rt_sigsuspend(c: &mut Call<'_>) -> SysResult {
+    if c.args[1] != 8 {
+        return err(libc::EINVAL);
+    }
+    let mask = read_u64(&c.process.mem, c.args[0])?;
+    let old = c.thread.signal_mask;
+    {
+        let mut s = c.process.sig();
+        s.threads.entry(c.thread.tid).or_default().saved_mask = Some(old);
+    }
+    signals::set_mask(c.process, c.thread, mask);
+    wait_for_signal(c)
+}
+
+/// `rt_sigtimedwait(set, info, timeout, sigsetsize)`: takes a pending signal of `set`
+/// without running its handler; `EAGAIN` when none is pending (waiting for one that has
+/// not arrived yet is not supported: the caller sees `EAGAIN` at once, as at a timeout).
+pub(super) fn rt_sigtimedwait(c: &mut Call<'_>) -> SysResult {
+    if c.args[3] != 8 {
+        return err(libc::EINVAL);
+    }
+    let set = read_u64(&c.process.mem, c.args[0])? & !UNBLOCKABLE;
+    let taken = {
+        let mut s = c.process.sig();
+        let tid = c.thread.tid;
+        let from_thread = s.threads.get(&tid).map_or(0, |t| t.pending) & set;
+        let (pending, infos) = if from_thread != 0 {
+            let t = s.threads.entry(tid).or_default();
+            (&mut t.pending, &mut t.infos)
+        } else {
+            let st = &mut *s;
+            (&mut st.pending, &mut st.infos)
+        };
+        let ready = *pending & set;
+        if ready == 0 {
+            None
+        } else {
+            let sig = ready.trailing_zeros() as i32 + 1;
+            let info = infos
+                .iter()
+                .position(|x| x.signo == sig)
+                .map(|i| infos.remove(i))
+                .unwrap_or(SigInfo { signo: sig, ..Default::default() });
+            if !infos.iter().any(|x| x.signo == sig) {
+                *pending &= !bit(sig);
+            }
+            Some(info)
+        }
+    };
+    match taken {
+        Some(info) => {
+            if c.args[1] != 0 {
+                c.process.mem.write_bytes(c.args[1], &info.to_bytes())?;
+            }
+            Ok(info.signo as u64)
+        }
+        None => err(libc::EAGAIN),
+    }
 }
 
 const SS_ONSTACK: u64 = 1;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::elf::{tests_support::tiny_elf, Program};
+use crate::exec::{GuestExit, GuestSignal};
 use crate::loader;
 use crate::memory::{PERM_READ, PERM_WRITE};
 use crate::process::{CaptureBuffer, ProcessConfig, Stdio};
@@ -178,7 +179,7 @@ fn table_is_sorted_named_and_numbered_like_the_kernel() {
 #[test]
 fn unknown_syscalls_are_enosys_and_never_fatal() {
     let mut g = guest();
-    for nr in [999, 258, 1 << 40, u64::MAX, 139] {
+    for nr in [999, 258, 1 << 40, u64::MAX, 141] {
         assert_eq!(g.sys(nr, &[1, 2, 3]), e(libc::ENOSYS));
         assert_eq!(g.sys(nr, &[]), e(libc::ENOSYS), "second call to {nr}");
     }
@@ -667,18 +668,23 @@ fn self_signals_take_their_default_action() {
     assert_eq!(g.sys(131, &[pid, tid + 1, 6]), e(libc::ESRCH));
     assert_eq!(g.sys(131, &[pid, tid, 65]), e(libc::EINVAL));
     assert_eq!(g.sys(131, &[0, tid, 6]), e(libc::EINVAL));
-    // SIG_IGN: nothing happens; a handler is not run (dropped).
+    // SIG_IGN: nothing happens; a handler runs before the call returns (a0 = the signal,
+    // ra = the return trampoline, SIGABRT blocked meanwhile).
     g.put(SCRATCH, &[0; 24]);
     g.put(SCRATCH, &1u64.to_le_bytes());
     assert_eq!(g.sys(134, &[15, SCRATCH, 0, 8]), 0);
     assert_eq!(g.sys(131, &[pid, tid, 15]), 0);
     g.put(SCRATCH, &0x1_0000u64.to_le_bytes());
     assert_eq!(g.sys(134, &[6, SCRATCH, 0, 8]), 0);
-    assert_eq!(g.sys(131, &[pid, tid, 6]), 0);
-    // abort() then resets SIGABRT to the default and raises again.
+    assert_eq!(g.sys(131, &[pid, tid, 6]), 6);
+    assert_eq!(g.t.cpu.pc, 0x1_0000);
+    assert_eq!(g.t.signal_mask, 1 << 5);
+    assert_eq!(g.p.mem.read_u32(g.t.cpu.x[reg::RA]).unwrap(), 0x08b0_0893, "li a7, 139");
+    // abort() then resets SIGABRT to the default and raises again; unblocking it kills.
     g.put(SCRATCH, &0u64.to_le_bytes());
     assert_eq!(g.sys(134, &[6, SCRATCH, 0, 8]), 0);
-    assert_eq!(g.call(131, &[pid, tid, 6]), (0, g.signal(6)));
+    assert_eq!(g.sys(131, &[pid, tid, 6]), 0, "blocked while in the handler");
+    assert_eq!(g.call(135, &[2, SCRATCH, 0, 8]), (0, g.signal(6)));
 }
 
 #[test]
@@ -877,9 +883,10 @@ fn threads_robust_lists_and_rseq_are_refused_like_qemu() {
     let mut g = guest();
     // glibc's pthread_create flags: no threads without a scheduler.
     assert_eq!(g.sys(220, &[0x3d0f00, 0, 0, 0, 0]), e(libc::EAGAIN));
-    // fork (no CLONE_VM), by clone and by clone3 (flags 0).
-    assert_eq!(g.sys(220, &[17, 0, 0, 0, 0]), e(libc::ENOSYS));
-    assert_eq!(g.sys(435, &[SCRATCH, 88]), e(libc::ENOSYS));
+    // fork (no CLONE_VM), by clone and by clone3 (flags 0): no processes without a
+    // scheduler either.
+    assert_eq!(g.sys(220, &[17, 0, 0, 0, 0]), e(libc::EAGAIN));
+    assert_eq!(g.sys(435, &[SCRATCH, 88]), e(libc::EAGAIN));
     assert_eq!(g.sys(435, &[SCRATCH, 8]), e(libc::EINVAL), "clone_args too small");
     assert_eq!(g.sys(99, &[SCRATCH, 24]), e(libc::ENOSYS));
     assert_eq!(g.sys(293, &[SCRATCH, 32, 0, 0x53053053]), e(libc::ENOSYS));

@@ -7,7 +7,8 @@
 //!   `CLONE_SETTLS`, the parent/child tid words, `clear_child_tid`) and hand it to the
 //!   scheduler ([`StopReason::Spawned`]). Without a scheduler they fail with `EAGAIN`, so
 //!   `pthread_create` reports "resource temporarily unavailable". A `clone` without `CLONE_VM`
-//!   (`fork`, `posix_spawn`, `system`) is `ENOSYS`: guest processes cannot fork.
+//!   or with `CLONE_VFORK` (`fork`, `vfork`, `posix_spawn`, `system`) forks a new process
+//!   (see `procs`).
 //! - `futex` waits park the thread on a [`crate::futex::Waiter`] ([`StopReason::Blocked`]);
 //!   wakes, requeues and `FUTEX_WAKE_OP` act on the process's [`crate::futex::FutexTable`].
 //! - `exit` zeroes the thread's `clear_child_tid` word and wakes one waiter on it (how
@@ -32,6 +33,7 @@ use std::sync::atomic::Ordering;
 /// `exit(status)`: ends the calling thread; its `clear_child_tid` word is zeroed and one
 /// futex waiter on it woken, as Linux does.
 pub(super) fn exit(c: &mut Call<'_>) -> SysResult {
+    crate::signals::forget_thread(c.process, c.thread.tid);
     let addr = c.thread.clear_child_tid;
     if addr != 0 {
         // A bad address is ignored, as by the kernel.
@@ -148,14 +150,24 @@ pub(super) fn clone3(c: &mut Call<'_>) -> SysResult {
 
 fn spawn(c: &mut Call<'_>, a: CloneArgs) -> SysResult {
     let flags = a.flags;
-    if flags & CLONE_VM == 0 || flags & (CLONE_VFORK | CLONE_PIDFD) != 0 {
-        if first_time("clone-fork") {
-            tracing::warn!(
-                flags,
-                "clone without CLONE_VM (fork): guest processes cannot fork; returning -ENOSYS"
-            );
+    if flags & CLONE_PIDFD != 0 {
+        if first_time("clone-pidfd") {
+            tracing::warn!(flags, "clone with CLONE_PIDFD is not supported; returning -ENOSYS");
         }
         return err(libc::ENOSYS);
+    }
+    if flags & CLONE_VM == 0 || flags & CLONE_VFORK != 0 {
+        if flags & (CLONE_THREAD | CLONE_SIGHAND) != 0 && flags & CLONE_VM == 0 {
+            return err(libc::EINVAL);
+        }
+        let f = super::procs::ForkArgs {
+            flags,
+            stack: a.stack,
+            parent_tid: a.parent_tid,
+            child_tid: a.child_tid,
+            tls: a.tls,
+        };
+        return super::procs::fork(c, f);
     }
     if flags & THREAD_REQUIRED != THREAD_REQUIRED
         || flags & !(THREAD_REQUIRED | THREAD_OPTIONAL) != 0
@@ -177,7 +189,13 @@ fn spawn(c: &mut Call<'_>, a: CloneArgs) -> SysResult {
 /// Builds the new thread: a copy of the caller's registers with `a0 = 0`, the new stack and
 /// TLS, and the tid words written as the flags ask.
 fn new_thread(p: &Process, parent: &GuestThread, a: &CloneArgs) -> Result<GuestThread, Errno> {
+    if !p.sandbox.reserve_thread() {
+        return Err(Errno(libc::EAGAIN));
+    }
     let tid = p.allocate_tid();
+    p.sig()
+        .threads
+        .insert(tid, crate::signals::ThreadSig { mask: parent.signal_mask, ..Default::default() });
     let mut t = GuestThread {
         cpu: parent.cpu.clone(),
         tid,

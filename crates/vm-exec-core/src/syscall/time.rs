@@ -152,3 +152,58 @@ pub(super) fn sched_yield(c: &mut Call<'_>) -> SysResult {
     }
     Ok(0)
 }
+
+/// Reads a guest `struct itimerval` (`it_interval`, `it_value`: two `timeval`s).
+fn read_itimerval(c: &Call<'_>, addr: u64) -> Result<(Duration, Duration), super::Errno> {
+    let mut w = [0i64; 4];
+    for (i, v) in w.iter_mut().enumerate() {
+        *v = super::read_u64(&c.process.mem, addr + 8 * i as u64)? as i64;
+    }
+    let tv = |s: i64, us: i64| -> Result<Duration, super::Errno> {
+        if s < 0 || !(0..1_000_000).contains(&us) {
+            return err(libc::EINVAL);
+        }
+        Ok(Duration::from_secs(s as u64) + Duration::from_micros(us as u64))
+    };
+    Ok((tv(w[0], w[1])?, tv(w[2], w[3])?))
+}
+
+fn write_itimerval(c: &Call<'_>, addr: u64, interval: Duration, value: Duration) -> SysResult {
+    let mut b = [0u8; 32];
+    for (i, d) in [interval, value].iter().enumerate() {
+        b[16 * i..16 * i + 8].copy_from_slice(&d.as_secs().to_le_bytes());
+        b[16 * i + 8..16 * i + 16].copy_from_slice(&(d.subsec_micros() as u64).to_le_bytes());
+    }
+    c.process.mem.write_bytes(addr, &b)?;
+    Ok(0)
+}
+
+const ITIMER_REAL: i32 = 0;
+
+/// `getitimer(which, value)`: `ITIMER_REAL` only (the others are `EINVAL` here).
+pub(super) fn getitimer(c: &mut Call<'_>) -> SysResult {
+    if c.int(0) != ITIMER_REAL {
+        return err(libc::EINVAL);
+    }
+    let (left, interval) = crate::signals::itimer::get(c.process);
+    write_itimerval(c, c.args[1], interval, left)
+}
+
+/// `setitimer(which, new, old)`: `ITIMER_REAL` sends `SIGALRM` at expiry (every `interval`
+/// after, if set).
+pub(super) fn setitimer(c: &mut Call<'_>) -> SysResult {
+    if c.int(0) != ITIMER_REAL {
+        return err(libc::EINVAL);
+    }
+    let (interval, value) = if c.args[1] != 0 {
+        read_itimerval(c, c.args[1])?
+    } else {
+        (Duration::ZERO, Duration::ZERO)
+    };
+    let value = (!value.is_zero()).then_some(value);
+    let (old_left, old_interval) = crate::signals::itimer::set(c.process, value, interval);
+    if c.args[2] != 0 {
+        write_itimerval(c, c.args[2], old_interval, old_left)?;
+    }
+    Ok(0)
+}

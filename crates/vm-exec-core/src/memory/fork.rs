@@ -1,0 +1,101 @@
+//! Copying an address space for `fork`.
+
+use super::{AddressSpace, CHUNK_PAGES, PAGE_SHIFT, PAGE_SIZE, PERM_CODE, PERM_MAPPED};
+use std::sync::atomic::Ordering;
+
+impl AddressSpace {
+    /// A copy of this address space for a forked process: same size, layout, permissions
+    /// (without [`PERM_CODE`]: the copy has no decoded code yet) and bytes. Only mapped pages
+    /// are committed in the copy, and a mapped page that holds only zeros is not written (it
+    /// stays a fresh zero page), so untouched stack and heap cost nothing. The caller keeps
+    /// the process's other threads from changing the layout meanwhile (a racing data store
+    /// may or may not be seen, as with a fork racing a store on Linux).
+    pub fn duplicate(&self) -> std::io::Result<AddressSpace> {
+        let _compound = self.layout_lock();
+        let l = self.layout();
+        let copy = AddressSpace::new(self.size)?;
+        {
+            let mut cl = copy.layout();
+            cl.brk_start = l.brk_start;
+            cl.brk = l.brk;
+            cl.mmap_top = l.mmap_top;
+            cl.mmap_floor = l.mmap_floor;
+        }
+        let pages = self.pages as u64;
+        let mut page = 0u64;
+        while page < pages {
+            let chunk = (page / CHUNK_PAGES) as usize;
+            if self.chunk_mapped[chunk].load(Ordering::Relaxed) == 0 {
+                page = (chunk as u64 + 1) * CHUNK_PAGES;
+                continue;
+            }
+            let perms = self.perm_at(page as usize);
+            if perms & PERM_MAPPED == 0 {
+                page += 1;
+                continue;
+            }
+            // A run of mapped pages with the same permissions.
+            let mut end = page + 1;
+            while end < pages && self.perm_at(end as usize) == perms {
+                end += 1;
+            }
+            let (start, stop) = (page << PAGE_SHIFT, end << PAGE_SHIFT);
+            copy.map_fixed_locked(start, stop - start, perms & !(PERM_CODE | PERM_MAPPED))
+                .map_err(|e| std::io::Error::other(format!("fork: cannot map ({e:?})")))?;
+            // Without swap, a page the host reports non-resident was never written: an
+            // anonymous page not yet touched, or a hole of the image's memfd. It reads as
+            // zero, so it need not be read at all (the copy's fresh page is zero too).
+            let mut resident = vec![1u8; (end - page) as usize];
+            if no_swap() {
+                // SAFETY: the range lies inside our reservation and is mapped; `resident`
+                // has one byte per page of it, as mincore requires.
+                let rc = unsafe {
+                    libc::mincore(
+                        self.base.as_ptr().add(start as usize).cast(),
+                        (stop - start) as usize,
+                        resident.as_mut_ptr(),
+                    )
+                };
+                if rc != 0 {
+                    resident.fill(1);
+                }
+            }
+            for p in page..end {
+                if resident[(p - page) as usize] & 1 == 0 {
+                    continue;
+                }
+                let off = (p << PAGE_SHIFT) as usize;
+                // SAFETY: page `p` is mapped in both spaces (host-RW, inside both
+                // reservations of equal size); the source is only read.
+                unsafe {
+                    let src =
+                        std::slice::from_raw_parts(self.base.as_ptr().add(off), PAGE_SIZE as usize);
+                    if src.iter().any(|&b| b != 0) {
+                        std::ptr::copy_nonoverlapping(
+                            src.as_ptr(),
+                            copy.base.as_ptr().add(off),
+                            PAGE_SIZE as usize,
+                        );
+                    }
+                }
+            }
+            page = end;
+        }
+        drop(l);
+        Ok(copy)
+    }
+}
+
+/// Whether the host has no swap space (read once from `/proc/meminfo`): then a mapped page
+/// that is not resident has never been written.
+fn no_swap() -> bool {
+    static NO_SWAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO_SWAP.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo").is_ok_and(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("SwapTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .is_some_and(|v| v == "0")
+        })
+    })
+}
