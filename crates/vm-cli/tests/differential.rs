@@ -8,7 +8,7 @@
 //! a failure instead. Both sides run the same way: from the repository root, with only the
 //! case's environment, an 8 MiB stack limit and no core dumps.
 //!
-//! Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
+//! Cases tagged `net` run with `vmx run --net` (loopback sockets). Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
 //! vCPUs, each `VMX_THREAD_REPEATS` times (default 2), to shake out races.
 
 #[path = "../../../xtask/src/manifest.rs"]
@@ -153,6 +153,9 @@ fn every_guest_matches_qemu() {
                         for d in &case.dirs {
                             runner.push("--dir".into());
                             runner.push(format!("guests/{d}"));
+                        }
+                        if case.has_tag("net") {
+                            runner.push("--net".into());
                         }
                         for rep in 0..repeats {
                             let ours = run_case(&root, case, &runner);

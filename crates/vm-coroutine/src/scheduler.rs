@@ -74,7 +74,7 @@ use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::Executor;
 use vm_exec_core::exec::{GuestExit, RunResult};
-use vm_exec_core::futex::{WaitKind, Waiter};
+use vm_exec_core::futex::Waiter;
 use vm_exec_core::process::{Process, ProcessConfig};
 
 /// Default fuel of one slice, in guest instructions.
@@ -565,8 +565,8 @@ impl Shared {
         if let Some(at) = w.deadline() {
             self.timer.arm(at, w.clone());
         }
-        if let WaitKind::Readable { host_fd, .. } = w.kind() {
-            self.readiness.watch(host_fd, w.clone());
+        if !w.watched().is_empty() {
+            self.readiness.watch(w.clone());
         }
         let shared = Arc::downgrade(self);
         w.on_ready(Box::new(move || {
@@ -1066,6 +1066,20 @@ impl Scheduler {
             }
             reg = self.wait_step(reg, deadline)?;
         }
+    }
+
+    /// Waits until fewer than `n` admitted coroutines are live (at most `timeout`, if given).
+    /// True if fewer are. (`vmx batch --concurrency` admits a new instance each time.)
+    pub fn wait_live_below(&self, n: usize, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut reg = self.shared.registry();
+        while reg.live.len() >= n.max(1) {
+            match self.wait_step(reg, deadline) {
+                Some(g) => reg = g,
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Waits until no admitted coroutine is live (at most `timeout`, if given). True if none

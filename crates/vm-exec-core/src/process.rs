@@ -204,6 +204,10 @@ pub struct ProcessConfig {
     pub stderr: Stdio,
     /// Seed for `AT_RANDOM` and `getrandom`; `None` uses the host's randomness.
     pub random_seed: Option<u64>,
+    /// Whether the guest may use the host's network (`AF_INET`/`AF_INET6` sockets, `vmx run
+    /// --net`); without it `socket(AF_INET, ...)` fails with `EACCES`. `AF_UNIX` sockets are
+    /// always available.
+    pub network: bool,
 }
 
 impl Default for ProcessConfig {
@@ -219,6 +223,7 @@ impl Default for ProcessConfig {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             random_seed: None,
+            network: false,
         }
     }
 }
@@ -409,6 +414,9 @@ pub struct AbiState {
     pub pending: u64,
     /// `sigaltstack` settings per thread id: `[ss_sp, ss_flags, ss_size]`.
     pub altstacks: Vec<(i32, [u64; 3])>,
+    /// Unix socket paths the guest bound: `(host path, the path as the guest gave it)`, so
+    /// that addresses read back show the guest's own spelling (at most 1,024, newest last).
+    pub unix_names: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl AbiState {
@@ -430,6 +438,7 @@ impl AbiState {
             rlimits: Vec::new(),
             pending: 0,
             altstacks: Vec::new(),
+            unix_names: Vec::new(),
         }
     }
 }

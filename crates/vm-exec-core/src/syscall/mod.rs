@@ -9,6 +9,9 @@
 //! Organisation: one table (`SYSCALLS` below, number → name → handler) that [`dispatch`] and
 //! [`name_of`] both use; one module per idea:
 //! - `fs`: file-descriptor I/O (read/write families, `lseek`, `ioctl`, `fcntl`, `dup`, pipes);
+//! - `event`: event loops (`epoll_*`, `eventfd2`, `timerfd_*`, `ppoll`, `pselect6`) and the
+//!   readiness waits that blocking calls park on;
+//! - `net`: sockets (`AF_UNIX` always, `AF_INET`/`AF_INET6` with `ProcessConfig::network`);
 //! - `path`: path resolution under the sandbox's allowed directories and the path-based calls
 //!   (`openat`, `readlinkat`, `faccessat`, `getcwd`, ...);
 //! - `stat`: `struct stat` / `struct statx` in the guest's layout;
@@ -33,9 +36,11 @@
 //!   already reduced to their low 8 bits, the value a parent would see through `wait`; a
 //!   signal a call raises is reported at the `ecall`'s address.
 
+mod event;
 mod fs;
 mod info;
 mod mm;
+mod net;
 mod path;
 mod signal;
 mod stat;
@@ -115,6 +120,9 @@ pub(crate) struct Call<'a> {
     pub stop: Option<StopReason>,
     /// Address of the `ecall` (where a signal the call raises is reported).
     pub ecall_pc: u64,
+    /// When this call is a readiness wait made again after its wait ended: that wait's
+    /// deadline (see [`crate::futex::WaitKind::Ready`]).
+    pub resume: Option<std::time::Instant>,
 }
 
 impl Call<'_> {
@@ -156,6 +164,10 @@ const fn sc(nr: u16, name: &'static str, handler: Handler) -> Syscall {
 /// Numbers were checked against `<asm/unistd.h>` of the riscv64 toolchain.
 const SYSCALLS: &[Syscall] = &[
     sc(17, "getcwd", path::getcwd),
+    sc(19, "eventfd2", event::eventfd2),
+    sc(20, "epoll_create1", event::epoll_create1),
+    sc(21, "epoll_ctl", event::epoll_ctl),
+    sc(22, "epoll_pwait", event::epoll_pwait),
     sc(23, "dup", fs::dup),
     sc(24, "dup3", fs::dup3),
     sc(25, "fcntl", fs::fcntl),
@@ -175,12 +187,16 @@ const SYSCALLS: &[Syscall] = &[
     sc(66, "writev", fs::writev),
     sc(67, "pread64", fs::pread64),
     sc(68, "pwrite64", fs::pwrite64),
-    sc(73, "ppoll", fs::ppoll),
+    sc(72, "pselect6", event::pselect6),
+    sc(73, "ppoll", event::ppoll),
     sc(78, "readlinkat", path::readlinkat),
     sc(79, "newfstatat", stat::newfstatat),
     sc(80, "fstat", stat::fstat),
     sc(82, "fsync", fs::fsync),
     sc(83, "fdatasync", fs::fsync),
+    sc(85, "timerfd_create", event::timerfd_create),
+    sc(86, "timerfd_settime", event::timerfd_settime),
+    sc(87, "timerfd_gettime", event::timerfd_gettime),
     sc(93, "exit", thread::exit),
     sc(94, "exit_group", thread::exit_group),
     sc(96, "set_tid_address", thread::set_tid_address),
@@ -215,6 +231,21 @@ const SYSCALLS: &[Syscall] = &[
     sc(177, "getegid", info::getegid),
     sc(178, "gettid", info::gettid),
     sc(179, "sysinfo", info::sysinfo),
+    sc(198, "socket", net::socket),
+    sc(199, "socketpair", net::socketpair),
+    sc(200, "bind", net::bind),
+    sc(201, "listen", net::listen),
+    sc(202, "accept", net::accept),
+    sc(203, "connect", net::connect),
+    sc(204, "getsockname", net::getsockname),
+    sc(205, "getpeername", net::getpeername),
+    sc(206, "sendto", net::sendto),
+    sc(207, "recvfrom", net::recvfrom),
+    sc(208, "setsockopt", net::setsockopt),
+    sc(209, "getsockopt", net::getsockopt),
+    sc(210, "shutdown", net::shutdown),
+    sc(211, "sendmsg", net::sendmsg),
+    sc(212, "recvmsg", net::recvmsg),
     sc(214, "brk", mm::brk),
     sc(215, "munmap", mm::munmap),
     sc(216, "mremap", mm::mremap),
@@ -222,6 +253,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(222, "mmap", mm::mmap),
     sc(226, "mprotect", mm::mprotect),
     sc(233, "madvise", mm::madvise),
+    sc(242, "accept4", net::accept4),
     sc(259, "riscv_flush_icache", mm::riscv_flush_icache),
     sc(261, "prlimit64", info::prlimit64),
     sc(278, "getrandom", info::getrandom),
@@ -230,6 +262,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(293, "rseq", thread::rseq),
     sc(435, "clone3", thread::clone3),
     sc(439, "faccessat2", path::faccessat2),
+    sc(441, "epoll_pwait2", event::epoll_pwait2),
 ];
 
 /// Size of the direct lookup table (one past the highest number in [`SYSCALLS`], rounded).
@@ -277,7 +310,8 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
-    let mut call = Call { thread, process, args, stop: None, ecall_pc };
+    let resume = thread.resume_deadline.take();
+    let mut call = Call { thread, process, args, stop: None, ecall_pc, resume };
     let result = match lookup(nr) {
         Some(s) => {
             let r = (s.handler)(&mut call);
@@ -303,6 +337,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
+    // Writes, sends and closes may make a sibling thread's parked readiness wait ready.
+    if matches!(nr, 57 | 64 | 66 | 68 | 203 | 206 | 210 | 211) && process.is_scheduled() {
+        process.futexes.poke_ready();
+    }
     call.stop
 }
 
