@@ -1,5 +1,6 @@
 //! Go programs of our own (`guests/go/*`: goroutines with timers and contexts, file I/O,
-//! `net/http` on loopback with `--net`, unix sockets), cross-built at test time with the Go toolchain
+//! `net/http` on loopback with `--net`, unix sockets, a call-free hot loop with `runtime.GC()`),
+//! cross-built at test time with the Go toolchain
 //! (`GOOS=linux GOARCH=riscv64 CGO_ENABLED=0 go build`; binaries are never committed), run
 //! under `qemu-riscv64` and under `vmx run` with every engine and 1, 2 and 4 vCPUs: stdout,
 //! stderr and exit status must be identical.
@@ -165,4 +166,14 @@ fn go_net_http_without_net_is_refused() {
         got.stdout, "listen: listen tcp 127.0.0.1:0: socket: permission denied\n",
         "{got:?}"
     );
+}
+
+/// A call-free hot loop in goroutines while the main goroutine runs `runtime.GC()`: the
+/// collector stops them only through asynchronous preemption (`tgkill(SIGURG)`), which needs
+/// signal delivery to guest handlers (the procs work, issue 10). Without it the program hangs
+/// under vmx, so the test is ignored until that lands.
+#[test]
+#[ignore = "needs guest signal delivery (Go's SIGURG preemption); run with --ignored once it is on main"]
+fn go_call_free_hot_loop_with_gc_does_not_hang() {
+    differential("hotloop", &[], &[]);
 }
