@@ -10,6 +10,7 @@
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `bench-procs` | [`bench_procs`] | fork/exec/wait, signals, busybox pipelines vs qemu |
+//! | `bench-events` | [`bench_events`] | event loops: epoll ping-pong between threads vs qemu |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
 //! | `rootfs` | [`debian`]      | a riscv64 root from Debian trixie's packages        |
 //! | `bench-rootfs` | [`bench_rootfs`] | Debian programs from a root vs qemu -L      |
@@ -28,6 +29,7 @@ mod manifest;
 
 mod bench;
 mod bench_cluster;
+mod bench_events;
 mod bench_procs;
 mod bench_rootfs;
 mod bench_sched;
@@ -62,6 +64,9 @@ commands:
                       guest sched_yield round trip vs tokio, spawn/join 10,000
                       guest threads vs qemu-riscv64, memory per idle guest
                       thread, batch vs sequential; to docs/benchmarks.md
+  bench-events [--runs N]
+                      epoll ping-pong over pipes between two guest threads vs
+                      qemu-riscv64; to docs/benchmarks.md
   fuzz [--cases N] [--seed S]
                       soak the randomized JIT-vs-interpreter differential test
                       (default 200000 programs; CI runs 10000)
@@ -100,6 +105,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
         "bench-procs" => bench_procs::run(rest),
+        "bench-events" => bench_events::run(rest),
         "fuzz" => fuzz::run(rest),
         "rootfs" => debian::run(rest),
         "bench-rootfs" => bench_rootfs::run(rest),

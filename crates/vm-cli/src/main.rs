@@ -1,10 +1,11 @@
 //! `vmx`: the command-line front end of vm-executors.
 //!
-//! `vmx batch --vcpus N --instances K [--engine E] PROGRAM [ARGS...]` runs K independent
-//! instances as guest processes on N vCPU threads and prints a summary.
+//! `vmx batch --vcpus N --instances K [--engine E] [--concurrency C] PROGRAM [ARGS...]` runs K
+//! independent instances as guest processes on N vCPU threads, at most C at once (default
+//! derived from memory), and prints a summary.
 //!
-//! `vmx run [--engine interp|jit|hybrid] [--vcpus N] [--stats] [--dir HOST_DIR]... PROGRAM
-//! [ARGS...]` runs a statically linked RV64GC Linux program; its threads run M:N on N vCPU
+//! `vmx run [--engine interp|jit|hybrid] [--vcpus N] [--stats] [--dir HOST_DIR]... [--net]
+//! PROGRAM [ARGS...]` runs a statically linked RV64GC Linux program; its threads run M:N on N vCPU
 //! threads of the coroutine scheduler. Standard streams and the environment pass through;
 //! vmx's exit status is the guest's. On a guest's fatal signal vmx ends itself with the same
 //! signal, as `qemu-riscv64` does, so a shell reports 128 + N and prints the signal's name;
@@ -76,6 +77,10 @@ struct BatchArgs {
     /// Run the instances one after another on one thread instead (the baseline).
     #[arg(long)]
     sequential: bool,
+    /// Most instances running at once (default: derived from the host's available memory
+    /// and --memory).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
@@ -99,6 +104,10 @@ struct RunArgs {
     /// Let the guest open files below this host directory (repeatable). Off by default.
     #[arg(long = "dir", value_name = "HOST_DIR")]
     dirs: Vec<PathBuf>,
+    /// Let the guest use the host's network (AF_INET/AF_INET6 sockets). Off by default:
+    /// without it such sockets fail with EACCES (AF_UNIX sockets always work).
+    #[arg(long)]
+    net: bool,
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
@@ -164,6 +173,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         memory_size: guest::memory_bytes(args.memory)?,
         root,
         interpreter,
+        network: args.net,
         ..Default::default()
     };
     for d in &args.dirs {
@@ -232,6 +242,9 @@ fn batch(args: BatchArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");
     }
+    if args.concurrency == Some(0) {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
     let program = Arc::new(args.guest.parse()?);
     let config = BatchConfig {
         instances: args.instances,
@@ -246,6 +259,7 @@ fn batch(args: BatchArgs) -> Result<ExitCode> {
             ..Default::default()
         },
         engine: args.engine.factory(),
+        concurrency: args.concurrency,
     };
     let summary = if args.sequential {
         run_sequential(program, &config)

@@ -12,6 +12,8 @@
 //! qemu-riscv64 registered with binfmt_misc (`.ci/run` does it). Without it they are compared
 //! with the stored ground truth, with a loud warning.
 //!
+//! Cases tagged `net` run with `vmx run --net` (loopback sockets).
+//!
 //! Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
 //! vCPUs, each `VMX_THREAD_REPEATS` times (default 2), to shake out races.
 
@@ -172,6 +174,9 @@ fn every_guest_matches_qemu() {
                         for d in &case.dirs {
                             runner.push("--dir".into());
                             runner.push(format!("guests/{d}"));
+                        }
+                        if case.has_tag("net") {
+                            runner.push("--net".into());
                         }
                         for rep in 0..repeats {
                             let ours = run_case(&root, case, &runner);

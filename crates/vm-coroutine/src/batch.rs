@@ -10,6 +10,9 @@
 //!   goes nowhere.
 //! - An instance that cannot be loaded, faults or exits non-zero counts as failed; it never
 //!   stops the batch.
+//! - At most `concurrency` instances are admitted to the scheduler at once (default
+//!   [`default_concurrency`], derived from the host's available memory); the next is admitted
+//!   when one ends, so K instances of a guest never need K guests' memory at the same time.
 
 use crate::coroutine::{Coroutine, CoroutineId, EngineFactory};
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerError, SchedulerStats};
@@ -48,6 +51,30 @@ pub struct BatchConfig {
     pub process: ProcessConfig,
     /// Makes each instance's engines.
     pub engine: EngineFactory,
+    /// Most instances admitted at once; `None` for [`default_concurrency`].
+    pub concurrency: Option<usize>,
+}
+
+/// Host memory assumed for one instance beyond its guest memory (engine, caches, tables).
+const INSTANCE_OVERHEAD: u64 = 2 << 20;
+/// Guest memory assumed resident per instance at most: address spaces are reservations, and
+/// a guest's pages exist only once touched.
+const RESIDENT_CAP: u64 = 64 << 20;
+
+/// How many instances of a guest with `memory_size` bytes of address space may run at once:
+/// the host's available memory (`MemAvailable`, or 1 GiB if unknown) divided by what one
+/// instance may need (its memory size up to 64 MiB, plus 2 MiB), at least 4, at most 100,000.
+pub fn default_concurrency(memory_size: u64) -> usize {
+    let avail = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1 << 30, |kb| kb.saturating_mul(1024));
+    let per = memory_size.min(RESIDENT_CAP) + INSTANCE_OVERHEAD;
+    ((avail / per) as usize).clamp(4, 100_000)
 }
 
 impl std::fmt::Debug for BatchConfig {
@@ -58,6 +85,7 @@ impl std::fmt::Debug for BatchConfig {
             .field("time_slice", &self.time_slice)
             .field("output", &self.output)
             .field("process", &self.process)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +101,7 @@ impl BatchConfig {
             output: OutputMode::Discard,
             process: ProcessConfig { stdin: Stdio::Null, ..Default::default() },
             engine,
+            concurrency: None,
         }
     }
 }
@@ -246,8 +275,8 @@ fn summarize(
     }
 }
 
-/// Runs `config.instances` instances of `program` on a scheduler with `config.vcpus` vCPUs
-/// and waits for all of them.
+/// Runs `config.instances` instances of `program` on a scheduler with `config.vcpus` vCPUs,
+/// at most `config.concurrency` at once, and waits for all of them.
 pub fn run_batch(
     program: Arc<Program>,
     config: &BatchConfig,
@@ -262,7 +291,12 @@ pub fn run_batch(
     let mut outputs: HashMap<CoroutineId, (usize, Option<CaptureBuffer>, Option<CaptureBuffer>)> =
         HashMap::with_capacity(config.instances);
     scheduler.start()?;
+    let limit = config
+        .concurrency
+        .unwrap_or_else(|| default_concurrency(config.process.memory_size))
+        .max(1);
     for (index, p) in prepare(&program, config).into_iter().enumerate() {
+        scheduler.wait_live_below(limit, None);
         outputs.insert(p.coroutine.id(), (index, p.stdout, p.stderr));
         // A fresh coroutine is never foreign, so submitting cannot fail.
         if let Err(e) = scheduler.submit_coroutine(p.coroutine) {

@@ -32,7 +32,10 @@ pub mod scheduler;
 mod sync;
 mod timer;
 
-pub use batch::{run_batch, run_sequential, BatchConfig, BatchSummary, InstanceResult, OutputMode};
+pub use batch::{
+    default_concurrency, run_batch, run_sequential, BatchConfig, BatchSummary, InstanceResult,
+    OutputMode,
+};
 pub use coroutine::{
     Coroutine, CoroutineExit, CoroutineId, CoroutineResult, CoroutineState, EngineFactory, SliceEnd,
 };

@@ -1,13 +1,15 @@
-//! The scheduler's readiness poller: ends waits for a host descriptor to become readable
-//! (a guest `read` of an empty pipe or a terminal), so that such a read holds no vCPU.
+//! The scheduler's readiness poller: ends waits for host descriptors to become ready (a guest
+//! `read` of an empty pipe or a terminal, `poll`, `epoll_wait`, `select`, a blocking socket
+//! call), so that such a call holds no vCPU.
 //!
 //! Invariants:
 //! - One host thread per scheduler, started on the first wait and stopped by
 //!   [`Readiness::stop`]. It sleeps in `poll(2)` on every watched descriptor plus the read end
 //!   of a wake-up pipe, which [`Readiness::watch`] writes to so that a new descriptor is
 //!   watched at once.
-//! - A waiter is woken once its descriptor reports readable, hung up or in error (the
-//!   restarted `read` then returns the data, end of file or the error). Waiters that ended
+//! - A waiter is woken once any of its descriptors ([`Waiter::watched`]) reports one of its
+//!   events, hung up, in error or closed (the restarted call then sees the data, end of file
+//!   or the error). Waiters that ended
 //!   otherwise (their process was killed or exited) are dropped at the next sweep, at most
 //!   [`SWEEP`] later.
 
@@ -23,7 +25,7 @@ const SWEEP: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct State {
-    watched: Vec<(RawFd, Arc<Waiter>)>,
+    watched: Vec<(RawFd, i16, Arc<Waiter>)>,
     stopping: bool,
     thread: Option<JoinHandle<()>>,
     /// The wake-up pipe: (read end, write end), made with the thread.
@@ -41,15 +43,17 @@ impl Readiness {
         self.state.lock().ignore_poison()
     }
 
-    /// Wakes `waiter` once `fd` is readable.
-    pub(crate) fn watch(self: &Arc<Self>, fd: RawFd, waiter: Arc<Waiter>) {
+    /// Wakes `waiter` once one of its watched descriptors is ready.
+    pub(crate) fn watch(self: &Arc<Self>, waiter: Arc<Waiter>) {
         let mut st = self.lock();
         if st.stopping {
             drop(st);
             waiter.cancel();
             return;
         }
-        st.watched.push((fd, waiter));
+        for &(fd, events) in waiter.watched() {
+            st.watched.push((fd, events, waiter.clone()));
+        }
         if st.thread.is_none() {
             let mut fds = [0; 2];
             // SAFETY: `fds` is a live array of two descriptors for pipe2 to fill.
@@ -70,21 +74,22 @@ impl Readiness {
 
     fn main(&self) {
         let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut waiters: Vec<Arc<Waiter>> = Vec::new();
         loop {
             let wake_fd = {
                 let mut st = self.lock();
                 if st.stopping {
                     return;
                 }
-                st.watched.retain(|(_, w)| w.is_waiting());
+                st.watched.retain(|(_, _, w)| w.is_waiting());
                 fds.clear();
+                waiters.clear();
                 let Some((r, _)) = st.pipe else { return };
                 fds.push(libc::pollfd { fd: r, events: libc::POLLIN, revents: 0 });
-                fds.extend(st.watched.iter().map(|(fd, _)| libc::pollfd {
-                    fd: *fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                }));
+                for (fd, events, w) in &st.watched {
+                    fds.push(libc::pollfd { fd: *fd, events: *events, revents: 0 });
+                    waiters.push(w.clone());
+                }
                 r
             };
             // SAFETY: `fds` is a live array of `fds.len()` pollfd structures.
@@ -97,27 +102,14 @@ impl Readiness {
             if fds[0].revents != 0 {
                 drain(wake_fd);
             }
-            let ready: Vec<RawFd> =
-                fds[1..].iter().filter(|p| p.revents != 0).map(|p| p.fd).collect();
-            if ready.is_empty() {
-                continue;
+            // Waking a waiter twice (two of its descriptors ready) does nothing the second
+            // time; ended waiters leave the list at the next round.
+            for (p, w) in fds[1..].iter().zip(&waiters) {
+                if p.revents != 0 {
+                    w.wake();
+                }
             }
-            let woken: Vec<Arc<Waiter>> = {
-                let mut st = self.lock();
-                let mut out = Vec::new();
-                st.watched.retain(|(fd, w)| {
-                    if ready.contains(fd) {
-                        out.push(w.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
-                out
-            };
-            for w in woken {
-                w.wake();
-            }
+            waiters.clear();
         }
     }
 
@@ -144,7 +136,7 @@ impl Readiness {
                 libc::close(w);
             }
         }
-        for (_, w) in watched {
+        for (_, _, w) in watched {
             w.cancel();
         }
     }
@@ -177,7 +169,7 @@ mod tests {
         // SAFETY: `fds` is a live array of two descriptors for pipe to fill.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let w = Waiter::readable(fds[0], 0);
-        r.watch(fds[0], w.clone());
+        r.watch(w.clone());
         std::thread::sleep(Duration::from_millis(30));
         assert!(w.is_waiting(), "nothing to read yet");
         poke(fds[1]);
@@ -188,9 +180,9 @@ mod tests {
         }
         let other = Waiter::readable(fds[0], 0);
         other.cancel();
-        r.watch(fds[0], other);
+        r.watch(other);
         let pending = Waiter::readable(fds[1], 0); // a write end never becomes readable
-        r.watch(fds[1], pending.clone());
+        r.watch(pending.clone());
         r.stop();
         assert!(!pending.is_waiting(), "stop cancels what is still watched");
         // SAFETY: closes the two descriptors this test created.

@@ -95,3 +95,34 @@ fn a_batch_can_use_another_engine() {
     assert_eq!(s.ok, 5);
     assert_eq!(made.load(Ordering::Relaxed), 5, "one engine per instance, made at load time");
 }
+
+/// `concurrency: Some(1)` runs the instances one at a time: eight instances of a guest whose
+/// sleeper thread sleeps at least 6 x 5 ms take at least 8 x 30 ms (a lower bound, which no
+/// slow machine can break); the default admits them together.
+#[test]
+fn concurrency_bounds_the_instances_running_at_once() {
+    let program = std::sync::Arc::new(
+        vm_exec_core::elf::Program::parse(
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guests/bin/threads_sleep"))
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let config = |concurrency| BatchConfig {
+        instances: 8,
+        vcpus: 2,
+        process: ProcessConfig {
+            args: vec![b"threads_sleep".to_vec(), b"5".to_vec()],
+            stdin: Stdio::Null,
+            ..Default::default()
+        },
+        concurrency,
+        ..BatchConfig::new(interp())
+    };
+    let one = run_batch(program.clone(), &config(Some(1))).unwrap();
+    assert_eq!(one.ok, 8, "{:?}", one.results.iter().map(|r| &r.exit).collect::<Vec<_>>());
+    assert!(one.wall_time >= std::time::Duration::from_millis(8 * 30), "{:?}", one.wall_time);
+    let all = run_batch(program, &config(None)).unwrap();
+    assert_eq!(all.ok, 8);
+    assert!(vm_coroutine::batch::default_concurrency(8 << 20) >= 4);
+}

@@ -65,4 +65,8 @@ pub struct GuestThread {
     pub clear_child_tid: u64,
     /// Blocked-signal mask (recorded; signals are not delivered).
     pub signal_mask: u64,
+    /// The deadline of a readiness wait whose call is being made again (see
+    /// [`crate::futex::WaitKind::Ready`]): the restarted `poll`/`epoll_wait`/`select` waits
+    /// until then instead of its argument's full timeout. Taken by the next system call.
+    pub resume_deadline: Option<std::time::Instant>,
 }

@@ -258,6 +258,10 @@ pub struct ProcessConfig {
     /// The dynamic loader of a dynamically linked program (its `PT_INTERP`, found with
     /// [`crate::loader::find_interpreter`]); the loader maps it at its own base.
     pub interpreter: Option<Arc<Program>>,
+    /// Whether the guest may use the host's network (`AF_INET`/`AF_INET6` sockets, `vmx run
+    /// --net`); without it `socket(AF_INET, ...)` fails with `EACCES`. `AF_UNIX` sockets are
+    /// always available.
+    pub network: bool,
 }
 
 impl Default for ProcessConfig {
@@ -275,6 +279,7 @@ impl Default for ProcessConfig {
             random_seed: None,
             root: None,
             interpreter: None,
+            network: false,
         }
     }
 }
@@ -597,6 +602,9 @@ pub struct AbiState {
     pub itimer_interval: std::time::Duration,
     /// Bumped at every `setitimer`, so a stale expiry is ignored.
     pub itimer_generation: u64,
+    /// Unix socket paths the guest bound: `(host path, the path as the guest gave it)`, so
+    /// that addresses read back show the guest's own spelling (at most 1,024, newest last).
+    pub unix_names: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where a file-backed guest range takes its bytes from.
@@ -646,6 +654,7 @@ impl AbiState {
             itimer_deadline: None,
             itimer_interval: std::time::Duration::ZERO,
             itimer_generation: 0,
+            unix_names: Vec::new(),
         }
     }
 }

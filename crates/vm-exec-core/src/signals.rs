@@ -265,6 +265,10 @@ pub fn park(p: &Process, thread: &GuestThread, w: &Arc<Waiter>) {
     }
 }
 
+/// System calls that end with `EINTR` after a handler even under `SA_RESTART`: `epoll_pwait`,
+/// `pselect6`, `ppoll`, `epoll_pwait2`.
+const NEVER_RESTARTED: [u64; 4] = [22, 72, 73, 441];
+
 /// Forgets the thread's wait (it was woken) and, if a signal interrupted it, decides the
 /// call's result: restart it (`SA_RESTART` and a restartable call) or `EINTR` (already
 /// written by [`Waiter::complete`]).
@@ -279,7 +283,12 @@ pub fn unpark(p: &Process, thread: &mut GuestThread, w: &Waiter) {
         return;
     }
     let restart_a0 = match w.kind() {
-        WaitKind::Readable { restart_a0, .. } | WaitKind::Event { restart_a0, .. } => restart_a0,
+        // Linux never restarts poll, select and epoll waits (signal(7)), whatever the flags;
+        // a blocking read, write, accept or connect is restarted.
+        WaitKind::Ready { restart_a0 } if !NEVER_RESTARTED.contains(&thread.cpu.x[reg::A7]) => {
+            restart_a0
+        }
+        WaitKind::Event { restart_a0, .. } => restart_a0,
         WaitKind::Futex { addr } => addr,
         // Sleeps and signal waits are never restarted.
         _ => return,

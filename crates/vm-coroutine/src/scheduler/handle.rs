@@ -283,6 +283,20 @@ impl Scheduler {
         }
     }
 
+    /// Waits until fewer than `n` admitted coroutines are live (at most `timeout`, if given).
+    /// True if fewer are. (`vmx batch --concurrency` admits a new instance each time.)
+    pub fn wait_live_below(&self, n: usize, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut reg = self.shared.registry();
+        while reg.live.len() >= n.max(1) {
+            match self.wait_step(reg, deadline) {
+                Some(g) => reg = g,
+                None => return false,
+            }
+        }
+        true
+    }
+
     /// Waits until no admitted coroutine is live (at most `timeout`, if given). True if none
     /// is.
     pub fn wait_all(&self, timeout: Option<Duration>) -> bool {

@@ -91,7 +91,7 @@ use std::time::{Duration, Instant};
 use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::{GuestExit, RunResult};
-use vm_exec_core::futex::{WaitKind, Waiter};
+use vm_exec_core::futex::Waiter;
 use vm_exec_core::process::{Process, ProcessConfig};
 use vm_exec_core::sync::IgnorePoison;
 

@@ -20,8 +20,8 @@ impl Shared {
         if let Some(at) = w.deadline() {
             self.timer.arm(at, w.clone());
         }
-        if let WaitKind::Readable { host_fd, .. } = w.kind() {
-            self.readiness.watch(host_fd, w.clone());
+        if !w.watched().is_empty() {
+            self.readiness.watch(w.clone());
         }
         let shared = Arc::downgrade(self);
         w.on_ready(Box::new(move || {

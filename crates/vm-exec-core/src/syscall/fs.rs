@@ -1,5 +1,5 @@
 //! File-descriptor I/O: the read and write families, `lseek`, `close`, `dup`/`dup3`,
-//! `fcntl`, `ioctl`, `pipe2`, `getdents64`, `ppoll`, `ftruncate` and `fsync`.
+//! `fcntl`, `ioctl`, `pipe2`, `getdents64`, `ftruncate` and `fsync` (`ppoll` is in `event`).
 //!
 //! What each [`FileKind`] behaves like:
 //! - `Host`: the host descriptor itself; every call is forwarded (flags translated).
@@ -16,9 +16,7 @@
 //! park the thread on a readiness wait and are made again once it is readable, so an empty
 //! pipe or a terminal never holds a vCPU.
 
-use super::{
-    accessible_prefix, err, le8, read_timespec, signal, Call, Errno, SysResult, MAX_RW_COUNT,
-};
+use super::{accessible_prefix, err, le8, signal, Call, Errno, SysResult, MAX_RW_COUNT};
 use crate::exec::StopReason;
 use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
@@ -136,7 +134,7 @@ pub(super) fn target(p: &Process, fd: i64) -> Result<Target, Errno> {
 }
 
 /// Runs a host call that may be interrupted by a host signal, retrying on `EINTR`.
-fn retry(mut f: impl FnMut() -> isize) -> Result<u64, Errno> {
+pub(super) fn retry(mut f: impl FnMut() -> isize) -> Result<u64, Errno> {
     loop {
         let n = f();
         if n >= 0 {
@@ -151,7 +149,7 @@ fn retry(mut f: impl FnMut() -> isize) -> Result<u64, Errno> {
 
 /// The guest-writable prefix of `[buf, buf + len)` as a slice (`EFAULT` if it is empty while
 /// `len` is not).
-fn out_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
+pub(super) fn out_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
     let n = accessible_prefix(mem, buf, len, PERM_WRITE);
     if n == 0 && len != 0 {
         return err(libc::EFAULT);
@@ -161,7 +159,7 @@ fn out_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&mut [u8], Errno> {
 
 /// The guest-readable prefix of `[buf, buf + len)` as a slice (`EFAULT` if it is empty while
 /// `len` is not).
-fn in_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&[u8], Errno> {
+pub(super) fn in_buf(mem: &AddressSpace, buf: u64, len: u64) -> Result<&[u8], Errno> {
     let n = accessible_prefix(mem, buf, len, PERM_READ);
     if n == 0 && len != 0 {
         return err(libc::EFAULT);
@@ -235,8 +233,18 @@ fn park_until_readable(c: &mut Call<'_>, h: RawFd) -> bool {
     if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
         return false; // readable, at end of file, or an error the read itself will report
     }
+    if is_nonblocking(h) {
+        return false; // the read itself answers EAGAIN
+    }
     c.stop = Some(StopReason::Blocked(c.process.futexes.readable(h, c.args[0])));
     true
+}
+
+/// Whether host descriptor `h` is in non-blocking mode (its calls answer `EAGAIN`).
+pub(super) fn is_nonblocking(h: RawFd) -> bool {
+    // SAFETY: F_GETFL takes no argument.
+    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+    fl >= 0 && fl & libc::O_NONBLOCK != 0
 }
 
 /// `read(fd, buf, count)`.
@@ -297,7 +305,11 @@ pub(super) fn pwrite64(c: &mut Call<'_>) -> SysResult {
 }
 
 /// Reads a guest `struct iovec` array: `(base, len)` pairs, validated like the kernel.
-fn read_iovecs(mem: &AddressSpace, iov: u64, cnt: i32) -> Result<Vec<(u64, u64)>, Errno> {
+pub(super) fn read_iovecs(
+    mem: &AddressSpace,
+    iov: u64,
+    cnt: i32,
+) -> Result<Vec<(u64, u64)>, Errno> {
     if !(0..=1024).contains(&cnt) {
         return err(libc::EINVAL);
     }
@@ -832,115 +844,4 @@ pub(super) fn fsync(c: &mut Call<'_>) -> SysResult {
         return Err(Errno::last());
     }
     Ok(0)
-}
-
-const POLLIN: i16 = 0x1;
-const POLLOUT: i16 = 0x4;
-const POLLHUP: i16 = 0x10;
-const POLLNVAL: i16 = 0x20;
-const POLLRDNORM: i16 = 0x40;
-const POLLWRNORM: i16 = 0x100;
-
-/// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`. Host descriptors are polled on the host;
-/// capture buffers are always writable, `/dev/null` always ready, in-memory input readable
-/// (and hung up at its end). The signal mask is ignored (signals are never delivered) and the
-/// remaining time is not written back.
-pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
-    let (addr, nfds, tmo, sigmask) = (c.args[0], c.args[1] as u32 as u64, c.args[2], c.args[3]);
-    if nfds > MAX_FDS as u64 {
-        return err(libc::EINVAL);
-    }
-    if sigmask != 0 && c.args[4] != 8 {
-        return err(libc::EINVAL);
-    }
-    let timeout = if tmo != 0 {
-        let (s, ns) = read_timespec(&c.process.mem, tmo)?;
-        Some(std::time::Duration::new(s as u64, ns as u32))
-    } else {
-        None
-    };
-    if nfds == 0 && timeout.is_none() && c.process.is_scheduled() {
-        // Nothing to watch and no timeout: glibc's `pause`. Only a signal ends it.
-        if sigmask != 0 {
-            let mask = super::read_u64(&c.process.mem, sigmask)?;
-            let old = c.thread.signal_mask;
-            c.process.sig().threads.entry(c.thread.tid).or_default().saved_mask = Some(old);
-            crate::signals::set_mask(c.process, c.thread, mask);
-        }
-        c.stop = Some(crate::exec::StopReason::Blocked(c.process.futexes.pause()));
-        return Ok(0);
-    }
-    let mut raw = vec![0u8; nfds as usize * 8];
-    c.process.mem.read_bytes(addr, &mut raw)?;
-    let mut host: Vec<(usize, libc::pollfd)> = Vec::new();
-    let mut ready = 0u64;
-    for (i, e) in raw.chunks_exact_mut(8).enumerate() {
-        let fd = i32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-        let events = i16::from_le_bytes([e[4], e[5]]);
-        let revents = if fd < 0 {
-            0
-        } else {
-            match target(c.process, fd as i64) {
-                Err(_) => POLLNVAL,
-                Ok(Target::Host(h)) => {
-                    host.push((i, libc::pollfd { fd: h, events, revents: 0 }));
-                    0
-                }
-                Ok(Target::Capture(_)) => events & (POLLOUT | POLLWRNORM),
-                Ok(Target::Null) => events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM),
-                Ok(Target::Bytes) => {
-                    let left = match c.process.files().get(fd as i64).map(|d| &d.kind) {
-                        Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),
-                        _ => 0,
-                    };
-                    let r = events & (POLLIN | POLLRDNORM);
-                    if left == 0 {
-                        r | POLLHUP
-                    } else {
-                        r
-                    }
-                }
-            }
-        };
-        e[6..8].copy_from_slice(&revents.to_le_bytes());
-        ready += (revents != 0) as u64;
-    }
-    if host.is_empty() {
-        if ready == 0 {
-            match timeout {
-                Some(d) => std::thread::sleep(d),
-                None => {
-                    if super::first_time("ppoll-forever") {
-                        tracing::warn!(
-                            "ppoll would wait forever with no host descriptors; returning -EINTR"
-                        );
-                    }
-                    return err(libc::EINTR);
-                }
-            }
-        }
-    } else {
-        let wait = if ready > 0 { Some(std::time::Duration::ZERO) } else { timeout };
-        let ts = wait
-            .map(|d| libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
-        let mut pfds: Vec<libc::pollfd> = host.iter().map(|(_, p)| *p).collect();
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `pfds` is a live vector of `pfds.len()` pollfd structures and `ts_ptr` is
-        // null or points to a live timespec; no signal mask is passed.
-        let r =
-            unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as _, ts_ptr, std::ptr::null()) };
-        if r < 0 {
-            let e = Errno::last();
-            if ready == 0 {
-                return Err(e);
-            }
-        } else {
-            for ((i, _), p) in host.iter().zip(&pfds) {
-                raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&p.revents.to_le_bytes());
-                ready += (p.revents != 0) as u64;
-            }
-        }
-    }
-    c.process.mem.write_bytes(addr, &raw)?;
-    Ok(ready)
 }

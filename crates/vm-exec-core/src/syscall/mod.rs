@@ -11,6 +11,9 @@
 //! - `fileops`: renames, links, modes, owners, times, `truncate`, `statfs`, `sendfile`,
 //!   `fadvise64`;
 //! - `fs`: file-descriptor I/O (read/write families, `lseek`, `ioctl`, `fcntl`, `dup`, pipes);
+//! - `event`: event loops (`epoll_*`, `eventfd2`, `timerfd_*`, `ppoll`, `pselect6`) and the
+//!   readiness waits that blocking calls park on;
+//! - `net`: sockets (`AF_UNIX` always, `AF_INET`/`AF_INET6` with `ProcessConfig::network`);
 //! - `path`: path resolution under the sandbox's allowed directories and the path-based calls
 //!   (`openat`, `readlinkat`, `faccessat`, `getcwd`, ...);
 //! - `stat`: `struct stat` / `struct statx` in the guest's layout;
@@ -36,10 +39,12 @@
 //!   already reduced to their low 8 bits, the value a parent would see through `wait`; a
 //!   signal a call raises is reported at the `ecall`'s address.
 
+mod event;
 mod fileops;
 mod fs;
 mod info;
 mod mm;
+mod net;
 mod path;
 mod procs;
 mod signal;
@@ -123,6 +128,9 @@ pub(crate) struct Call<'a> {
     /// How the engine stops after the call (`None`: the thread goes on); handlers that end,
     /// park or fork the thread set it.
     pub stop: Option<StopReason>,
+    /// When this call is a readiness wait made again after its wait ended: that wait's
+    /// deadline (see [`crate::futex::WaitKind::Ready`]).
+    pub resume: Option<std::time::Instant>,
 }
 
 impl Call<'_> {
@@ -155,6 +163,10 @@ const fn sc(nr: u16, name: &'static str, handler: Handler) -> Syscall {
 /// Numbers were checked against `<asm/unistd.h>` of the riscv64 toolchain.
 const SYSCALLS: &[Syscall] = &[
     sc(17, "getcwd", path::getcwd),
+    sc(19, "eventfd2", event::eventfd2),
+    sc(20, "epoll_create1", event::epoll_create1),
+    sc(21, "epoll_ctl", event::epoll_ctl),
+    sc(22, "epoll_pwait", event::epoll_pwait),
     sc(23, "dup", fs::dup),
     sc(24, "dup3", fs::dup3),
     sc(25, "fcntl", fs::fcntl),
@@ -186,12 +198,16 @@ const SYSCALLS: &[Syscall] = &[
     sc(67, "pread64", fs::pread64),
     sc(68, "pwrite64", fs::pwrite64),
     sc(71, "sendfile", fileops::sendfile),
-    sc(73, "ppoll", fs::ppoll),
+    sc(72, "pselect6", event::pselect6),
+    sc(73, "ppoll", event::ppoll),
     sc(78, "readlinkat", path::readlinkat),
     sc(79, "newfstatat", stat::newfstatat),
     sc(80, "fstat", stat::fstat),
     sc(82, "fsync", fs::fsync),
     sc(83, "fdatasync", fs::fsync),
+    sc(85, "timerfd_create", event::timerfd_create),
+    sc(86, "timerfd_settime", event::timerfd_settime),
+    sc(87, "timerfd_gettime", event::timerfd_gettime),
     sc(88, "utimensat", fileops::utimensat),
     sc(93, "exit", thread::exit),
     sc(94, "exit_group", thread::exit_group),
@@ -239,6 +255,21 @@ const SYSCALLS: &[Syscall] = &[
     sc(177, "getegid", info::getegid),
     sc(178, "gettid", info::gettid),
     sc(179, "sysinfo", info::sysinfo),
+    sc(198, "socket", net::socket),
+    sc(199, "socketpair", net::socketpair),
+    sc(200, "bind", net::bind),
+    sc(201, "listen", net::listen),
+    sc(202, "accept", net::accept),
+    sc(203, "connect", net::connect),
+    sc(204, "getsockname", net::getsockname),
+    sc(205, "getpeername", net::getpeername),
+    sc(206, "sendto", net::sendto),
+    sc(207, "recvfrom", net::recvfrom),
+    sc(208, "setsockopt", net::setsockopt),
+    sc(209, "getsockopt", net::getsockopt),
+    sc(210, "shutdown", net::shutdown),
+    sc(211, "sendmsg", net::sendmsg),
+    sc(212, "recvmsg", net::recvmsg),
     sc(214, "brk", mm::brk),
     sc(215, "munmap", mm::munmap),
     sc(216, "mremap", mm::mremap),
@@ -249,6 +280,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(226, "mprotect", mm::mprotect),
     sc(233, "madvise", mm::madvise),
     sc(240, "rt_tgsigqueueinfo", signal::rt_tgsigqueueinfo),
+    sc(242, "accept4", net::accept4),
     sc(259, "riscv_flush_icache", mm::riscv_flush_icache),
     sc(260, "wait4", procs::wait4),
     sc(261, "prlimit64", info::prlimit64),
@@ -260,6 +292,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(293, "rseq", thread::rseq),
     sc(435, "clone3", thread::clone3),
     sc(439, "faccessat2", path::faccessat2),
+    sc(441, "epoll_pwait2", event::epoll_pwait2),
 ];
 
 /// Size of the direct lookup table (one past the highest number in [`SYSCALLS`], rounded).
@@ -306,7 +339,8 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
-    let mut call = Call { thread, process, args, stop: None };
+    let resume = thread.resume_deadline.take();
+    let mut call = Call { thread, process, args, stop: None, resume };
     let result = match lookup(nr) {
         Some(s) => {
             let r = (s.handler)(&mut call);
@@ -332,6 +366,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
+    // Writes, sends and closes may make a sibling thread's parked readiness wait ready.
+    if matches!(nr, 57 | 64 | 66 | 68 | 203 | 206 | 210 | 211) && process.is_scheduled() {
+        process.futexes.poke_ready();
+    }
     if call.stop.is_none() {
         // Signals the call sent to this thread, or unblocked, are delivered before it
         // returns to the guest; one that kills is reported at the `ecall`.

@@ -201,6 +201,7 @@ fn new_thread(p: &Process, parent: &GuestThread, a: &CloneArgs) -> Result<GuestT
         tid,
         clear_child_tid: 0,
         signal_mask: parent.signal_mask,
+        resume_deadline: None,
     };
     t.cpu.x[reg::A0] = 0;
     t.cpu.reservation = None;
@@ -271,6 +272,14 @@ impl FutexArgs {
 /// `futex(uaddr, op, val, timeout/val2, uaddr2, val3)` (see the module documentation).
 pub(super) fn futex(c: &mut Call<'_>) -> SysResult {
     let a = FutexArgs::of(c)?;
+    // A shared (non-private) wake looks the word up in the page tables, as Linux does: an
+    // unmapped word is EFAULT. A private wake never touches memory (qemu-riscv64 agrees).
+    if matches!(a.cmd, FUTEX_WAKE | FUTEX_WAKE_BITSET)
+        && a.op & FUTEX_PRIVATE_FLAG == 0
+        && c.process.mem.read_u32(a.uaddr).is_err()
+    {
+        return err(libc::EFAULT);
+    }
     if c.process.is_scheduled() {
         futex_scheduled(c, a)
     } else {

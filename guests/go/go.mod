@@ -1,0 +1,3 @@
+module vmx.test/guests
+
+go 1.19
