@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vm_executors::coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
-use vm_executors::{ExecutorType, ProcessConfig, Program};
+use vm_executors::{ExecutorType, ProcessConfig, Program, StraceSink};
 
 mod cluster;
 
@@ -102,6 +102,13 @@ struct RunArgs {
     /// Guest address-space size in MiB.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     memory: u64,
+    /// Print every system call of every guest thread and process to stderr, in
+    /// `qemu-riscv64 -strace`'s format.
+    #[arg(long)]
+    strace: bool,
+    /// Write the `--strace` lines to FILE instead of stderr (implies `--strace`).
+    #[arg(long, value_name = "FILE")]
+    strace_file: Option<PathBuf>,
     /// The program to run.
     program: PathBuf,
     /// Arguments passed to the program.
@@ -157,6 +164,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     for d in &args.dirs {
         config.allow_dir(d).with_context(|| format!("--dir {}", d.display()))?;
+    }
+    if let Some(path) = &args.strace_file {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("--strace-file {}", path.display()))?;
+        config.strace = Some(StraceSink::new(file));
+    } else if args.strace {
+        config.strace = Some(StraceSink::stderr());
     }
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");

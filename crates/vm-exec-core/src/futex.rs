@@ -209,13 +209,18 @@ impl Waiter {
     /// `a0`; for a readiness wait, puts the thread back on its `ecall` (4 bytes before the
     /// pc) with its original `a0`, so the call is made again.
     pub fn complete(&self, thread: &mut GuestThread) {
-        match self.kind {
+        let restarted = match self.kind {
             WaitKind::Readable { restart_a0, .. } if self.end() == Some(WaitEnd::Woken) => {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
+                true
             }
-            _ => thread.cpu.x[reg::A0] = self.result(),
-        }
+            _ => {
+                thread.cpu.x[reg::A0] = self.result();
+                false
+            }
+        };
+        crate::syscall::strace::after_wait(self, thread.cpu.x[reg::A0], restarted);
     }
 
     /// Blocks the calling host thread until the wait ends, expiring it at its deadline. For

@@ -204,6 +204,9 @@ pub struct ProcessConfig {
     pub stderr: Stdio,
     /// Seed for `AT_RANDOM` and `getrandom`; `None` uses the host's randomness.
     pub random_seed: Option<u64>,
+    /// Where to trace every system call in `qemu-riscv64 -strace`'s format (`vmx run
+    /// --strace`); `None` traces nothing.
+    pub strace: Option<Arc<crate::syscall::strace::StraceSink>>,
 }
 
 impl Default for ProcessConfig {
@@ -219,6 +222,7 @@ impl Default for ProcessConfig {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             random_seed: None,
+            strace: None,
         }
     }
 }

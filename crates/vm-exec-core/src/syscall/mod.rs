@@ -40,6 +40,7 @@ mod path;
 mod signal;
 mod stat;
 mod state;
+pub mod strace;
 mod thread;
 mod time;
 
@@ -277,6 +278,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
+    let trace = process.config.strace.as_ref();
+    if let Some(sink) = trace {
+        strace::enter(sink, &process.mem, process.pid, thread.tid, nr, &args);
+    }
     let mut call = Call { thread, process, args, stop: None, ecall_pc };
     let result = match lookup(nr) {
         Some(s) => {
@@ -303,6 +308,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
+    if let Some(sink) = trace {
+        let tid = call.thread.tid;
+        strace::leave(sink, &process.mem, process.pid, tid, nr, &args, a0, &call.stop);
+    }
     call.stop
 }
 
