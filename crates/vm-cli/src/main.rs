@@ -106,6 +106,10 @@ struct RunArgs {
     /// `qemu-riscv64 -strace`'s format.
     #[arg(long)]
     strace: bool,
+    /// Serve the GDB remote protocol on 127.0.0.1:PORT (or HOST:PORT, or a Unix socket PATH)
+    /// and stop before the first instruction until gdb attaches (also `VMX_GDB`).
+    #[arg(long, value_name = "PORT|PATH")]
+    gdb: Option<vm_gdbstub::Endpoint>,
     /// Write the `--strace` lines to FILE instead of stderr (implies `--strace`).
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
@@ -175,6 +179,32 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");
     }
+    let gdb = match (&args.gdb, std::env::var("VMX_GDB")) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Ok(v)) if !v.is_empty() => {
+            Some(v.parse::<vm_gdbstub::Endpoint>().map_err(|e| anyhow::anyhow!("VMX_GDB: {e}"))?)
+        }
+        _ => None,
+    };
+    if let Some(endpoint) = &gdb {
+        let (process, thread) =
+            vm_exec_core::loader::load(Arc::new(program), Arc::new(config), GDB_PID)
+                .with_context(|| format!("cannot load {}", args.program.display()))?;
+        let debuggee = vm_gdbstub::target::Debuggee::new(process, thread, args.engine.create());
+        let exit = vm_gdbstub::serve(endpoint, debuggee, |_| {})?;
+        return Ok(match exit {
+            vm_exec_core::exec::GuestExit::Exited(code) => ExitCode::from((code & 0xff) as u8),
+            vm_exec_core::exec::GuestExit::Signaled(sig) => {
+                die_by_signal(sig.signo);
+                ExitCode::from((128 + sig.signo) as u8)
+            }
+            vm_exec_core::exec::GuestExit::Killed => {
+                die_by_signal(9);
+                ExitCode::from(137)
+            }
+            other => ExitCode::from(other.shell_status() as u8),
+        });
+    }
     let scheduler =
         Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
     scheduler.start().context("starting the scheduler")?;
@@ -230,6 +260,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::from(result.exit.shell_status() as u8))
 }
+
+/// The process id a guest debugged through `--gdb` sees.
+const GDB_PID: i32 = 1001;
 
 fn batch(args: BatchArgs) -> Result<ExitCode> {
     use vm_executors::coroutine::{run_batch, run_sequential, BatchConfig, OutputMode};
