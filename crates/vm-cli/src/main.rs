@@ -21,6 +21,7 @@ use std::sync::Arc;
 use vm_executors::coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
 use vm_executors::{ExecutorType, ProcessConfig, Program, StraceSink};
 
+mod binfmt;
 mod cluster;
 
 #[derive(Parser)]
@@ -37,6 +38,9 @@ enum Command {
     /// Run many independent instances of a program as guest processes on N vCPU threads,
     /// then print a summary.
     Batch(BatchArgs),
+    /// Register vmx with binfmt_misc for riscv64 programs, remove it, or show it.
+    #[command(subcommand)]
+    Binfmt(binfmt::BinfmtCommand),
     /// Run a coordinator of distributed execution.
     Coordinator(cluster::CoordinatorArgs),
     /// Run a worker node that joins a coordinator.
@@ -113,6 +117,9 @@ struct RunArgs {
     /// Write the `--strace` lines to FILE instead of stderr (implies `--strace`).
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
+    /// The guest's argv[0] (default: PROGRAM as given); binfmt_misc's `P` flag passes it.
+    #[arg(long, value_name = "ARG", hide = true)]
+    argv0: Option<OsString>,
     /// The program to run.
     program: PathBuf,
     /// Arguments passed to the program.
@@ -129,9 +136,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let cli = Cli::parse();
+    // Started by binfmt_misc as `vmx PROGRAM ARGV0 ARGS...`?
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match binfmt::invocation(&argv) {
+        Some(run_args) => Cli::parse_from(run_args),
+        None => Cli::parse(),
+    };
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Binfmt(cmd) => binfmt::binfmt(cmd),
         Command::Batch(args) => batch(args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),
@@ -155,7 +168,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let program =
         Program::parse(bytes).with_context(|| format!("cannot run {}", args.program.display()))?;
-    let mut guest_args = vec![args.program.as_os_str().as_bytes().to_vec()];
+    let argv0 = args.argv0.clone().unwrap_or_else(|| args.program.clone().into_os_string());
+    let mut guest_args = vec![argv0.as_bytes().to_vec()];
     guest_args.extend(args.args.iter().map(|a| a.as_bytes().to_vec()));
     let mut config = ProcessConfig {
         args: guest_args,
