@@ -2,7 +2,7 @@
 //! every instruction can be observed.
 //!
 //! Invariants:
-//! - A thread runs only inside [`Debuggee::step`] / [`Debuggee::resume`]; between calls every
+//! - A thread runs only inside [`Debuggee::resume`] (and `run_to_end`); between calls every
 //!   thread's `cpu` is its exact architectural state (the engines guarantee it at `run`'s
 //!   return), so registers can be read and written freely.
 //! - With no breakpoint and no watchpoint, threads run in slices of [`SLICE`] instructions;
