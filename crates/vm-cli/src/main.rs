@@ -14,13 +14,15 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vm_executors::coroutine::{Coroutine, GuestExit, Scheduler, SchedulerConfig};
-use vm_executors::{ExecutorType, ProcessConfig};
+use vm_executors::{ExecutorType, ProcessConfig, StraceSink};
 
+mod binfmt;
 mod cluster;
 mod guest;
 
@@ -40,6 +42,9 @@ enum Command {
     /// Run many independent instances of a program as guest processes on N vCPU threads,
     /// then print a summary.
     Batch(BatchArgs),
+    /// Register vmx with binfmt_misc for riscv64 programs, remove it, or show it.
+    #[command(subcommand)]
+    Binfmt(binfmt::BinfmtCommand),
     /// Run a coordinator of distributed execution.
     Coordinator(cluster::CoordinatorArgs),
     /// Run a worker node that joins a coordinator.
@@ -116,6 +121,20 @@ struct RunArgs {
     /// (subject to --dir). The root is readable; writing in it needs a --dir grant.
     #[arg(long, value_name = "DIR", env = "VMX_ROOT")]
     root: Option<PathBuf>,
+    /// Print every system call of every guest thread and process to stderr, in
+    /// `qemu-riscv64 -strace`'s format.
+    #[arg(long)]
+    strace: bool,
+    /// Serve the GDB remote protocol on 127.0.0.1:PORT (or HOST:PORT, or a Unix socket PATH)
+    /// and stop before the first instruction until gdb attaches (also `VMX_GDB`).
+    #[arg(long, value_name = "PORT|PATH")]
+    gdb: Option<vm_gdbstub::Endpoint>,
+    /// Write the `--strace` lines to FILE instead of stderr (implies `--strace`).
+    #[arg(long, value_name = "FILE")]
+    strace_file: Option<PathBuf>,
+    /// The guest's argv[0] (default: PROGRAM as given); binfmt_misc's `P` flag passes it.
+    #[arg(long, value_name = "ARG", hide = true)]
+    argv0: Option<OsString>,
     /// The program and its arguments.
     #[command(flatten)]
     guest: GuestArgs,
@@ -130,9 +149,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let cli = Cli::parse();
+    // Started by binfmt_misc as `vmx PROGRAM ARGV0 ARGS...`?
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match binfmt::invocation(&argv) {
+        Some(run_args) => Cli::parse_from(run_args),
+        None => Cli::parse(),
+    };
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Binfmt(cmd) => binfmt::binfmt(cmd),
         Command::Batch(args) => batch(args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),
@@ -164,8 +189,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let program = args.guest.parse()?;
     let interpreter = vm_executors::find_interpreter(&program, root.as_deref())
         .with_context(|| format!("cannot run {}", args.guest.program.display()))?;
+    let mut argv = args.guest.argv();
+    if let Some(a0) = &args.argv0 {
+        argv[0] = a0.as_bytes().to_vec();
+    }
     let mut config = ProcessConfig {
-        args: args.guest.argv(),
+        args: argv,
         env: std::env::vars_os()
             .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
             .collect(),
@@ -179,8 +208,41 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for d in &args.dirs {
         config.allow_dir(d).with_context(|| format!("--dir {}", d.display()))?;
     }
+    if let Some(path) = &args.strace_file {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("--strace-file {}", path.display()))?;
+        config.strace = Some(StraceSink::new(file));
+    } else if args.strace {
+        config.strace = Some(StraceSink::stderr());
+    }
     if args.vcpus == 0 {
         anyhow::bail!("--vcpus must be at least 1");
+    }
+    let gdb = match (&args.gdb, std::env::var("VMX_GDB")) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Ok(v)) if !v.is_empty() => {
+            Some(v.parse::<vm_gdbstub::Endpoint>().map_err(|e| anyhow::anyhow!("VMX_GDB: {e}"))?)
+        }
+        _ => None,
+    };
+    if let Some(endpoint) = &gdb {
+        let (process, thread) =
+            vm_exec_core::loader::load(Arc::new(program), Arc::new(config), GDB_PID)
+                .with_context(|| format!("cannot load {}", args.guest.program.display()))?;
+        let debuggee = vm_gdbstub::target::Debuggee::new(process, thread, args.engine.create());
+        let exit = vm_gdbstub::serve(endpoint, debuggee, |_| {})?;
+        return Ok(match exit {
+            vm_exec_core::exec::GuestExit::Exited(code) => ExitCode::from((code & 0xff) as u8),
+            vm_exec_core::exec::GuestExit::Signaled(sig) => {
+                die_by_signal(sig.signo);
+                ExitCode::from((128 + sig.signo) as u8)
+            }
+            vm_exec_core::exec::GuestExit::Killed => {
+                die_by_signal(9);
+                ExitCode::from(137)
+            }
+            other => ExitCode::from(other.shell_status() as u8),
+        });
     }
     let scheduler =
         Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
@@ -236,6 +298,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::from(result.exit.shell_status() as u8))
 }
+
+/// The process id a guest debugged through `--gdb` sees.
+const GDB_PID: i32 = 1001;
 
 fn batch(args: BatchArgs) -> Result<ExitCode> {
     use vm_executors::coroutine::{run_batch, run_sequential, BatchConfig, OutputMode};

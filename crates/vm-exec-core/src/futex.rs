@@ -267,18 +267,24 @@ impl Waiter {
     /// `ecall` (4 bytes before the pc) with its original `a0` and its deadline in
     /// [`GuestThread::resume_deadline`], so the call is made again and waits no longer.
     pub fn complete(&self, thread: &mut GuestThread) {
-        match (self.kind, self.end()) {
+        let restarted = match (self.kind, self.end()) {
             (WaitKind::Ready { restart_a0 }, Some(WaitEnd::Woken | WaitEnd::TimedOut)) => {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
                 thread.resume_deadline = self.deadline;
+                true
             }
             (WaitKind::Event { restart_a0, .. }, Some(WaitEnd::Woken)) => {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
+                true
             }
-            _ => thread.cpu.x[reg::A0] = self.result(),
-        }
+            _ => {
+                thread.cpu.x[reg::A0] = self.result();
+                false
+            }
+        };
+        crate::syscall::strace::after_wait(self, thread.cpu.x[reg::A0], restarted);
     }
 
     /// Blocks the calling host thread until the wait ends, expiring it at its deadline. For

@@ -262,6 +262,9 @@ pub struct ProcessConfig {
     /// --net`); without it `socket(AF_INET, ...)` fails with `EACCES`. `AF_UNIX` sockets are
     /// always available.
     pub network: bool,
+    /// Where to trace every system call in `qemu-riscv64 -strace`'s format (`vmx run
+    /// --strace`); `None` traces nothing.
+    pub strace: Option<Arc<crate::syscall::strace::StraceSink>>,
 }
 
 impl Default for ProcessConfig {
@@ -280,6 +283,7 @@ impl Default for ProcessConfig {
             root: None,
             interpreter: None,
             network: false,
+            strace: None,
         }
     }
 }

@@ -45,6 +45,7 @@ pub use vm_exec_core::elf::{ElfError, Program};
 pub use vm_exec_core::exec::{GuestExit, GuestSignal};
 pub use vm_exec_core::loader::{find_interpreter, LoadError};
 pub use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
+pub use vm_exec_core::syscall::strace::StraceSink;
 
 /// Errors of the facade.
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,7 @@ mod procs;
 mod signal;
 mod stat;
 mod state;
+pub mod strace;
 mod thread;
 mod time;
 mod vfs;
@@ -339,6 +340,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
     let nr = thread.cpu.x[reg::A7];
     let a = &thread.cpu.x[reg::A0..reg::A0 + 6];
     let args = [a[0], a[1], a[2], a[3], a[4], a[5]];
+    let trace = process.config.strace.as_ref();
+    if let Some(sink) = trace {
+        strace::enter(sink, &process.mem, process.pid, thread.tid, nr, &args);
+    }
     let resume = thread.resume_deadline.take();
     let mut call = Call { thread, process, args, stop: None, resume };
     let result = match lookup(nr) {
@@ -366,6 +371,10 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     call.thread.cpu.x[reg::A0] = a0;
+    if let Some(sink) = trace {
+        let tid = call.thread.tid;
+        strace::leave(sink, &process.mem, process.pid, tid, nr, &args, a0, &call.stop);
+    }
     // Writes, sends and closes may make a sibling thread's parked readiness wait ready.
     if matches!(nr, 57 | 64 | 66 | 68 | 203 | 206 | 210 | 211) && process.is_scheduled() {
         process.futexes.poke_ready();

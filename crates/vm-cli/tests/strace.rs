@@ -1,0 +1,257 @@
+//! `vmx run --strace`: the trace matches `qemu-riscv64 -strace`.
+//!
+//! For single-threaded static guests the sequence of system-call names (including qemu's
+//! `Unknown syscall N`) must be identical; the arguments of `openat`, `write`, `mmap`,
+//! `munmap`, `mprotect`, `brk`, `newfstatat`, `readlinkat`, `lseek`, `fcntl` and `clone` must print
+//! exactly as qemu prints them once guest stack addresses (which differ between the two) are
+//! masked. Without qemu the test says so and passes, unless `VMX_REQUIRE_QEMU` is set.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn qemu_available() -> bool {
+    let ok = Command::new("qemu-riscv64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("VMX_REQUIRE_QEMU").is_none(),
+            "VMX_REQUIRE_QEMU is set but qemu-riscv64 is not installed"
+        );
+        eprintln!("strace: qemu-riscv64 not installed; skipped");
+    }
+    ok
+}
+
+/// The trace of `program args` under qemu (its stderr; the guest writes nothing there).
+fn qemu_trace(program: &str, args: &[&str]) -> String {
+    let out = Command::new("qemu-riscv64")
+        .arg("-strace")
+        .arg(program)
+        .args(args)
+        .current_dir(root())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .expect("qemu runs");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The trace of `program args` under `vmx run --strace-file` with `engine`.
+fn vmx_trace(program: &str, args: &[&str], engine: &str, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace");
+    let status = Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .args(["run", "--engine", engine])
+        .args(extra)
+        .arg("--strace-file")
+        .arg(&file)
+        .arg(program)
+        .args(args)
+        .current_dir(root())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("vmx runs");
+    assert!(status.code().is_some(), "vmx died by a signal");
+    std::fs::read_to_string(&file).unwrap()
+}
+
+/// The calls of a trace: `name(args)` per call (`Unknown syscall N` as is), without the pid,
+/// the result and `--- SIG... ---` lines. Under qemu another thread's line can start right
+/// after a call's `)` (before its result): that is split off as a call of its own.
+fn calls(trace: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for line in trace.lines() {
+        let mut rest = line;
+        while let Some((pid, after)) = rest.split_once(' ') {
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                break;
+            }
+            if after.starts_with("Unknown syscall") {
+                v.push(after.to_string());
+                break;
+            }
+            let Some(open) = after.find('(') else { break };
+            if !after[..open]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                break;
+            }
+            // The matching `)`, skipping quoted strings.
+            let (mut depth, mut quoted, mut end) = (0, false, after.len());
+            for (i, c) in after.char_indices().skip(open) {
+                match c {
+                    '"' => quoted = !quoted,
+                    '(' if !quoted => depth += 1,
+                    ')' if !quoted => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            v.push(after[..end].to_string());
+            rest = &after[end..];
+        }
+    }
+    v
+}
+
+fn name(call: &str) -> &str {
+    call.split('(').next().unwrap_or(call)
+}
+
+/// Masks guest stack and mmap addresses (qemu puts the stack near 0x40_0080_0000 and maps
+/// above it, vmx uses the top of its 4 GiB space); image and brk addresses stay as printed.
+fn mask_stack(call: &str) -> String {
+    let mut out = String::new();
+    let mut rest = call;
+    while let Some(i) = rest.find("0x") {
+        out.push_str(&rest[..i]);
+        let hex: String =
+            rest[i + 2..].chars().take_while(|c| c.is_ascii_hexdigit()).collect::<String>();
+        let v = u64::from_str_radix(&hex, 16).unwrap_or(0);
+        // Stack and mmap addresses (qemu: 0x40_007f_f000 and up; vmx: below 4 GiB, top
+        // down), and qemu's `%#x` of a stack address (its low 32 bits, 0x7f....-0x80....).
+        let stackish = v >= 0x100_0000 || (0x0070_0000..0x0081_0000).contains(&v);
+        if stackish {
+            out.push_str("STACK");
+        } else {
+            out.push_str("0x");
+            out.push_str(&hex);
+        }
+        rest = &rest[i + 2 + hex.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const CHECKED_ARGS: &[&str] = &[
+    "openat",
+    "write",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "brk",
+    "newfstatat",
+    "readlinkat",
+    "lseek",
+    "fcntl",
+    "close",
+    "clone",
+    "exit_group",
+];
+
+fn compare(program: &str, args: &[&str], extra: &[&str]) {
+    let q = calls(&qemu_trace(program, args));
+    assert!(q.len() > 5, "qemu trace of {program} too short: {q:?}");
+    for engine in ["interp", "jit", "hybrid"] {
+        let v = calls(&vmx_trace(program, args, engine, extra));
+        let qn: Vec<&str> = q.iter().map(|c| name(c)).collect();
+        let vn: Vec<&str> = v.iter().map(|c| name(c)).collect();
+        assert_eq!(qn, vn, "{program} {args:?} on {engine}: system-call names differ");
+        for (a, b) in q.iter().zip(&v) {
+            if CHECKED_ARGS.contains(&name(a)) {
+                assert_eq!(mask_stack(a), mask_stack(b), "{program} on {engine}: arguments differ");
+            }
+        }
+    }
+}
+
+#[test]
+fn static_guests_trace_the_same_calls_as_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    compare("guests/bin/hello", &[], &[]);
+    compare("guests/bin/args_env", &["one", "two"], &[]);
+    compare("guests/bin/malloc_churn", &[], &[]);
+    compare("guests/bin/syscalls", &["guests/data/input.txt"], &["--dir", "guests/data"]);
+}
+
+#[test]
+fn clone_prints_its_flags_and_pointers_like_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    let q = calls(&qemu_trace("guests/bin/threads_mutex", &[]));
+    let v = calls(&vmx_trace("guests/bin/threads_mutex", &[], "hybrid", &["--vcpus", "1"]));
+    let clones = |c: &[String]| -> Vec<String> {
+        c.iter().filter(|c| name(c) == "clone").map(|c| c.to_string()).collect()
+    };
+    let (qc, vc) = (clones(&q), clones(&v));
+    assert!(!qc.is_empty());
+    assert_eq!(qc.len(), vc.len(), "clone count");
+    // Thread stacks are mmap'ed: their addresses differ between qemu and vmx, so compare the
+    // shape (flags and field names) with the numbers masked.
+    let shape = |s: &str| {
+        s.split(',')
+            .map(|f| f.split_once("=0x").map_or(f.to_string(), |(k, _)| format!("{k}=ADDR")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    for (a, b) in qc.iter().zip(&vc) {
+        assert_eq!(shape(a), shape(b));
+    }
+    // Every thread's exit is traced too (qemu prints `exit(0)` for each).
+    let exits = |c: &[String]| c.iter().filter(|c| c.as_str() == "exit(0)").count();
+    assert_eq!(exits(&q), exits(&v));
+}
+
+#[test]
+fn trace_formats_follow_qemu() {
+    // Independent of qemu: fixed examples of qemu 7.2's output for this repository's guests.
+    let v = vmx_trace("guests/bin/hello", &[], "interp", &[]);
+    let first: Vec<&str> = v.lines().take(2).collect();
+    assert!(first[0].ends_with(" brk(NULL) = 0x000000000007d000"), "{v}");
+    assert!(first[1].ends_with(" brk(0x000000000007db00) = 0x000000000007db00"), "{v}");
+    assert!(v.contains(" set_robust_list(512224,24,-32,1,508664,512224) = -1 errno=38 (Function not implemented)\n"), "{v}");
+    assert!(v.contains(" readlinkat(AT_FDCWD,\"/proc/self/exe\",0x"), "{v}");
+    assert!(v.contains(" mprotect(0x0000000000071000,16384,PROT_READ) = 0\n"), "{v}");
+    assert!(v.contains(" write(1,0x7dfa0,51) = 51\n"), "{v}");
+    assert!(v.ends_with(" exit_group(0)\n"), "{v}");
+    let v = vmx_trace(
+        "guests/bin/syscalls",
+        &["guests/data/input.txt"],
+        "interp",
+        &["--dir", "guests/data"],
+    );
+    for want in [
+        " openat(AT_FDCWD,\"guests/data/input.txt\",O_RDONLY) = 3\n",
+        " openat(AT_FDCWD,\"guests/data/does-not-exist.txt\",O_RDONLY) = -1 errno=2 (No such file or directory)\n",
+        " lseek(3,-10,SEEK_END) = 11564\n",
+        " fcntl(3,F_GETFD) = 1\n",
+        " mmap(NULL,65536,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0) = 0x",
+        " Unknown syscall 999\n",
+        " close(-1) = -1 errno=9 (Bad file descriptor)\n",
+    ] {
+        assert!(v.contains(want), "missing {want:?} in\n{v}");
+    }
+}
+
+#[test]
+fn strace_goes_to_stderr_between_the_guests_output_like_qemu() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .args(["run", "--strace", "guests/bin/hello"])
+        .current_dir(root())
+        .env_clear()
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" write(1,0x7dfa0,51) = 51\n"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("Hello from RISC-V!"));
+}
