@@ -28,7 +28,7 @@ pub(crate) fn emit_trampoline(ops: &mut Asm) -> (usize, usize) {
         ; ldmxcsr DWORD [rsp + 4]
         ; mov r15, rdi
         ; mov r14, QWORD [r15 + MEM_BASE_OFF]
-        ; mov r13, QWORD [r15 + PERMS_OFF]
+        ; mov r13, QWORD [r15 + MEM_SIZE_OFF]
         ; mov r12, QWORD [r15 + FUEL_OFF]
         ; jmp rsi
     );
@@ -91,9 +91,11 @@ impl Emitter<'_> {
                 ; .arch x64
                 ; sub r12, self.n as i32
                 ; jl =>label
-                ; add QWORD [r15 + BLOCK_EXECS_OFF], 1
-                ; jmp =>body
             );
+            if self.opts.count_blocks {
+                dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+            }
+            dynasm!(self.ops ; .arch x64 ; jmp =>body);
             self.stubs.push(Stub::LoopFuel { label });
             return;
         }

@@ -18,31 +18,19 @@ impl Emitter<'_> {
         }
     }
 
-    /// Emits the inline checks of an access of `size` bytes at `rsi`: jumps to `slow` unless
-    /// the access is aligned, inside the space and its page has exactly the bits of `want`
-    /// among those of `mask`. Clobbers `rax`.
-    pub(super) fn mem_check(&mut self, size: u32, mask: u8, want: u8, slow: DynamicLabel) {
-        if size > 1 {
-            dynasm!(self.ops ; .arch x64 ; test esi, (size - 1) as i32 ; jnz =>slow);
-        }
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov rax, rsi
-            ; shr rax, 12
-            ; cmp rax, QWORD [r15 + PAGES_OFF]
-            ; jae =>slow
-        );
-        if mask == want {
-            dynasm!(self.ops ; .arch x64 ; test BYTE [r13 + rax], mask as i8 ; jz =>slow);
-        } else {
-            dynasm!(self.ops
-                ; .arch x64
-                ; movzx eax, BYTE [r13 + rax]
-                ; and eax, mask as i32
-                ; cmp eax, want as i32
-                ; jne =>slow
-            );
-        }
+    /// Emits the one inline check of an access at `rsi`: jumps to `slow` unless it starts
+    /// below the end of the guest space (`r13`). Alignment, permissions, code pages and an
+    /// access that runs over the end (into the guard region) are left to the host MMU: the
+    /// access instruction that follows is a fault site (see [`Self::fault_site`]).
+    pub(super) fn mem_check(&mut self, slow: DynamicLabel) {
+        dynasm!(self.ops ; .arch x64 ; cmp rsi, r13 ; jae =>slow);
+    }
+
+    /// Records that the next instruction emitted is a guest access whose host fault resumes
+    /// at `slow` with the registers as they are (`rsi` the guest address, `rdx` the value).
+    pub(super) fn fault_site(&mut self, slow: DynamicLabel) {
+        let at = self.ops.offset().0;
+        self.fault_sites.push((at, slow));
     }
 
     /// A load of kind `kind` into `rax` (then written by `finish`).
@@ -54,17 +42,12 @@ impl Emitter<'_> {
         kind: u64,
         finish: impl FnOnce(&mut Self),
     ) {
-        let size = match kind {
-            load_kind::LB | load_kind::LBU => 1,
-            load_kind::LH | load_kind::LHU => 2,
-            load_kind::LW | load_kind::LWU => 4,
-            _ => 8,
-        };
         let slow = self.label();
         let back = self.label();
         let fault = self.fault_label(idx, ipc);
         self.addr(i.rs1, i.imm);
-        self.mem_check(size, PERM_READ, PERM_READ, slow);
+        self.mem_check(slow);
+        self.fault_site(slow);
         match kind {
             load_kind::LB => dynasm!(self.ops ; .arch x64 ; movsx rax, BYTE [r14 + rsi]),
             load_kind::LH => dynasm!(self.ops ; .arch x64 ; movsx rax, WORD [r14 + rsi]),
@@ -94,7 +77,8 @@ impl Emitter<'_> {
         let next = self.next_label(idx, ipc.wrapping_add(i.len as u64));
         self.addr(i.rs1, i.imm);
         value(self);
-        self.mem_check(size, PERM_WRITE | PERM_CODE, PERM_WRITE, slow);
+        self.mem_check(slow);
+        self.fault_site(slow);
         match size {
             1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r14 + rsi], dl),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r14 + rsi], dx),

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! entry:  sub r12, N ; jl fuel_stub        ; not enough fuel: nothing of the block runs
-//!         add qword [r15 + block_execs], 1
+//!         add qword [r15 + block_execs], 1   ; only with `count_blocks` (statistics)
 //!         <instruction 0> ... <instruction N-1>
 //!         <exit>                           ; direct exit site, jalr lookup, or signal
 //! stubs:  out-of-line slow paths and exits
@@ -32,10 +32,15 @@
 //!   is also the first helper argument, set after the cache registers were saved).
 //!   x0 reads as an immediate zero and writes to it (or to the interpreter's sink register
 //!   32) are dropped.
-//! - Loads and stores are checked inline: the access must be naturally aligned, its page
-//!   index below the page count, and its page permission must allow it (for stores: writable
-//!   and not holding code). Anything else takes the slow path through the address space,
-//!   which handles misaligned and page-straddling accesses, faults and code invalidation.
+//! - Guest memory goes through the host MMU: a load or store is one bound check (the address
+//!   must start below the end of the space, held in `r13`) and one host access at
+//!   `r14 + address`, which is a *fault site*. Every guest page has its real host protection
+//!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and an
+//!   access that starts in range and runs over the end hits the guard region, so any access
+//!   the guest may not make faults on the host; the fault handler resumes at the site's slow
+//!   path (`vm_exec_core::memory::JitFaultScope`), which redoes it through the address space:
+//!   misaligned and page-straddling accesses, guest faults (exact pc and address) and stores
+//!   into code pages (performed, the page invalidated, then back to the dispatcher).
 //! - A direct exit is a 5-byte `jmp rel32` (a *site*) to a stub that stores the target pc
 //!   and the site id and returns to the dispatcher; chaining rewrites the `rel32` to point
 //!   at the target block's entry, unchaining restores it. An indirect jump (`jalr`) probes
@@ -54,7 +59,6 @@ pub(crate) type Asm = VecAssembler<X64Relocation>;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi};
 use vm_exec_core::exec::signal;
 use vm_exec_core::inst::{Inst, Op};
-use vm_exec_core::memory::{PERM_CODE, PERM_READ, PERM_WRITE};
 use vm_exec_interp::block::{is_terminator, Block, Tail};
 
 mod exits;
@@ -104,6 +108,9 @@ pub(crate) struct Translation {
     pub entry: usize,
     /// Its direct exit sites; site `i` has id `first_site + i`.
     pub sites: Vec<SiteSpec>,
+    /// Its guest accesses: `(offset of the access instruction, offset of its slow path)`,
+    /// in increasing order (see `vm_exec_core::memory::JitFaultScope`).
+    pub fault_sites: Vec<(usize, usize)>,
 }
 
 /// Options of the translator.
@@ -111,6 +118,8 @@ pub(crate) struct Translation {
 pub(crate) struct Options {
     /// Whether `jalr` probes the jump table (chaining on) or always exits.
     pub chaining: bool,
+    /// Whether every block entry increments `block_execs` (statistics only).
+    pub count_blocks: bool,
 }
 
 enum Stub {
@@ -180,6 +189,8 @@ struct Emitter<'a> {
     opts: Options,
     stubs: Vec<Stub>,
     sites: Vec<SiteSpec>,
+    /// Guest accesses emitted so far: offset of the access instruction, its slow path.
+    fault_sites: Vec<(usize, DynamicLabel)>,
 }
 
 /// Translates `block` at the end of `ops` (uncommitted). `first_site` is the id the block's
@@ -214,6 +225,7 @@ pub(crate) fn translate(
         opts,
         stubs: Vec::new(),
         sites: Vec::new(),
+        fault_sites: Vec::new(),
     };
     let entry = e.ops.offset().0;
     let fuel = e.ops.new_dynamic_label();
@@ -223,7 +235,9 @@ pub(crate) fn translate(
         dynasm!(e.ops ; .arch x64 ; cmp r12, 1 ; jl =>fuel);
     }
     e.stubs.push(Stub::Fuel { label: fuel });
-    dynasm!(e.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+    if opts.count_blocks {
+        dynasm!(e.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+    }
     e.reload_all();
     dynasm!(e.ops ; .arch x64 ; =>body);
     let mut pc = block.start;
@@ -240,7 +254,12 @@ pub(crate) fn translate(
         }
     }
     e.emit_stubs();
-    Translation { entry, sites: e.sites }
+    let fault_sites = e
+        .fault_sites
+        .iter()
+        .filter_map(|&(at, slow)| Some((at, e.ops.labels().resolve_dynamic(slow).ok()?.0)))
+        .collect();
+    Translation { entry, sites: e.sites, fault_sites }
 }
 
 impl Emitter<'_> {
@@ -568,7 +587,13 @@ mod tests {
         ];
         for (op, rm) in worst {
             let before = asm.offset().0;
-            translate(&mut asm, &block_of(op, rm), 0, Options { chaining: true }, exit);
+            translate(
+                &mut asm,
+                &block_of(op, rm),
+                0,
+                Options { chaining: true, count_blocks: true },
+                exit,
+            );
             let size = asm.offset().0 - before;
             assert!(size <= max_code_bytes(MAX_BLOCK_INSTS), "{op:?}: {size} bytes");
         }
@@ -579,7 +604,7 @@ mod tests {
             insts[MAX_BLOCK_INSTS - 1] = inst(last, 5, 6, 7, 0, 16);
             b.insts = insts.into();
             let before = asm.offset().0;
-            translate(&mut asm, &b, 0, Options { chaining: true }, exit);
+            translate(&mut asm, &b, 0, Options { chaining: true, count_blocks: true }, exit);
             assert!(asm.offset().0 - before <= max_code_bytes(MAX_BLOCK_INSTS), "{last:?}");
         }
         asm.commit().unwrap();
@@ -591,7 +616,13 @@ mod tests {
         let (_, exit) = emit_trampoline(&mut asm);
         let insts = vec![inst(Op::Addi, 5, 5, 0, 0, 1), inst(Op::Bne, 0, 5, 6, 0, -4)];
         let b = Block { start: 0x1000, end: 0x1008, insts: insts.into(), tail: Tail::Normal };
-        let t = translate(&mut asm, &b, 7, Options { chaining: false }, 0x7000_0000 + exit);
+        let t = translate(
+            &mut asm,
+            &b,
+            7,
+            Options { chaining: false, count_blocks: true },
+            0x7000_0000 + exit,
+        );
         let code = asm.take().unwrap();
         assert_eq!(t.sites.len(), 2);
         for s in &t.sites {
