@@ -4,13 +4,13 @@
 //! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region),
 //!   made with `PROT_NONE`; guest address `a` lives at host address `base + a`. Nothing outside
 //!   `[base, base + size)` is ever read or written on a guest's behalf.
-//! - Every guest page has its real protection on the host ([`host_prot`]): pages never
+//! - Every guest page has its real protection on the host (`host_prot`): pages never
 //!   mapped or unmapped are `PROT_NONE`, read-only (or execute-only) pages are read-only,
 //!   writable pages are read-write, except that a writable page holding decoded code is
 //!   read-only on the host (see below). The guest's own permissions (read, write, execute,
 //!   code) also live in a per-page table that host code checks before every access. The
 //!   host protection of a page changes only under the layout lock.
-//! - Host code reaches guest bytes only through the guarded routines of [`fault`]: an access
+//! - Host code reaches guest bytes only through the guarded routines of `fault`: an access
 //!   that passed its check and then faults (another thread unmapped or protected the page,
 //!   or an engine write-protected it for code) is checked again and retried or reported as
 //!   the guest fault; the host never crashes. Translated code relies on the host MMU alone
