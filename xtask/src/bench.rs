@@ -25,7 +25,7 @@ struct Runner {
     argv: Vec<String>,
 }
 
-fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
     let dir = root.join("target/bench-native");
     std::fs::create_dir_all(&dir)?;
     let out = dir.join(name);

@@ -7,6 +7,7 @@
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
+//! | `bench-ipg` | [`bench_ipg`] | host instructions per guest instruction (callgrind) |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
@@ -26,6 +27,7 @@ mod manifest;
 
 mod bench;
 mod bench_cluster;
+mod bench_ipg;
 mod bench_sched;
 mod ci;
 mod debian;
@@ -50,6 +52,8 @@ commands:
   bench [--runs N] [--quick] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
+  bench-ipg           host instructions per guest instruction (callgrind) for the
+                      integer kernels under qemu, every engine and natively
   bench-cluster [--tasks N] [--runs N] [--quick]
                       tiny guest tasks through a coordinator and 2 workers on
                       loopback: tasks/s, latency, failover; to docs/benchmarks.md
@@ -87,6 +91,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "guests" => guests::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "bench-ipg" => bench_ipg::run(rest),
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
         "fuzz" => fuzz::run(rest),
