@@ -8,6 +8,7 @@
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
 //! | `bench-ipg` | [`bench_ipg`] | host instructions per guest instruction (callgrind) |
+//! | `bench-real` | [`bench_real`] | busybox programs vs qemu-riscv64 |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `fuzz`   | [`fuzz`]        | long randomized JIT-vs-interpreter soak             |
@@ -28,6 +29,7 @@ mod manifest;
 mod bench;
 mod bench_cluster;
 mod bench_ipg;
+mod bench_real;
 mod bench_sched;
 mod ci;
 mod debian;
@@ -54,6 +56,9 @@ commands:
                       and natively; write the ratios to docs/benchmarks.md
   bench-ipg           host instructions per guest instruction (callgrind) for the
                       integer kernels under qemu, every engine and natively
+  bench-real [--runs N]
+                      busybox sha256sum/gzip -9/sort (Debian busybox-static,
+                      fetched into the vmx cache) under qemu and vmx jit/hybrid
   bench-cluster [--tasks N] [--runs N] [--quick]
                       tiny guest tasks through a coordinator and 2 workers on
                       loopback: tasks/s, latency, failover; to docs/benchmarks.md
@@ -92,6 +97,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "bench-ipg" => bench_ipg::run(rest),
+        "bench-real" => bench_real::run(rest),
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
         "fuzz" => fuzz::run(rest),
