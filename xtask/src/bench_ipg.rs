@@ -3,7 +3,7 @@
 //! Wall time on these shared 2-core machines is noisy; instruction counts are not. Each
 //! integer kernel of the suite runs at a small scale under `valgrind --tool=callgrind`
 //! (which counts every host instruction executed, translated code included;
-//! `--smc-check=all-non-file` makes it follow the runners' generated code) for qemu-riscv64,
+//! `--smc-check=all` makes it follow code the runners generate or patch, also through vmx's second mapping of its code buffer) for qemu-riscv64,
 //! every vmx engine and the native build; the count divided by the guest's retired
 //! instructions (exact, from `vmx run --engine interp --stats`) is the figure. The native
 //! row divides the native program's x86-64 instructions by the same guest count: the floor
@@ -26,7 +26,7 @@ const ENGINES: &[&str] = &["interp", "jit", "hybrid"];
 /// Host instructions `argv` executes, counted by callgrind.
 fn host_instructions(root: &Path, argv: &[String]) -> Result<u64> {
     let out = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "--smc-check=all-non-file"])
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "--smc-check=all"])
         .args(argv)
         .current_dir(root)
         .output()
