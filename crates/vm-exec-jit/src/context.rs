@@ -10,7 +10,6 @@
 //! | --- | --- |
 //! | `r15` | `&mut JitContext` |
 //! | `r14` | host address of guest address 0 (`AddressSpace::host_base`) |
-//! | `r13` | the size of the guest space (the bound of every access) |
 //! | `r12` | remaining fuel (instructions), signed; spilled to [`JitContext::fuel`] on exit |
 //!
 //! Invariants:
@@ -38,7 +37,7 @@ pub(crate) struct JitContext {
     /// `AddressSpace::host_base` of the bound address space.
     pub mem_base: u64,
     /// `AddressSpace::size` of the bound address space: the bound translated code checks
-    /// (held in `r13`).
+    /// (a memory operand of the bound check).
     pub mem_size: u64,
     /// Host address of the indirect-jump table (see `cache::JumpTable`).
     pub jtab: u64,

@@ -28,7 +28,6 @@ pub(crate) fn emit_trampoline(ops: &mut Asm) -> (usize, usize) {
         ; ldmxcsr DWORD [rsp + 4]
         ; mov r15, rdi
         ; mov r14, QWORD [r15 + MEM_BASE_OFF]
-        ; mov r13, QWORD [r15 + MEM_SIZE_OFF]
         ; mov r12, QWORD [r15 + FUEL_OFF]
         ; jmp rsi
     );

@@ -19,11 +19,11 @@ impl Emitter<'_> {
     }
 
     /// Emits the one inline check of an access at `rsi`: jumps to `slow` unless it starts
-    /// below the end of the guest space (`r13`). Alignment, permissions, code pages and an
+    /// below the end of the guest space (`mem_size` in the context). Alignment, permissions, code pages and an
     /// access that runs over the end (into the guard region) are left to the host MMU: the
     /// access instruction that follows is a fault site (see [`Self::fault_site`]).
     pub(super) fn mem_check(&mut self, slow: DynamicLabel) {
-        dynasm!(self.ops ; .arch x64 ; cmp rsi, r13 ; jae =>slow);
+        dynasm!(self.ops ; .arch x64 ; cmp rsi, QWORD [r15 + MEM_SIZE_OFF] ; jae =>slow);
     }
 
     /// Records that the next instruction emitted is a guest access whose host fault resumes

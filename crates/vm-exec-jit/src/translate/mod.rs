@@ -20,8 +20,8 @@
 //!   that starts at an illegal or unfetchable instruction, requires one unit of fuel without
 //!   charging it). Every exit taken before the end refunds exactly the instructions that did
 //!   not retire, so `fuel_at_entry - r12` is always the number of retired instructions.
-//! - Guest registers live in the context (`[r15 + x_off(r)]`), except that the (up to seven)
-//!   integer registers a block uses most are cached in host registers (`rbx`, `rbp`,
+//! - Guest registers live in the context (`[r15 + x_off(r)]`), except that the (up to eight)
+//!   integer registers a block uses most are cached in host registers (`rbx`, `rbp`, `r13`,
 //!   `r8`..`r11`, `rdi`) for the whole block: loaded after the fuel check, written back (those the
 //!   block writes) on every path that leaves the block (exit sites before their `jmp`, so
 //!   chained and unchained paths alike; jump-table probes; stubs), and around every helper
@@ -33,7 +33,7 @@
 //!   x0 reads as an immediate zero and writes to it (or to the interpreter's sink register
 //!   32) are dropped.
 //! - Guest memory goes through the host MMU: a load or store is one bound check (the address
-//!   must start below the end of the space, held in `r13`) and one host access at
+//!   must start below the end of the space, `mem_size` in the context) and one host access at
 //!   `r14 + address`, which is a *fault site*. Every guest page has its real host protection
 //!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and an
 //!   access that starts in range and runs over the end hits the guard region, so any access
@@ -82,7 +82,7 @@ pub(crate) const fn max_code_bytes(insts: usize) -> usize {
     256 + insts * MAX_BYTES_PER_INST
 }
 /// See [`max_code_bytes`]; checked by a unit test against worst cases.
-pub(crate) const MAX_BYTES_PER_INST: usize = 320;
+pub(crate) const MAX_BYTES_PER_INST: usize = 384;
 
 /// The jump table's slot for guest pc `pc`.
 #[inline(always)]
@@ -539,15 +539,15 @@ mod tests {
     }
 
     fn block_of(op: Op, rm: u8) -> Block {
-        // Registers 5..=10 are used everywhere, so all six are cached and dirty: every exit
+        // Registers 5..=12 are used everywhere, so all eight are cached and dirty: every exit
         // and helper call carries the largest spill code.
         let insts: Vec<Inst> = (0..MAX_BLOCK_INSTS)
             .map(|k| {
                 inst(
                     op,
-                    5 + (k % 6) as u8,
-                    5 + ((k + 1) % 6) as u8,
-                    5 + ((k + 2) % 6) as u8,
+                    5 + (k % 8) as u8,
+                    5 + ((k + 1) % 8) as u8,
+                    5 + ((k + 2) % 8) as u8,
                     rm,
                     -2048,
                 )

@@ -4,8 +4,8 @@
 use super::*;
 
 /// Host registers that may cache guest registers, callee-saved ones first.
-pub(super) const CACHE_REGS: [Rq; 7] =
-    [Rq::RBX, Rq::RBP, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
+pub(super) const CACHE_REGS: [Rq; 8] =
+    [Rq::RBX, Rq::RBP, Rq::R13, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
 
 /// Chooses the guest registers to cache: the most used ones (used at least twice).
 pub(super) fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
@@ -30,7 +30,7 @@ pub(super) fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
 }
 
 pub(super) fn is_caller_saved(h: Rq) -> bool {
-    !matches!(h, Rq::RBX | Rq::RBP)
+    !matches!(h, Rq::RBX | Rq::RBP | Rq::R13)
 }
 
 impl Emitter<'_> {
