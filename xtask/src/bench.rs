@@ -25,7 +25,7 @@ struct Runner {
     argv: Vec<String>,
 }
 
-fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn build_native(root: &Path, name: &str) -> Result<PathBuf> {
     let dir = root.join("target/bench-native");
     std::fs::create_dir_all(&dir)?;
     let out = dir.join(name);
@@ -146,6 +146,32 @@ pub fn run(args: &[String]) -> Result<()> {
         startup.push((label, median(t)));
     }
 
+    // Code invalidation: 16,000 rewritten snippets and 100,000 fence.i (guests/src/smc_stress.c),
+    // one run each per runner (they are short), outputs checked against qemu's.
+    let smc_cases: [(&str, &[&str]); 2] = [
+        ("16,000 rewritten snippets", &["rewrite", "16000"]),
+        ("100,000 fence.i", &["fencei", "100000"]),
+    ];
+    let mut smc = Vec::new();
+    for (label, args) in smc_cases {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let guest = "guests/bin/smc_stress".to_string();
+        let mut row = Vec::new();
+        let (tq, want) = time_run(&[qemu.clone(), guest.clone()], &args, &root)?;
+        row.push(tq);
+        for e in ENGINES {
+            let argv =
+                vec![vmx.clone(), "run".into(), "--engine".into(), e.to_string(), guest.clone()];
+            let (t, out) = time_run(&argv, &args, &root)?;
+            if out != want {
+                bail!("smc_stress {label}: vmx {e} printed something else than qemu");
+            }
+            eprintln!("smc_stress {label}: vmx {e} {} s", fmt_secs(t));
+            row.push(t);
+        }
+        smc.push((label, row));
+    }
+
     let mut md = String::new();
     md.push_str(START);
     md.push('\n');
@@ -195,6 +221,20 @@ pub fn run(args: &[String]) -> Result<()> {
             t.as_secs_f64() * 1e3,
             startup[0].1.as_secs_f64() / t.as_secs_f64()
         ));
+    }
+    md.push_str(
+        "\nCode invalidation (`guests/bin/smc_stress`, one run each, seconds):\n\n| work | qemu |",
+    );
+    for e in ENGINES {
+        md.push_str(&format!(" vmx {e} |"));
+    }
+    md.push_str(&format!("\n{}|\n", "|---".repeat(2 + ENGINES.len())));
+    for (label, row) in &smc {
+        md.push_str(&format!("| {label} |"));
+        for t in row {
+            md.push_str(&format!(" {} |", fmt_secs(*t)));
+        }
+        md.push('\n');
     }
     md.push('\n');
     md.push_str(END);

@@ -7,6 +7,8 @@
 //! | `guests` | [`guests`]      | build guest programs, generate/verify ground truth  |
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
+//! | `bench-ipg` | [`bench_ipg`] | host instructions per guest instruction (callgrind) |
+//! | `bench-real` | [`bench_real`] | busybox programs vs qemu-riscv64 |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `bench-procs` | [`bench_procs`] | fork/exec/wait, signals, busybox pipelines vs qemu |
@@ -30,7 +32,9 @@ mod manifest;
 mod bench;
 mod bench_cluster;
 mod bench_events;
+mod bench_ipg;
 mod bench_procs;
+mod bench_real;
 mod bench_rootfs;
 mod bench_sched;
 mod ci;
@@ -56,6 +60,11 @@ commands:
   bench [--runs N] [--quick] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
+  bench-ipg           host instructions per guest instruction (callgrind) for the
+                      integer kernels under qemu, every engine and natively
+  bench-real [--runs N]
+                      busybox sha256sum/gzip -9/sort (Debian busybox-static,
+                      fetched into the vmx cache) under qemu and vmx jit/hybrid
   bench-cluster [--tasks N] [--runs N] [--quick]
                       tiny guest tasks through a coordinator and 2 workers on
                       loopback: tasks/s, latency, failover; to docs/benchmarks.md
@@ -102,6 +111,8 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "guests" => guests::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "bench-ipg" => bench_ipg::run(rest),
+        "bench-real" => bench_real::run(rest),
         "bench-cluster" => bench_cluster::run(rest),
         "bench-sched" => bench_sched::run(rest),
         "bench-procs" => bench_procs::run(rest),

@@ -248,7 +248,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Scheduler::with_config(SchedulerConfig { vcpus: args.vcpus, ..Default::default() });
     scheduler.start().context("starting the scheduler")?;
     let t0 = std::time::Instant::now();
-    let guest = Coroutine::new(Arc::new(program), Arc::new(config), args.engine.factory());
+    let factory = if args.stats { args.engine.counting_factory() } else { args.engine.factory() };
+    let guest = Coroutine::new(Arc::new(program), Arc::new(config), factory);
     let id = scheduler.submit_coroutine(guest).map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = scheduler.wait(id, None).context("the guest vanished from the scheduler")?;
     let wall = t0.elapsed();

@@ -4,9 +4,10 @@
 //! misaligned atomic); an AMO needs write permission even though it also reads (it is a
 //! store); a failed access is SIGSEGV at the faulting address.
 //!
-//! Guest threads of one process run on several host threads at once, so every AMO is one host
-//! atomic read-modify-write on the guest's bytes (sequentially consistent, which covers every
-//! `aq`/`rl` combination). LR records the address and the value it loaded; SC is a host
+//! Guest threads of one process run on several host threads at once, so every AMO is a host
+//! atomic read-modify-write on the guest's bytes (a guarded `lock cmpxchg` loop, see
+//! [`AddressSpace::atomic_update`]; sequentially consistent, which covers every `aq`/`rl`
+//! combination). LR records the address and the value it loaded; SC is a host
 //! compare-and-swap against that value, so it fails if another thread changed the word in
 //! between (it can succeed after an A-B-A change, which RISC-V permits: an SC may also fail
 //! spuriously, and guest code retries on either).
@@ -15,8 +16,6 @@ use crate::cpu::CpuState;
 use crate::exec::signal;
 use crate::inst::Op;
 use crate::memory::{AddressSpace, MemFault};
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// A fatal signal raised by an atomic instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,65 +61,54 @@ pub fn execute(
                 return Ok(1);
             }
             let expected = cpu.reservation_value;
-            let swapped = if word {
-                let Some(a) = mem.atomic_u32(addr).map_err(segv)? else {
-                    return Err(AtomicFault { signo: signal::SIGBUS, addr });
-                };
-                a.compare_exchange(expected as u32, src as u32, SeqCst, SeqCst).is_ok()
-            } else {
-                let Some(a) = mem.atomic_u64(addr).map_err(segv)? else {
-                    return Err(AtomicFault { signo: signal::SIGBUS, addr });
-                };
-                a.compare_exchange(expected, src, SeqCst, SeqCst).is_ok()
-            };
+            let (expected, new) =
+                if word { (expected & 0xffff_ffff, src & 0xffff_ffff) } else { (expected, src) };
+            let swapped = mem
+                .atomic_cas(addr, !word, expected, new)
+                .map_err(segv)?
+                .ok_or(AtomicFault { signo: signal::SIGBUS, addr })?;
             return Ok(u64::from(!swapped));
         }
         _ => {}
     }
     let bus = AtomicFault { signo: signal::SIGBUS, addr };
     if word {
-        let a = mem.atomic_u32(addr).map_err(segv)?.ok_or(bus)?;
         let b = src as u32;
-        let old = match op {
-            AmoswapW => a.swap(b, SeqCst),
-            AmoaddW => a.fetch_add(b, SeqCst),
-            AmoxorW => a.fetch_xor(b, SeqCst),
-            AmoandW => a.fetch_and(b, SeqCst),
-            AmoorW => a.fetch_or(b, SeqCst),
-            AmominuW => a.fetch_min(b, SeqCst),
-            AmomaxuW => a.fetch_max(b, SeqCst),
-            AmominW => rmw32(a, |x| (x as i32).min(b as i32) as u32),
-            _ => rmw32(a, |x| (x as i32).max(b as i32) as u32),
-        };
-        Ok(sext(old))
+        let old = mem
+            .atomic_update(addr, false, |x| {
+                let x = x as u32;
+                Some(u64::from(match op {
+                    AmoswapW => b,
+                    AmoaddW => x.wrapping_add(b),
+                    AmoxorW => x ^ b,
+                    AmoandW => x & b,
+                    AmoorW => x | b,
+                    AmominuW => x.min(b),
+                    AmomaxuW => x.max(b),
+                    AmominW => (x as i32).min(b as i32) as u32,
+                    _ => (x as i32).max(b as i32) as u32,
+                }))
+            })
+            .map_err(segv)?
+            .ok_or(bus)?;
+        Ok(sext(old as u32))
     } else {
-        let a = mem.atomic_u64(addr).map_err(segv)?.ok_or(bus)?;
         let b = src;
-        Ok(match op {
-            AmoswapD => a.swap(b, SeqCst),
-            AmoaddD => a.fetch_add(b, SeqCst),
-            AmoxorD => a.fetch_xor(b, SeqCst),
-            AmoandD => a.fetch_and(b, SeqCst),
-            AmoorD => a.fetch_or(b, SeqCst),
-            AmominuD => a.fetch_min(b, SeqCst),
-            AmomaxuD => a.fetch_max(b, SeqCst),
-            AmominD => rmw64(a, |x| (x as i64).min(b as i64) as u64),
-            _ => rmw64(a, |x| (x as i64).max(b as i64) as u64),
+        mem.atomic_update(addr, true, |x| {
+            Some(match op {
+                AmoswapD => b,
+                AmoaddD => x.wrapping_add(b),
+                AmoxorD => x ^ b,
+                AmoandD => x & b,
+                AmoorD => x | b,
+                AmominuD => x.min(b),
+                AmomaxuD => x.max(b),
+                AmominD => (x as i64).min(b as i64) as u64,
+                _ => (x as i64).max(b as i64) as u64,
+            })
         })
-    }
-}
-
-/// An atomic read-modify-write by compare-and-swap; returns the old value.
-fn rmw32(a: &AtomicU32, f: impl Fn(u32) -> u32) -> u32 {
-    match a.fetch_update(SeqCst, SeqCst, |x| Some(f(x))) {
-        Ok(v) | Err(v) => v,
-    }
-}
-
-/// 64-bit [`rmw32`].
-fn rmw64(a: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
-    match a.fetch_update(SeqCst, SeqCst, |x| Some(f(x))) {
-        Ok(v) | Err(v) => v,
+        .map_err(segv)?
+        .ok_or(bus)
     }
 }
 

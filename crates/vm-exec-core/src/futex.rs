@@ -738,8 +738,7 @@ mod tests {
                             w.wait_blocking();
                         }
                     }
-                    let a = m.atomic_u32(0x1000).unwrap().unwrap();
-                    a.fetch_add(1, Ordering::SeqCst);
+                    m.atomic_update(0x1000, false, |x| Some(x + 1)).unwrap().unwrap();
                     t.wake(0x1000, 1, MATCH_ANY);
                 }
             }

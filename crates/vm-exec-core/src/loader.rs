@@ -288,13 +288,10 @@ fn map_err(e: MapError) -> LoadError {
 /// Copies loader data into guest memory regardless of the guest's page permissions; every
 /// page of the range must be mapped.
 pub(crate) fn write_ignoring_perms(mem: &AddressSpace, addr: u64, data: &[u8]) {
-    if data.is_empty() {
-        return;
+    // The caller mapped every page of the range, so this cannot fail.
+    if let Err(e) = mem.write_initial(addr, data) {
+        tracing::error!(addr, ?e, "loader write into guest memory failed");
     }
-    // The caller mapped every page of the range; addr + len is inside the space.
-    let base = mem.host_base();
-    // SAFETY: `[addr, addr + len)` was just mapped (host RW) and lies inside the reservation.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(addr as usize), data.len()) };
 }
 
 // Auxiliary vector keys.

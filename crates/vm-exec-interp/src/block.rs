@@ -155,7 +155,8 @@ impl SharedBlocks {
         let map = self.shard(pc).read().ok()?;
         let e = map.get(&pc)?;
         let len = e.block.end - e.block.start;
-        let here = mem.slice(pc, len, PERM_EXEC, AccessKind::Execute).ok()?;
+        let mut here = vec![0u8; len as usize];
+        mem.read_into(pc, &mut here, PERM_EXEC, AccessKind::Execute).ok()?;
         (*here == *e.bytes).then(|| e.block.clone())
     }
 
@@ -167,10 +168,10 @@ impl SharedBlocks {
             return;
         }
         let len = block.end - block.start;
-        let Ok(bytes) = mem.slice(block.start, len, PERM_EXEC, AccessKind::Execute) else {
+        let mut bytes = vec![0u8; len as usize].into_boxed_slice();
+        if mem.read_into(block.start, &mut bytes, PERM_EXEC, AccessKind::Execute).is_err() {
             return;
-        };
-        let bytes: Box<[u8]> = bytes.into();
+        }
         let again = decode_block_with(block.start, |at| {
             let off = at.wrapping_sub(block.start) as usize;
             let lo =

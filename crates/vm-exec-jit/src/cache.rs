@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_exec_core::inst::Op;
-use vm_exec_core::memory::{AddressSpace, PAGE_SHIFT};
+use vm_exec_core::memory::{AddressSpace, JitFaultScope, GUARD_SIZE, PAGE_SHIFT};
 use vm_exec_interp::block::{fetch_block, Block, SharedBlocks, Tail};
 
 /// Multiplicative hash for guest pcs and page numbers.
@@ -171,6 +171,9 @@ struct CodeBuffer {
     exit: usize,
     /// The assembler, reused from block to block.
     asm: Asm,
+    /// Fault sites of every translation in the buffer: `(site, slow path)` offsets, sorted
+    /// (translations are appended, and each lists its sites in order).
+    fault_sites: Vec<(u32, u32)>,
 }
 
 // SAFETY: the views are private mappings owned by this value; moving it moves the only handle.
@@ -219,8 +222,16 @@ impl CodeBuffer {
             }
         };
         let base = rx as usize;
-        let mut buf =
-            CodeBuffer { rw, base, capacity, used: 0, trampoline: 0, exit: 0, asm: Asm::new(base) };
+        let mut buf = CodeBuffer {
+            rw,
+            base,
+            capacity,
+            used: 0,
+            trampoline: 0,
+            exit: 0,
+            asm: Asm::new(base),
+            fault_sites: Vec::new(),
+        };
         let (entry, exit) = translate::emit_trampoline(&mut buf.asm);
         let code =
             buf.asm.take().map_err(|e| CodeBufferError(std::io::Error::other(e.to_string())))?;
@@ -430,6 +441,9 @@ impl CodeCache {
             }
         };
         buf.append(&code);
+        buf.fault_sites.extend(
+            t.fault_sites.iter().map(|&(site, slow)| ((at + site) as u32, (at + slow) as u32)),
+        );
         for s in &t.sites {
             self.sites.push(ExitSite {
                 jmp: at + s.jmp,
@@ -461,6 +475,19 @@ impl CodeCache {
         type Entry = unsafe extern "sysv64" fn(*mut JitContext, *const u8) -> u32;
         // Translations exist only while their buffer does.
         let Some(buf) = &self.buf else { return EXIT_NEXT };
+        let mem_start = ctx.mem_base as usize;
+        let scope = JitFaultScope {
+            code: (buf.base, buf.base + buf.capacity),
+            mem: (mem_start, mem_start + ctx.mem_size as usize + GUARD_SIZE),
+            sites: buf.fault_sites.as_ptr(),
+            len: buf.fault_sites.len(),
+        };
+        // SAFETY: the table is sorted (see `fault_sites`) and not changed while the code runs
+        // (translation happens outside `enter`, on this thread); each listed site is a guest
+        // access whose slow path expects exactly the registers at the access (translate's
+        // memory module), so resuming there after a host fault redoes it through the checked
+        // path.
+        let _scope = unsafe { scope.enter() };
         // SAFETY: `trampoline` is the offset of the code `emit_trampoline` produced, which has
         // exactly this signature, in the live executable buffer (it never moves, see module
         // docs).

@@ -10,7 +10,6 @@
 //! | --- | --- |
 //! | `r15` | `&mut JitContext` |
 //! | `r14` | host address of guest address 0 (`AddressSpace::host_base`) |
-//! | `r13` | the address space's page permission table |
 //! | `r12` | remaining fuel (instructions), signed; spilled to [`JitContext::fuel`] on exit |
 //!
 //! Invariants:
@@ -18,8 +17,8 @@
 //!   copied from `GuestThread::cpu` when `run` starts and back before `run` returns, before
 //!   every system call and before the interpreter tier runs (and copied in again after).
 //!   `cpu.x[0]` is never written by translated code.
-//! - `mem` points to the `AddressSpace` of the process being run, and `mem_base`, `perms` and
-//!   `pages` describe that same address space; they are set at the start of every `run` and are
+//! - `mem` points to the `AddressSpace` of the process being run, and `mem_base` and
+//!   `mem_size` describe that same address space; they are set at the start of every `run` and are
 //!   only dereferenced while translated code runs inside that `run`.
 //! - When translated code returns to the dispatcher, `cpu.pc` is the pc to continue at (or the
 //!   pc of the faulting instruction for [`EXIT_SIGNAL`]), and `fuel` has been decremented by
@@ -37,10 +36,9 @@ pub(crate) struct JitContext {
     pub fuel: i64,
     /// `AddressSpace::host_base` of the bound address space.
     pub mem_base: u64,
-    /// `AddressSpace::perm_table` of the bound address space.
-    pub perms: u64,
-    /// Number of guest pages (`size >> 12`): the page index bound checked inline.
-    pub pages: u64,
+    /// `AddressSpace::size` of the bound address space: the bound translated code checks
+    /// (a memory operand of the bound check).
+    pub mem_size: u64,
     /// Host address of the indirect-jump table (see `cache::JumpTable`).
     pub jtab: u64,
     /// `*const AddressSpace` of the process being run (as an integer, so the engine stays
@@ -85,10 +83,8 @@ pub(crate) const FRM_OFF: i32 = off!(cpu) + std::mem::offset_of!(CpuState, frm) 
 pub(crate) const FUEL_OFF: i32 = off!(fuel);
 /// Offset of the host base of guest memory.
 pub(crate) const MEM_BASE_OFF: i32 = off!(mem_base);
-/// Offset of the permission table pointer.
-pub(crate) const PERMS_OFF: i32 = off!(perms);
-/// Offset of the page count.
-pub(crate) const PAGES_OFF: i32 = off!(pages);
+/// Offset of the guest space size.
+pub(crate) const MEM_SIZE_OFF: i32 = off!(mem_size);
 /// Offset of the jump table pointer.
 pub(crate) const JTAB_OFF: i32 = off!(jtab);
 /// Offset of the exit site id.

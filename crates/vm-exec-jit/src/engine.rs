@@ -21,7 +21,7 @@ use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::exec::{
     signal, ExecutionStats, Executor, GuestExit, GuestSignal, RunResult, StopReason,
 };
-use vm_exec_core::memory::{AddressSpace, Invalidations, PAGE_SHIFT};
+use vm_exec_core::memory::{AddressSpace, Invalidations};
 use vm_exec_core::process::Process;
 use vm_exec_core::syscall;
 use vm_exec_interp::block::SharedBlocks;
@@ -36,11 +36,16 @@ pub struct JitConfig {
     /// Patch direct exits into jumps to their translated successors, and resolve `jalr`
     /// through the jump table, instead of returning to the dispatcher after every block.
     pub chaining: bool,
+    /// Count every entry into a translated block (chained ones included) for
+    /// `ExecutionStats::total_executions`. Off by default: the counter is a memory
+    /// read-modify-write on every block entry, a loop-carried dependency of every
+    /// translated loop; `vmx run --stats` turns it on.
+    pub count_blocks: bool,
 }
 
 impl Default for JitConfig {
     fn default() -> Self {
-        JitConfig { cache_limit_bytes: 64 << 20, chaining: true }
+        JitConfig { cache_limit_bytes: 64 << 20, chaining: true, count_blocks: false }
     }
 }
 
@@ -82,7 +87,7 @@ impl Engine {
             // only when a block gets hot.
             cache: CodeCache::new(
                 cfg.cache_limit_bytes,
-                Options { chaining: cfg.chaining },
+                Options { chaining: cfg.chaining, count_blocks: cfg.count_blocks },
                 threshold == 0,
             )?,
             ctx: Box::default(),
@@ -141,8 +146,7 @@ impl Engine {
         }
         let ctx = &mut *self.ctx;
         ctx.mem_base = mem.host_base() as u64;
-        ctx.perms = mem.perm_table() as u64;
-        ctx.pages = mem.size() >> PAGE_SHIFT;
+        ctx.mem_size = mem.size();
         ctx.jtab = self.cache.jtab_addr();
         ctx.mem = mem as *const AddressSpace as usize;
     }
@@ -340,8 +344,8 @@ impl Executor for JitEngine {
         self.engine.run(thread, process, fuel)
     }
 
-    /// `total_executions` counts every entry into a translated block, chained ones included,
-    /// plus the interpreter's block executions.
+    /// `total_executions` counts every entry into a translated block, chained ones included
+    /// (only with [`JitConfig::count_blocks`]), plus the interpreter's block executions.
     fn stats(&self) -> ExecutionStats {
         self.engine.stats()
     }

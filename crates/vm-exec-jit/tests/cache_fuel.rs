@@ -118,8 +118,9 @@ fn stopping_after_every_n_and_resuming_gives_the_straight_result() {
 #[test]
 fn chaining_on_and_off_agree_and_chaining_bypasses_the_dispatcher() {
     let elf = busy_program(200, 8);
-    let mut on = JitEngine::new();
-    let mut off = JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() });
+    let counting = JitConfig { count_blocks: true, ..JitConfig::default() };
+    let mut on = JitEngine::with_config(counting);
+    let mut off = JitEngine::with_config(JitConfig { chaining: false, ..counting });
     let (p, t) = load(elf.clone());
     let a = finish(&mut on, p, t, u64::MAX);
     let (p, t) = load(elf.clone());
@@ -142,7 +143,11 @@ fn a_tiny_cache_flushes_repeatedly_and_stays_correct() {
     let (p, t) = load(elf.clone());
     let want = finish(&mut Interpreter::new(), p, t, u64::MAX);
     for chaining in [true, false] {
-        let mut e = JitEngine::with_config(JitConfig { cache_limit_bytes: 4096, chaining });
+        let mut e = JitEngine::with_config(JitConfig {
+            cache_limit_bytes: 4096,
+            chaining,
+            count_blocks: false,
+        });
         let (p, t) = load(elf.clone());
         assert_eq!(finish(&mut e, p, t, u64::MAX), want, "chaining {chaining}");
         assert!(e.tier_stats().cache_flushes > 2, "{:?}", e.tier_stats());

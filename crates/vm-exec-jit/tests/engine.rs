@@ -7,7 +7,7 @@ use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
 use vm_exec_core::exec::ExecutionStats;
 use vm_exec_core::exec::{signal, Executor, GuestExit, StopReason};
-use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
+use vm_exec_jit::{HybridEngine, JitConfig, JitEngine, DEFAULT_HOT_THRESHOLD};
 
 #[path = "../../vm-exec-interp/tests/programs/mod.rs"]
 mod programs;
@@ -15,16 +15,22 @@ use programs::*;
 
 type MakeEngine = fn() -> Box<dyn Executor>;
 
+/// The translator configuration of these tests: block entries counted for the statistics.
+const COUNTING: JitConfig =
+    JitConfig { cache_limit_bytes: 64 << 20, chaining: true, count_blocks: true };
+
 /// Every engine configuration under test, by name.
 fn engines() -> Vec<(&'static str, MakeEngine)> {
     vec![
-        ("jit", || Box::new(JitEngine::new())),
+        ("jit", || Box::new(JitEngine::with_config(COUNTING))),
         ("jit-nochain", || {
-            Box::new(JitEngine::with_config(JitConfig { chaining: false, ..JitConfig::default() }))
+            Box::new(JitEngine::with_config(JitConfig { chaining: false, ..COUNTING }))
         }),
-        ("hybrid", || Box::new(HybridEngine::new())),
-        ("hybrid-t0", || Box::new(HybridEngine::with_threshold(0))),
-        ("hybrid-t2", || Box::new(HybridEngine::with_threshold(2))),
+        ("hybrid", || {
+            Box::new(HybridEngine::try_with_config(COUNTING, DEFAULT_HOT_THRESHOLD).unwrap())
+        }),
+        ("hybrid-t0", || Box::new(HybridEngine::try_with_config(COUNTING, 0).unwrap())),
+        ("hybrid-t2", || Box::new(HybridEngine::try_with_config(COUNTING, 2).unwrap())),
     ]
 }
 

@@ -26,11 +26,44 @@ pub(super) struct InvalidationLog {
 }
 
 impl AddressSpace {
-    /// Clears the code bit of `page`; logs an invalidation if it was set.
+    /// Clears the code bit of `page`, making it writable on the host again if the guest may
+    /// write it; logs an invalidation if the bit was set.
     pub(super) fn uncode_page(&self, page: u64) {
+        if self.perm_at(page as usize) & PERM_CODE == 0 {
+            return;
+        }
+        let _l = self.layout();
+        self.uncode_page_locked(page);
+    }
+
+    /// [`Self::uncode_page`] for a caller that holds the layout lock.
+    pub(super) fn uncode_page_locked(&self, page: u64) {
         let old = self.perm_cell(page as usize).fetch_and(!PERM_CODE, Ordering::Relaxed);
         if old & PERM_CODE != 0 {
+            if old & PERM_WRITE != 0 {
+                self.set_host_prot(page, page + 1, host_prot(old & !PERM_CODE));
+            }
             self.log_invalidation(page << PAGE_SHIFT);
+        }
+    }
+
+    /// Sets the host protection of pages `[first, last)` (under the layout lock). A failure
+    /// is logged: it can only leave a page more protected than it should be, which shows as
+    /// retried or faulting accesses, never as an access the guest may not make.
+    pub(super) fn set_host_prot(&self, first: u64, last: u64, prot: i32) {
+        if first >= last {
+            return;
+        }
+        // SAFETY: the pages lie inside our reservation (callers pass pages of the space).
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add((first << PAGE_SHIFT) as usize).cast(),
+                ((last - first) << PAGE_SHIFT) as usize,
+                prot,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(first, last, prot, "host mprotect of guest pages failed");
         }
     }
 
@@ -63,15 +96,23 @@ impl AddressSpace {
         self.generation.store(log.first + log.pages.len() as u64, Ordering::Release);
     }
 
-    /// Marks the pages holding `[addr, addr + len)` as holding decoded code.
+    /// Marks the pages holding `[addr, addr + len)` as holding decoded code; a writable one
+    /// becomes read-only on the host, so that any store to it (translated code's included)
+    /// takes the slow path that invalidates it.
     pub fn mark_code(&self, addr: u64, len: u64) {
         if len == 0 || addr >= self.size {
             return;
         }
         let last = ((addr + len - 1).min(self.size - 1)) >> PAGE_SHIFT;
-        for page in (addr >> PAGE_SHIFT)..=last {
+        let first = addr >> PAGE_SHIFT;
+        if (first..=last).all(|p| self.perm_at(p as usize) & PERM_CODE != 0) {
+            return;
+        }
+        let _l = self.layout();
+        for page in first..=last {
             let old = self.perm_cell(page as usize).fetch_or(PERM_CODE, Ordering::Relaxed);
             if old & (PERM_CODE | PERM_WRITE) == PERM_WRITE {
+                self.set_host_prot(page, page + 1, host_prot(old | PERM_CODE));
                 let mut list = self.writable_code.lock().ignore_poison();
                 list.push(page);
                 if list.len() >= 2 * self.writable_code_floor.load(Ordering::Relaxed).max(1024) {

@@ -1,6 +1,6 @@
 //! Copying an address space for `fork`.
 
-use super::{AddressSpace, CHUNK_PAGES, PAGE_SHIFT, PAGE_SIZE, PERM_CODE, PERM_MAPPED};
+use super::{host_prot, AddressSpace, CHUNK_PAGES, PAGE_SHIFT, PAGE_SIZE, PERM_CODE, PERM_MAPPED};
 use std::sync::atomic::Ordering;
 
 impl AddressSpace {
@@ -42,6 +42,15 @@ impl AddressSpace {
             let (start, stop) = (page << PAGE_SHIFT, end << PAGE_SHIFT);
             copy.map_fixed_locked(start, stop - start, perms & !(PERM_CODE | PERM_MAPPED))
                 .map_err(|e| std::io::Error::other(format!("fork: cannot map ({e:?})")))?;
+            // Host protections follow the guest's (see `host_prot`): for the copy, the run is
+            // made host-readable in the parent (a guest `PROT_NONE` run) and host-writable in
+            // the child, and both get their own protections back after it. The layout lock
+            // keeps every other change of these pages out meanwhile.
+            let readable = host_prot(perms) & libc::PROT_READ != 0;
+            if !readable {
+                self.set_host_prot(page, end, libc::PROT_READ);
+            }
+            copy.set_host_prot(page, end, libc::PROT_READ | libc::PROT_WRITE);
             // Without swap, a page the host reports non-resident was never written: an
             // anonymous page not yet touched, or a hole of the image's memfd. It reads as
             // zero, so it need not be read at all (the copy's fresh page is zero too).
@@ -65,8 +74,9 @@ impl AddressSpace {
                     continue;
                 }
                 let off = (p << PAGE_SHIFT) as usize;
-                // SAFETY: page `p` is mapped in both spaces (host-RW, inside both
-                // reservations of equal size); the source is only read.
+                // SAFETY: page `p` is mapped in both spaces, inside both reservations of
+                // equal size, host-readable in the source and host-writable in the copy
+                // (set above); the source is only read.
                 unsafe {
                     let src =
                         std::slice::from_raw_parts(self.base.as_ptr().add(off), PAGE_SIZE as usize);
@@ -78,6 +88,10 @@ impl AddressSpace {
                         );
                     }
                 }
+            }
+            copy.sync_host_prot(page, end);
+            if !readable {
+                self.sync_host_prot(page, end);
             }
             page = end;
         }

@@ -47,7 +47,7 @@ impl AddressSpace {
             libc::mprotect(
                 self.base.as_ptr().add(start as usize).cast(),
                 (end - start) as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
+                host_prot(perms),
             )
         };
         if rc != 0 {
@@ -80,8 +80,9 @@ impl AddressSpace {
         self.release(start, end)
     }
 
-    /// Replaces `[start, end)` by fresh zero host pages (host-accessible, see the module docs)
-    /// and clears the permissions.
+    /// Replaces `[start, end)` by fresh zero host pages with no host access and clears the
+    /// permissions (a racing host access faults and is retried or reported, see the module
+    /// docs).
     pub(super) fn release(&self, start: u64, end: u64) -> Result<(), MapError> {
         let mut any_mapped = false;
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
@@ -95,13 +96,13 @@ impl AddressSpace {
             return Ok(());
         }
         // SAFETY: `[start, end)` lies inside our reservation; MAP_FIXED replaces only those
-        // pages, which belong to this address space alone, by fresh zero pages with the same
-        // host protection, so a concurrent access by another guest thread cannot fault.
+        // pages, which belong to this address space alone, by fresh inaccessible zero pages;
+        // a concurrent host access by another guest thread faults into the guarded routines.
         let p = unsafe {
             libc::mmap(
                 self.base.as_ptr().add(start as usize).cast(),
                 (end - start) as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 -1,
                 0,
@@ -135,19 +136,18 @@ impl AddressSpace {
         }
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
             if self.perm_at(page as usize) & PERM_CODE != 0 {
-                self.uncode_page(page);
+                self.uncode_page_locked(page);
             }
         }
         use std::os::fd::AsRawFd;
         // SAFETY: `[start, end)` lies inside our reservation and is mapped; MAP_FIXED replaces
-        // only those pages, by a private (copy-on-write) mapping of the file that is host
-        // readable and writable like every mapped guest page, so no access that passed a
-        // permission check can fault on the host.
+        // only those pages, by a private (copy-on-write) mapping of the file, with the host
+        // protection of the first page (then of each page, below, still under the lock).
         let p = unsafe {
             libc::mmap(
                 self.base.as_ptr().add(start as usize).cast(),
                 (end - start) as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
+                host_prot(self.perm_at((start >> PAGE_SHIFT) as usize)),
                 libc::MAP_PRIVATE | libc::MAP_FIXED,
                 fd.as_raw_fd(),
                 offset as libc::off_t,
@@ -157,6 +157,7 @@ impl AddressSpace {
             tracing::warn!(start, end, "host mmap of a file failed while loading guest memory");
             return Err(MapError::Host);
         }
+        self.sync_host_prot(start >> PAGE_SHIFT, end >> PAGE_SHIFT);
         Ok(())
     }
 
@@ -171,7 +172,7 @@ impl AddressSpace {
             let p = self.perm_at(page as usize);
             any_mapped |= p != 0;
             if p & PERM_CODE != 0 {
-                self.uncode_page(page);
+                self.uncode_page_locked(page);
             }
         }
         if !any_mapped {
@@ -194,6 +195,37 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Writes `data` at `addr` whatever the guest's permissions of the (mapped) pages, for
+    /// loaders building a fresh image: the pages are host-writable only for the copy, under
+    /// the layout lock, and get their own protection back after it.
+    pub fn write_initial(&self, addr: u64, data: &[u8]) -> Result<(), MemFault> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let fault = MemFault { addr, kind: AccessKind::Write };
+        let end = addr.checked_add(data.len() as u64).filter(|&e| e <= self.size).ok_or(fault)?;
+        let _l = self.layout();
+        let (first, last) = (addr >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
+        if let Some(p) = (first..=last).find(|&p| self.perm_at(p as usize) & PERM_MAPPED == 0) {
+            return Err(MemFault { addr: (p << PAGE_SHIFT).max(addr), kind: AccessKind::Write });
+        }
+        for page in first..=last {
+            self.uncode_page_locked(page);
+        }
+        self.set_host_prot(first, last + 1, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: `[addr, end)` is inside the reservation, mapped, and host-writable until
+        // the protection is restored below; the layout lock keeps it so meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.base.as_ptr().add(addr as usize),
+                data.len(),
+            )
+        };
+        self.sync_host_prot(first, last + 1);
+        Ok(())
+    }
+
     /// Changes the permissions of mapped pages. Fails with `NoMemory` (ENOMEM) if any page in
     /// the range is unmapped, like Linux.
     pub fn protect(&self, addr: u64, len: u64, perms: u8) -> Result<(), MapError> {
@@ -207,7 +239,23 @@ impl AddressSpace {
         for page in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
             self.replace_perm(page, perms | PERM_MAPPED);
         }
+        self.set_host_prot(start >> PAGE_SHIFT, end >> PAGE_SHIFT, host_prot(perms));
         Ok(())
+    }
+
+    /// Gives pages `[first, last)` the host protection of their guest permissions, one
+    /// `mprotect` per run of equal protection (under the layout lock).
+    pub(super) fn sync_host_prot(&self, first: u64, last: u64) {
+        let mut run = first;
+        while run < last {
+            let prot = host_prot(self.perm_at(run as usize));
+            let mut end = run + 1;
+            while end < last && host_prot(self.perm_at(end as usize)) == prot {
+                end += 1;
+            }
+            self.set_host_prot(run, end, prot);
+            run = end;
+        }
     }
 
     /// True if no page of `[start, end)` is mapped.
@@ -366,8 +414,14 @@ impl AddressSpace {
         let dest = self.find_free_locked(&l, new_len).ok_or(MapError::NoMemory)?;
         self.map_fixed_locked(dest, new_len, perms)?;
         let n = (old_end - start) as usize;
-        // SAFETY: both ranges are inside the reservation, mapped host-RW, and disjoint (dest
-        // was free while the source is mapped).
+        let (src_first, src_last) = (start >> PAGE_SHIFT, old_end >> PAGE_SHIFT);
+        let (dst_first, dst_last) = (dest >> PAGE_SHIFT, (dest + new_len) >> PAGE_SHIFT);
+        // The copy is the host's own: both sides readable/writable for it, under the lock.
+        self.set_host_prot(src_first, src_last, libc::PROT_READ);
+        self.set_host_prot(dst_first, dst_last, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: both ranges are inside the reservation, made host-readable (source) and
+        // host-writable (destination) just above under the layout lock, and disjoint (dest
+        // was free while the source is mapped); no guest access can change that meanwhile.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.base.as_ptr().add(start as usize),
@@ -375,6 +429,7 @@ impl AddressSpace {
                 n,
             );
         }
+        self.sync_host_prot(dst_first, dst_last);
         self.unmap_locked(start, old_end - start)?;
         Ok(dest)
     }

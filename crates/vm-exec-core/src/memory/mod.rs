@@ -4,16 +4,21 @@
 //! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region),
 //!   made with `PROT_NONE`; guest address `a` lives at host address `base + a`. Nothing outside
 //!   `[base, base + size)` is ever read or written on a guest's behalf.
-//! - A host page becomes readable and writable for the host when the guest first maps it;
-//!   the guest's own permissions (read, write, execute) live in a per-page table that every
-//!   access checks. Pages never mapped stay `PROT_NONE` on the host. Unmapping frees a page's
-//!   memory (fresh zero pages replace it) but leaves it host-accessible: a guest thread that
-//!   passed a permission check just before another thread unmapped the page then touches a
-//!   dead zero page, never a host fault.
+//! - Every guest page has its real protection on the host (`host_prot`): pages never
+//!   mapped or unmapped are `PROT_NONE`, read-only (or execute-only) pages are read-only,
+//!   writable pages are read-write, except that a writable page holding decoded code is
+//!   read-only on the host (see below). The guest's own permissions (read, write, execute,
+//!   code) also live in a per-page table that host code checks before every access. The
+//!   host protection of a page changes only under the layout lock.
+//! - Host code reaches guest bytes only through the guarded routines of `fault`: an access
+//!   that passed its check and then faults (another thread unmapped or protected the page,
+//!   or an engine write-protected it for code) is checked again and retried or reported as
+//!   the guest fault; the host never crashes. Translated code relies on the host MMU alone
+//!   plus one bound check, and the fault handler sends its faults to their slow paths.
 //! - The space is shared by all threads of a guest process, which may run on different host
 //!   threads at once: every method takes `&self`. Data accesses are plain host loads and stores
 //!   (x86-64's TSO is stronger than RVWMO); atomics use host atomic instructions on the same
-//!   bytes (see [`AddressSpace::atomic_u32`]). Permission bytes are read and written as atomic
+//!   bytes (see [`AddressSpace::atomic_update`]). Permission bytes are read and written as atomic
 //!   bytes. Changes to the layout (map, unmap, protect, brk, remap) are serialized by one lock;
 //!   a caller that needs several of them to appear as one (`mmap` = find + map) holds
 //!   [`AddressSpace::layout_lock`] around them.
@@ -21,8 +26,10 @@
 //!   unaligned access straddles a page boundary). A failed check is a [`MemFault`], which the
 //!   engines turn into a guest `SIGSEGV`; it never panics.
 //! - Pages from which an engine has decoded or translated code carry the [`PERM_CODE`] bit. A
-//!   store to such a page takes the slow path: it performs the store, clears the bit and appends
-//!   the page to the invalidation log. Every engine instance keeps its own position in that log
+//!   store to such a page takes the slow path (host code sees the bit; translated code faults
+//!   on the write-protected page and its handler takes the slow path): it makes the page
+//!   writable again, performs the store, clears the bit and appends the page to the
+//!   invalidation log. Every engine instance keeps its own position in that log
 //!   (a generation number) and applies what it has not seen at block boundaries; one that fell
 //!   further behind than the log's capacity drops all its code. The same happens when such a
 //!   page is unmapped or loses its permissions.
@@ -49,9 +56,23 @@ pub const PERM_CODE: u8 = 8;
 /// The page is mapped (possibly with no access rights, like `PROT_NONE`).
 pub const PERM_MAPPED: u8 = 16;
 
-/// Guard bytes reserved past the end of guest memory. Engines never rely on them for safety,
-/// but they turn an off-by-a-few host bug into a host fault rather than a silent write.
-const GUARD_SIZE: usize = 1 << 16;
+/// Guard bytes reserved (`PROT_NONE`) past the end of guest memory: translated code checks
+/// only that an access *starts* below the end, so one that runs over it faults here.
+pub const GUARD_SIZE: usize = 1 << 16;
+
+/// The host protection of a page with guest permissions `perms`: readable when the guest
+/// may read or execute it (the host reads instructions to decode them), writable when the
+/// guest may write it and no engine holds code from it, else no access at all.
+pub(crate) fn host_prot(perms: u8) -> i32 {
+    let mut prot = libc::PROT_NONE;
+    if perms & (PERM_READ | PERM_EXEC) != 0 {
+        prot |= libc::PROT_READ;
+    }
+    if perms & PERM_WRITE != 0 && perms & PERM_CODE == 0 {
+        prot |= libc::PROT_READ | libc::PROT_WRITE;
+    }
+    prot
+}
 
 /// What kind of access faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +141,7 @@ const CHUNK_PAGES: u64 = 512;
 
 mod access;
 mod code;
+mod fault;
 mod fork;
 mod layout;
 #[cfg(test)]
@@ -127,6 +149,7 @@ mod tests;
 
 use code::InvalidationLog;
 pub use code::Invalidations;
+pub use fault::{install_fault_handler, JitFaultScope, ScopeGuard};
 use layout::Layout;
 
 /// One guest's memory: a host reservation, a permission per page, brk and mmap bookkeeping.
@@ -183,6 +206,7 @@ impl AddressSpace {
             .filter(|s| *s <= 1 << 46)
             .ok_or_else(|| std::io::Error::other("guest address space too large"))?;
         let pages = (size >> PAGE_SHIFT) as usize;
+        fault::install_fault_handler();
         let base = reserve(size as usize + GUARD_SIZE, libc::PROT_NONE)?;
         let perms = match reserve(pages, libc::PROT_READ | libc::PROT_WRITE) {
             Ok(p) => p,

@@ -84,21 +84,29 @@ fn a_reader_far_behind_the_invalidation_log_drops_everything() {
 
 #[test]
 fn unmapping_under_a_racing_reader_never_faults_the_host() {
-    // One thread maps, writes and unmaps a page in a loop while another reads it through
-    // raw slices that passed the permission check: the reader sees data or zeros, the
-    // host never faults.
+    // One thread maps, writes and unmaps a page in a loop while another reads it: an access
+    // that passed its check and then met the unmapped (host `PROT_NONE`) page is retried or
+    // reported as the guest fault; the host never crashes.
     let m = std::sync::Arc::new(AddressSpace::new(1 << 20).unwrap());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
         let (m, stop) = (m.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut seen = 0u64;
+            let (mut seen, mut faults) = (0u64, 0u64);
+            let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(s) = m.slice(0x4000, 4096, PERM_READ, AccessKind::Read) {
-                    seen += s.iter().map(|&b| b as u64).sum::<u64>();
+                match m.read_into(0x4000, &mut buf, PERM_READ, AccessKind::Read) {
+                    Ok(()) => seen += buf.iter().map(|&b| b as u64).sum::<u64>(),
+                    Err(f) => {
+                        assert_eq!(f.addr, 0x4000);
+                        faults += 1;
+                    }
+                }
+                if let Err(f) = m.read_u32(0x4ffc) {
+                    assert_eq!(f, MemFault { addr: 0x4ffc, kind: AccessKind::Read });
                 }
             }
-            seen
+            (seen, faults)
         })
     };
     for i in 0..2000u32 {
@@ -173,13 +181,15 @@ fn discard_zeroes_mapped_pages_and_keeps_their_permissions() {
 fn host_atomics_on_guest_words() {
     let m = AddressSpace::new(1 << 20).unwrap();
     m.map_fixed(0x4000, 0x1000, RW).unwrap();
-    let a = m.atomic_u32(0x4004).unwrap().unwrap();
-    a.fetch_add(5, Ordering::SeqCst);
+    assert_eq!(m.atomic_update(0x4004, false, |x| Some(x + 5)), Ok(Some(0)));
     assert_eq!(m.read_u32(0x4004).unwrap(), 5);
-    assert!(m.atomic_u32(0x4006).unwrap().is_none(), "misaligned");
-    assert!(m.atomic_u64(0x5000).is_err(), "unmapped");
+    assert_eq!(m.atomic_cas(0x4008, true, 0, 9), Ok(Some(true)));
+    assert_eq!(m.atomic_cas(0x4008, true, 0, 7), Ok(Some(false)));
+    assert_eq!(m.read_u64(0x4008).unwrap(), 9);
+    assert_eq!(m.atomic_update(0x4006, false, Some), Ok(None), "misaligned");
+    assert!(m.atomic_update(0x5000, true, Some).is_err(), "unmapped");
     m.protect(0x4000, 0x1000, PERM_READ).unwrap();
-    assert!(m.atomic_u64(0x4008).is_err(), "read-only");
+    assert!(m.atomic_update(0x4008, true, Some).is_err(), "read-only");
 }
 
 #[test]

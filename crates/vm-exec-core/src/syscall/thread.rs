@@ -28,7 +28,6 @@ use crate::cpu::{reg, GuestThread};
 use crate::exec::{GuestExit, StopReason};
 use crate::futex::{WaitError, MATCH_ANY};
 use crate::process::Process;
-use std::sync::atomic::Ordering;
 
 /// `exit(status)`: ends the calling thread; its `clear_child_tid` word is zeroed and one
 /// futex waiter on it woken, as Linux does.
@@ -423,9 +422,6 @@ fn futex_scheduled(c: &mut Call<'_>, a: FutexArgs) -> SysResult {
                 return err(libc::EINVAL);
             }
             let (opcode, cmp, oparg, cmparg) = decode_wake_op(val3);
-            let Some(word) = p.mem.atomic_u32(uaddr2)? else {
-                return err(libc::EINVAL);
-            };
             let update = |old: u32| match opcode {
                 0 => Some(oparg),
                 1 => Some(old.wrapping_add(oparg)),
@@ -437,9 +433,12 @@ fn futex_scheduled(c: &mut Call<'_>, a: FutexArgs) -> SysResult {
             if opcode > 4 || cmp > 5 {
                 return err(libc::ENOSYS);
             }
-            let old = match word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, update) {
-                Ok(v) | Err(v) => v,
+            let Some(old) =
+                p.mem.atomic_update(uaddr2, false, |old| update(old as u32).map(u64::from))?
+            else {
+                return err(libc::EINVAL);
             };
+            let old = old as u32;
             let mut woken = p.futexes.wake(uaddr, val as usize, MATCH_ANY);
             let (o, a) = (old as i32, cmparg as i32);
             let hit = match cmp {

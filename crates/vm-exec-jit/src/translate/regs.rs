@@ -1,0 +1,117 @@
+//! Register assignment: which guest registers a block keeps in host registers, and the
+//! loads, stores, spills and reloads around them (see the invariants in the parent module).
+
+use super::*;
+
+/// Host registers that may cache guest registers, callee-saved ones first.
+pub(super) const CACHE_REGS: [Rq; 8] =
+    [Rq::RBX, Rq::RBP, Rq::R13, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
+
+/// Chooses the guest registers to cache: the most used ones (used at least twice).
+pub(super) fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
+    let mut uses = [0u32; 32];
+    for i in insts {
+        // Over-counting (an fp register number counted as an integer one) only affects the
+        // choice, never correctness: every access goes through the allocation.
+        uses[(i.rs1 & 31) as usize] += 1;
+        uses[(i.rs2 & 31) as usize] += 1;
+        if i.op.writes_int_rd() {
+            uses[(i.rd & 31) as usize] += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 2).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(uses[r]));
+    let mut alloc = [None; 32];
+    for (&g, &h) in order.iter().zip(CACHE_REGS.iter()) {
+        alloc[g] = Some(h);
+    }
+    alloc
+}
+
+pub(super) fn is_caller_saved(h: Rq) -> bool {
+    !matches!(h, Rq::RBX | Rq::RBP | Rq::R13)
+}
+
+impl Emitter<'_> {
+    /// Loads guest register `g` into host register `h` (64 bits).
+    pub(super) fn ld(&mut self, h: Rq, g: u8) {
+        if g == 0 || g >= 32 {
+            dynasm!(self.ops ; .arch x64 ; xor Rd(h), Rd(h));
+        } else if let Some(c) = self.alloc[g as usize] {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(c));
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
+        }
+    }
+
+    /// Writes every dirty cached register back to the context.
+    pub(super) fn spill(&mut self) {
+        for k in 0..self.dirty.len() {
+            let (g, h) = self.dirty[k];
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+        }
+    }
+
+    /// Loads every cached register from the context.
+    pub(super) fn reload_all(&mut self) {
+        for k in 0..self.cached.len() {
+            let (g, h) = self.cached[k];
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
+        }
+    }
+
+    /// Whether a caller-saved host register caches something.
+    pub(super) fn uses_caller_saved(&self) -> bool {
+        self.cached.iter().any(|&(_, h)| is_caller_saved(h))
+    }
+
+    /// Saves the caller-saved cache registers (five pushes and eight bytes of padding keep
+    /// the stack 16-byte aligned for the call).
+    pub(super) fn push_volatile(&mut self) {
+        if self.uses_caller_saved() {
+            dynasm!(self.ops ; .arch x64 ; push rdi ; push r8 ; push r9 ; push r10 ; push r11 ; sub rsp, 8);
+        }
+    }
+
+    pub(super) fn pop_volatile(&mut self) {
+        if self.uses_caller_saved() {
+            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rdi);
+        }
+    }
+
+    /// Stores host register `h` into guest register `g` (dropped for x0 and the sink).
+    pub(super) fn st(&mut self, g: u8, h: Rq) {
+        if g != 0 && g < 32 {
+            if let Some(c) = self.alloc[g as usize] {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), Rq(h));
+            } else {
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+            }
+        }
+    }
+
+    /// Stores a 64-bit constant into guest register `g`.
+    pub(super) fn st_const(&mut self, g: u8, v: u64) {
+        if g == 0 || g >= 32 {
+            return;
+        }
+        if let Some(c) = self.alloc[g as usize] {
+            if v as i64 == v as i32 as i64 {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), v as i32);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(c), QWORD v as i64);
+            }
+        } else if v as i64 == v as i32 as i64 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], v as i32);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD v as i64 ; mov QWORD [r15 + x_off(g)], rax);
+        }
+    }
+
+    /// `rax = x[rs1]`, `rcx = x[rs2]`.
+    pub(super) fn ld2(&mut self, i: &Inst) {
+        self.ld(Rq::RAX, i.rs1);
+        self.ld(Rq::RCX, i.rs2);
+    }
+}
