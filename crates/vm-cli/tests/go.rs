@@ -169,11 +169,9 @@ fn go_net_http_without_net_is_refused() {
 }
 
 /// A call-free hot loop in goroutines while the main goroutine runs `runtime.GC()`: the
-/// collector stops them only through asynchronous preemption (`tgkill(SIGURG)`), which needs
-/// signal delivery to guest handlers (the procs work, issue 10). Without it the program hangs
-/// under vmx, so the test is ignored until that lands.
+/// collector stops them only through asynchronous preemption (`tgkill(SIGURG)` delivered to
+/// the runtime's handler on the spinning thread). Without signal delivery it hangs.
 #[test]
-#[ignore = "needs guest signal delivery (Go's SIGURG preemption); run with --ignored once it is on main"]
 fn go_call_free_hot_loop_with_gc_does_not_hang() {
     differential("hotloop", &[], &[]);
 }
