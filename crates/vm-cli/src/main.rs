@@ -132,7 +132,7 @@ struct RunArgs {
     /// Write the `--strace` lines to FILE instead of stderr (implies `--strace`).
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
-    /// The guest's argv[0] (default: PROGRAM as given); binfmt_misc's `P` flag passes it.
+    /// The guest's `argv[0]` (default: PROGRAM as given); binfmt_misc's `P` flag passes it.
     #[arg(long, value_name = "ARG", hide = true)]
     argv0: Option<OsString>,
     /// The program and its arguments.
