@@ -48,9 +48,14 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Runs `argv` with a fixed environment and `stdin`; returns its output.
 fn run(argv: &[String], stdin: &[u8], cwd: &Path) -> Output {
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_clear();
+    if argv[0] == "qemu-riscv64" && argv[1] == "-L" {
+        // A guest's execve of a riscv64 program starts a new qemu through binfmt_misc, which
+        // knows the root only from the environment (vmx keeps it in the sandbox itself).
+        cmd.env("QEMU_LD_PREFIX", &argv[2]);
+    }
+    let mut child = cmd
         .env("PATH", "/usr/bin:/bin")
         .env("LC_ALL", "C")
         .env("TZ", "UTC")
@@ -117,6 +122,22 @@ fn cases() -> Vec<Case> {
             args: &["{W}/ops.py", "{W}"],
             stdin: vec![],
             engines: NOT_JIT,
+            files: &[],
+        },
+        Case {
+            name: "python-subprocess",
+            prog: "python3",
+            args: &["{W}/spawn.py"],
+            stdin: vec![],
+            engines: NOT_JIT,
+            files: &[],
+        },
+        Case {
+            name: "dash-files",
+            prog: "dash",
+            args: &["{W}/files.sh", "{W}"],
+            stdin: vec![],
+            engines: ALL,
             files: &[],
         },
         Case {

@@ -203,6 +203,20 @@ impl FdTable {
         }
     }
 
+    /// Closes every open descriptor in `first..=last` (`close_range`), or with `cloexec_only`
+    /// marks them close-on-exec instead (`CLOSE_RANGE_CLOEXEC`).
+    pub fn close_range(&mut self, first: u64, last: u64, cloexec_only: bool) {
+        let end =
+            usize::try_from(last).unwrap_or(usize::MAX).min(self.slots.len().saturating_sub(1));
+        let Ok(start) = usize::try_from(first) else { return };
+        for s in self.slots.iter_mut().take(end.saturating_add(1)).skip(start) {
+            match s {
+                Some(d) if cloexec_only => d.cloexec = true,
+                _ => *s = None,
+            }
+        }
+    }
+
     /// Closes `fd`; false if it was not open.
     pub fn close(&mut self, fd: i64) -> bool {
         usize::try_from(fd)

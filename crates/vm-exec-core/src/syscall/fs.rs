@@ -479,6 +479,19 @@ pub(super) fn close(c: &mut Call<'_>) -> SysResult {
     }
 }
 
+/// `close_range(first, last, flags)`: `CLOSE_RANGE_CLOEXEC` marks instead of closing;
+/// `CLOSE_RANGE_UNSHARE` changes nothing here (a process's table is never shared).
+pub(super) fn close_range(c: &mut Call<'_>) -> SysResult {
+    const CLOSE_RANGE_UNSHARE: u64 = 2;
+    const CLOSE_RANGE_CLOEXEC: u64 = 4;
+    let (first, last, flags) = (c.args[0] as u32 as u64, c.args[1] as u32 as u64, c.args[2]);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return err(libc::EINVAL);
+    }
+    c.process.files().close_range(first, last, flags & CLOSE_RANGE_CLOEXEC != 0);
+    Ok(0)
+}
+
 /// A new description of what `fd` refers to: a host `dup` for host descriptors, a shared
 /// handle for capture buffers, and a copy (same data, same position, but not shared from then
 /// on) for in-memory input.

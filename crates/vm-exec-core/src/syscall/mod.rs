@@ -292,6 +292,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(291, "statx", stat::statx),
     sc(293, "rseq", thread::rseq),
     sc(435, "clone3", thread::clone3),
+    sc(436, "close_range", fs::close_range),
     sc(439, "faccessat2", path::faccessat2),
     sc(441, "epoll_pwait2", event::epoll_pwait2),
 ];

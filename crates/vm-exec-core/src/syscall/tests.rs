@@ -1276,3 +1276,27 @@ fn futex_wake_on_an_unmapped_word_is_efault_unless_private() {
         assert_eq!(g.sys(98, &[SCRATCH, 1, 1]), 0, "a mapped word");
     }
 }
+
+#[test]
+fn close_range_closes_or_marks_close_on_exec() {
+    let mut g = guest();
+    let fds = SCRATCH;
+    assert_eq!(g.sys(59, &[fds, 0]), 0);
+    assert_eq!(g.sys(59, &[fds + 8, 0]), 0);
+    let n: Vec<i64> = (0..4)
+        .map(|i| u32::from_le_bytes(g.get(fds + i * 4, 4).try_into().unwrap()) as i64)
+        .collect();
+    assert_eq!(g.sys(436, &[5, 3, 0]), e(libc::EINVAL), "first > last");
+    assert_eq!(g.sys(436, &[3, u32::MAX as u64, 1]), e(libc::EINVAL), "unknown flag");
+    // CLOSE_RANGE_CLOEXEC marks the last two without closing them.
+    assert_eq!(g.sys(436, &[n[2] as u64, u32::MAX as u64, 4]), 0);
+    assert_eq!(g.sys(25, &[n[3] as u64, 1]), 1, "F_GETFD shows FD_CLOEXEC");
+    assert_eq!(g.sys(25, &[n[1] as u64, 1]), 0);
+    // Closing the first two leaves the others open.
+    assert_eq!(g.sys(436, &[n[0] as u64, n[1] as u64, 0]), 0);
+    assert_eq!(g.sys(57, &[n[0] as u64]), e(libc::EBADF));
+    assert_eq!(g.sys(57, &[n[1] as u64]), e(libc::EBADF));
+    assert_eq!(g.sys(57, &[n[2] as u64]), 0);
+    assert_eq!(g.sys(436, &[0, u32::MAX as u64, 0]), 0, "everything, standard streams too");
+    assert_eq!(g.sys(57, &[1]), e(libc::EBADF));
+}
