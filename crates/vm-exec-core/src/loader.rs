@@ -376,6 +376,13 @@ fn build_stack(p: &Process, top: u64, bias: u64, base: u64) -> Result<u64, LoadE
     }
     words.push(AT_NULL);
     words.push(0);
+    // `/proc/self/auxv` reads the same pairs, AT_NULL included.
+    p.abi().auxv = auxv
+        .iter()
+        .chain(&[(AT_NULL, 0)])
+        .flat_map(|&(k, v)| [k, v])
+        .flat_map(u64::to_le_bytes)
+        .collect();
     let sp = (cursor - words.len() as u64 * 8) & !15;
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     write_ignoring_perms(&p.mem, sp, &bytes);

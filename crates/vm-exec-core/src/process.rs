@@ -623,6 +623,9 @@ pub struct AbiState {
     /// Unix socket paths the guest bound: `(host path, the path as the guest gave it)`, so
     /// that addresses read back show the guest's own spelling (at most 1,024, newest last).
     pub unix_names: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The auxiliary vector the loader gave the program (key, value pairs of little-endian
+    /// words, ending with `AT_NULL`), as `/proc/self/auxv` shows it.
+    pub auxv: Vec<u8>,
 }
 
 /// Where a file-backed guest range takes its bytes from.
@@ -673,6 +676,7 @@ impl AbiState {
             itimer_interval: std::time::Duration::ZERO,
             itimer_generation: 0,
             unix_names: Vec::new(),
+            auxv: Vec::new(),
         }
     }
 }

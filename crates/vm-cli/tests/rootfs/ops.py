@@ -1,6 +1,6 @@
 # Real work for the root-file-system suite (crates/vm-cli/tests/rootfs.rs): file operations
-# in a granted work directory (argv[1]), json, hashlib, re, /dev and /proc. Its output must be
-# the same under qemu-riscv64 -L and vmx --root.
+# in a granted work directory (argv[1]), json, hashlib, re, /dev and /proc (auxv included).
+# Its output must be the same under qemu-riscv64 -L and vmx --root.
 import os, sys, json, hashlib, re, stat
 w = sys.argv[1]
 os.chdir(w)
@@ -32,3 +32,7 @@ print(re.findall(r"(\w+)@(\w+)\.com", "a@b.com, c@d.com"))
 print(open("/dev/null").read() == "", len(open("/dev/zero", "rb").read(5)), len(os.urandom(8)))
 print(open("/proc/sys/kernel/osrelease").read() == os.uname().release + "\n")
 print(os.path.exists("/proc/self/exe"))
+import struct
+aux = open("/proc/self/auxv", "rb").read()
+pairs = dict(struct.unpack_from("<QQ", aux, i) for i in range(0, len(aux), 16))
+print(len(aux) % 16, pairs.get(0), pairs[6], pairs[4], sorted(k for k in pairs if k in (3, 5, 7, 9, 25, 31)))

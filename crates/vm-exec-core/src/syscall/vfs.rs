@@ -9,7 +9,7 @@
 //!   the streams these names are used for, the two agree); as links they read as Linux's.
 //! - `/proc/self/exe` is the program file; `/proc/self/cwd` and `/proc/self/root` are links
 //!   that read as the guest's working directory and `/`, and lead nowhere else.
-//! - `/proc/self/{cmdline,environ,maps,status,stat}`, `/proc/cpuinfo` (a RISC-V one),
+//! - `/proc/self/{cmdline,environ,maps,status,stat,auxv}`, `/proc/cpuinfo` (a RISC-V one),
 //!   `/proc/meminfo`, `/proc/sys/kernel/osrelease` and `/proc/version` are generated when
 //!   opened, into a host memory file (so `fstat`, `lseek`, `pread` and `mmap` work on them).
 //! - `/proc/<own pid>` and `/proc/thread-self` stand for `/proc/self`.
@@ -122,6 +122,7 @@ fn proc_self(p: &Process, rest: &[&[u8]]) -> Result<Special, Errno> {
             Special::Content(cfg.env.iter().flat_map(|a| a.iter().chain(&[0])).copied().collect())
         }
         [b"maps"] => Special::Content(maps(p)),
+        [b"auxv"] => Special::Content(p.abi().auxv.clone()),
         [b"status"] => Special::Content(status(p)),
         [b"stat"] => Special::Content(stat(p)),
         [b"comm"] => {
