@@ -1,5 +1,6 @@
 //! Go programs of our own (`guests/go/*`: goroutines with timers and contexts, file I/O,
-//! `net/http` on loopback with `--net`, unix sockets, a call-free hot loop with `runtime.GC()`),
+//! `net/http` on loopback with `--net`, unix sockets, a call-free hot loop with `runtime.GC()`,
+//! `os/exec` and `os/signal`),
 //! cross-built at test time with the Go toolchain
 //! (`GOOS=linux GOARCH=riscv64 CGO_ENABLED=0 go build`; binaries are never committed), run
 //! under `qemu-riscv64` and under `vmx run` with every engine and 1, 2 and 4 vCPUs: stdout,
@@ -130,6 +131,17 @@ fn go_file_io_from_goroutines() {
     let d = dir.to_string_lossy().into_owned();
     differential("fileio", std::slice::from_ref(&d), &["--dir".into(), d.clone()]);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `os/exec` (the program runs itself: pipes, environment, exit status, a missing program,
+/// a child killed by SIGTERM) and `os/signal` (`signal.Notify` of a signal sent to itself,
+/// one from its child and SIGCHLD; `signal.Ignore`). Its directory is granted so that it can
+/// execute itself.
+#[test]
+fn go_os_exec_and_os_signal() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-guests");
+    let d = dir.to_string_lossy().into_owned();
+    differential("procsig", &[], &["--dir".into(), d]);
 }
 
 /// A fresh, empty directory under the target directory.

@@ -255,6 +255,19 @@ fn exec_common(
     thread.signal_mask = c.thread.signal_mask;
     let fresh = Arc::new(fresh.inherit_from(p));
     p.sandbox.replace(&fresh);
+    // Pending signals survive execve (a SIGTERM sent between fork and exec still kills the
+    // new image). Merged after the swap: until it, senders found the old process.
+    {
+        let mut old = p.sig();
+        let mut new = fresh.sig();
+        new.pending |= std::mem::take(&mut old.pending);
+        new.infos.append(&mut old.infos);
+        if let Some(t) = old.threads.get_mut(&c.thread.tid) {
+            let nt = new.threads.entry(fresh.pid).or_default();
+            nt.pending |= std::mem::take(&mut t.pending);
+            nt.infos.append(&mut t.infos);
+        }
+    }
     c.stop = Some(StopReason::Exec(Box::new(NewProcess { process: fresh, thread })));
     Ok(0)
 }
