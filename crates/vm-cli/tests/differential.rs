@@ -17,9 +17,7 @@
 //! Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
 //! vCPUs, each `VMX_THREAD_REPEATS` times (default 2), to shake out races.
 
-#[path = "../../../xtask/src/manifest.rs"]
-#[allow(dead_code)]
-mod manifest;
+use vm_test_support::manifest;
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;

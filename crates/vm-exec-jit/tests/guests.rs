@@ -7,9 +7,7 @@
 //! The guests open relative paths against the host's working directory, so this binary
 //! changes it to the repository root; that is why it holds a single test.
 
-#[path = "../../../xtask/src/manifest.rs"]
-#[allow(dead_code)]
-mod manifest;
+use vm_test_support::manifest;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
