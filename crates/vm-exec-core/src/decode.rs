@@ -754,7 +754,7 @@ fn decode16(h: u32) -> Option<Inst> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The test vectors in `testdata/decode/` come from GNU binutils (see `gen.py` there); the
     //! tests only read them.
 
@@ -770,7 +770,8 @@ mod tests {
     /// Lists every `Op`; the exhaustive `match` fails to compile when a variant is missing.
     macro_rules! all_ops {
         ($($op:ident),* $(,)?) => {
-            const ALL_OPS: &[Op] = &[$(Op::$op),*];
+            /// Every `Op`.
+            pub(crate) const ALL_OPS: &[Op] = &[$(Op::$op),*];
             #[allow(dead_code)]
             fn every_op_is_listed(op: Op) {
                 match op {
