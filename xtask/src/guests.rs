@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::manifest::{self, Case};
 use crate::repo_root;
+use vm_test_support::manifest::{self, Case};
 
 /// Environment variable overriding the cross compiler.
 const CC_ENV: &str = "GUEST_CC";

@@ -27,7 +27,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod guests;
-mod manifest;
 
 mod bench;
 mod bench_cluster;

@@ -4,6 +4,11 @@
 //! The tests run one at a time (they share two cores and time-outs), each with its own
 //! temporary directory and OS-assigned port; every child process is killed when its guard
 //! drops, also when a test fails.
+//!
+//! Why this file is long: its harness (process guards, `Cluster`, the serial lock, program
+//! builders: about 240 lines) serves ten scenarios that must never overlap on two cores;
+//! split into several test binaries, each would need that harness as a shared module. Each
+//! test is a self-contained scenario, so the file reads top to bottom.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

@@ -17,13 +17,12 @@
 //! Cases tagged `threads` (multi-threaded guests) run under every engine with 1, 2, 4 and 8
 //! vCPUs, each `VMX_THREAD_REPEATS` times (default 2), to shake out races.
 
-#[path = "../../../xtask/src/manifest.rs"]
-#[allow(dead_code)]
-mod manifest;
+use vm_test_support::guests::{stdin_path, Outcome};
+use vm_test_support::{manifest, repo_root};
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -34,17 +33,6 @@ const THREAD_VCPUS: &[usize] = &[1, 2, 4, 8];
 
 fn thread_repeats() -> usize {
     std::env::var("VMX_THREAD_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    status: String,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// Runs `runner_prefix... guests/BINARY ARGS` the way the ground truth was recorded.
@@ -59,8 +47,8 @@ fn run_case(root: &Path, case: &manifest::Case, runner: &[String]) -> Outcome {
     }
     cmd.args(runner);
     cmd.arg(case.argv0()).args(&case.args);
-    let stdin = match &case.stdin {
-        Some(f) => Stdio::from(std::fs::File::open(root.join("guests").join(f)).unwrap()),
+    let stdin = match stdin_path(root, case) {
+        Some(f) => Stdio::from(std::fs::File::open(f).unwrap()),
         None => Stdio::null(),
     };
     let out = cmd.stdin(stdin).output().expect("spawn sh");
@@ -70,19 +58,6 @@ fn run_case(root: &Path, case: &manifest::Case, runner: &[String]) -> Outcome {
         _ => "unknown".into(),
     };
     Outcome { stdout: out.stdout, stderr: out.stderr, status }
-}
-
-fn stored_truth(root: &Path, case: &manifest::Case) -> Outcome {
-    let base = root.join("guests/expected").join(&case.name);
-    let read = |ext: &str| {
-        std::fs::read(base.with_extension(ext))
-            .unwrap_or_else(|e| panic!("ground truth for {}: {e}", case.name))
-    };
-    Outcome {
-        stdout: read("stdout"),
-        stderr: read("stderr"),
-        status: String::from_utf8(read("status")).unwrap().trim().to_string(),
-    }
 }
 
 fn qemu_available() -> bool {
@@ -99,15 +74,6 @@ fn qemu_available() -> bool {
 fn binfmt_riscv64() -> bool {
     std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-riscv64")
         .is_ok_and(|s| s.lines().next() == Some("enabled"))
-}
-
-fn describe(o: &Outcome) -> String {
-    format!(
-        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -142,7 +108,7 @@ fn every_guest_matches_qemu() {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let Some(case) = queue.lock().unwrap().pop_front() else { break };
-                let stored = stored_truth(&root, case);
+                let stored = Outcome::stored(&root, case);
                 let reference = if live_qemu && (binfmt || !case.has_tag("exec")) {
                     let q = run_case(&root, case, &["qemu-riscv64".to_string()]);
                     if q != stored {
@@ -150,7 +116,7 @@ fn every_guest_matches_qemu() {
                             "{}: live qemu differs from guests/expected (regenerate with \
                              `cargo xtask guests truth`)\n{}",
                             case.name,
-                            describe(&q)
+                            q.describe()
                         ));
                     }
                     q
@@ -187,8 +153,8 @@ fn every_guest_matches_qemu() {
                                     case.line,
                                     vcpus.map_or(String::new(), |n| format!("--vcpus {n}")),
                                     rep + 1,
-                                    describe(&ours),
-                                    describe(&reference)
+                                    ours.describe(),
+                                    reference.describe()
                                 ));
                             }
                         }

@@ -1,12 +1,11 @@
 //! `vmx coordinator --store postgres://...` with real processes and a real server (started
-//! by the test, see `vm-distributed/tests/support/pg.rs`; skipped with a printed reason
+//! by the test, see `vm_test_support::pg`; skipped with a printed reason
 //! without PostgreSQL, never in CI where `VMX_REQUIRE_POSTGRES` is set): tasks survive a
 //! coordinator's `kill -9`, submissions fail clearly while the database is down and work
 //! again after it returns, and bad input (a wrong URL, a database without permissions, a
 //! schema from a newer vmx) is refused with one line.
 
-#[path = "../../vm-distributed/tests/support/pg.rs"]
-mod pg;
+use vm_test_support::pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -23,6 +23,10 @@
 //!   ([`MAX_ARGS_BYTES`]) and the output cap ([`MAX_OUTPUT_CAP`], per stream).
 //! - Every decoding failure is an [`Error`], never a panic: a malformed frame closes that one
 //!   connection.
+//!
+//! Why this file is long: it is the whole wire vocabulary (every type that crosses a
+//! connection, with its limits) and the frame codec, kept together so the format can be
+//! reviewed in one place; about 120 lines are its tests (framing, limits, hostile input).
 
 use crate::registry::VmInfo;
 use crate::Error;

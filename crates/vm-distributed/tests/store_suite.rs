@@ -1,10 +1,9 @@
 //! The behaviour every [`TaskStore`] promises (see `vm_distributed::store`), checked against
 //! each backend: redb in a temporary directory, and PostgreSQL on a server this test starts
-//! (`support/pg.rs`; skipped with a printed reason when PostgreSQL is absent, unless
+//! (`vm_test_support::pg`; skipped with a printed reason when PostgreSQL is absent, unless
 //! `VMX_REQUIRE_POSTGRES` is set).
 
-#[path = "support/pg.rs"]
-mod pg;
+use vm_test_support::pg;
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Weak};

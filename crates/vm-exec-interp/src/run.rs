@@ -283,28 +283,7 @@ fn exec_block(
                 let (a, b) = (r1!() as u32, r2!() as u32);
                 x[rd] = if b == 0 { sext32(a as u64) } else { sext32((a % b) as u64) }
             }
-            Op::LrW
-            | Op::LrD
-            | Op::ScW
-            | Op::ScD
-            | Op::AmoswapW
-            | Op::AmoaddW
-            | Op::AmoxorW
-            | Op::AmoandW
-            | Op::AmoorW
-            | Op::AmominW
-            | Op::AmomaxW
-            | Op::AmominuW
-            | Op::AmomaxuW
-            | Op::AmoswapD
-            | Op::AmoaddD
-            | Op::AmoxorD
-            | Op::AmoandD
-            | Op::AmoorD
-            | Op::AmominD
-            | Op::AmomaxD
-            | Op::AmominuD
-            | Op::AmomaxuD => match atomic::execute(i.op, r1!(), r2!(), cpu, mem) {
+            vm_exec_core::atomic_ops!() => match atomic::execute(i.op, r1!(), r2!(), cpu, mem) {
                 Ok(v) => x[rd] = v,
                 Err(f) => return sig(idx, ipc, f.signo, Some(f.addr)),
             },
@@ -318,64 +297,7 @@ fn exec_block(
             },
             Op::Fsw => store!(write_u32, cpu.f[(i.rs2 & 31) as usize] as u32),
             Op::Fsd => store!(write_u64, cpu.f[(i.rs2 & 31) as usize]),
-            Op::FmaddS
-            | Op::FmsubS
-            | Op::FnmsubS
-            | Op::FnmaddS
-            | Op::FaddS
-            | Op::FsubS
-            | Op::FmulS
-            | Op::FdivS
-            | Op::FsqrtS
-            | Op::FsgnjS
-            | Op::FsgnjnS
-            | Op::FsgnjxS
-            | Op::FminS
-            | Op::FmaxS
-            | Op::FcvtWS
-            | Op::FcvtWuS
-            | Op::FcvtLS
-            | Op::FcvtLuS
-            | Op::FcvtSW
-            | Op::FcvtSWu
-            | Op::FcvtSL
-            | Op::FcvtSLu
-            | Op::FmvXW
-            | Op::FmvWX
-            | Op::FeqS
-            | Op::FltS
-            | Op::FleS
-            | Op::FclassS
-            | Op::FmaddD
-            | Op::FmsubD
-            | Op::FnmsubD
-            | Op::FnmaddD
-            | Op::FaddD
-            | Op::FsubD
-            | Op::FmulD
-            | Op::FdivD
-            | Op::FsqrtD
-            | Op::FsgnjD
-            | Op::FsgnjnD
-            | Op::FsgnjxD
-            | Op::FminD
-            | Op::FmaxD
-            | Op::FcvtSD
-            | Op::FcvtDS
-            | Op::FcvtWD
-            | Op::FcvtWuD
-            | Op::FcvtLD
-            | Op::FcvtLuD
-            | Op::FcvtDW
-            | Op::FcvtDWu
-            | Op::FcvtDL
-            | Op::FcvtDLu
-            | Op::FmvXD
-            | Op::FmvDX
-            | Op::FeqD
-            | Op::FltD
-            | Op::FleD
-            | Op::FclassD => match fp::execute(i, r1!(), cpu) {
+            vm_exec_core::fp_compute_ops!() => match fp::execute(i, r1!(), cpu) {
                 Ok(Some(v)) => x[rd] = v,
                 Ok(None) => {}
                 Err(_) => return sig(idx, ipc, signal::SIGILL, None),

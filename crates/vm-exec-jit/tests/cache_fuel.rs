@@ -11,9 +11,7 @@ use vm_exec_core::process::Process;
 use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
-#[path = "../../vm-exec-interp/tests/programs/mod.rs"]
-mod programs;
-use programs::{bytes, load};
+use vm_test_support::programs::{bytes, load};
 
 const DATA: u64 = 0x20_0000;
 

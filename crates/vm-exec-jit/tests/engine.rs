@@ -1,17 +1,17 @@
 //! Engine behaviour on small hand-assembled programs: results, exact instruction counts,
-//! fuel and resumption, faults, x0, self-modifying code and cache flushing. A copy of the
-//! interpreter's `tests/engine.rs`, run for every configuration of the JIT and the hybrid
-//! engine (`engines()`).
+//! fuel and resumption, faults, x0, self-modifying code and cache flushing: the contract of
+//! every engine, written once and run for every engine configuration (`engines()`: the
+//! interpreter, the JIT with and without chaining, the hybrid engine at several hot
+//! thresholds). It lives in this crate because this crate has every engine; the programs
+//! come from `vm-test-support`.
 
 use vm_exec_core::elf_writer::simple_executable;
 use vm_exec_core::encode::*;
 use vm_exec_core::exec::ExecutionStats;
 use vm_exec_core::exec::{signal, Executor, GuestExit, StopReason};
+use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridEngine, JitConfig, JitEngine, DEFAULT_HOT_THRESHOLD};
-
-#[path = "../../vm-exec-interp/tests/programs/mod.rs"]
-mod programs;
-use programs::*;
+use vm_test_support::programs::*;
 
 type MakeEngine = fn() -> Box<dyn Executor>;
 
@@ -22,6 +22,7 @@ const COUNTING: JitConfig =
 /// Every engine configuration under test, by name.
 fn engines() -> Vec<(&'static str, MakeEngine)> {
     vec![
+        ("interp", || Box::new(Interpreter::new())),
         ("jit", || Box::new(JitEngine::with_config(COUNTING))),
         ("jit-nochain", || {
             Box::new(JitEngine::with_config(JitConfig { chaining: false, ..COUNTING }))
@@ -40,6 +41,7 @@ fn tiny_cache_engines() -> Vec<(&'static str, Box<dyn Executor>)> {
         ("jit", Box::new(JitEngine::with_config(tiny))),
         ("jit-nochain", Box::new(JitEngine::with_config(JitConfig { chaining: false, ..tiny }))),
         ("hybrid-t1", Box::new(vm_exec_jit::HybridEngine::try_with_config(tiny, 1).unwrap())),
+        ("interp", Box::new(Interpreter::with_cache_limit(2))),
     ]
 }
 
@@ -65,11 +67,11 @@ fn runs_a_loop_and_counts_every_instruction() {
                 "{name}: the loop is chained to itself, not dispatched: {s:?}"
             );
         }
-        if name == "jit-nochain" {
+        if name == "interp" || name == "jit-nochain" {
             assert_eq!(
                 (s.cache_misses, s.cache_hits),
                 (3, 98),
-                "{name}: every block exit is dispatched: {s:?}"
+                "{name}: the loop block is decoded once, every block exit is dispatched: {s:?}"
             );
         }
     }
@@ -79,7 +81,7 @@ fn runs_a_loop_and_counts_every_instruction() {
 fn fuel_stops_exactly_and_resumes_to_the_same_state() {
     let straight = {
         let (p, mut t) = load(sum_program(37));
-        let r = vm_exec_interp::Interpreter::new().run(&mut t, &p, u64::MAX);
+        let r = Interpreter::new().run(&mut t, &p, u64::MAX);
         (r.stop, r.retired, t.cpu.clone())
     };
     for (name, make) in engines() {
@@ -190,7 +192,7 @@ fn self_modifying_code_runs_the_new_instructions() {
                 StopReason::Finished(GuestExit::Exited(42)),
                 "{name}: fence.i: {fence}"
             );
-            if name.starts_with("jit") {
+            if name.starts_with("jit") || name == "interp" {
                 assert!(e.stats().invalidations >= 1, "{name}");
             }
         }
@@ -209,6 +211,12 @@ fn a_tiny_cache_flushes_and_still_runs_correctly() {
         assert_eq!(r.retired, insts, "{name}");
         assert!(e.stats().invalidations > 0, "{name}: {:?}", e.stats());
     }
+    // The interpreter's block cache with room for two blocks, on a loop.
+    let (p, mut t) = load(sum_program(200));
+    let mut e = Interpreter::with_cache_limit(2);
+    let r = e.run(&mut t, &p, u64::MAX);
+    assert_eq!(r.stop, StopReason::Finished(GuestExit::Exited(20100 & 0xff)));
+    assert!(e.stats().invalidations > 0, "{:?}", e.stats());
     // The same with an ample cache: nothing is dropped.
     let (p, mut t) = load(hopping_program(n, hops));
     let mut e = JitEngine::new();
@@ -222,4 +230,5 @@ fn engines_are_send() {
     fn assert_send<T: Send>() {}
     assert_send::<JitEngine>();
     assert_send::<HybridEngine>();
+    assert_send::<Interpreter>();
 }

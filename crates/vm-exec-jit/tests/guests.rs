@@ -7,12 +7,11 @@
 //! The guests open relative paths against the host's working directory, so this binary
 //! changes it to the repository root; that is why it holds a single test.
 
-#[path = "../../../xtask/src/manifest.rs"]
-#[allow(dead_code)]
-mod manifest;
+use vm_test_support::guests::{stdin_path, Outcome};
+use vm_test_support::{manifest, repo_root};
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vm_exec_core::elf::Program;
 use vm_exec_core::exec::{Executor, GuestExit, StopReason};
@@ -21,26 +20,28 @@ use vm_exec_core::process::{CaptureBuffer, ProcessConfig, Stdio};
 use vm_exec_interp::Interpreter;
 use vm_exec_jit::{HybridEngine, JitConfig, JitEngine};
 
+/// An in-process run: what qemu would show, plus the instructions retired (which every
+/// engine must agree on).
 #[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    status: String,
+struct Run {
+    outcome: Outcome,
     instructions: u64,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+impl Run {
+    fn describe(&self) -> String {
+        format!("{} instructions, {}", self.instructions, self.outcome.describe())
+    }
 }
 
 /// Runs `case` on `engine` in slices of `slice` instructions.
-fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice: u64) -> Outcome {
+fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice: u64) -> Run {
     let bytes = std::fs::read(root.join("guests").join(&case.binary)).expect("guest binary");
     let program = Arc::new(Program::parse(bytes).expect("guest parses"));
     let stdout = CaptureBuffer::with_limit(64 << 20);
     let stderr = CaptureBuffer::with_limit(64 << 20);
-    let stdin: Vec<u8> = match &case.stdin {
-        Some(f) => std::fs::read(root.join("guests").join(f)).expect("stdin file"),
+    let stdin: Vec<u8> = match stdin_path(root, case) {
+        Some(f) => std::fs::read(f).expect("stdin file"),
         None => Vec::new(),
     };
     let mut args = vec![case.argv0().into_bytes()];
@@ -73,26 +74,10 @@ fn run_case(root: &Path, case: &manifest::Case, engine: &mut dyn Executor, slice
             other => panic!("an unscheduled process stopped with {other:?}"),
         }
     };
-    Outcome { stdout: stdout.contents(), stderr: stderr.contents(), status, instructions }
-}
-
-fn stored_truth(root: &Path, case: &manifest::Case) -> (Vec<u8>, Vec<u8>, String) {
-    let base = root.join("guests/expected").join(&case.name);
-    let read = |ext: &str| {
-        std::fs::read(base.with_extension(ext))
-            .unwrap_or_else(|e| panic!("ground truth for {}: {e}", case.name))
-    };
-    (read("stdout"), read("stderr"), String::from_utf8(read("status")).unwrap().trim().to_string())
-}
-
-fn describe(o: &Outcome) -> String {
-    format!(
-        "status {}, {} instructions\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        o.instructions,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    Run {
+        outcome: Outcome { stdout: stdout.contents(), stderr: stderr.contents(), status },
+        instructions,
+    }
 }
 
 type MakeEngine = fn() -> Box<dyn Executor>;
@@ -141,12 +126,11 @@ fn every_guest_matches_the_interpreter_and_qemu() {
                 if std::env::var_os("VMX_TIMES").is_some() {
                     eprintln!("{:>24} {:>14} {:>8.3} s", case.name, "interp", t0.elapsed().as_secs_f64());
                 }
-                let (out, err, status) = stored_truth(&root, case);
-                if (&reference.stdout, &reference.stderr, &reference.status) != (&out, &err, &status) {
+                if reference.outcome != Outcome::stored(&root, case) {
                     failures.lock().unwrap().push(format!(
                         "{}: the interpreter differs from guests/expected\n{}",
                         case.name,
-                        describe(&reference)
+                        reference.describe()
                     ));
                 }
                 for (name, make, slice) in &engines {
@@ -163,8 +147,8 @@ fn every_guest_matches_the_interpreter_and_qemu() {
                             "{} (line {}): {name} differs from the interpreter\n=== {name}: {}\n=== interp: {}",
                             case.name,
                             case.line,
-                            describe(&ours),
-                            describe(&reference)
+                            ours.describe(),
+                            reference.describe()
                         ));
                     }
                 }

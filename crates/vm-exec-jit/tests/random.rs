@@ -10,6 +10,11 @@
 //! one), so the encoder below cannot silently drift into testing something else.
 //!
 //! `VMX_RANDOM_CASES` overrides the number of programs, `VMX_RANDOM_SEED` the seed.
+//!
+//! Why this file is long: it is one generator (an encoder for every instruction form it emits,
+//! with branch fix-ups, and one generation method per instruction family) plus the single
+//! test that runs it; the families share the generator's register pools and state, so they
+//! stay in one `impl`.
 
 use std::sync::Arc;
 use vm_exec_core::cpu::GuestThread;

@@ -48,6 +48,12 @@
 //!   between two floats, so `sqrt` rounds identically in RMM and RNE.
 //! - Hosts without FMA3 (and non-x86-64 hosts) use the `rustc_apfloat` reference
 //!   implementation instead, with the same results and flags.
+//!
+//! Why this file is long: it is the public surface of the F/D semantics, one short function
+//! per operation and format (arithmetic, fused multiply-add, sign injection, min/max,
+//! compares, classification, every integer/float conversion), each choosing the host path or
+//! the reference; the mechanisms are already split (`host`, `fast`, `soft`, `exec`). Splitting
+//! the operations by kind would scatter the shared rounding and flag repairs they call.
 
 use rustc_apfloat::ieee::{Double, Single};
 

@@ -1,5 +1,9 @@
 //! Hand-checked edge cases for every operation and rounding mode, and a randomized cross-check
 //! of the host backend against the `rustc_apfloat` reference (`soft`).
+//!
+//! Why this file is long: it is a table of hand-checked vectors (inputs, every rounding
+//! mode, expected bits and flags) for every operation; each case is a line or two, and one
+//! place for all of them is what makes a missing operation or mode visible.
 
 use super::soft::{self, Arith};
 use super::*;

@@ -117,7 +117,7 @@ impl Emitter<'_> {
     /// handles `STATUS_SIGNAL` and, when `may_store`, `STORE_INVALIDATED`.
     pub(super) fn status_call(&mut self, f: usize, i: &Inst, idx: u32, ipc: u64, may_store: bool) {
         let fault = self.fault_label(idx, ipc);
-        let touches_x = reads_int_rs1(i.op) || i.op.writes_int_rd();
+        let touches_x = i.op.fp_reads_int_rs1() || i.op.writes_int_rd();
         if touches_x {
             self.spill();
         } else {

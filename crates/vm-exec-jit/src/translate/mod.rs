@@ -160,16 +160,6 @@ enum Stub {
     },
 }
 
-/// True for helper-run instructions that read integer register `rs1` (atomics read `rs2`
-/// too, and write `rd`, so they count as touching integer registers through `writes_int_rd`).
-fn reads_int_rs1(op: Op) -> bool {
-    use Op::*;
-    matches!(
-        op,
-        FcvtSW | FcvtSWu | FcvtSL | FcvtSLu | FmvWX | FcvtDW | FcvtDWu | FcvtDL | FcvtDLu | FmvDX
-    )
-}
-
 struct Emitter<'a> {
     ops: &'a mut Asm,
     /// Host address of the common exit (see [`emit_trampoline`]).
@@ -486,9 +476,7 @@ impl Emitter<'_> {
                 self.reload_all();
                 dynasm!(self.ops ; .arch x64 ; test eax, eax ; jnz =>fault);
             }
-            LrW | LrD | ScW | ScD | AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW
-            | AmomaxW | AmominuW | AmomaxuW | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD
-            | AmominD | AmomaxD | AmominuD | AmomaxuD => {
+            vm_exec_core::atomic_ops!() => {
                 self.status_call(helpers::amo_op as *const () as usize, i, idx, ipc, true);
             }
             FmvXD => {

@@ -5,8 +5,6 @@
 //! Without PostgreSQL installed, [`PgServer::start`] prints why and returns `None`, unless
 //! `VMX_REQUIRE_POSTGRES` is set (as in CI), where it panics instead: nothing is skipped.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

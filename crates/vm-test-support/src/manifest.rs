@@ -13,8 +13,8 @@
 //! `ARGS` and `ENV` may be empty.  Lines that are blank or start with `#` are
 //! ignored.
 //!
-//! This is the reference implementation of the format; the test harness may
-//! copy it.
+//! This is the one implementation of the format: `cargo xtask guests` and the differential
+//! tests use it.
 
 use std::collections::HashSet;
 use std::path::Path;

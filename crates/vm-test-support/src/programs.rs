@@ -1,7 +1,6 @@
-//! Hand-assembled guest programs shared by the engine tests of every engine crate
-//! (`vm-exec-interp/tests/engine.rs` and, through `#[path]`, `vm-exec-jit/tests/engine.rs`),
-//! so that every engine is checked on the very same programs.
-#![allow(dead_code)]
+//! Hand-assembled guest programs for the engine tests (`vm-exec-jit/tests/engine.rs`, which
+//! runs every engine configuration, and `vm-exec-jit/tests/cache_fuel.rs`), so that every
+//! engine is checked on the very same programs.
 
 use std::sync::Arc;
 use vm_exec_core::cpu::GuestThread;
@@ -11,14 +10,17 @@ use vm_exec_core::encode::*;
 use vm_exec_core::loader;
 use vm_exec_core::process::{Process, ProcessConfig};
 
+/// `exit(a0)`: the two instructions that end a test program.
 pub fn exit_with_a0() -> Vec<u32> {
     vec![addi(A7, 0, 94), ECALL]
 }
 
+/// Instruction words as little-endian code bytes.
 pub fn bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// Parses `elf` and loads it as a process with 64 MiB of guest memory and its main thread.
 pub fn load(elf: Vec<u8>) -> (Process, GuestThread) {
     let program = Arc::new(Program::parse(elf).expect("valid test program"));
     let config = ProcessConfig { memory_size: 64 << 20, ..Default::default() };
