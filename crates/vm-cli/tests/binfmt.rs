@@ -179,7 +179,12 @@ echo "== expr"; '{expr}' 6 '*' 7; echo "expr=$?"
     let data = self::root().join("guests/data").canonicalize().unwrap();
     let data = data.display();
     // The root is canonical (no trailing slash) and shown by status.
-    assert!(stdout.contains(&format!("flags PF, root {r}, dir {data})\nstatus=0\nroot={r}\ndir={data}\n")), "{ctx}");
+    assert!(
+        stdout.contains(&format!(
+            "flags PF, root {r}, dir {data})\nstatus=0\nroot={r}\ndir={data}\n"
+        )),
+        "{ctx}"
+    );
     // Each program's output (and, with argv[0] preserved, its name in messages) is qemu's.
     let Some(q_sort) = qemu(&rootfs, &[&sort, "-r", "guests/data/input.txt"]) else {
         return eprintln!("binfmt: qemu-riscv64 not installed; outputs not compared");

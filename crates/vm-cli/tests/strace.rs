@@ -255,3 +255,87 @@ fn strace_goes_to_stderr_between_the_guests_output_like_qemu() {
     assert!(err.contains(" write(1,0x7dfa0,51) = 51\n"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("Hello from RISC-V!"));
 }
+
+/// The Debian riscv64 root of the real-program suite (`VMX_TEST_ROOT`, built by
+/// `cargo xtask rootfs`), or `None` with the reason printed (fatal when
+/// `VMX_REQUIRE_ROOTFS=1`).
+fn test_root() -> Option<PathBuf> {
+    match std::env::var_os("VMX_TEST_ROOT").map(PathBuf::from) {
+        Some(r) if r.join("usr/bin/sort").exists() => Some(r),
+        other => {
+            assert!(
+                !std::env::var("VMX_REQUIRE_ROOTFS").is_ok_and(|v| v == "1"),
+                "VMX_REQUIRE_ROOTFS=1 but VMX_TEST_ROOT ({other:?}) holds no Debian root"
+            );
+            eprintln!("strace: SKIPPED: no VMX_TEST_ROOT (cargo xtask rootfs DIR coreutils ...)");
+            None
+        }
+    }
+}
+
+/// The system-call names of a dynamically linked program from `rootfs`, under
+/// `qemu-riscv64 -L ROOT -strace` and under `vmx run --root ROOT --strace-file` on every
+/// engine, must be the same. Two differences of environment (not of vmx) are evened out:
+/// - qemu writes its trace to its own stderr, which is the guest's descriptor 2: coreutils
+///   close it before `exit_group`, and qemu's last lines are lost. `-D FILE` sends the trace
+///   to a file instead (which takes descriptor 3 in qemu, so descriptor numbers in the
+///   arguments are one higher there: only names are compared here).
+/// - `qemu -L` falls back to the host's file for any path ROOT lacks: ld.so finds no
+///   `ROOT/etc/ld.so.cache` and reads the host's (and finds no `/etc/ld.so.preload`). vmx
+///   denies ungranted host paths (`EACCES`), so `--dir /etc` grants the same view (and
+///   `--dir /usr/share/zoneinfo`, where the host's `/etc/localtime` points).
+fn compare_dynamic(rootfs: &std::path::Path, program: &str, args: &[&str]) {
+    let prog = rootfs.join(program);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("qemu");
+    let status = Command::new("qemu-riscv64")
+        .arg("-L")
+        .arg(rootfs)
+        .arg("-D")
+        .arg(&log)
+        .arg("-strace")
+        .arg(&prog)
+        .args(args)
+        .current_dir(root())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("qemu runs");
+    assert!(status.code().is_some(), "qemu died by a signal");
+    let q = calls(&std::fs::read_to_string(&log).unwrap());
+    assert!(q.len() > 20, "qemu trace of {program} too short: {q:?}");
+    let qn: Vec<&str> = q.iter().map(|c| name(c)).collect();
+    let root_arg = rootfs.to_str().unwrap();
+    let mut extra = vec!["--root", root_arg, "--dir", "/etc", "--dir", "guests/data"];
+    if std::path::Path::new("/usr/share/zoneinfo").is_dir() {
+        extra.extend(["--dir", "/usr/share/zoneinfo"]);
+    }
+    let prog = prog.to_str().unwrap();
+    for engine in ["interp", "jit", "hybrid"] {
+        let v = calls(&vmx_trace(prog, args, engine, &extra));
+        let vn: Vec<&str> = v.iter().map(|c| name(c)).collect();
+        assert_eq!(qn, vn, "{program} {args:?} on {engine}: system-call names differ");
+        // The interpreter and libraries come from the root, under the same guest paths, and
+        // path arguments print alike (addresses masked).
+        let paths = |c: &[String]| -> Vec<String> {
+            c.iter()
+                .filter(|c| matches!(name(c), "openat" | "statx" | "llistxattr"))
+                .map(|c| mask_stack(c))
+                .collect()
+        };
+        assert_eq!(paths(&q), paths(&v), "{program} on {engine}: path arguments differ");
+    }
+}
+
+#[test]
+fn dynamic_programs_from_a_root_trace_the_same_calls_as_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    let Some(rootfs) = test_root() else { return };
+    compare_dynamic(&rootfs, "usr/bin/echo", &["hello"]);
+    compare_dynamic(&rootfs, "usr/bin/sort", &["-r", "guests/data/input.txt"]);
+    compare_dynamic(&rootfs, "usr/bin/ls", &["-l", "guests/data"]);
+}

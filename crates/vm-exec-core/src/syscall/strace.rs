@@ -928,6 +928,21 @@ pub(crate) fn format_call(out: &mut Vec<u8>, mem: &AddressSpace, nr: u64, a: &[u
     f.s(name);
     f.s("(");
     match nr {
+        // print_getxattr / print_fgetxattr / print_listxattr / print_flistxattr.
+        8..=13 => {
+            if matches!(nr, 10 | 13) {
+                f.d(a[0], false);
+            } else {
+                f.string(a[0], false);
+            }
+            let value = nr <= 10;
+            if value {
+                f.string(a[1], false);
+            }
+            let (buf, size) = if value { (a[2], a[3]) } else { (a[1], a[2]) };
+            f.ptr(buf, false);
+            f.s(&size.to_string());
+        }
         25 => fcntl(&mut f, a),
         29 => {
             f.d(a[0], false);
@@ -1471,6 +1486,29 @@ pub(crate) fn format_result(
     let mut f = Fmt { out, mem };
     match nr {
         214 | 222 => f.s(&format!("0x{ret:016x}")),
+        // print_syscall_ret_listxattr: the names the call returned.
+        11..=13 => {
+            f.ld(ret, true);
+            f.s(" (list = ");
+            if a[1] == 0 {
+                f.s("NULL");
+            } else {
+                let mut list = vec![0u8; (ret as usize).min(1 << 16)];
+                if f.mem.is_some_and(|m| m.read_bytes(a[1], &mut list).is_ok()) {
+                    let names: Vec<&[u8]> =
+                        list.strip_suffix(&[0]).unwrap_or(&list).split(|&b| b == 0).collect();
+                    for (i, n) in names.iter().enumerate().filter(|_| ret > 0) {
+                        if i > 0 {
+                            f.s(",");
+                        }
+                        f.out.push(b'"');
+                        f.out.extend_from_slice(n);
+                        f.out.push(b'"');
+                    }
+                }
+            }
+            f.s(")");
+        }
         113 | 114 => {
             f.ld(ret, true);
             f.s(" (");
