@@ -47,6 +47,18 @@ fn qemu_trace(program: &str, args: &[&str]) -> String {
 
 /// The trace of `program args` under `vmx run --strace-file` with `engine`.
 fn vmx_trace(program: &str, args: &[&str], engine: &str, extra: &[&str]) -> String {
+    let (trace, status) = vmx_trace_status(program, args, engine, extra);
+    assert!(status.code().is_some(), "vmx died by a signal");
+    trace
+}
+
+/// [`vmx_trace`] and vmx's exit status (which may be a signal, as the guest's).
+fn vmx_trace_status(
+    program: &str,
+    args: &[&str],
+    engine: &str,
+    extra: &[&str],
+) -> (String, std::process::ExitStatus) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trace");
     let status = Command::new(env!("CARGO_BIN_EXE_vmx"))
@@ -60,10 +72,10 @@ fn vmx_trace(program: &str, args: &[&str], engine: &str, extra: &[&str]) -> Stri
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .expect("vmx runs");
-    assert!(status.code().is_some(), "vmx died by a signal");
-    std::fs::read_to_string(&file).unwrap()
+    (std::fs::read_to_string(&file).unwrap(), status)
 }
 
 /// The calls of a trace: `name(args)` per call (`Unknown syscall N` as is), without the pid,
@@ -338,4 +350,88 @@ fn dynamic_programs_from_a_root_trace_the_same_calls_as_qemu() {
     compare_dynamic(&rootfs, "usr/bin/echo", &["hello"]);
     compare_dynamic(&rootfs, "usr/bin/sort", &["-r", "guests/data/input.txt"]);
     compare_dynamic(&rootfs, "usr/bin/ls", &["-l", "guests/data"]);
+}
+
+/// The `--- SIGxxx {...} ---` lines of a trace (also where they land inside another line),
+/// with the first traced pid (the program's own, the host's under qemu) as `SELF`, other
+/// pids as `PID`, and stack and mmap addresses masked.
+fn signal_lines(trace: &str) -> Vec<String> {
+    let me = trace.split(' ').next().unwrap_or_default();
+    let mut v = Vec::new();
+    for line in trace.lines() {
+        let mut rest = line;
+        while let Some(i) = rest.find("--- SIG") {
+            let Some(end) = rest[i..].find("} ---") else { break };
+            let s = &rest[i..i + end + 5];
+            let s = s.replace(&format!("si_pid={me},"), "si_pid=SELF,");
+            let s = match s.find("si_pid=") {
+                Some(p)
+                    if !s[p..].starts_with("si_pid=SELF") && !s[p..].starts_with("si_pid=0,") =>
+                {
+                    let n = s[p + 7..].find(',').map_or(s.len(), |k| p + 7 + k);
+                    format!("{}si_pid=PID{}", &s[..p], &s[n..])
+                }
+                _ => s,
+            };
+            v.push(mask_stack(&s));
+            rest = &rest[i + end + 5..];
+        }
+    }
+    v
+}
+
+/// A trace as the sequence of call names with the signal lines where they are.
+fn calls_and_signals(trace: &str) -> Vec<String> {
+    let sigs = signal_lines(trace);
+    let mut sigs = sigs.into_iter();
+    let mut v = Vec::new();
+    for line in trace.lines() {
+        if line.starts_with("--- SIG") {
+            v.extend(sigs.next());
+        } else {
+            v.extend(calls(line).iter().map(|c| name(c).to_string()));
+        }
+    }
+    v
+}
+
+#[test]
+fn taken_signals_print_like_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    // Handlers for tkill/kill/tgkill'd signals, SIGSEGV (mapped and unmapped), SIGILL,
+    // masks and SIGALRM: every line at the same place as under qemu.
+    let q = calls_and_signals(&qemu_trace("guests/bin/signals", &[]));
+    assert!(q.iter().filter(|l| l.starts_with("--- SIG")).count() >= 10, "{q:?}");
+    assert!(q.iter().any(|l| l.contains("si_code=SI_TKILL, si_pid=SELF")), "{q:?}");
+    for engine in ["interp", "jit", "hybrid"] {
+        let v = calls_and_signals(&vmx_trace("guests/bin/signals", &[], engine, &[]));
+        assert_eq!(q, v, "signals on {engine}");
+    }
+    // A fatal fault is printed before the process dies of it.
+    let q = signal_lines(&qemu_trace("guests/bin/fault_segv", &[]));
+    assert_eq!(q.len(), 1, "{q:?}");
+    for engine in ["interp", "jit", "hybrid"] {
+        let (v, status) = vmx_trace_status("guests/bin/fault_segv", &[], engine, &[]);
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(11));
+        assert_eq!(q, signal_lines(&v), "fault_segv on {engine}");
+    }
+    // Across processes (SIGCHLD with the child's status, kill between parent and child, a
+    // child's fatal SIGTERM, a storm of tkill'd signals). Under qemu the processes' lines
+    // interleave anywhere, also inside a signal line, and some of the children's lines can
+    // be missing: every line qemu printed whole vmx prints too.
+    let distinct = |t: &str| -> std::collections::BTreeSet<String> {
+        signal_lines(t).into_iter().filter(|l| !l.contains('(')).collect()
+    };
+    let q = distinct(&qemu_trace("guests/bin/sigprocs", &[]));
+    assert!(
+        q.iter().any(|l| l.starts_with("--- SIGCHLD {si_signo=SIGCHLD, si_code=1, si_pid=PID")),
+        "{q:?}"
+    );
+    for engine in ["interp", "hybrid"] {
+        let v = distinct(&vmx_trace("guests/bin/sigprocs", &[], engine, &[]));
+        assert!(q.is_subset(&v), "sigprocs on {engine}: qemu {q:?}\nvmx {v:?}");
+        assert!(v.iter().any(|l| l.starts_with("--- SIGTERM")), "the child's fatal SIGTERM: {v:?}");
+    }
 }
