@@ -8,6 +8,18 @@
 //! registration, so it works inside chroots and containers). The kernel then starts
 //! `vmx PROGRAM-PATH ARGV0 ARGS...`; [`invocation`] recognises that form.
 //!
+//! `install --root DIR` gives the registered vmx a guest root, as `vmx run --root DIR` (the
+//! interpreter of dynamically linked programs and their absolute paths resolve below DIR).
+//! binfmt_misc has no room for interpreter arguments, and with `F` the kernel opens vmx at
+//! registration and starts it without looking at any path, so the root is kept in a small
+//! file, [`CONF_DIR`]`/vmx-riscv64.conf` (`root=DIR`, and a `dir=HOST_DIR` line per
+//! `--dir` grant, which, as for `vmx run`, lets those programs open host files). `/run` is a tmpfs, so the file
+//! lives exactly as long as the registration (both are gone after a reboot);
+//! `uninstall` and an `install` without `--root` remove it. When [`invocation`]
+//! recognises the kernel's form it reads the file and adds `--root DIR` (and the `--dir`s), unless the
+//! environment sets `VMX_ROOT` (which then wins, as for `vmx run`). Inside a chroot the
+//! file is not visible and none is needed: the chroot's own `/lib` holds the interpreter.
+//!
 //! Only one handler can be active for one magic: when another enabled entry (qemu's) has
 //! the same magic, `install` refuses unless `--disable-others` (which disables those
 //! entries; `uninstall` does not re-enable them).
@@ -22,6 +34,8 @@ use std::process::ExitCode;
 const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// Our entry's name.
 pub const NAME: &str = "vmx-riscv64";
+/// Where the configuration of our entry (its guest root) lives.
+pub const CONF_DIR: &str = "/run/vmx";
 /// qemu-riscv64.conf's magic and mask (20 bytes: ELF header up to `e_machine`).
 const MAGIC: [u8; 20] = [
     0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -40,6 +54,14 @@ pub enum BinfmtCommand {
         /// Disable other enabled entries for the same magic (qemu-riscv64) first.
         #[arg(long)]
         disable_others: bool,
+        /// Guest root for the programs the kernel hands to vmx (like `vmx run --root DIR`):
+        /// dynamically linked riscv64 programs find their interpreter and libraries there.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Let those programs open files below this host directory (repeatable), like
+        /// `vmx run --dir`. Off by default.
+        #[arg(long = "dir", value_name = "HOST_DIR")]
+        dirs: Vec<PathBuf>,
     },
     /// Remove vmx's registration.
     Uninstall,
@@ -66,11 +88,101 @@ pub fn invocation(args: &[OsString]) -> Option<Vec<OsString>> {
     if !matches(&head) {
         return None;
     }
-    let mut out: Vec<OsString> = vec![args[0].clone(), "run".into(), "--argv0".into()];
+    let mut out: Vec<OsString> = vec![args[0].clone(), "run".into()];
+    let conf = conf();
+    if std::env::var_os("VMX_ROOT").is_none() {
+        if let Some(root) = conf.root {
+            out.push("--root".into());
+            out.push(root.into_os_string());
+        }
+    }
+    for d in conf.dirs {
+        out.push("--dir".into());
+        out.push(d.into_os_string());
+    }
+    out.push("--argv0".into());
     out.push(args[2].clone());
     out.push(path.clone());
     out.extend(args[3..].iter().cloned());
     Some(out)
+}
+
+fn conf_path() -> PathBuf {
+    Path::new(CONF_DIR).join(format!("{NAME}.conf"))
+}
+
+/// What `install --root/--dir` recorded for the kernel-started vmx.
+#[derive(Default)]
+struct Conf {
+    root: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+/// The recorded configuration (empty when there is none).
+fn conf() -> Conf {
+    let mut c = Conf::default();
+    let Ok(text) = std::fs::read(conf_path()) else { return c };
+    for line in text.split(|&b| b == b'\n') {
+        let path = |v: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(v));
+        match line.iter().position(|&b| b == b'=') {
+            Some(i) if i + 1 < line.len() => match &line[..i] {
+                b"root" => c.root = Some(path(&line[i + 1..])),
+                b"dir" => c.dirs.push(path(&line[i + 1..])),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Records `c` for the kernel-started vmx (an empty one removes the record).
+fn set_conf(c: &Conf) -> Result<()> {
+    let path = conf_path();
+    if c.root.is_none() && c.dirs.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
+    std::fs::create_dir_all(CONF_DIR).with_context(|| format!("creating {CONF_DIR}"))?;
+    let mut text = Vec::new();
+    let entries = c.root.iter().map(|r| ("root=", r)).chain(c.dirs.iter().map(|d| ("dir=", d)));
+    for (key, p) in entries {
+        text.extend_from_slice(key.as_bytes());
+        text.extend_from_slice(p.as_os_str().as_bytes());
+        text.push(b'\n');
+    }
+    // Written whole then renamed, so a vmx the kernel starts meanwhile never sees half of it.
+    let tmp = path.with_extension("conf.tmp");
+    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `path` made absolute and canonical, which must be a directory whose name has no newline.
+fn canonical_dir(what: &str, path: &Path) -> Result<PathBuf> {
+    let c = std::fs::canonicalize(path)
+        .ok()
+        .filter(|c| c.is_dir())
+        .with_context(|| format!("{what} {}: no such directory", path.display()))?;
+    if c.as_os_str().as_bytes().contains(&b'\n') {
+        bail!("{what} {}: the path contains a newline", c.display());
+    }
+    Ok(c)
+}
+
+/// `, root DIR, dir D...` for the status lines.
+fn describe(c: &Conf) -> String {
+    let mut s = String::new();
+    if let Some(r) = &c.root {
+        s.push_str(&format!(", root {}", r.display()));
+    }
+    for d in &c.dirs {
+        s.push_str(&format!(", dir {}", d.display()));
+    }
+    s
 }
 
 fn escaped(bytes: &[u8]) -> String {
@@ -158,8 +270,12 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// Runs a `vmx binfmt` subcommand.
 pub fn binfmt(cmd: BinfmtCommand) -> Result<ExitCode> {
     match cmd {
-        BinfmtCommand::Install { disable_others } => {
+        BinfmtCommand::Install { disable_others, root, dirs } => {
             require_root("install")?;
+            let conf = Conf {
+                root: root.map(|r| canonical_dir("--root", &r)).transpose()?,
+                dirs: dirs.iter().map(|d| canonical_dir("--dir", d)).collect::<Result<_>>()?,
+            };
             ensure_mounted()?;
             let ours = hexed(&MAGIC);
             let others: Vec<Entry> = entries()
@@ -190,9 +306,10 @@ pub fn binfmt(cmd: BinfmtCommand) -> Result<ExitCode> {
             if dir().join(NAME).exists() {
                 write(&dir().join(NAME), "-1")?;
             }
+            set_conf(&conf)?;
             let line = format!(":{NAME}:M::{}:{}:{exe}:PF", escaped(&MAGIC), escaped(&MASK));
             write(&dir().join("register"), &line)?;
-            println!("{NAME}: installed ({exe}, flags PF)");
+            println!("{NAME}: installed ({exe}, flags PF{})", describe(&conf));
             Ok(ExitCode::SUCCESS)
         }
         BinfmtCommand::Uninstall => {
@@ -202,6 +319,7 @@ pub fn binfmt(cmd: BinfmtCommand) -> Result<ExitCode> {
                 bail!("{NAME} is not installed");
             }
             write(&path, "-1")?;
+            set_conf(&Conf::default())?;
             println!("{NAME}: uninstalled");
             Ok(ExitCode::SUCCESS)
         }
@@ -215,8 +333,9 @@ pub fn binfmt(cmd: BinfmtCommand) -> Result<ExitCode> {
             let mut found = false;
             for e in all.iter().filter(|e| e.name == NAME || e.magic == ours) {
                 found |= e.name == NAME;
+                let root = if e.name == NAME { describe(&conf()) } else { String::new() };
                 println!(
-                    "{}: {} (interpreter {}, flags {})",
+                    "{}: {} (interpreter {}, flags {}{root})",
                     e.name,
                     if e.enabled { "enabled" } else { "disabled" },
                     e.interpreter,

@@ -111,3 +111,93 @@ head -1 /proc/sys/fs/binfmt_misc/fake-qemu
         }
     }
 }
+
+/// The Debian riscv64 root of the real-program suite (`VMX_TEST_ROOT`, built by
+/// `cargo xtask rootfs`), or why there is none (fatal when `VMX_REQUIRE_ROOTFS=1`).
+fn test_root() -> Option<PathBuf> {
+    match std::env::var_os("VMX_TEST_ROOT").map(PathBuf::from) {
+        Some(r) if r.join("usr/bin/sort").exists() => Some(r),
+        other => {
+            assert!(
+                !std::env::var("VMX_REQUIRE_ROOTFS").is_ok_and(|v| v == "1"),
+                "VMX_REQUIRE_ROOTFS=1 but VMX_TEST_ROOT ({other:?}) holds no Debian root"
+            );
+            eprintln!("binfmt: SKIPPED: no VMX_TEST_ROOT (cargo xtask rootfs DIR coreutils ...)");
+            None
+        }
+    }
+}
+
+/// `qemu-riscv64 -L root argv...` from the repository root: (stdout, stderr, status).
+fn qemu(root: &std::path::Path, argv: &[&str]) -> Option<(String, String, i32)> {
+    let out = Command::new("qemu-riscv64")
+        .arg("-L")
+        .arg(root)
+        .args(argv)
+        .current_dir(self::root())
+        .env_clear()
+        .env("LC_ALL", "C")
+        .output()
+        .ok()?;
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some((s(&out.stdout), s(&out.stderr), out.status.code().unwrap_or(-1)))
+}
+
+#[test]
+fn installed_with_a_root_vmx_runs_dynamic_programs_from_it() {
+    let Some(rootfs) = test_root() else { return };
+    let r = rootfs.to_str().expect("UTF-8 root path");
+    let (sort, ls, expr) =
+        (format!("{r}/usr/bin/sort"), format!("{r}/usr/bin/ls"), format!("{r}/usr/bin/expr"));
+    // The kernel starts the registered vmx with this shell's environment: VMX_ROOT must not
+    // decide the root here (it would win over the recorded one). /run is a private tmpfs,
+    // so the host's /run/vmx is not touched either.
+    let script = format!(
+        r#"
+unset VMX_ROOT; export LC_ALL=C
+mount -t tmpfs tmpfs /run || exit 13
+"$VMX" binfmt install --root '{r}/' --dir guests/data || exit 10
+"$VMX" binfmt status; echo "status=$?"
+cat /run/vmx/vmx-riscv64.conf
+echo "== sort"; '{sort}' -r guests/data/input.txt; echo "sort=$?"
+echo "== ls"; '{ls}' --bogus-option 2>&1; echo "ls=$?"
+echo "== expr"; '{expr}' 6 '*' 7; echo "expr=$?"
+"$VMX" binfmt install || exit 11
+'{expr}' 1 + 1 2>/dev/null; echo "no-root=$?"
+[ -e /run/vmx/vmx-riscv64.conf ]; echo "conf-after-plain-install=$?"
+"$VMX" binfmt install --root '{r}' || exit 12
+"$VMX" binfmt uninstall; [ -e /run/vmx/vmx-riscv64.conf ]; echo "conf-after-uninstall=$?"
+"#
+    );
+    let out = match in_private_binfmt(&script) {
+        Ok(o) => o,
+        Err(reason) => return skip(&reason),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    let data = self::root().join("guests/data").canonicalize().unwrap();
+    let data = data.display();
+    // The root is canonical (no trailing slash) and shown by status.
+    assert!(
+        stdout.contains(&format!(
+            "flags PF, root {r}, dir {data})\nstatus=0\nroot={r}\ndir={data}\n"
+        )),
+        "{ctx}"
+    );
+    // Each program's output (and, with argv[0] preserved, its name in messages) is qemu's.
+    let Some(q_sort) = qemu(&rootfs, &[&sort, "-r", "guests/data/input.txt"]) else {
+        return eprintln!("binfmt: qemu-riscv64 not installed; outputs not compared");
+    };
+    let q_ls = qemu(&rootfs, &[&ls, "--bogus-option"]).unwrap();
+    let q_expr = qemu(&rootfs, &[&expr, "6", "*", "7"]).unwrap();
+    assert!(q_sort.0.len() > 1000 && q_ls.1.contains("unrecognized option"), "{q_sort:?} {q_ls:?}");
+    let want = format!(
+        "== sort\n{}sort={}\n== ls\n{}{}ls={}\n== expr\n{}expr={}\n",
+        q_sort.0, q_sort.2, q_ls.0, q_ls.1, q_ls.2, q_expr.0, q_expr.2
+    );
+    assert!(stdout.contains(&want), "want\n{want}\nin\n{ctx}");
+    // Without a root the dynamic program's interpreter is not found (vmx says so: 125).
+    assert!(stdout.contains("no-root=125\nconf-after-plain-install=1\n"), "{ctx}");
+    assert!(stdout.contains("conf-after-uninstall=1\n"), "{ctx}");
+}

@@ -135,6 +135,9 @@ pub struct SigState {
     pub infos: Vec<SigInfo>,
     /// Per-thread state, by thread id.
     pub threads: HashMap<i32, ThreadSig>,
+    /// `--strace` printed the signal that ends the process already (so the fatal stop it
+    /// becomes is not printed again as a fault).
+    pub fatal_traced: bool,
 }
 
 impl SigState {
@@ -232,11 +235,13 @@ pub fn post_process(p: &Process, info: SigInfo) {
         let mut s = p.sig();
         let all_block = !s.threads.is_empty() && s.threads.values().all(|t| t.mask & bit(sig) != 0);
         if handler == SIG_DFL && default_action(sig) == DefaultAction::Terminate && !all_block {
+            s.fatal_traced = true;
             drop(s);
+            trace_taken(p, &info);
             p.kill_with(sig);
             return;
         }
-        let SigState { pending, infos, threads } = &mut *s;
+        let SigState { pending, infos, threads, .. } = &mut *s;
         push_info(infos, info, pending);
         p.signal_hint();
         threads
@@ -364,9 +369,28 @@ pub fn deliver(p: &Process, thread: &mut GuestThread) -> Option<StopReason> {
             SIG_IGN if bit(sig) & UNBLOCKABLE == 0 => continue,
             SIG_DFL | SIG_IGN => match default_action(sig) {
                 DefaultAction::Ignore | DefaultAction::Stop => continue,
-                DefaultAction::Terminate => return Some(fatal(thread, sig, &info)),
+                DefaultAction::Terminate => {
+                    p.sig().fatal_traced = true;
+                    trace_taken(p, &info);
+                    return Some(fatal(thread, sig, &info));
+                }
             },
-            _ => return setup_frame(p, thread, &info, action).err(),
+            _ => {
+                trace_taken(p, &info);
+                return setup_frame(p, thread, &info, action).err();
+            }
+        }
+    }
+}
+
+/// `--strace`: qemu's `--- SIGxxx {siginfo} ---` line for a signal being taken by a handler
+/// or by a fatal default action. Not for ignored signals (qemu leaves those to the host
+/// kernel, which drops them) nor `SIGKILL` (the host kernel carries it out itself); a fatal
+/// signal posted to a process is printed when it is posted (it ends the process at once).
+fn trace_taken(p: &Process, info: &SigInfo) {
+    if let Some(sink) = &p.config.strace {
+        if info.signo != 9 {
+            crate::syscall::strace::signal_taken(sink, info);
         }
     }
 }
@@ -390,10 +414,6 @@ pub fn handle_fault(
 ) -> Option<StopReason> {
     let action = p.sigactions().get(sig.signo as usize).copied().unwrap_or([0; 4]);
     let blocked = thread.signal_mask & bit(sig.signo) != 0;
-    let fatal_stop = || Some(StopReason::Finished(GuestExit::Signaled(sig.clone())));
-    if action[0] <= SIG_IGN || blocked {
-        return fatal_stop();
-    }
     // SEGV_ACCERR (mapped, not permitted) or SEGV_MAPERR; ILL_ILLOPC, BUS_ADRALN,
     // TRAP_BRKPT, FPE_INTDIV: 1.
     let code = match sig.signo {
@@ -405,6 +425,15 @@ pub fn handle_fault(
         _ => sig.pc,
     };
     let info = SigInfo { signo: sig.signo, code, addr, is_fault: true, ..Default::default() };
+    if action[0] <= SIG_IGN || blocked {
+        // A fatal fault; or a fatal signal `deliver` took (and traced) after a system call,
+        // which reaches here as the same kind of stop.
+        if !std::mem::replace(&mut p.sig().fatal_traced, true) {
+            trace_taken(p, &info);
+        }
+        return Some(StopReason::Finished(GuestExit::Signaled(sig.clone())));
+    }
+    trace_taken(p, &info);
     thread.cpu.pc = sig.pc;
     setup_frame(p, thread, &info, action).err()
 }

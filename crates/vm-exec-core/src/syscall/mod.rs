@@ -24,6 +24,7 @@
 //! - `thread`: `exit`, `futex`, `clone`/`clone3` (threads) and the per-thread bookkeeping;
 //! - `info`: identity, limits and system information (`uname`, `getrlimit`, `sysinfo`, ...);
 //! - `vfs`: the virtual `/dev` and `/proc`;
+//! - `xattr`: reading extended attributes (`getxattr`, `listxattr` and their variants);
 //! - `state`: per-process ABI state that [`Process`] has no field for (umask, name, limits,
 //!   pending signals, alternate signal stacks).
 //!
@@ -54,6 +55,7 @@ pub mod strace;
 mod thread;
 mod time;
 mod vfs;
+mod xattr;
 
 pub(crate) use mm::add_file_map;
 pub use path::resolve_in_root;
@@ -163,6 +165,12 @@ const fn sc(nr: u16, name: &'static str, handler: Handler) -> Syscall {
 /// The system-call table: every call this layer knows, by RISC-V (asm-generic) number.
 /// Numbers were checked against `<asm/unistd.h>` of the riscv64 toolchain.
 const SYSCALLS: &[Syscall] = &[
+    sc(8, "getxattr", xattr::getxattr),
+    sc(9, "lgetxattr", xattr::lgetxattr),
+    sc(10, "fgetxattr", xattr::fgetxattr),
+    sc(11, "listxattr", xattr::listxattr),
+    sc(12, "llistxattr", xattr::llistxattr),
+    sc(13, "flistxattr", xattr::flistxattr),
     sc(17, "getcwd", path::getcwd),
     sc(19, "eventfd2", event::eventfd2),
     sc(20, "epoll_create1", event::epoll_create1),

@@ -7,6 +7,9 @@
 //! call): `PID name(args)` is written before the call, so the guest's own output to the same
 //! stream lands between it and ` = result`, exactly as under qemu; `exit` and `exit_group`
 //! end their line themselves; numbers qemu does not know print `Unknown syscall N`.
+//! A signal taken by a handler or a fatal default action prints qemu's
+//! `--- SIGxxx {si_signo=..., si_code=..., ...} ---` line ([`crate::signals`] calls
+//! `signal_taken`), with the guest's pids.
 //!
 //! Invariants:
 //! - Formatting reads guest memory only through checked accessors; an unreadable string or
@@ -628,6 +631,52 @@ const IOCTLS: &[(u64, &str)] = &[
     (0x5450, "FIONCLEX"),
 ];
 
+/// qemu's `print_taken_signal`: `--- SIGxxx {si_signo=SIGxxx, si_code=..., ...} ---` for a
+/// signal being taken. The union part follows qemu's guess from the code and the signal
+/// (`host_to_target_siginfo_noswap`): faults print `si_addr`; `SI_USER`, `SI_TKILL` and
+/// `SI_KERNEL` the sender; `SIGCHLD` the child's pid, uid and status (and the child's
+/// times, which vmx does not keep: 0); other codes a queued value.
+pub(crate) fn signal_taken(sink: &StraceSink, info: &crate::signals::SigInfo) {
+    let name = |sig: i32| match signal_name(sig as u64) {
+        Some(n) => n.to_string(),
+        None => sig.to_string(),
+    };
+    let code = match info.code {
+        0 => "SI_USER".to_string(),
+        0x80 => "SI_KERNEL".to_string(),
+        -1 => "SI_QUEUE".to_string(),
+        -2 => "SI_TIMER".to_string(),
+        -3 => "SI_MESGQ".to_string(),
+        -4 => "SI_ASYNCIO".to_string(),
+        -5 => "SI_SIGIO".to_string(),
+        -6 => "SI_TKILL".to_string(),
+        c => c.to_string(),
+    };
+    let signo = name(info.signo);
+    let mut s = format!("--- {signo} {{si_signo={signo}, si_code={code}");
+    let (pid, uid) = (info.pid as u32, info.uid);
+    if info.is_fault {
+        if info.addr == 0 {
+            s.push_str(", si_addr=NULL");
+        } else {
+            s.push_str(&format!(", si_addr=0x{:016x}", info.addr));
+        }
+    } else if matches!(info.code, 0 | -6 | 0x80) {
+        s.push_str(&format!(", si_pid={pid}, si_uid={uid}"));
+    } else if info.signo == 17 {
+        s.push_str(&format!(
+            ", si_pid={pid}, si_uid={uid}, si_status={}, si_utime=0, si_stime=0",
+            info.status
+        ));
+    } else if info.signo == 29 {
+        s.push_str(", si_band=0, si_fd=0");
+    } else {
+        s.push_str(&format!(", si_pid={pid}, si_uid={uid}, si_sigval={}", info.status));
+    }
+    s.push_str("} ---\n");
+    sink.emit(s.as_bytes());
+}
+
 /// qemu's name for a signal (`print_signal`), `None` for the ones it prints as numbers.
 fn signal_name(sig: u64) -> Option<&'static str> {
     Some(match sig {
@@ -928,6 +977,21 @@ pub(crate) fn format_call(out: &mut Vec<u8>, mem: &AddressSpace, nr: u64, a: &[u
     f.s(name);
     f.s("(");
     match nr {
+        // print_getxattr / print_fgetxattr / print_listxattr / print_flistxattr.
+        8..=13 => {
+            if matches!(nr, 10 | 13) {
+                f.d(a[0], false);
+            } else {
+                f.string(a[0], false);
+            }
+            let value = nr <= 10;
+            if value {
+                f.string(a[1], false);
+            }
+            let (buf, size) = if value { (a[2], a[3]) } else { (a[1], a[2]) };
+            f.ptr(buf, false);
+            f.s(&size.to_string());
+        }
         25 => fcntl(&mut f, a),
         29 => {
             f.d(a[0], false);
@@ -1471,6 +1535,29 @@ pub(crate) fn format_result(
     let mut f = Fmt { out, mem };
     match nr {
         214 | 222 => f.s(&format!("0x{ret:016x}")),
+        // print_syscall_ret_listxattr: the names the call returned.
+        11..=13 => {
+            f.ld(ret, true);
+            f.s(" (list = ");
+            if a[1] == 0 {
+                f.s("NULL");
+            } else {
+                let mut list = vec![0u8; (ret as usize).min(1 << 16)];
+                if f.mem.is_some_and(|m| m.read_bytes(a[1], &mut list).is_ok()) {
+                    let names: Vec<&[u8]> =
+                        list.strip_suffix(&[0]).unwrap_or(&list).split(|&b| b == 0).collect();
+                    for (i, n) in names.iter().enumerate().filter(|_| ret > 0) {
+                        if i > 0 {
+                            f.s(",");
+                        }
+                        f.out.push(b'"');
+                        f.out.extend_from_slice(n);
+                        f.out.push(b'"');
+                    }
+                }
+            }
+            f.s(")");
+        }
         113 | 114 => {
             f.ld(ret, true);
             f.s(" (");

@@ -10,7 +10,8 @@
 //! - `/proc/self/exe` is the program file; `/proc/self/cwd` and `/proc/self/root` are links
 //!   that read as the guest's working directory and `/`, and lead nowhere else.
 //! - `/proc/self/{cmdline,environ,maps,status,stat,auxv}`, `/proc/cpuinfo` (a RISC-V one),
-//!   `/proc/meminfo`, `/proc/sys/kernel/osrelease` and `/proc/version` are generated when
+//!   `/proc/meminfo`, `/proc/filesystems` (the host kernel's list, as under qemu),
+//!   `/proc/sys/kernel/osrelease` and `/proc/version` are generated when
 //!   opened, into a host memory file (so `fstat`, `lseek`, `pread` and `mmap` work on them).
 //! - `/proc/<own pid>` and `/proc/thread-self` stand for `/proc/self`.
 //!
@@ -139,6 +140,10 @@ fn proc_self(p: &Process, rest: &[&[u8]]) -> Result<Special, Errno> {
 fn proc_global(p: &Process, who: &[u8], rest: &[&[u8]]) -> Result<Special, Errno> {
     Ok(match (who, rest) {
         (b"cpuinfo", []) => Special::Content(cpuinfo()),
+        // The host kernel's list, as qemu shows it (libselinux reads it on every start).
+        (b"filesystems", []) => {
+            Special::Content(std::fs::read("/proc/filesystems").unwrap_or_default())
+        }
         (b"meminfo", []) => Special::Content(meminfo(p)),
         (b"version", []) => Special::Content(
             format!("Linux version {} (vmx) #1 SMP\n", host_release()).into_bytes(),

@@ -195,3 +195,51 @@ fn getcwd_and_flush_icache() {
     );
     assert_eq!(g.sys(259, &[0, 0, 2]), 0, "flags are ignored, as by qemu");
 }
+
+#[test]
+fn xattrs_read_the_host_files_inside_the_sandbox_only() {
+    let root = TempDir::new("xattr");
+    let allowed = root.0.join("allowed");
+    let outside = root.0.join("outside");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let file = allowed.join("f.txt");
+    std::fs::write(&file, b"x").unwrap();
+    std::fs::write(outside.join("secret.txt"), b"s").unwrap();
+    let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated name and path, a 5-byte value.
+    let set = unsafe {
+        libc::setxattr(cpath.as_ptr(), c"user.vmx".as_ptr(), b"hello".as_ptr().cast(), 5, 0)
+    };
+    let a = allowed.clone();
+    let mut g = guest_with(|c| c.allowed_dirs.push(a));
+    let (path, name, buf) = (SCRATCH + 0x1000, SCRATCH + 0x2000, SCRATCH + 0x3000);
+    g.put_path(path, &file);
+    g.put_str(name, b"user.vmx");
+    if set == 0 {
+        // listxattr: the size first, then the names.
+        assert_eq!(g.sys(11, &[path, 0, 0]), 9);
+        assert_eq!(g.sys(12, &[path, buf, 100]), 9);
+        assert_eq!(g.get(buf, 9), b"user.vmx\0");
+        assert_eq!(g.sys(11, &[path, buf, 3]), e(libc::ERANGE));
+        assert_eq!(g.sys(8, &[path, name, 0, 0]), 5);
+        assert_eq!(g.sys(9, &[path, name, buf, 64]), 5);
+        assert_eq!(g.get(buf, 5), b"hello");
+        assert_eq!(g.sys(8, &[path, name, 0xdead_0000_0000, 64]), e(libc::EFAULT));
+        let fd = g.sys(56, &[AT_FDCWD, path, 0, 0]);
+        assert!(fd >= 0);
+        assert_eq!(g.sys(10, &[fd as u64, name, buf, 64]), 5);
+        assert_eq!(g.sys(13, &[fd as u64, buf, 64]), 9);
+    } else {
+        eprintln!("host file system has no user xattrs: only the errors are checked");
+    }
+    g.put_str(name, b"user.none");
+    assert_eq!(g.sys(8, &[path, name, buf, 64]), e(libc::ENODATA));
+    g.put_str(name, &[b'a'; 300]);
+    assert_eq!(g.sys(8, &[path, name, buf, 64]), e(libc::ERANGE));
+    // Outside the sandbox: refused like any read; a captured stream has none.
+    g.put_path(path, &outside.join("secret.txt"));
+    assert_eq!(g.sys(11, &[path, buf, 64]), e(libc::EACCES));
+    assert_eq!(g.sys(13, &[1, buf, 64]), e(libc::EOPNOTSUPP));
+    assert_eq!(g.sys(13, &[99, buf, 64]), e(libc::EBADF));
+}
