@@ -11,6 +11,10 @@
 //! `--- SIGxxx {si_signo=..., si_code=..., ...} ---` line ([`crate::signals`] calls
 //! `signal_taken`), with the guest's pids.
 //!
+//! Why this file is long: it is one table of formats, mirroring qemu's `strace.list` and
+//! `strace.c` (a printer per call family, flag tables, result printers); splitting it by
+//! call family would scatter the one place to compare against qemu's text.
+//!
 //! Invariants:
 //! - Formatting reads guest memory only through checked accessors; an unreadable string or
 //!   structure prints as a pointer, as qemu does. Nothing here can fault the guest or panic.
