@@ -234,7 +234,9 @@ fn trace_formats_follow_qemu() {
     assert!(v.contains(" set_robust_list(512224,24,-32,1,508664,512224) = -1 errno=38 (Function not implemented)\n"), "{v}");
     assert!(v.contains(" readlinkat(AT_FDCWD,\"/proc/self/exe\",0x"), "{v}");
     assert!(v.contains(" mprotect(0x0000000000071000,16384,PROT_READ) = 0\n"), "{v}");
-    assert!(v.contains(" write(1,0x7dfa0,51) = 51\n"), "{v}");
+    // The buffer's address depends on the length of the checkout's path (glibc keeps the
+    // program's path on the heap), so only its form is fixed.
+    assert!(v.lines().any(|l| l.contains(" write(1,0x") && l.ends_with(",51) = 51")), "{v}");
     assert!(v.ends_with(" exit_group(0)\n"), "{v}");
     let v = vmx_trace(
         "guests/bin/syscalls",
@@ -264,7 +266,7 @@ fn strace_goes_to_stderr_between_the_guests_output_like_qemu() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(" write(1,0x7dfa0,51) = 51\n"), "{err}");
+    assert!(err.lines().any(|l| l.contains(" write(1,0x") && l.ends_with(",51) = 51")), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("Hello from RISC-V!"));
 }
 
