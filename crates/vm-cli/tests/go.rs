@@ -133,8 +133,8 @@ fn go_file_io_from_goroutines() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `os/exec` (the program runs itself: pipes, environment, exit status, a missing program,
-/// a child killed by SIGTERM) and `os/signal` (`signal.Notify` of a signal sent to itself,
+/// `os/exec` (the program runs itself: pipes, environment, exit status, a missing program)
+/// and `os/signal` (`signal.Notify` of a signal sent to itself,
 /// one from its child and SIGCHLD; `signal.Ignore`). Its directory is granted so that it can
 /// execute itself.
 #[test]
