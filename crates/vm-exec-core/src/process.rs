@@ -101,6 +101,13 @@ pub enum FileKind {
     },
     /// Reads end of file; writes are discarded.
     Null,
+    /// The virtual directory `/proc/self/fd`: listing it reads the table's open descriptors
+    /// at the time of each `getdents64`, from position `pos` (0 is `.`, 1 is `..`, `2 + n`
+    /// is descriptor `n`), as Linux's proc does.
+    FdDir {
+        /// The next position to list.
+        pos: u64,
+    },
 }
 
 impl FileKind {
@@ -120,6 +127,7 @@ impl FileKind {
             FileKind::Capture(b) => FileKind::Capture(b.clone()),
             FileKind::Bytes { data, pos } => FileKind::Bytes { data: data.clone(), pos: *pos },
             FileKind::Null => FileKind::Null,
+            FileKind::FdDir { pos } => FileKind::FdDir { pos: *pos },
         })
     }
 }
@@ -215,6 +223,11 @@ impl FdTable {
                 _ => *s = None,
             }
         }
+    }
+
+    /// The open descriptors numbered `from` or more, in order.
+    pub fn open_from(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
+        self.slots.iter().enumerate().skip(from).filter(|(_, s)| s.is_some()).map(|(i, _)| i)
     }
 
     /// Closes `fd`; false if it was not open.

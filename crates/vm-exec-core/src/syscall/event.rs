@@ -427,6 +427,8 @@ fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i1
                 }
                 Ok(Target::Capture(_)) => e.events & (POLLOUT | POLLWRNORM),
                 Ok(Target::Null) => e.events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM),
+                // A directory polls as readable and writable, as on Linux.
+                Ok(Target::FdDir) => e.events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM),
                 Ok(Target::Bytes) => {
                     let left = match c.process.files().get(e.fd as i64).map(|d| &d.kind) {
                         Some(FileKind::Bytes { data, pos }) => data.len().saturating_sub(*pos),

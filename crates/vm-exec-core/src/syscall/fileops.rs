@@ -303,7 +303,7 @@ pub(super) fn fadvise64(c: &mut Call<'_>) -> SysResult {
             }
             Ok(0)
         }
-        Target::Null => Ok(0),
+        Target::Null | Target::FdDir => Ok(0),
         Target::Capture(_) | Target::Bytes => err(libc::ESPIPE),
     }
 }

@@ -120,6 +120,8 @@ pub(super) enum Target {
     Bytes,
     /// `/dev/null`.
     Null,
+    /// The virtual directory `/proc/self/fd` (operate on the table entry).
+    FdDir,
 }
 
 /// Looks up guest descriptor `fd` (`EBADF` if it is not open).
@@ -130,6 +132,7 @@ pub(super) fn target(p: &Process, fd: i64) -> Result<Target, Errno> {
         Some(FileKind::Capture(b)) => Ok(Target::Capture(b.clone())),
         Some(FileKind::Bytes { .. }) => Ok(Target::Bytes),
         Some(FileKind::Null) => Ok(Target::Null),
+        Some(FileKind::FdDir { .. }) => Ok(Target::FdDir),
     }
 }
 
@@ -256,6 +259,7 @@ pub(super) fn read(c: &mut Call<'_>) -> SysResult {
         Target::Bytes => bytes_read(c.process, fd, buf, len),
         Target::Null => Ok(0),
         Target::Capture(_) => err(libc::EBADF),
+        Target::FdDir => err(libc::EISDIR),
     }
 }
 
@@ -270,7 +274,7 @@ pub(super) fn write(c: &mut Call<'_>) -> SysResult {
             Ok(src.len() as u64)
         }
         Target::Null => Ok(len),
-        Target::Bytes => err(libc::EBADF),
+        Target::Bytes | Target::FdDir => err(libc::EBADF),
     }
 }
 
@@ -286,6 +290,7 @@ pub(super) fn pread64(c: &mut Call<'_>) -> SysResult {
         Target::Null => Ok(0),
         Target::Bytes => err(libc::ESPIPE),
         Target::Capture(_) => err(libc::EBADF),
+        Target::FdDir => err(libc::EISDIR),
     }
 }
 
@@ -300,7 +305,7 @@ pub(super) fn pwrite64(c: &mut Call<'_>) -> SysResult {
         Target::Host(h) => host_write(c, h, buf, len, Some(off)),
         Target::Null => Ok(len),
         Target::Capture(_) => err(libc::ESPIPE),
-        Target::Bytes => err(libc::EBADF),
+        Target::Bytes | Target::FdDir => err(libc::EBADF),
     }
 }
 
@@ -393,7 +398,7 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
 pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
     let fd = c.fd(0);
     let t = target(c.process, fd)?;
-    if matches!(t, Target::Bytes) {
+    if matches!(t, Target::Bytes | Target::FdDir) {
         return err(libc::EBADF);
     }
     let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
@@ -467,6 +472,23 @@ pub(super) fn lseek(c: &mut Call<'_>) -> SysResult {
             }
         }
         Target::Capture(_) | Target::Bytes => err(libc::ESPIPE),
+        Target::FdDir => {
+            let (off, whence) = (c.args[1] as i64, c.int(2));
+            let mut files = c.process.files();
+            let Some(FileDesc { kind: FileKind::FdDir { pos }, .. }) = files.get(c.fd(0)) else {
+                return err(libc::EBADF);
+            };
+            let new = match whence {
+                libc::SEEK_SET => off,
+                libc::SEEK_CUR => (*pos as i64).checked_add(off).ok_or(Errno(libc::EINVAL))?,
+                _ => return err(libc::EINVAL),
+            };
+            if new < 0 {
+                return err(libc::EINVAL);
+            }
+            *pos = new as u64;
+            Ok(new as u64)
+        }
     }
 }
 
@@ -510,6 +532,7 @@ fn dup_desc(p: &Process, fd: i64) -> Result<FileDesc, Errno> {
         Some(FileKind::Capture(b)) => FileKind::Capture(b.clone()),
         Some(FileKind::Bytes { data, pos }) => FileKind::Bytes { data: data.clone(), pos: *pos },
         Some(FileKind::Null) => FileKind::Null,
+        Some(FileKind::FdDir { pos }) => FileKind::FdDir { pos: *pos },
     };
     Ok(FileDesc { kind, cloexec: false })
 }
@@ -593,6 +616,7 @@ pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
             }
             Target::Capture(_) => Ok(oflag::O_WRONLY),
             Target::Bytes => Ok(0),
+            Target::FdDir => Ok(oflag::O_DIRECTORY),
             Target::Null => Ok(oflag::O_RDWR),
         },
         F_SETFL => match t {
@@ -749,7 +773,7 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
                     .map_err(Errno::from)?;
                 return Ok(0);
             }
-            Target::Null => return err(libc::ENOTTY),
+            Target::Null | Target::FdDir => return err(libc::ENOTTY),
         },
         _ => match TTY_IOCTLS.iter().find(|e| e.0 == req) {
             Some(&(_, h, how)) => (h, how),
@@ -826,17 +850,66 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     Ok(0)
 }
 
-/// `getdents64(fd, dirp, count)`: forwarded (the `linux_dirent64` layout is the same on
-/// every architecture).
+/// `getdents64(fd, dirp, count)`: forwarded for host directories (the `linux_dirent64`
+/// layout is the same on every architecture); listed from the table for `/proc/self/fd`.
 pub(super) fn getdents64(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], (c.args[2] as u32 as u64).min(MAX_RW_COUNT));
-    let Target::Host(h) = target(c.process, fd)? else { return err(libc::ENOTDIR) };
+    let h = match target(c.process, fd)? {
+        Target::Host(h) => h,
+        Target::FdDir => return fd_dir_entries(c, fd, buf, len),
+        _ => return err(libc::ENOTDIR),
+    };
     let dst = out_buf(&c.process.mem, buf, len)?;
     retry(|| {
         // SAFETY: the kernel writes at most `dst.len()` bytes into `dst`, a live, exclusively
         // borrowed slice of host-mapped guest memory.
         unsafe { libc::syscall(libc::SYS_getdents64, h, dst.as_mut_ptr(), dst.len()) as isize }
     })
+}
+
+/// `getdents64` on `/proc/self/fd`: `.`, `..`, then one link per open descriptor, each
+/// record's `d_off` the position after it (see [`FileKind::FdDir`]).
+fn fd_dir_entries(c: &mut Call<'_>, fd: i64, buf: u64, len: u64) -> SysResult {
+    const DT_DIR: u8 = 4;
+    const DT_LNK: u8 = 10;
+    let mut files = c.process.files();
+    let Some(FileDesc { kind: FileKind::FdDir { pos }, .. }) = files.get(fd) else {
+        return err(libc::EBADF);
+    };
+    let start = *pos;
+    let mut names: Vec<(u64, u64, u8, Vec<u8>)> = Vec::new();
+    for p in start..2 {
+        names.push((p, 1 + p, DT_DIR, if p == 0 { b".".to_vec() } else { b"..".to_vec() }));
+    }
+    let first_fd = usize::try_from(start.saturating_sub(2)).unwrap_or(usize::MAX);
+    names.extend(
+        files
+            .open_from(first_fd)
+            .map(|n| (n as u64 + 2, 0x1000 + n as u64, DT_LNK, n.to_string().into_bytes())),
+    );
+    let mut out = Vec::new();
+    let mut next = start;
+    for (at, ino, kind, name) in names {
+        let reclen = (19 + name.len() + 1).next_multiple_of(8);
+        if (out.len() + reclen) as u64 > len {
+            if out.is_empty() {
+                return err(libc::EINVAL);
+            }
+            break;
+        }
+        next = at + 1;
+        out.extend_from_slice(&ino.to_le_bytes());
+        out.extend_from_slice(&(next as i64).to_le_bytes());
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(&name);
+        out.resize(out.len() + reclen - 19 - name.len(), 0);
+    }
+    c.process.mem.write_bytes(buf, &out)?;
+    if let Some(FileDesc { kind: FileKind::FdDir { pos }, .. }) = files.get(fd) {
+        *pos = next;
+    }
+    Ok(out.len() as u64)
 }
 
 /// `ftruncate(fd, length)`.

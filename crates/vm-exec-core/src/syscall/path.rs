@@ -75,6 +75,7 @@ fn dir_of_fd(p: &Process, dirfd: i32) -> Result<PathBuf, Errno> {
                 _ => err(libc::ENOTDIR),
             }
         }
+        Target::FdDir => Ok(PathBuf::from("/proc/self/fd")),
         _ => err(libc::ENOTDIR),
     }
 }
@@ -380,6 +381,7 @@ fn dup_for_open(p: &Process, fd: i64, cloexec: bool) -> SysResult {
         }
         Target::Capture(b) => FileKind::Capture(b),
         Target::Null => FileKind::Null,
+        Target::FdDir => FileKind::FdDir { pos: 0 },
         Target::Bytes => match p.files().get(fd).map(|d| &d.kind) {
             Some(FileKind::Bytes { data, pos }) => {
                 FileKind::Bytes { data: data.clone(), pos: *pos }
@@ -421,14 +423,51 @@ pub(super) fn openat(c: &mut Call<'_>) -> SysResult {
                 .map(|n| n as u64)
                 .ok_or(Errno(libc::EMFILE));
         }
-        Some(Ok(Special::Link(_))) => return err(if follow { libc::ENOENT } else { libc::ELOOP }),
+        Some(Ok(Special::FdDir)) => return open_fd_dir(c, flags),
+        Some(Ok(Special::Link(text))) => {
+            if !follow {
+                return err(libc::ELOOP);
+            }
+            // The links lead to `/proc/self/fd`, `/` or the working directory: open that
+            // (none of them is a virtual link itself, so this goes one level deep).
+            return open_link_target(c, &text, flags, mode);
+        }
         Some(Err(e)) => return Err(e),
         Some(Ok(Special::Host(_))) | None => {}
     }
+    open_path(c, dirfd, &raw, flags, mode)
+}
+
+/// Opens the guest path a virtual link reads as, with the flags of the `openat` that
+/// followed it.
+fn open_link_target(c: &mut Call<'_>, text: &[u8], flags: u64, mode: u32) -> SysResult {
+    if let Some(Ok(Special::FdDir)) = special(c.process, AT_FDCWD, text) {
+        return open_fd_dir(c, flags);
+    }
+    open_path(c, AT_FDCWD, text, flags, mode)
+}
+
+/// A new descriptor for the virtual directory `/proc/self/fd`.
+fn open_fd_dir(c: &mut Call<'_>, flags: u64) -> SysResult {
+    let write = flags & (oflag::O_CREAT | oflag::O_TRUNC | oflag::O_ACCMODE) != 0;
+    if write {
+        return err(libc::EISDIR);
+    }
+    let desc =
+        FileDesc { kind: FileKind::FdDir { pos: 0 }, cloexec: flags & oflag::O_CLOEXEC != 0 };
+    c.process.files().insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+}
+
+/// The host part of `openat`: resolves `raw` inside the sandbox and opens it on the host.
+fn open_path(c: &mut Call<'_>, dirfd: i32, raw: &[u8], flags: u64, mode: u32) -> SysResult {
+    let tmpfile = flags & oflag::O_TMPFILE_BIT != 0;
+    let create = flags & oflag::O_CREAT != 0;
+    let follow = flags & oflag::O_NOFOLLOW == 0;
+    let write = create || tmpfile || flags & oflag::O_TRUNC != 0 || flags & oflag::O_ACCMODE != 0;
     let umask = super::state::peek(c.process, |s| s.umask);
     let mut attempts = 0;
     let h = loop {
-        let r = resolve_as(c.process, dirfd, &raw, follow || tmpfile, create && !tmpfile, write)?;
+        let r = resolve_as(c.process, dirfd, raw, follow || tmpfile, create && !tmpfile, write)?;
         let mut host_flags = oflags_to_host(flags) | libc::O_CLOEXEC;
         // A new file is created with O_EXCL, which never follows a symbolic link that might
         // have appeared in its place (and, unlike O_NOFOLLOW, does not show in F_GETFL).
@@ -516,7 +555,22 @@ fn access(c: &mut Call<'_>, flags: u64) -> SysResult {
             };
         }
     } else {
-        resolve(c.process, dirfd, &raw, flags & AT_SYMLINK_NOFOLLOW == 0, false)?
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        if let Some(st) = super::stat::stat_virtual(c.process, dirfd, &raw, follow) {
+            // A virtual entry, judged by its owner bits (the guest's user owns them), with
+            // root's override for reading and writing, as Linux judges proc's files.
+            let (st, wanted) = (st?, mode & 7);
+            // SAFETY: getuid has no preconditions.
+            let root = unsafe { libc::getuid() } == 0;
+            let owner = (st.mode >> 6) & 7;
+            let denied = if root {
+                wanted & 1 & !(st.mode | st.mode >> 3 | st.mode >> 6)
+            } else {
+                wanted & !owner
+            };
+            return if denied != 0 { err(libc::EACCES) } else { Ok(0) };
+        }
+        resolve(c.process, dirfd, &raw, follow, false)?
     };
     let path = r.cstr()?;
     let host_flags = if flags & AT_EACCESS != 0 { libc::AT_EACCESS } else { 0 }

@@ -14,8 +14,9 @@
 
 use super::fs::{target, Target};
 use super::path::{
-    read_path, resolve, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW,
+    read_path, resolve, special, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW,
 };
+use super::vfs::Special;
 use super::{err, Call, Errno, Out, SysResult};
 use crate::process::Process;
 
@@ -72,6 +73,31 @@ impl GuestStat {
             uid,
             gid,
             blksize: 4096,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            ..Default::default()
+        }
+    }
+
+    /// What an entry of the virtual `/proc` looks like: owned by the guest's user, times of
+    /// now, on the proc file system's device, `ino` an arbitrary but stable number.
+    fn proc_entry(mode: u32, size: i64, ino: u64) -> GuestStat {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| (d.as_secs() as i64, d.subsec_nanos() as i64))
+            .unwrap_or((0, 0));
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        GuestStat {
+            dev: 0x16,
+            ino,
+            mode,
+            nlink: if mode & libc::S_IFMT == libc::S_IFDIR { 2 } else { 1 },
+            uid,
+            gid,
+            size,
+            blksize: 1024,
             atime: now,
             mtime: now,
             ctime: now,
@@ -174,6 +200,70 @@ pub(super) fn stat_fd(p: &Process, fd: i64) -> Result<GuestStat, Errno> {
         Target::Host(h) => host_fstat(h),
         Target::Capture(_) | Target::Bytes => Ok(GuestStat::pipe(fd)),
         Target::Null => Ok(GuestStat::dev_null()),
+        Target::FdDir => Ok(GuestStat::proc_entry(libc::S_IFDIR | 0o500, 0, 0x2000)),
+    }
+}
+
+/// The status of a virtual path that is not a host file (`None` for those), following its
+/// link when `follow`.
+fn stat_special(p: &Process, sp: &Special, follow: bool) -> Option<Result<GuestStat, Errno>> {
+    Some(match sp {
+        Special::Host(_) => return None,
+        Special::Fd(fd, _) if follow => stat_fd(p, *fd),
+        // As Linux: read and search bits for a readable descriptor, write and search bits
+        // for a writable one, a size of 64.
+        Special::Fd(fd, _) => {
+            let t = match target(p, *fd) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            let access = match t {
+                // SAFETY: F_GETFL takes no pointer.
+                Target::Host(h) => (unsafe { libc::fcntl(h, libc::F_GETFL) }) & libc::O_ACCMODE,
+                Target::Capture(_) => libc::O_WRONLY,
+                Target::Null => libc::O_RDWR,
+                Target::Bytes | Target::FdDir => libc::O_RDONLY,
+            };
+            let mut mode = libc::S_IFLNK;
+            if access != libc::O_WRONLY {
+                mode |= 0o500;
+            }
+            if access != libc::O_RDONLY {
+                mode |= 0o300;
+            }
+            Ok(GuestStat::proc_entry(mode, 64, 0x1000 + *fd as u64))
+        }
+        Special::Link(text) if follow => match special(p, AT_FDCWD, text) {
+            Some(Ok(inner)) => match stat_special(p, &inner, false) {
+                Some(r) => r,
+                None => stat_path(p, text, true),
+            },
+            Some(Err(e)) => Err(e),
+            None => stat_path(p, text, true),
+        },
+        Special::Link(_) => Ok(GuestStat::proc_entry(libc::S_IFLNK | 0o777, 0, 0x3000)),
+        Special::Content(_) => Ok(GuestStat::proc_entry(libc::S_IFREG | 0o444, 0, 0x4000)),
+        Special::FdDir => Ok(GuestStat::proc_entry(libc::S_IFDIR | 0o500, 0, 0x2000)),
+    })
+}
+
+/// The status of the guest path `raw` (relative to the working directory).
+fn stat_path(p: &Process, raw: &[u8], follow: bool) -> Result<GuestStat, Errno> {
+    let r = resolve(p, AT_FDCWD, raw, follow, false)?;
+    host_stat_path(&r.cstr()?, if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW })
+}
+
+/// The status of `raw` relative to `dirfd` when it names a virtual entry that is not a host
+/// file.
+pub(super) fn stat_virtual(
+    p: &Process,
+    dirfd: i32,
+    raw: &[u8],
+    follow: bool,
+) -> Option<Result<GuestStat, Errno>> {
+    match special(p, dirfd, raw)? {
+        Ok(sp) => stat_special(p, &sp, follow),
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -196,7 +286,12 @@ pub(super) fn newfstatat(c: &mut Call<'_>) -> SysResult {
         stat_fd(c.process, dirfd as i64)?
     } else {
         let raw: &[u8] = if raw.is_empty() && flags & AT_EMPTY_PATH != 0 { b"." } else { &raw };
-        let r = resolve(c.process, dirfd, raw, flags & AT_SYMLINK_NOFOLLOW == 0, false)?;
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        if let Some(st) = stat_virtual(c.process, dirfd, raw, follow) {
+            c.process.mem.write_bytes(buf, &st?.to_guest())?;
+            return Ok(0);
+        }
+        let r = resolve(c.process, dirfd, raw, follow, false)?;
         let nofollow = if flags & AT_SYMLINK_NOFOLLOW != 0 { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
         host_stat_path(&r.cstr()?, nofollow)?
     };
@@ -237,8 +332,13 @@ pub(super) fn statx(c: &mut Call<'_>) -> SysResult {
         }
     } else {
         let raw: &[u8] = if raw.is_empty() && flags & AT_EMPTY_PATH != 0 { b"." } else { &raw };
-        let r = resolve(c.process, dirfd, raw, flags & AT_SYMLINK_NOFOLLOW == 0, false)?;
-        host(libc::AT_FDCWD, &r.cstr()?, host_flags, &mut out)?;
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        if let Some(st) = stat_virtual(c.process, dirfd, raw, follow) {
+            out = st?.to_statx();
+        } else {
+            let r = resolve(c.process, dirfd, raw, follow, false)?;
+            host(libc::AT_FDCWD, &r.cstr()?, host_flags, &mut out)?;
+        }
     }
     c.process.mem.write_bytes(buf, &out)?;
     Ok(0)

@@ -7,6 +7,11 @@
 //! - `/dev/stdin`, `/dev/stdout`, `/dev/stderr`, `/dev/fd/N` and `/proc/self/fd/N` open a
 //!   duplicate of the guest's descriptor (Linux reopens the file; for pipes and terminals,
 //!   the streams these names are used for, the two agree); as links they read as Linux's.
+//! - `/proc/self/fd` is a directory that lists the guest's open descriptors (read from the
+//!   table at each `getdents64`, so a listing shows the descriptor it is read through).
+//! - Every virtual path has a status (`stat`, `lstat`, `access`): generated files are
+//!   read-only regular files of size 0 and the descriptor links are links, as in Linux's
+//!   proc; following a link gives the status of what it names.
 //! - `/proc/self/exe` is the program file; `/proc/self/cwd` and `/proc/self/root` are links
 //!   that read as the guest's working directory and `/`, and lead nowhere else.
 //! - `/proc/self/{cmdline,environ,maps,status,stat,auxv}`, `/proc/cpuinfo` (a RISC-V one),
@@ -37,6 +42,8 @@ pub(super) enum Special {
     Link(Vec<u8>),
     /// Generated contents.
     Content(Vec<u8>),
+    /// The directory `/proc/self/fd`, listed from the descriptor table.
+    FdDir,
 }
 
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -115,6 +122,7 @@ fn proc_self(p: &Process, rest: &[&[u8]]) -> Result<Special, Errno> {
         }
         [b"cwd"] => Special::Link(super::path::cwd(p).into_os_string().into_encoded_bytes()),
         [b"root"] => Special::Link(b"/".to_vec()),
+        [b"fd"] => Special::FdDir,
         [b"fd", n] => fd_entry(p, n)?,
         [b"cmdline"] => {
             Special::Content(cfg.args.iter().flat_map(|a| a.iter().chain(&[0])).copied().collect())

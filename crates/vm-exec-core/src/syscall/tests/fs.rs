@@ -243,3 +243,78 @@ fn xattrs_read_the_host_files_inside_the_sandbox_only() {
     assert_eq!(g.sys(13, &[1, buf, 64]), e(libc::EOPNOTSUPP));
     assert_eq!(g.sys(13, &[99, buf, 64]), e(libc::EBADF));
 }
+
+/// The names `getdents64` wrote into `len` bytes at `buf`.
+fn dirent_names(g: &Guest, buf: u64, len: usize) -> Vec<String> {
+    let bytes = g.get(buf, len);
+    let mut names = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let reclen = u16::from_le_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+        assert!(reclen >= 24 && reclen % 8 == 0, "record length {reclen}");
+        let name = &bytes[at + 19..at + reclen];
+        let end = name.iter().position(|&b| b == 0).unwrap();
+        names.push(String::from_utf8(name[..end].to_vec()).unwrap());
+        at += reclen;
+    }
+    names
+}
+
+#[test]
+fn proc_self_fd_lists_the_open_descriptors_as_they_are_when_read() {
+    let mut g = guest();
+    let (path, buf) = (SCRATCH, SCRATCH + 0x1000);
+    g.put_str(path, b"/proc/self/fd");
+    let dir = g.sys(56, &[AT_FDCWD, path, O_RDONLY | O_DIRECTORY, 0]);
+    assert!(dir >= 3, "open /proc/self/fd: {dir}");
+    let n = g.sys(61, &[dir as u64, buf, 4096]);
+    assert!(n > 0);
+    let want: Vec<String> =
+        [".", "..", "0", "1", "2"].iter().map(|s| s.to_string()).chain([dir.to_string()]).collect();
+    assert_eq!(dirent_names(&g, buf, n as usize), want, "the listing shows its own descriptor");
+    assert_eq!(g.sys(61, &[dir as u64, buf, 4096]), 0, "then end of directory");
+    // A descriptor opened and one closed before the directory is read again from its start.
+    assert_eq!(g.sys(57, &[2]), 0);
+    let again = g.sys(24, &[0, 9, 0]);
+    assert_eq!(again, 9, "dup3 to 9");
+    assert_eq!(g.sys(62, &[dir as u64, 0, 0]), 0, "rewind");
+    let n = g.sys(61, &[dir as u64, buf, 4096]);
+    let names = dirent_names(&g, buf, n as usize);
+    assert_eq!(names, [".", "..", "0", "1", &dir.to_string(), "9"]);
+    // A buffer too small for one record, then records one at a time.
+    assert_eq!(g.sys(62, &[dir as u64, 0, 0]), 0);
+    assert_eq!(g.sys(61, &[dir as u64, buf, 10]), e(libc::EINVAL));
+    assert_eq!(g.sys(61, &[dir as u64, buf, 24]), 24);
+    assert_eq!(dirent_names(&g, buf, 24), ["."]);
+    assert_eq!(g.sys(61, &[dir as u64, buf, 24]), 24);
+    assert_eq!(dirent_names(&g, buf, 24), [".."]);
+    // Reading, writing and opening it for writing are refused as for a directory.
+    assert_eq!(g.sys(63, &[dir as u64, buf, 10]), e(libc::EISDIR));
+    assert_eq!(g.sys(64, &[dir as u64, buf, 10]), e(libc::EBADF));
+    assert_eq!(g.sys(56, &[AT_FDCWD, path, 2, 0]), e(libc::EISDIR));
+    // Entries open relative to it.
+    g.put_str(path, b"1");
+    let one = g.sys(56, &[dir as u64, path, 1, 0]);
+    assert!(one > 0, "openat(dir, \"1\"): {one}");
+    // The directory's and its entries' status.
+    let st = SCRATCH + 0x3000;
+    assert_eq!(g.sys(80, &[dir as u64, st]), 0);
+    assert_eq!(g.u32_at(st + 16) & libc::S_IFMT, libc::S_IFDIR);
+    for (p, follow, kind) in [
+        (&b"/proc/self/fd/1"[..], false, libc::S_IFLNK),
+        (b"/proc/self/fd/1", true, libc::S_IFIFO),
+        (b"/proc/self/cmdline", true, libc::S_IFREG),
+        (b"/dev/fd", true, libc::S_IFDIR),
+        (b"/dev/fd", false, libc::S_IFLNK),
+    ] {
+        g.put_str(path, p);
+        let flags = if follow { 0 } else { 0x100 }; // AT_SYMLINK_NOFOLLOW
+        assert_eq!(g.sys(79, &[AT_FDCWD, path, st, flags]), 0, "{}", String::from_utf8_lossy(p));
+        assert_eq!(g.u32_at(st + 16) & libc::S_IFMT, kind, "{}", String::from_utf8_lossy(p));
+    }
+    g.put_str(path, b"/proc/self/fd/77");
+    assert_eq!(g.sys(79, &[AT_FDCWD, path, st, 0]), e(libc::ENOENT));
+    // access(2): readable, not writable.
+    g.put_str(path, b"/proc/self/status");
+    assert_eq!(g.sys(48, &[AT_FDCWD, path, 4, 0]), 0);
+}
