@@ -74,12 +74,20 @@ fn xz_input(path: &Path) -> Result<()> {
 pub fn run(args: &[String]) -> Result<()> {
     let mut runs = 3usize;
     let mut startup_runs = 10usize;
+    let mut engines: Vec<String> = ENGINES.iter().map(|e| e.to_string()).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
             "--startup-runs" => {
                 startup_runs = it.next().context("--startup-runs needs a number")?.parse()?
+            }
+            "--engines" => {
+                let list = it.next().context("--engines needs a list such as jit,hybrid")?;
+                engines = list.split(',').map(str::to_string).collect();
+                if let Some(bad) = engines.iter().find(|e| !ENGINES.contains(&e.as_str())) {
+                    bail!("unknown engine `{bad}` (engines: {})", ENGINES.join(", "));
+                }
             }
             other => bail!("unknown bench-rootfs argument `{other}`"),
         }
@@ -116,14 +124,14 @@ pub fn run(args: &[String]) -> Result<()> {
             "qemu".to_string(),
             vec!["qemu-riscv64".into(), "-L".into(), r.clone(), p.clone()],
         )];
-        for e in ENGINES {
+        for e in &engines {
             v.push((
                 format!("vmx {e}"),
                 vec![
                     vmx.clone(),
                     "run".into(),
                     "--engine".into(),
-                    e.to_string(),
+                    e.clone(),
                     "--root".into(),
                     r.clone(),
                     "--dir".into(),
@@ -193,16 +201,32 @@ pub fn run(args: &[String]) -> Result<()> {
             stdin: Some(xz_in.clone()),
         },
     ];
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
     let mut md = format!(
-        "{START}\n\nMachine: {} ({} cores). Debian trixie riscv64 root (`cargo xtask rootfs`), \
-         `qemu-riscv64 -L ROOT` vs `vmx run --root ROOT`. Start-up: median of {startup_runs} runs; \
-         workloads: median of {runs} runs, interleaved; every run's stdout equals qemu's.\n\
-         Reproduce: `cargo xtask bench-rootfs`.\n\n\
-         | case | qemu (s) | interp (s) | jit (s) | hybrid (s) | interp vs qemu | jit vs qemu | hybrid vs qemu |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "{START}\n\nMachine: {} ({} cores), load average {load} at the start. Debian trixie \
+         riscv64 root (`cargo xtask rootfs`), `qemu-riscv64 -L ROOT` vs `vmx run --root ROOT`. \
+         Start-up: median of {startup_runs} runs; workloads: median of {runs} runs, interleaved; \
+         every run's stdout equals qemu's.\n\
+         Reproduce: `cargo xtask bench-rootfs --runs {runs} --startup-runs {startup_runs} \
+         --engines {}`.\n\n| case | qemu (s) |",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        engines.join(","),
     );
+    for e in &engines {
+        md.push_str(&format!(" {e} (s) |"));
+    }
+    for e in &engines {
+        md.push_str(&format!(" {e} vs qemu |"));
+    }
+    md.push_str("\n|---|---|");
+    for _ in 0..engines.len() * 2 {
+        md.push_str("---|");
+    }
+    md.push('\n');
     for (w, n) in startup.iter().map(|w| (w, startup_runs)).chain(work.iter().map(|w| (w, runs))) {
         let m = measure(w, n)?;
         let q = m[0].1.as_secs_f64();

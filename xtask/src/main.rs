@@ -82,7 +82,7 @@ commands:
                       build a riscv64 root in DIR from Debian trixie's packages
                       and their dependencies (private apt configuration; .debs
                       cached in ~/.cache/vmx); default package: libc6
-  bench-rootfs [--runs N] [--startup-runs N]
+  bench-rootfs [--runs N] [--startup-runs N] [--engines interp,jit,hybrid]
                       Debian riscv64 programs from a root (python3 start-up,
                       /usr/bin/true, Python loop, Lua fib(30), SQLite inserts,
                       xz -9 of 20 MB) under qemu-riscv64 -L and every vmx
