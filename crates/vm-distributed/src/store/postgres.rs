@@ -25,13 +25,13 @@
 //!   error, nothing is acknowledged) and is re-established for the next batch.
 
 use super::{
-    damaged, seal, seal_value, unseal, unseal_value, Claim, Lease, LeaseOp, LeaseOutcome, OnCommit,
-    Recovered, StoreOp, StoreStats, TaskRecord, TaskStore, MAX_BATCH,
+    damaged, seal, seal_value, status_of_result, unseal, unseal_value, Claim, Lease, LeaseOp,
+    LeaseOutcome, OnCommit, Recovered, StoreOp, StoreStats, TaskRecord, TaskStore, MAX_BATCH,
 };
-use crate::protocol::{ImageHash, TaskId, TaskResult, TaskStatus};
+use crate::protocol::{CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskResult, TaskStatus};
 use crate::Error;
 use postgres::{Client, NoTls};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,37 +60,24 @@ pub const MIGRATIONS: &[&str] = &[
         hash BYTEA PRIMARY KEY,
         bytes BYTEA NOT NULL
     );",
+    // 2: several coordinators: ids from a sequence, a plain status column for counts
+    // (filled for older rows when a store opens), coordinator heartbeats.
+    "CREATE SEQUENCE vmx_task_ids;
+    SELECT setval('vmx_task_ids', COALESCE((SELECT MAX(id) FROM vmx_tasks), 0) + 1, false);
+    ALTER TABLE vmx_tasks ADD COLUMN state TEXT;
+    CREATE INDEX vmx_leases_owner ON vmx_leases (owner);
+    CREATE TABLE vmx_coordinators (
+        id TEXT PRIMARY KEY,
+        addr TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        seen_ms BIGINT NOT NULL,
+        until_ms BIGINT NOT NULL
+    );",
 ];
 
 /// Key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x0076_6d78_5f6d_6967; // "vmx_mig"
-
-/// Key of the advisory lock the writer's session holds: one coordinator per database (task
-/// ids are assigned by the coordinator, so two would collide).
-const COORDINATOR_LOCK: i64 = 0x0076_6d78_5f63_6f6f; // "vmx_coo"
-
-/// Takes the coordinator lock on `client`'s session, waiting up to 3 s for a previous
-/// holder's session to end (a killed coordinator's connection closes at once, its session
-/// ends shortly after).
-fn lock_database(client: &mut Client, config: &postgres::Config) -> Result<(), Error> {
-    let t0 = std::time::Instant::now();
-    loop {
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&COORDINATOR_LOCK])
-            .map_err(store_err)?
-            .get(0);
-        if got {
-            return Ok(());
-        }
-        if t0.elapsed() > Duration::from_secs(3) {
-            return Err(Error::Store(format!(
-                "another coordinator is using the database at {} (several coordinators on one database are not supported yet)",
-                shown(config)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// How to open a PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -102,11 +89,19 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// Apply missing migrations (otherwise a schema older than this vmx is refused).
     pub migrate: bool,
+    /// Read every task back at open ([`Recovered::tasks`]); coordinators sharing the
+    /// database claim tasks as they go instead.
+    pub load_tasks: bool,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { durable: true, connect_timeout: Duration::from_secs(5), migrate: true }
+        PgOptions {
+            durable: true,
+            connect_timeout: Duration::from_secs(5),
+            migrate: true,
+            load_tasks: true,
+        }
     }
 }
 
@@ -243,12 +238,39 @@ fn migrate(client: &mut Client, config: &postgres::Config, migrate: bool) -> Res
     tx.commit().map_err(store_err)
 }
 
-/// Reads every task and image, checking every seal.
-fn recover(client: &mut Client) -> Result<Recovered, Error> {
+/// The `state` column's value for a status.
+fn state_of(status: &TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Queued | TaskStatus::Running { .. } => "queued",
+        TaskStatus::Completed { .. } => "completed",
+        TaskStatus::Failed { .. } => "failed",
+        TaskStatus::Cancelled { .. } => "cancelled",
+    }
+}
+
+/// Fills the `state` column of rows written before schema version 2.
+fn fill_states(client: &mut Client) -> Result<(), Error> {
+    let rows = client
+        .query("SELECT id, record FROM vmx_tasks WHERE state IS NULL", &[])
+        .map_err(store_err)?;
+    for row in rows {
+        let id: i64 = row.get(0);
+        let rec: TaskRecord = unseal_value("tasks", id as u64, row.get(1))?;
+        client
+            .execute(
+                "UPDATE vmx_tasks SET state = $2 WHERE id = $1",
+                &[&id, &state_of(&rec.status)],
+            )
+            .map_err(store_err)?;
+    }
+    Ok(())
+}
+
+/// Reads every image (and, with `tasks`, every task), checking every seal.
+fn recover(client: &mut Client, tasks: bool) -> Result<Recovered, Error> {
     let mut recovered = Recovered::default();
-    for row in
-        client.query("SELECT id, record FROM vmx_tasks ORDER BY id", &[]).map_err(store_err)?
-    {
+    let sql = if tasks { "SELECT id, record FROM vmx_tasks ORDER BY id" } else { "SELECT 0::BIGINT, ''::BYTEA WHERE false" };
+    for row in client.query(sql, &[]).map_err(store_err)? {
         let id: i64 = row.get(0);
         let bytes: &[u8] = row.get(1);
         let rec: TaskRecord = unseal_value("tasks", id as u64, bytes)?;
@@ -270,20 +292,18 @@ fn recover(client: &mut Client) -> Result<Recovered, Error> {
     Ok(recovered)
 }
 
-/// A read the reader thread answers.
-enum Read {
-    Task(TaskId, mpsc::Sender<Result<Option<TaskRecord>, Error>>),
-    Result(TaskId, mpsc::Sender<Result<Option<TaskResult>, Error>>),
-    Lease(TaskId, mpsc::Sender<Result<Option<Lease>, Error>>),
-}
+/// A read the reader thread answers: given the reader's connection (or why there is none).
+type Read = Box<dyn FnOnce(Result<&mut Client, Error>) + Send>;
 
 /// The PostgreSQL store. See the module docs.
 pub struct PgStore {
     tx: Option<mpsc::Sender<(StoreOp, Option<OnCommit>)>>,
     reads: Option<Mutex<mpsc::Sender<Read>>>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
     shown: String,
+    config: postgres::Config,
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -293,22 +313,22 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url`, migrates (or checks) the schema and reads back everything the
-    /// database holds. Blocking: call it outside an async runtime's threads (or in
-    /// `spawn_blocking`).
+    /// Connects to `url`, migrates (or checks) the schema and reads back what the database
+    /// holds (see [`PgOptions::load_tasks`]). Blocking: call it outside an async runtime's
+    /// threads (or in `spawn_blocking`).
     pub fn open(url: &str, options: PgOptions) -> Result<(PgStore, Recovered), Error> {
         let config = parse(url, &options)?;
         let shown = shown(&config);
         let (config2, options2) = (config.clone(), options.clone());
         // The postgres client runs its own runtime: keep it off the caller's thread.
-        let (mut write_conn, mut read_conn, recovered) = on_thread(move || {
+        let (mut write_conn, read_conn, recovered) = on_thread(move || {
             let mut write_conn = connect(&config2)?;
             migrate(&mut write_conn, &config2, options2.migrate)?;
-            lock_database(&mut write_conn, &config2)?;
+            fill_states(&mut write_conn)?;
             if !options2.durable {
                 write_conn.batch_execute("SET synchronous_commit = off").map_err(store_err)?;
             }
-            let recovered = recover(&mut write_conn)?;
+            let recovered = recover(&mut write_conn, options2.load_tasks)?;
             let read_conn = connect(&config2)?;
             Ok((Some(write_conn), read_conn, recovered))
         })?;
@@ -337,20 +357,21 @@ impl PgStore {
         let (rtx, rrx) = mpsc::channel::<Read>();
         let reader = {
             let config = config.clone();
+            let mut conn = Some(read_conn);
             std::thread::Builder::new()
                 .name("vmx-pg-reader".into())
                 .spawn(move || {
                     while let Ok(read) = rrx.recv() {
-                        if read_conn.is_closed() {
-                            match connect(&config) {
-                                Ok(c) => read_conn = c,
-                                Err(e) => {
-                                    answer_err(read, e);
-                                    continue;
-                                }
-                            }
+                        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                            conn = connect(&config).ok();
                         }
-                        serve_read(&mut read_conn, read);
+                        match conn.as_mut() {
+                            Some(c) => read(Ok(c)),
+                            None => read(Err(Error::Store(format!(
+                                "cannot reach the database at {}",
+                                shown_of(&config)
+                            )))),
+                        }
                     }
                 })
                 .map_err(|e| Error::Store(format!("cannot start the store reader: {e}")))?
@@ -359,9 +380,11 @@ impl PgStore {
             PgStore {
                 tx: Some(tx),
                 reads: Some(Mutex::new(rtx)),
-                threads: vec![writer, reader],
+                threads: Mutex::new(vec![writer, reader]),
                 stats,
                 shown,
+                config,
+                closed: Arc::new(AtomicBool::new(false)),
             },
             recovered,
         ))
@@ -377,13 +400,30 @@ impl PgStore {
         })
     }
 
-    fn read<T>(
+    /// Runs `f` on the reader's connection; once more on a new connection if the first
+    /// attempt failed because the connection was lost (reads are idempotent).
+    fn read<T: Send + 'static>(
         &self,
-        make: impl FnOnce(mpsc::Sender<Result<T, Error>>) -> Read,
+        f: impl Fn(&mut Client) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (tx, rx) = mpsc::channel();
+        let config = self.config.clone();
+        let read: Read = Box::new(move |c| {
+            let r = c.and_then(|c| match f(c) {
+                Err(_) if c.is_closed() => match connect(&config) {
+                    Ok(mut fresh) => {
+                        let r = f(&mut fresh);
+                        *c = fresh;
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
+                r => r,
+            });
+            let _ = tx.send(r);
+        });
         let reads = self.reads.as_ref().ok_or(Error::Closed)?;
-        reads.lock().map_err(|_| Error::Closed)?.send(make(tx)).map_err(|_| Error::Closed)?;
+        reads.lock().map_err(|_| Error::Closed)?.send(read).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 }
@@ -400,46 +440,47 @@ fn on_thread<T: Send + 'static>(
         .map_err(|_| Error::Store("the PostgreSQL connection thread panicked".into()))?
 }
 
-fn answer_err(read: Read, e: Error) {
-    let msg = e.to_string();
-    match read {
-        Read::Task(_, tx) => drop(tx.send(Err(Error::Store(msg)))),
-        Read::Result(_, tx) => drop(tx.send(Err(Error::Store(msg)))),
-        Read::Lease(_, tx) => drop(tx.send(Err(Error::Store(msg)))),
-    }
+fn shown_of(config: &postgres::Config) -> String {
+    shown(config)
 }
 
-fn serve_read(client: &mut Client, read: Read) {
-    fn one(client: &mut Client, sql: &str, id: TaskId) -> Result<Option<Vec<u8>>, Error> {
-        let row = client.query_opt(sql, &[&(id.0 as i64)]).map_err(store_err)?;
-        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-    }
-    match read {
-        Read::Task(id, tx) => {
-            let r = one(client, "SELECT record FROM vmx_tasks WHERE id = $1", id)
-                .and_then(|b| b.map(|b| unseal_value("tasks", id.0, &b)).transpose());
-            let _ = tx.send(r);
+/// The listener thread of [`TaskStore::subscribe`]: `LISTEN vmx_tasks` on a connection of
+/// its own (re-established when lost), calling `wake` for every notification, until
+/// `closed`.
+fn listen(config: postgres::Config, closed: Arc<AtomicBool>, wake: Box<dyn Fn() + Send + Sync>) {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut warned = false;
+    while !closed.load(Ordering::Acquire) {
+        let mut client = match connect(&config)
+            .and_then(|mut c| c.batch_execute("LISTEN vmx_tasks").map(|()| c).map_err(store_err))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("task store: cannot listen for new work: {e}");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+        };
+        if warned {
+            tracing::info!("task store: listening for new work again");
+            warned = false;
         }
-        Read::Result(id, tx) => {
-            let r = one(client, "SELECT result FROM vmx_results WHERE task = $1", id)
-                .and_then(|b| b.map(|b| unseal_value("results", id.0, &b)).transpose());
-            let _ = tx.send(r);
-        }
-        Read::Lease(id, tx) => {
-            let r = client
-                .query_opt(
-                    "SELECT owner, attempt, until_ms FROM vmx_leases WHERE task = $1",
-                    &[&(id.0 as i64)],
-                )
-                .map_err(store_err)
-                .map(|row| {
-                    row.map(|r| Lease {
-                        owner: r.get(0),
-                        attempt: r.get::<_, i32>(1) as u32,
-                        until_ms: r.get::<_, i64>(2) as u64,
-                    })
-                });
-            let _ = tx.send(r);
+        // Work queued while nobody listened.
+        wake();
+        let mut notes = client.notifications();
+        let mut it = notes.timeout_iter(Duration::from_millis(250));
+        while !closed.load(Ordering::Acquire) {
+            match it.next() {
+                Ok(Some(_)) => wake(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("task store: the notification connection ended: {}", pg_err(&e));
+                    break;
+                }
+            }
         }
     }
 }
@@ -454,11 +495,12 @@ fn write_batch(
     stats: &StoreStats,
 ) {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        *conn = match connect(config).and_then(|mut c| lock_database(&mut c, config).map(|()| c)) {
+        *conn = match connect(config) {
             Ok(mut c) => {
                 if !durable {
                     let _ = c.batch_execute("SET synchronous_commit = off");
                 }
+                tracing::info!("task store: connected to {}", shown(config));
                 Some(c)
             }
             Err(e) => {
@@ -485,7 +527,7 @@ fn write_batch(
                 Ok(()) => outcomes.next().ok_or_else(|| "no outcome".to_string()),
                 Err(e) => Err(e.clone()),
             };
-            let _ = reply.send(r);
+            reply(r);
         }
         if let Some(cb) = cb {
             cb(outcome.clone());
@@ -498,9 +540,9 @@ fn put_task(tx: &mut postgres::Transaction<'_>, rec: &TaskRecord) -> Result<(), 
     let sealed = seal_value("tasks", rec.id.0, rec)?;
     let final_ = rec.status.is_final();
     tx.execute(
-        "INSERT INTO vmx_tasks (id, record, final, attempts) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET record = $2, final = $3, attempts = $4",
-        &[&id, &sealed, &final_, &(rec.attempts as i32)],
+        "INSERT INTO vmx_tasks (id, record, final, attempts, state) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET record = $2, final = $3, attempts = $4, state = $5",
+        &[&id, &sealed, &final_, &(rec.attempts as i32), &state_of(&rec.status)],
     )
     .map_err(store_err)?;
     if final_ {
@@ -520,6 +562,22 @@ fn put_result(tx: &mut postgres::Transaction<'_>, id: TaskId, r: &TaskResult) ->
     Ok(())
 }
 
+fn put_lease(
+    tx: &mut postgres::Transaction<'_>,
+    id: TaskId,
+    owner: &str,
+    attempt: u32,
+    until_ms: u64,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO vmx_leases (task, owner, attempt, until_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (task) DO UPDATE SET owner = $2, attempt = $3, until_ms = $4",
+        &[&(id.0 as i64), &owner, &(attempt as i32), &(until_ms as i64)],
+    )
+    .map_err(store_err)?;
+    Ok(())
+}
+
 /// A task's record, locked for this transaction.
 fn locked_task(
     tx: &mut postgres::Transaction<'_>,
@@ -531,7 +589,21 @@ fn locked_task(
     row.map(|r| unseal_value("tasks", id.0, r.get::<_, &[u8]>(0))).transpose()
 }
 
-fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
+/// The task's record, locked, if `attempt` is its current attempt and it is not final: the
+/// fence every result, adoption and release passes.
+fn live_attempt(
+    tx: &mut postgres::Transaction<'_>,
+    id: TaskId,
+    attempt: u32,
+) -> Result<Option<TaskRecord>, Error> {
+    Ok(locked_task(tx, id)?.filter(|t| !t.status.is_final() && t.attempts == attempt))
+}
+
+fn lease_op(
+    tx: &mut postgres::Transaction<'_>,
+    op: &LeaseOp,
+    ids: &mut std::vec::IntoIter<i64>,
+) -> Result<LeaseOutcome, Error> {
     Ok(match op {
         LeaseOp::Claim { owner, now_ms, lease_ms, max } => {
             let rows = tx
@@ -544,7 +616,7 @@ fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOut
                     &[&(*now_ms as i64), &(*max as i64)],
                 )
                 .map_err(store_err)?;
-            let until_ms = now_ms.saturating_add(*lease_ms) as i64;
+            let until_ms = now_ms.saturating_add(*lease_ms);
             let mut claims = Vec::new();
             for row in rows {
                 let id: i64 = row.get(0);
@@ -552,12 +624,7 @@ fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOut
                 record.attempts += 1;
                 let attempt = record.attempts;
                 put_task(tx, &record)?;
-                tx.execute(
-                    "INSERT INTO vmx_leases (task, owner, attempt, until_ms) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (task) DO UPDATE SET owner = $2, attempt = $3, until_ms = $4",
-                    &[&id, owner, &(attempt as i32), &until_ms],
-                )
-                .map_err(store_err)?;
+                put_lease(tx, record.id, owner, attempt, until_ms)?;
                 claims.push(Claim { record, attempt });
             }
             LeaseOutcome::Claimed(claims)
@@ -579,8 +646,7 @@ fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOut
             LeaseOutcome::Renewed(n == 1)
         }
         LeaseOp::Finish { record, attempt, result } => {
-            let live = locked_task(tx, record.id)?
-                .is_some_and(|t| !t.status.is_final() && t.attempts == *attempt);
+            let live = live_attempt(tx, record.id, *attempt)?.is_some();
             if !live || !record.status.is_final() {
                 return Ok(LeaseOutcome::Finished(false));
             }
@@ -588,6 +654,15 @@ fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOut
             if let Some(r) = result {
                 put_result(tx, record.id, r)?;
             }
+            LeaseOutcome::Finished(true)
+        }
+        LeaseOp::FinishReported { task, result } => {
+            let Some(mut record) = live_attempt(tx, *task, result.attempt)? else {
+                return Ok(LeaseOutcome::Finished(false));
+            };
+            record.status = status_of_result(&record.reasons, result);
+            put_task(tx, &record)?;
+            put_result(tx, *task, result)?;
             LeaseOutcome::Finished(true)
         }
         LeaseOp::Cancel { task, by, at_ms } => match locked_task(tx, *task)? {
@@ -598,6 +673,68 @@ fn lease_op(tx: &mut postgres::Transaction<'_>, op: &LeaseOp) -> Result<LeaseOut
             }
             _ => LeaseOutcome::Cancelled(false),
         },
+        LeaseOp::Insert { record } => {
+            let id = ids.next().ok_or_else(|| Error::Store("no task id drawn".into()))?;
+            let mut record = (**record).clone();
+            record.id = TaskId(id as u64);
+            record.status = TaskStatus::Queued;
+            put_task(tx, &record)?;
+            LeaseOutcome::Inserted(record.id)
+        }
+        LeaseOp::Beat { info, now_ms, lease_ms } => {
+            let until_ms = now_ms.saturating_add(*lease_ms) as i64;
+            tx.execute(
+                "INSERT INTO vmx_coordinators (id, addr, pid, started_ms, seen_ms, until_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET seen_ms = $5, until_ms = $6",
+                &[
+                    &info.id,
+                    &info.addr,
+                    &i64::from(info.pid),
+                    &(info.started_ms as i64),
+                    &(*now_ms as i64),
+                    &until_ms,
+                ],
+            )
+            .map_err(store_err)?;
+            // Rows of coordinators silent for an hour go.
+            tx.execute(
+                "DELETE FROM vmx_coordinators WHERE until_ms < $1",
+                &[&(now_ms.saturating_sub(3_600_000) as i64)],
+            )
+            .map_err(store_err)?;
+            let rows = tx
+                .query(
+                    "UPDATE vmx_leases SET until_ms = $2 WHERE owner = $1 RETURNING task, attempt",
+                    &[&info.id, &until_ms],
+                )
+                .map_err(store_err)?;
+            LeaseOutcome::Held(
+                rows.iter()
+                    .map(|r| (TaskId(r.get::<_, i64>(0) as u64), r.get::<_, i32>(1) as u32))
+                    .collect(),
+            )
+        }
+        LeaseOp::Adopt { owner, tasks, now_ms, lease_ms } => {
+            let until_ms = now_ms.saturating_add(*lease_ms);
+            let mut claims = Vec::new();
+            for &(task, attempt) in tasks {
+                if let Some(record) = live_attempt(tx, task, attempt)? {
+                    put_lease(tx, task, owner, attempt, until_ms)?;
+                    claims.push(Claim { record, attempt });
+                }
+            }
+            LeaseOutcome::Claimed(claims)
+        }
+        LeaseOp::Release { record, attempt, retry_at_ms } => {
+            if live_attempt(tx, record.id, *attempt)?.is_none() || record.status.is_final() {
+                return Ok(LeaseOutcome::Released(false));
+            }
+            put_task(tx, record)?;
+            // Nobody's lease, expiring when the task may run again.
+            put_lease(tx, record.id, "", *attempt, *retry_at_ms)?;
+            LeaseOutcome::Released(true)
+        }
     })
 }
 
@@ -607,7 +744,21 @@ fn commit_batch(
     outcomes: &mut Vec<LeaseOutcome>,
 ) -> Result<(), Error> {
     let mut tx = client.transaction().map_err(store_err)?;
-    let mut queued = false;
+    let inserts =
+        batch.iter().filter(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Insert { .. }, _))).count();
+    let released =
+        batch.iter().any(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Release { .. }, _)));
+    let mut ids = if inserts > 0 {
+        tx.query("SELECT nextval('vmx_task_ids') FROM generate_series(1, $1::BIGINT)", &[&(inserts as i64)])
+            .map_err(store_err)?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect::<Vec<_>>()
+    } else {
+        Vec::new()
+    }
+    .into_iter();
+    let mut queued = inserts > 0 || released;
     for (op, _) in batch {
         match op {
             StoreOp::Barrier => {}
@@ -628,7 +779,7 @@ fn commit_batch(
                     put_result(&mut tx, rec.id, r)?;
                 }
             }
-            StoreOp::Lease(op, _) => outcomes.push(lease_op(&mut tx, op)?),
+            StoreOp::Lease(op, _) => outcomes.push(lease_op(&mut tx, op, &mut ids)?),
         }
     }
     if queued {
@@ -637,12 +788,20 @@ fn commit_batch(
     tx.commit().map_err(store_err)
 }
 
+fn sealed_of<T: serde::de::DeserializeOwned>(
+    table: &str,
+    id: TaskId,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, Error> {
+    bytes.map(|b| unseal_value(table, id.0, &b)).transpose()
+}
+
 impl TaskStore for PgStore {
     fn apply(&self, op: StoreOp, on_commit: Option<OnCommit>) {
         let Some(tx) = &self.tx else { return };
         if let Err(mpsc::SendError((op, cb))) = tx.send((op, on_commit)) {
             if let StoreOp::Lease(_, reply) = op {
-                let _ = reply.send(Err("the store is closed".into()));
+                reply(Err("the store is closed".into()));
             }
             if let Some(cb) = cb {
                 cb(Err("the store is closed".into()));
@@ -651,27 +810,156 @@ impl TaskStore for PgStore {
     }
 
     fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        self.read(|tx| Read::Task(id, tx))
+        self.read(move |c| {
+            let row = c
+                .query_opt("SELECT record FROM vmx_tasks WHERE id = $1", &[&(id.0 as i64)])
+                .map_err(store_err)?;
+            sealed_of("tasks", id, row.map(|r| r.get(0)))
+        })
     }
 
     fn result(&self, id: TaskId) -> Result<Option<TaskResult>, Error> {
-        self.read(|tx| Read::Result(id, tx))
+        self.read(move |c| {
+            let row = c
+                .query_opt("SELECT result FROM vmx_results WHERE task = $1", &[&(id.0 as i64)])
+                .map_err(store_err)?;
+            sealed_of("results", id, row.map(|r| r.get(0)))
+        })
     }
 
     fn lease(&self, id: TaskId) -> Result<Option<Lease>, Error> {
-        self.read(|tx| Read::Lease(id, tx))
+        self.read(move |c| {
+            let row = c
+                .query_opt(
+                    "SELECT owner, attempt, until_ms FROM vmx_leases WHERE task = $1",
+                    &[&(id.0 as i64)],
+                )
+                .map_err(store_err)?;
+            Ok(row.map(|r| Lease {
+                owner: r.get(0),
+                attempt: r.get::<_, i32>(1) as u32,
+                until_ms: r.get::<_, i64>(2) as u64,
+            }))
+        })
     }
 
     fn stats(&self) -> &StoreStats {
         &self.stats
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn subscribe(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let (config, closed) = (self.config.clone(), self.closed.clone());
+        match std::thread::Builder::new()
+            .name("vmx-pg-listen".into())
+            .spawn(move || listen(config, closed, wake))
+        {
+            Ok(t) => {
+                if let Ok(mut threads) = self.threads.lock() {
+                    threads.push(t);
+                }
+            }
+            Err(e) => tracing::error!("cannot start the notification listener: {e}"),
+        }
+    }
+
+    fn counts(&self, now_ms: u64) -> Result<TaskCounts, Error> {
+        self.read(move |c| {
+            let r = c
+                .query_one(
+                    "SELECT
+                       count(*) FILTER (WHERE NOT t.final
+                         AND (l.task IS NULL OR l.owner = '' OR l.until_ms <= $1)),
+                       count(*) FILTER (WHERE NOT t.final
+                         AND l.owner <> '' AND l.until_ms > $1),
+                       count(*) FILTER (WHERE t.state = 'completed'),
+                       count(*) FILTER (WHERE t.state = 'failed'),
+                       count(*) FILTER (WHERE t.state = 'cancelled')
+                     FROM vmx_tasks t LEFT JOIN vmx_leases l ON l.task = t.id",
+                    &[&(now_ms as i64)],
+                )
+                .map_err(store_err)?;
+            let n = |i: usize| r.get::<_, i64>(i) as u64;
+            Ok(TaskCounts {
+                queued: n(0),
+                running: n(1),
+                completed: n(2),
+                failed: n(3),
+                cancelled: n(4),
+            })
+        })
+    }
+
+    fn coordinators(&self) -> Result<Vec<CoordinatorInfo>, Error> {
+        self.read(|c| {
+            let rows = c
+                .query(
+                    "SELECT id, addr, pid, started_ms, seen_ms, until_ms FROM vmx_coordinators
+                     ORDER BY started_ms, id",
+                    &[],
+                )
+                .map_err(store_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| CoordinatorInfo {
+                    id: r.get(0),
+                    addr: r.get(1),
+                    pid: r.get::<_, i64>(2) as u32,
+                    started_ms: r.get::<_, i64>(3) as u64,
+                    seen_ms: r.get::<_, i64>(4) as u64,
+                    until_ms: r.get::<_, i64>(5) as u64,
+                })
+                .collect())
+        })
+    }
+
+    fn image(&self, hash: ImageHash) -> Result<Option<Vec<u8>>, Error> {
+        self.read(move |c| {
+            let row = c
+                .query_opt("SELECT bytes FROM vmx_images WHERE hash = $1", &[&&hash.0[..]])
+                .map_err(store_err)?;
+            let Some(row) = row else { return Ok(None) };
+            let bytes = unseal("images", &hash.0, row.get(0))?;
+            if ImageHash::of(bytes) != hash {
+                return Err(damaged(format!("image {hash} does not match its hash")));
+            }
+            Ok(Some(bytes.to_vec()))
+        })
+    }
+
+    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskRecord, Option<TaskResult>)>, Error> {
+        let ids: Vec<i64> = ids.iter().map(|t| t.0 as i64).collect();
+        self.read(move |c| {
+            let rows = c
+                .query(
+                    "SELECT t.id, t.record, r.result FROM vmx_tasks t
+                     LEFT JOIN vmx_results r ON r.task = t.id
+                     WHERE t.id = ANY($1) AND t.final",
+                    &[&ids],
+                )
+                .map_err(store_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let id = TaskId(row.get::<_, i64>(0) as u64);
+                let rec: TaskRecord = unseal_value("tasks", id.0, row.get(1))?;
+                let result = sealed_of("results", id, row.get(2))?;
+                out.push((rec, result));
+            }
+            Ok(out)
+        })
+    }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
         self.tx = None;
         self.reads = None;
-        for t in self.threads.drain(..) {
+        let threads = self.threads.get_mut().map(std::mem::take).unwrap_or_default();
+        for t in threads {
             let _ = t.join();
         }
     }
