@@ -6,8 +6,8 @@
 use crate::architecture::DistributedArchitectureConfig;
 use crate::fault_tolerance::{Attempts, FailureVerdict, FaultToleranceManager, ResultVerdict};
 use crate::protocol::{
-    ImageHash, NodeId, TaskCounts, TaskId, TaskInfo, TaskResult, TaskSpec, TaskStatus,
-    TaskType, VmMessage,
+    ImageHash, NodeId, TaskCounts, TaskId, TaskInfo, TaskResult, TaskSpec, TaskStatus, TaskType,
+    VmMessage,
 };
 use crate::registry::{NodeRegistry, NodeState, VmInfo};
 use crate::scheduler::TaskScheduler;
@@ -51,17 +51,55 @@ impl Responder {
 
 /// What the core reacts to.
 pub(super) enum Event {
-    PutImage { hash: ImageHash, bytes: Arc<Vec<u8>>, reply: Responder },
-    Submit { task_type: TaskType, spec: TaskSpec, reply: Responder },
-    Status { task: TaskId, reply: Responder },
-    Wait { task: TaskId, reply: Responder },
-    Cluster { reply: Responder },
-    HasImage { hash: ImageHash, reply: Responder },
-    Cancel { task: TaskId, by: String, reply: Responder },
-    NodeUp { conn: u64, addr: String, register: VmMessage, tx: mpsc::UnboundedSender<VmMessage> },
-    FromNode { node: NodeId, conn: u64, msg: VmMessage },
-    NodeDown { node: NodeId, conn: u64 },
-    Durable { task: TaskId, ok: bool },
+    PutImage {
+        hash: ImageHash,
+        bytes: Arc<Vec<u8>>,
+        reply: Responder,
+    },
+    Submit {
+        task_type: TaskType,
+        spec: TaskSpec,
+        reply: Responder,
+    },
+    Status {
+        task: TaskId,
+        reply: Responder,
+    },
+    Wait {
+        task: TaskId,
+        reply: Responder,
+    },
+    Cluster {
+        reply: Responder,
+    },
+    HasImage {
+        hash: ImageHash,
+        reply: Responder,
+    },
+    Cancel {
+        task: TaskId,
+        by: String,
+        reply: Responder,
+    },
+    NodeUp {
+        conn: u64,
+        addr: String,
+        register: VmMessage,
+        tx: mpsc::UnboundedSender<VmMessage>,
+    },
+    FromNode {
+        node: NodeId,
+        conn: u64,
+        msg: VmMessage,
+    },
+    NodeDown {
+        node: NodeId,
+        conn: u64,
+    },
+    Durable {
+        task: TaskId,
+        ok: bool,
+    },
     /// Work to do on the core (a store operation's continuation, shared stores).
     Run(Box<dyn FnOnce(&mut Core) + Send>),
     /// Another coordinator (or this one) queued work in a shared store.
@@ -342,7 +380,12 @@ impl Core {
             Event::Cluster { reply } => {
                 let nodes = self.nodes_list();
                 let tasks = self.counts.clone();
-                reply.reply(|req| VmMessage::ClusterStatus { req, nodes, tasks, coordinators: vec![] });
+                reply.reply(|req| VmMessage::ClusterStatus {
+                    req,
+                    nodes,
+                    tasks,
+                    coordinators: vec![],
+                });
             }
             Event::NodeUp { conn, addr, register, tx } => self.node_up(conn, addr, register, tx),
             Event::FromNode { node, conn, msg } => self.node_message(node, conn, msg),

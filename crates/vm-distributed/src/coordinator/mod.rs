@@ -39,7 +39,9 @@ use self::server::{accept_loop, ServerCtx};
 use crate::architecture::DistributedArchitectureConfig;
 use crate::auth::ClusterToken;
 use crate::connection::AbortOnDrop;
-use crate::protocol::{CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage};
+use crate::protocol::{
+    CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage,
+};
 use crate::registry::VmInfo;
 use crate::store::{open_store, OpenOptions, StoreLocation};
 use crate::Error;

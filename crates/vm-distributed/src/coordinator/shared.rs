@@ -66,7 +66,8 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn new(addr: std::net::SocketAddr) -> Shared {
-        let suffix = crate::auth::random_nonce().map_or(0, |n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]));
+        let suffix =
+            crate::auth::random_nonce().map_or(0, |n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]));
         let pid = std::process::id();
         let now = Instant::now();
         Shared {
@@ -117,10 +118,8 @@ fn read_info(store: &dyn TaskStore, task: TaskId) -> Result<Option<TaskInfo>, cr
         return Ok(Some(info_of(rec, result, None)));
     }
     let now = now_ms();
-    let running = store
-        .lease(task)?
-        .filter(|l| !l.owner.is_empty() && l.until_ms > now)
-        .map(|l| l.attempt);
+    let running =
+        store.lease(task)?.filter(|l| !l.owner.is_empty() && l.until_ms > now).map(|l| l.attempt);
     Ok(Some(info_of(rec, None, running)))
 }
 
@@ -276,9 +275,7 @@ impl Core {
             return self.hold(claims, on);
         }
         self.blocking(
-            move |store| {
-                missing.into_iter().map(|h| (h, store.image(h))).collect::<Vec<_>>()
-            },
+            move |store| missing.into_iter().map(|h| (h, store.image(h))).collect::<Vec<_>>(),
             move |core, images| {
                 for (h, r) in images {
                     match r {
@@ -462,10 +459,13 @@ impl Core {
 
     pub(super) fn wait_remote(&mut self, task: TaskId, reply: Responder) {
         self.blocking(
-            move |store| store.task(task),
+            move |store| read_info(store, task),
             move |core, r| match r {
                 Ok(None) => reply.reply(|req| VmMessage::Status { req, info: None }),
                 Err(e) => reply.fail(format!("cannot read {task}: {e}")),
+                Ok(Some(info)) if info.status.is_final() => {
+                    reply.reply(|req| VmMessage::Status { req, info: Some(info) })
+                }
                 Ok(Some(_)) => {
                     if let Some(sh) = core.shared_mut() {
                         sh.remote_waiters.entry(task).or_default().push(reply);
@@ -500,8 +500,9 @@ impl Core {
         self.blocking(
             |store| Ok::<_, crate::Error>((store.counts(now_ms())?, store.coordinators()?)),
             move |_, r| match r {
-                Ok((tasks, coordinators)) => reply
-                    .reply(|req| VmMessage::ClusterStatus { req, nodes, tasks, coordinators }),
+                Ok((tasks, coordinators)) => {
+                    reply.reply(|req| VmMessage::ClusterStatus { req, nodes, tasks, coordinators })
+                }
                 Err(e) => reply.fail(format!("cannot read the task counts: {e}")),
             },
         );

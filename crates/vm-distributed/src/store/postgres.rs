@@ -269,7 +269,11 @@ fn fill_states(client: &mut Client) -> Result<(), Error> {
 /// Reads every image (and, with `tasks`, every task), checking every seal.
 fn recover(client: &mut Client, tasks: bool) -> Result<Recovered, Error> {
     let mut recovered = Recovered::default();
-    let sql = if tasks { "SELECT id, record FROM vmx_tasks ORDER BY id" } else { "SELECT 0::BIGINT, ''::BYTEA WHERE false" };
+    let sql = if tasks {
+        "SELECT id, record FROM vmx_tasks ORDER BY id"
+    } else {
+        "SELECT 0::BIGINT, ''::BYTEA WHERE false"
+    };
     for row in client.query(sql, &[]).map_err(store_err)? {
         let id: i64 = row.get(0);
         let bytes: &[u8] = row.get(1);
@@ -744,16 +748,21 @@ fn commit_batch(
     outcomes: &mut Vec<LeaseOutcome>,
 ) -> Result<(), Error> {
     let mut tx = client.transaction().map_err(store_err)?;
-    let inserts =
-        batch.iter().filter(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Insert { .. }, _))).count();
+    let inserts = batch
+        .iter()
+        .filter(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Insert { .. }, _)))
+        .count();
     let released =
         batch.iter().any(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Release { .. }, _)));
     let mut ids = if inserts > 0 {
-        tx.query("SELECT nextval('vmx_task_ids') FROM generate_series(1, $1::BIGINT)", &[&(inserts as i64)])
-            .map_err(store_err)?
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect::<Vec<_>>()
+        tx.query(
+            "SELECT nextval('vmx_task_ids') FROM generate_series(1, $1::BIGINT)",
+            &[&(inserts as i64)],
+        )
+        .map_err(store_err)?
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect::<Vec<_>>()
     } else {
         Vec::new()
     }

@@ -661,12 +661,10 @@ impl Tables<'_> {
             | LeaseOp::Beat { .. }
             | LeaseOp::Adopt { .. }
             | LeaseOp::FinishReported { .. }
-            | LeaseOp::Release { .. } => {
-                return Err(Error::Store(
-                    "a redb store serves one coordinator: shared-store operations are not available"
-                        .into(),
-                ))
-            }
+            | LeaseOp::Release { .. } => return Err(Error::Store(
+                "a redb store serves one coordinator: shared-store operations are not available"
+                    .into(),
+            )),
         })
     }
 }
