@@ -8,7 +8,12 @@
 //! - `vmx_tasks`: id, the sealed [`TaskRecord`], whether it is final, its attempt count;
 //! - `vmx_leases`: task id, owner, attempt, expiry (ms);
 //! - `vmx_results`: task id, the sealed [`TaskResult`];
-//! - `vmx_images`: content-addressed program images (SHA-256 -> sealed bytes).
+//! - `vmx_images`: content-addressed program images (SHA-256 -> sealed bytes);
+//! - `vmx_task_ids`: the sequence task ids are drawn from (several coordinators insert);
+//! - `vmx_tasks.state`: the status's name in plain text, for counts (`queued`, `completed`,
+//!   `failed`, `cancelled`; rows of schema 1 are filled in when a store opens);
+//! - `vmx_coordinators`: one heartbeat row per coordinator (id, address, pid, start, last
+//!   beat, expiry), rows silent for an hour deleted.
 //!
 //! # Invariants (besides those of every [`TaskStore`])
 //! - One writer thread with its own connection applies operations in order, every
@@ -18,9 +23,14 @@
 //!   on an async runtime's thread.
 //! - Claims lock the rows they take with `FOR UPDATE SKIP LOCKED`: coordinators sharing a
 //!   database never claim the same task at once, and never wait on each other's claims.
-//! - A transaction that queued tasks sends `NOTIFY vmx_tasks` (delivered at commit).
-//! - The writer's session holds an advisory lock: one coordinator per database for now
-//!   (task ids are assigned by the coordinator). A second one is refused with one line.
+//! - A transaction that queued tasks (inserted, or gave one back) sends `NOTIFY vmx_tasks`
+//!   (delivered at commit); [`TaskStore::subscribe`] listens on a third connection,
+//!   re-established when lost (and calls its callback then, for work queued meanwhile).
+//! - Any number of coordinators share a database: ids come from `vmx_task_ids`, and every
+//!   change to a task's attempt (claim, finish, adopt, release) first locks its row, so the
+//!   attempt fence (`attempts` in the stored record) is checked and changed atomically.
+//!   A lease whose owner renews it through a `Beat` racing a claim of the expired lease can
+//!   lose it: the `Beat`'s answer then lacks it, and the owner drops the task.
 //! - A lost connection fails the operations of the batch in flight (their callbacks get the
 //!   error, nothing is acknowledged) and is re-established for the next batch.
 
