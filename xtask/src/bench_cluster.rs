@@ -8,6 +8,7 @@
 //! over one connection, each task timed from its submission to its durable result.
 
 use crate::report::{build_release_vmx, cpu_model, median, write_section};
+use vm_test_support::pg::PgServer;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,9 +34,20 @@ impl Drop for Proc {
 
 struct Cluster {
     _dir: tempfile_dir::Dir,
+    /// Every coordinator's address, comma-separated.
     addr: String,
     token: PathBuf,
-    _procs: Vec<Proc>,
+    /// The coordinators' processes, then the workers'.
+    procs: Vec<Proc>,
+}
+
+/// Where the coordinators keep their tasks.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    /// A redb file in the cluster's directory (one coordinator).
+    Redb,
+    /// This database URL.
+    Pg(&'a str),
 }
 
 /// A minimal temporary directory (xtask has no dependencies beyond anyhow).
@@ -62,39 +74,53 @@ mod tempfile_dir {
     }
 }
 
-fn start_cluster(vmx: &Path, workers: usize) -> Result<Cluster> {
+fn start_cluster(vmx: &Path, workers: usize, store: Store, coordinators: usize) -> Result<Cluster> {
     let dir = tempfile_dir::Dir::new()?;
     let token = dir.0.join("token");
     std::fs::write(&token, TOKEN)?;
-    let addr_file = dir.0.join("addr");
     let mut procs = Vec::new();
-    let coordinator = Command::new(vmx)
-        .args(["coordinator", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.0.join("data"))
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
-        .args(["--suspect-ms", &SUSPECT_MS.to_string()])
-        .args(["--dead-ms", &DEAD_MS.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the coordinator")?;
-    procs.push(Proc(coordinator));
-    let t0 = Instant::now();
-    let addr = loop {
-        if let Ok(a) = std::fs::read_to_string(&addr_file) {
-            break a;
+    let mut addrs = Vec::new();
+    for i in 0..coordinators {
+        let addr_file = dir.0.join(format!("addr{i}"));
+        let mut cmd = Command::new(vmx);
+        cmd.args(["coordinator", "--listen", "127.0.0.1:0"]);
+        match store {
+            Store::Redb => {
+                cmd.arg("--data-dir").arg(dir.0.join("data"));
+            }
+            Store::Pg(url) => {
+                cmd.args(["--store", url]);
+            }
         }
-        if t0.elapsed() > Duration::from_secs(20) {
-            bail!("the coordinator did not start");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        let coordinator = cmd
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
+            .args(["--suspect-ms", &SUSPECT_MS.to_string()])
+            .args(["--dead-ms", &DEAD_MS.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the coordinator")?;
+        procs.push(Proc(coordinator));
+        let t0 = Instant::now();
+        addrs.push(loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                break a;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                bail!("the coordinator did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        });
+    }
     for i in 0..workers {
+        // Worker i prefers coordinator i mod n, and fails over to the others.
+        let mut join = addrs.clone();
+        join.rotate_left(i % coordinators);
         let w = Command::new(vmx)
-            .args(["worker", "--join", &addr, "--vcpus", "1", "--name", &format!("w{i}")])
+            .args(["worker", "--join", &join.join(","), "--vcpus", "1", "--name", &format!("w{i}")])
             .arg("--token-file")
             .arg(&token)
             .stderr(Stdio::null())
@@ -102,23 +128,94 @@ fn start_cluster(vmx: &Path, workers: usize) -> Result<Cluster> {
             .context("starting a worker")?;
         procs.push(Proc(w));
     }
-    // Wait until both workers registered.
+    // Wait until every worker registered (each coordinator lists its own).
     let t0 = Instant::now();
     loop {
-        let out = Command::new(vmx)
-            .args(["status", "--coordinator", &addr, "--token-file"])
-            .arg(&token)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.matches(" alive ").count() == workers {
+        let mut alive = 0;
+        let mut texts = String::new();
+        for addr in &addrs {
+            let out = Command::new(vmx)
+                .args(["status", "--coordinator", addr, "--token-file"])
+                .arg(&token)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            alive += text.lines().filter(|l| l.trim_start().starts_with("node-") && l.contains(" alive ")).count();
+            texts += &text;
+        }
+        if alive == workers {
             break;
         }
         if t0.elapsed() > Duration::from_secs(20) {
-            bail!("workers did not register: {text}");
+            bail!("workers did not register: {texts}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Cluster { _dir: dir, addr, token, _procs: procs })
+    Ok(Cluster { _dir: dir, addr: addrs.join(","), token, procs })
+}
+
+/// The time from a coordinator's `kill -9` until another holds the leases of the tasks
+/// its workers were running (from then on their results are accepted there), read from the
+/// database every few milliseconds.
+fn pg_failover(vmx: &Path, server: &PgServer, db: &str, url: &str, n: usize) -> Result<f64> {
+    let c = start_cluster(vmx, 2, Store::Pg(url), 2)?;
+    let addrs: Vec<&str> = c.addr.split(',').collect();
+    let (first, second) = (addrs[0], addrs[1]);
+    // The workers are spread over both coordinators; the tasks go through the second.
+    for _ in 0..n {
+        let out = Command::new(vmx)
+            .args(["submit", "--coordinator", second, "--token-file"])
+            .arg(&c.token)
+            .args(["--memory", "64", "guests/bin/bench/sieve", "100000"])
+            .current_dir(crate::repo_root())
+            .output()?;
+        if !out.status.success() {
+            bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let held_by = |addr: &str| -> Result<usize> {
+        Ok(server
+            .sql(
+                db,
+                &format!(
+                    "SELECT count(*) FROM vmx_leases l JOIN vmx_coordinators c ON c.id = l.owner
+                     WHERE c.addr = '{addr}'"
+                ),
+            )
+            .trim()
+            .parse()?)
+    };
+    let t0 = Instant::now();
+    let on_first = loop {
+        let (a, b) = (held_by(first)?, held_by(second)?);
+        if a + b == n && a > 0 {
+            break a;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the tasks did not start ({a} + {b} of {n})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut procs = c.procs;
+    let victim = procs.remove(0);
+    let t0 = Instant::now();
+    drop(victim); // SIGKILL, then reaped
+    loop {
+        if held_by(second)? == n {
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            eprintln!("xtask bench-cluster: {on_first} task(s) moved in {ms:.0} ms");
+            return Ok(ms);
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the tasks did not move to the surviving coordinator");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn bench_client(vmx: &Path, c: &Cluster, args: &[&str]) -> Result<BTreeMap<String, String>> {
@@ -161,6 +258,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let vmx = build_release_vmx(&root)?;
 
     let mut rows = Vec::new();
+    let mut loads = vec![load_average()];
     // Throughput with a deep window, then latency with one task at a time.
     let light = (tasks / 10).clamp(100, 1000);
     for (label, program, window, n) in [
@@ -172,7 +270,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let (mut tps, mut med, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..runs {
             // A fresh cluster per run: an empty store, cold workers.
-            let c = start_cluster(&vmx, 2)?;
+            let c = start_cluster(&vmx, 2, Store::Redb, 1)?;
             let m = bench_client(
                 &vmx,
                 &c,
@@ -188,22 +286,68 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         rows.push((label, n, window, median(tps), median(med), median(p99)));
     }
+    loads.push(load_average());
 
     let mut failover = Vec::new();
     for r in 0..runs {
-        let c = start_cluster(&vmx, 2)?;
+        let c = start_cluster(&vmx, 2, Store::Redb, 1)?;
         let m = bench_client(&vmx, &c, &["--failover", "4", "guests/bin/bench/sieve", "100000"])?;
         eprintln!("xtask bench-cluster: failover run {}: {m:?}", r + 1);
         failover.push(num(&m, "failover_ms")?);
     }
+
+    // The same tiny tasks with PostgreSQL (fsync on), one and two coordinators on one
+    // database, two workers in both cases.
+    let mut pg_rows = Vec::new();
+    let mut pg_fail = Vec::new();
+    let server = PgServer::start_durable()
+        .context("the PostgreSQL rows need PostgreSQL (apt-get install postgresql)")?;
+    let mut dbs = 0;
+    let mut fresh_db = || {
+        dbs += 1;
+        let name = format!("bench{dbs}");
+        (server.new_db(&name), name)
+    };
+    loads.push(load_average());
+    for (label, window, n, coordinators) in [
+        ("minimal, PostgreSQL, one coordinator", 512, tasks, 1),
+        ("minimal, PostgreSQL, two coordinators", 512, tasks, 2),
+        ("minimal, PostgreSQL, one at a time", 1, light, 1),
+    ] {
+        let (mut tps, mut med, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..runs {
+            let (url, _) = fresh_db();
+            let c = start_cluster(&vmx, 2, Store::Pg(&url), coordinators)?;
+            let m = bench_client(
+                &vmx,
+                &c,
+                &["--tasks", &n.to_string(), "--window", &window.to_string(), "guests/bin/minimal"],
+            )?;
+            eprintln!("xtask bench-cluster: {label} run {}: {m:?}", r + 1);
+            if num(&m, "failed")? != 0.0 {
+                bail!("tasks failed: {m:?}");
+            }
+            tps.push(num(&m, "tasks_per_s")?);
+            med.push(num(&m, "latency_median_ms")?);
+            p99.push(num(&m, "latency_p99_ms")?);
+        }
+        pg_rows.push((label, n, window, median(tps), median(med), median(p99)));
+    }
+    for r in 0..runs {
+        let (url, db) = fresh_db();
+        let ms = pg_failover(&vmx, &server, &db, &url, 4)?;
+        eprintln!("xtask bench-cluster: coordinator failover run {}: {ms:.0} ms", r + 1);
+        pg_fail.push(ms);
+    }
+    loads.push(load_average());
 
     let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut s = String::new();
     s += &format!("{START}\n\n");
     s += &format!(
-        "Machine: {cpu} ({cores} cores). One coordinator (durable: fsync per group commit), two \
-         workers (`--vcpus 1`, 4 task slots each), one client, all on loopback, release build. \
+        "Machine: {cpu} ({cores} cores). One coordinator (redb unless the row says PostgreSQL; \
+         durable: fsync per group commit), two workers (`--vcpus 1`, 4 task slots each), one client, all on loopback, release build. \
          Median of {runs} runs, each on a fresh cluster.\n\
          Reproduce: `cargo xtask bench-cluster` (`--quick` for {} tasks per run).\n\n",
         2000
@@ -213,13 +357,31 @@ pub fn run(args: &[String]) -> Result<()> {
     for (label, n, window, tps, med, p99) in &rows {
         s += &format!("| {label} | {n} | {window} | {tps:.0} | {med:.2} | {p99:.2} |\n");
     }
+    for (label, n, window, tps, med, p99) in &pg_rows {
+        s += &format!("| {label} | {n} | {window} | {tps:.0} | {med:.2} | {p99:.2} |\n");
+    }
     s += &format!(
         "\nWorker death to its tasks running elsewhere (`kill -9` of the worker running most of \
          4 long tasks, until every one of them runs on the other worker; heartbeat {HEARTBEAT_MS} ms, \
          suspect after {SUSPECT_MS} ms, dead after {DEAD_MS} ms of silence): median {:.0} ms \
-         (runs: {}).\n\n{END}\n",
+         (runs: {}).\n\n",
         median(failover.clone()),
         failover.iter().map(|f| format!("{f:.0} ms")).collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "Coordinator death (PostgreSQL, two coordinators, two workers): `kill -9` of the \
+         coordinator holding 4 running tasks (long sieves) until the other holds all their \
+         leases, which is when it accepts their results (the workers fail over, register \
+         the tasks they run, and the survivor takes over their leases; read from the \
+         database every 5 ms or so): median {:.0} ms (runs: {}).\n\n",
+        median(pg_fail.clone()),
+        pg_fail.iter().map(|f| format!("{f:.0} ms")).collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "The PostgreSQL rows: one PostgreSQL 15 server on the same machine (`fsync` on, \
+         default `synchronous_commit`), a fresh database per run. Load average (1, 5, 15 min) \
+         at the start, after the redb rows, before and after the PostgreSQL rows: {}.\n\n{END}\n",
+        loads.join("; ")
     );
 
     write_section(&root, START, END, "Distributed execution", &s)?;

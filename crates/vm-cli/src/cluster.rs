@@ -735,9 +735,16 @@ pub fn bench_client(args: BenchClientArgs) -> Result<ExitCode> {
     let argv = args.guest.argv();
     let token = token(&args.token_file)?;
     runtime()?.block_on(async {
-        let client =
-            Arc::new(ClusterClient::connect(&args.coordinator, &token, CONNECT_TIMEOUT).await?);
-        let image = client.put_image(program).await?;
+        // One connection per coordinator listed; throughput runs submit through each in turn.
+        let mut clients = Vec::new();
+        for addr in args.coordinator.split(',') {
+            clients.push(Arc::new(ClusterClient::connect(addr, &token, CONNECT_TIMEOUT).await?));
+        }
+        let client = clients[0].clone();
+        let mut image = client.put_image(program.clone()).await?;
+        for c in &clients[1..] {
+            image = c.put_image(program.clone()).await?;
+        }
         let spec = TaskSpec {
             image,
             args: argv,
@@ -747,13 +754,13 @@ pub fn bench_client(args: BenchClientArgs) -> Result<ExitCode> {
         };
         match args.failover {
             Some(n) => failover(&client, spec, n).await,
-            None => throughput(client, spec, args.tasks, args.window).await,
+            None => throughput(clients, spec, args.tasks, args.window).await,
         }
     })
 }
 
 async fn throughput(
-    client: Arc<ClusterClient>,
+    clients: Vec<Arc<ClusterClient>>,
     spec: TaskSpec,
     tasks: usize,
     window: usize,
@@ -761,9 +768,9 @@ async fn throughput(
     let permits = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(tasks);
-    for _ in 0..tasks {
+    for i in 0..tasks {
         let permit = permits.clone().acquire_owned().await?;
-        let (client, spec) = (client.clone(), spec.clone());
+        let (client, spec) = (clients[i % clients.len()].clone(), spec.clone());
         handles.push(tokio::spawn(async move {
             let start = Instant::now();
             let id = client.submit(TaskType::CpuIntensive, spec).await?;

@@ -434,9 +434,11 @@ impl Core {
         let Some(t) = self.tasks.get(&task) else { return };
         let attempt = t.lease;
         let Some(record) = self.record(task) else { return };
+        let Some(owner) = self.shared.as_ref().map(|sh| sh.info.id.clone()) else { return };
         self.forget(task);
         let op = LeaseOp::Release {
             record: Box::new(record),
+            owner,
             attempt,
             retry_at_ms: now_ms() + after.as_millis() as u64,
         };

@@ -164,11 +164,13 @@ pub enum LeaseOp {
         result: Box<TaskResult>,
     },
     /// Give a task back after a failed attempt (shared stores only): if `attempt` is still
-    /// current and the task not final, store `record` (queued, its failures counted) and
+    /// current, the lease `owner`'s and the task not final, store `record` (queued, its failures counted) and
     /// make it claimable from `retry_at_ms` on. Outcome: [`LeaseOutcome::Released`].
     Release {
         /// The task's record (status `Queued`).
         record: Box<TaskRecord>,
+        /// Who gives it back (nothing happens unless its lease is theirs).
+        owner: String,
         /// The attempt that failed.
         attempt: u32,
         /// When it may be claimed again (Unix ms).

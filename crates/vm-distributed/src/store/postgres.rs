@@ -740,8 +740,16 @@ fn lease_op(
             }
             LeaseOutcome::Claimed(claims)
         }
-        LeaseOp::Release { record, attempt, retry_at_ms } => {
+        LeaseOp::Release { record, owner, attempt, retry_at_ms } => {
             if live_attempt(tx, record.id, *attempt)?.is_none() || record.status.is_final() {
+                return Ok(LeaseOutcome::Released(false));
+            }
+            let holder = tx
+                .query_opt("SELECT owner FROM vmx_leases WHERE task = $1", &[&(record.id.0 as i64)])
+                .map_err(store_err)?
+                .map(|r| r.get::<_, String>(0));
+            if holder.as_deref() != Some(owner.as_str()) {
+                // Taken over by another coordinator (its worker failed over): not ours.
                 return Ok(LeaseOutcome::Released(false));
             }
             put_task(tx, record)?;
