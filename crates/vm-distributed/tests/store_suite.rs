@@ -318,6 +318,52 @@ fn shared_operations(s: &dyn TaskStore) {
     let finals = s.finals(&[TaskId(1), TaskId(2), TaskId(9)]).unwrap();
     assert_eq!(finals.len(), 1);
     assert_eq!(finals[0].1, Some(result(4, 1)));
+    // Many results queued at once (committed together): each fenced in order, duplicates
+    // within the batch refused.
+    let ids: Vec<TaskId> = (0..50).map(|_| s.insert(record(0)).unwrap()).collect();
+    let claims = s.claim("C", 2000, 10_000, 100).unwrap();
+    assert_eq!(claims.len(), 51, "the 50 new ones, and 2 whose lease expired");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (n, c) in claims.iter().enumerate() {
+        for (k, attempt) in [c.attempt, c.attempt, c.attempt + 1].into_iter().enumerate() {
+            let op = if k == 0 && n % 2 == 0 {
+                LeaseOp::Finish {
+                    record: Box::new(completed(c.record.clone(), 1)),
+                    attempt,
+                    result: Some(result(1, attempt)),
+                }
+            } else {
+                LeaseOp::FinishReported { task: c.record.id, result: Box::new(result(2, attempt)) }
+            };
+            let (tx, id) = (tx.clone(), c.record.id);
+            s.apply(
+                StoreOp::Lease(
+                    op,
+                    Box::new(move |r| {
+                        tx.send((id, k, r.unwrap())).unwrap();
+                    }),
+                ),
+                None,
+            );
+        }
+    }
+    drop(tx);
+    let mut recorded = std::collections::HashMap::new();
+    for (id, k, o) in rx {
+        assert_eq!(o == LeaseOutcome::Finished(true), k == 0, "{id:?} op {k}: {o:?}");
+        if k == 0 {
+            *recorded.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(recorded.len(), 51);
+    for (n, c) in claims.iter().enumerate() {
+        let code = if n % 2 == 0 { 1 } else { 2 };
+        assert_eq!(s.result(c.record.id).unwrap(), Some(result(code, c.attempt)));
+        assert_eq!(s.lease(c.record.id).unwrap(), None);
+    }
+    assert!(ids.iter().all(|id| s.task(*id).unwrap().unwrap().status.is_final()));
+    let n = s.counts(2000).unwrap();
+    assert_eq!((n.queued, n.running, n.completed), (0, 1, 52), "3 is still leased: {n:?}");
 }
 
 #[test]

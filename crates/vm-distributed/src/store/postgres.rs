@@ -40,7 +40,9 @@ use super::{
 };
 use crate::protocol::{CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskResult, TaskStatus};
 use crate::Error;
-use postgres::{Client, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -335,7 +337,7 @@ impl PgStore {
         let shown = shown(&config);
         let (config2, options2) = (config.clone(), options.clone());
         // The postgres client runs its own runtime: keep it off the caller's thread.
-        let (mut write_conn, read_conn, recovered) = on_thread(move || {
+        let (write_conn, read_conn, recovered) = on_thread(move || {
             let mut write_conn = connect(&config2)?;
             migrate(&mut write_conn, &config2, options2.migrate)?;
             fill_states(&mut write_conn)?;
@@ -344,7 +346,7 @@ impl PgStore {
             }
             let recovered = recover(&mut write_conn, options2.load_tasks)?;
             let read_conn = connect(&config2)?;
-            Ok((Some(write_conn), read_conn, recovered))
+            Ok((write_conn, read_conn, recovered))
         })?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::channel::<(StoreOp, Option<OnCommit>)>();
@@ -352,6 +354,7 @@ impl PgStore {
             let stats = stats.clone();
             let config = config.clone();
             let durable = options.durable;
+            let mut write_conn = WriterConn { client: Some(write_conn), stmts: HashMap::new() };
             std::thread::Builder::new()
                 .name("vmx-pg-writer".into())
                 .spawn(move || {
@@ -499,17 +502,25 @@ fn listen(config: postgres::Config, closed: Arc<AtomicBool>, wake: Box<dyn Fn() 
     }
 }
 
+/// The writer's connection and the statements prepared on it.
+#[derive(Default)]
+struct WriterConn {
+    client: Option<Client>,
+    stmts: HashMap<&'static str, Statement>,
+}
+
 /// Applies a batch in one transaction (reconnecting first if the connection was lost),
 /// then runs its callbacks and answers its lease operations.
 fn write_batch(
-    conn: &mut Option<Client>,
+    conn: &mut WriterConn,
     config: &postgres::Config,
     durable: bool,
     batch: Vec<(StoreOp, Option<OnCommit>)>,
     stats: &StoreStats,
 ) {
-    if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        *conn = match connect(config) {
+    if conn.client.as_ref().is_none_or(|c| c.is_closed()) {
+        conn.stmts.clear();
+        conn.client = match connect(config) {
             Ok(mut c) => {
                 if !durable {
                     let _ = c.batch_execute("SET synchronous_commit = off");
@@ -524,9 +535,9 @@ fn write_batch(
         };
     }
     let mut outcomes = Vec::new();
-    let outcome = match conn.as_mut() {
+    let outcome = match conn.client.as_mut() {
         None => Err(format!("cannot reach the database at {}", shown(config))),
-        Some(c) => commit_batch(c, &batch, &mut outcomes)
+        Some(c) => commit_batch(c, &mut conn.stmts, &batch, &mut outcomes)
             .map_err(|e| format!("the database at {} did not commit: {e}", shown(config))),
     };
     if let Err(e) = &outcome {
@@ -549,7 +560,43 @@ fn write_batch(
     }
 }
 
-fn put_task(tx: &mut postgres::Transaction<'_>, rec: &TaskRecord) -> Result<(), Error> {
+/// A statement's parameters.
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// The writer's transaction: each statement is prepared once per connection, then only
+/// bound and executed (one round trip).
+struct Tx<'a> {
+    tx: postgres::Transaction<'a>,
+    stmts: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl Tx<'_> {
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement, Error> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql).map_err(store_err)?;
+        self.stmts.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: &Params<'_>) -> Result<u64, Error> {
+        let s = self.stmt(sql)?;
+        self.tx.execute(&s, params).map_err(store_err)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Vec<Row>, Error> {
+        let s = self.stmt(sql)?;
+        self.tx.query(&s, params).map_err(store_err)
+    }
+
+    fn query_opt(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Option<Row>, Error> {
+        let s = self.stmt(sql)?;
+        self.tx.query_opt(&s, params).map_err(store_err)
+    }
+}
+
+fn put_task(tx: &mut Tx<'_>, rec: &TaskRecord) -> Result<(), Error> {
     let id = rec.id.0 as i64;
     let sealed = seal_value("tasks", rec.id.0, rec)?;
     let final_ = rec.status.is_final();
@@ -557,27 +604,25 @@ fn put_task(tx: &mut postgres::Transaction<'_>, rec: &TaskRecord) -> Result<(), 
         "INSERT INTO vmx_tasks (id, record, final, attempts, state) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET record = $2, final = $3, attempts = $4, state = $5",
         &[&id, &sealed, &final_, &(rec.attempts as i32), &state_of(&rec.status)],
-    )
-    .map_err(store_err)?;
+    )?;
     if final_ {
-        tx.execute("DELETE FROM vmx_leases WHERE task = $1", &[&id]).map_err(store_err)?;
+        tx.execute("DELETE FROM vmx_leases WHERE task = $1", &[&id])?;
     }
     Ok(())
 }
 
-fn put_result(tx: &mut postgres::Transaction<'_>, id: TaskId, r: &TaskResult) -> Result<(), Error> {
+fn put_result(tx: &mut Tx<'_>, id: TaskId, r: &TaskResult) -> Result<(), Error> {
     let sealed = seal_value("results", id.0, r)?;
     tx.execute(
         "INSERT INTO vmx_results (task, result) VALUES ($1, $2)
          ON CONFLICT (task) DO UPDATE SET result = $2",
         &[&(id.0 as i64), &sealed],
-    )
-    .map_err(store_err)?;
+    )?;
     Ok(())
 }
 
 fn put_lease(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Tx<'_>,
     id: TaskId,
     owner: &str,
     attempt: u32,
@@ -587,76 +632,195 @@ fn put_lease(
         "INSERT INTO vmx_leases (task, owner, attempt, until_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (task) DO UPDATE SET owner = $2, attempt = $3, until_ms = $4",
         &[&(id.0 as i64), &owner, &(attempt as i32), &(until_ms as i64)],
-    )
-    .map_err(store_err)?;
+    )?;
     Ok(())
 }
 
 /// A task's record, locked for this transaction.
-fn locked_task(
-    tx: &mut postgres::Transaction<'_>,
-    id: TaskId,
-) -> Result<Option<TaskRecord>, Error> {
-    let row = tx
-        .query_opt("SELECT record FROM vmx_tasks WHERE id = $1 FOR UPDATE", &[&(id.0 as i64)])
-        .map_err(store_err)?;
+fn locked_task(tx: &mut Tx<'_>, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+    let row =
+        tx.query_opt("SELECT record FROM vmx_tasks WHERE id = $1 FOR UPDATE", &[&(id.0 as i64)])?;
     row.map(|r| unseal_value("tasks", id.0, r.get::<_, &[u8]>(0))).transpose()
 }
 
 /// The task's record, locked, if `attempt` is its current attempt and it is not final: the
 /// fence every result, adoption and release passes.
-fn live_attempt(
-    tx: &mut postgres::Transaction<'_>,
-    id: TaskId,
-    attempt: u32,
-) -> Result<Option<TaskRecord>, Error> {
+fn live_attempt(tx: &mut Tx<'_>, id: TaskId, attempt: u32) -> Result<Option<TaskRecord>, Error> {
     Ok(locked_task(tx, id)?.filter(|t| !t.status.is_final() && t.attempts == attempt))
 }
 
-fn lease_op(
-    tx: &mut postgres::Transaction<'_>,
-    op: &LeaseOp,
-    ids: &mut std::vec::IntoIter<i64>,
-) -> Result<LeaseOutcome, Error> {
+/// Inserts new queued tasks in one statement, with ids drawn from the sequence.
+fn insert_all(tx: &mut Tx<'_>, records: &[&TaskRecord]) -> Result<Vec<TaskId>, Error> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = tx
+        .query(
+            "SELECT nextval('vmx_task_ids') FROM generate_series(1, $1::BIGINT)",
+            &[&(records.len() as i64)],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut sealed = Vec::with_capacity(records.len());
+    for (rec, &id) in records.iter().zip(&ids) {
+        let mut rec = (*rec).clone();
+        rec.id = TaskId(id as u64);
+        rec.status = TaskStatus::Queued;
+        sealed.push(seal_value("tasks", rec.id.0, &rec)?);
+    }
+    let attempts: Vec<i32> = records.iter().map(|r| r.attempts as i32).collect();
+    tx.execute(
+        "INSERT INTO vmx_tasks (id, record, final, attempts, state)
+         SELECT u.id, u.record, false, u.attempts, 'queued'
+         FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[]) AS u(id, record, attempts)",
+        &[&ids, &sealed, &attempts],
+    )?;
+    Ok(ids.into_iter().map(|id| TaskId(id as u64)).collect())
+}
+
+/// Applies consecutive `Finish` and `FinishReported` operations (`group`: their indices in
+/// `batch`) with a few statements: their rows locked in id order, each fenced in turn (a
+/// second result for a task in the same group sees it final), then every write at once.
+fn finish_group(
+    tx: &mut Tx<'_>,
+    batch: &[(StoreOp, Option<OnCommit>)],
+    group: &[usize],
+    outcomes: &mut [Option<LeaseOutcome>],
+) -> Result<(), Error> {
+    let mut ids: Vec<i64> = group
+        .iter()
+        .filter_map(|&i| match &batch[i].0 {
+            StoreOp::Lease(LeaseOp::Finish { record, .. }, _) => Some(record.id.0 as i64),
+            StoreOp::Lease(LeaseOp::FinishReported { task, .. }, _) => Some(task.0 as i64),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut current: HashMap<u64, TaskRecord> = HashMap::new();
+    for row in tx.query(
+        "SELECT id, record FROM vmx_tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )? {
+        let id = row.get::<_, i64>(0) as u64;
+        current.insert(id, unseal_value("tasks", id, row.get(1))?);
+    }
+    let live = |c: &HashMap<u64, TaskRecord>, id: TaskId, attempt: u32| {
+        c.get(&id.0).is_some_and(|t| !t.status.is_final() && t.attempts == attempt)
+    };
+    let (mut w_ids, mut w_recs, mut w_attempts, mut w_states) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut r_ids, mut r_vals) = (Vec::new(), Vec::new());
+    for &i in group {
+        let StoreOp::Lease(op, _) = &batch[i].0 else { continue };
+        let (rec, result) = match op {
+            LeaseOp::Finish { record, attempt, result } => {
+                if !record.status.is_final() || !live(&current, record.id, *attempt) {
+                    outcomes[i] = Some(LeaseOutcome::Finished(false));
+                    continue;
+                }
+                ((**record).clone(), result.as_ref())
+            }
+            LeaseOp::FinishReported { task, result } => {
+                if !live(&current, *task, result.attempt) {
+                    outcomes[i] = Some(LeaseOutcome::Finished(false));
+                    continue;
+                }
+                let Some(mut rec) = current.get(&task.0).cloned() else { continue };
+                rec.status = status_of_result(&rec.reasons, result);
+                (rec, Some(&**result))
+            }
+            _ => continue,
+        };
+        w_ids.push(rec.id.0 as i64);
+        w_recs.push(seal_value("tasks", rec.id.0, &rec)?);
+        w_attempts.push(rec.attempts as i32);
+        w_states.push(state_of(&rec.status));
+        if let Some(r) = result {
+            r_ids.push(rec.id.0 as i64);
+            r_vals.push(seal_value("results", rec.id.0, r)?);
+        }
+        current.insert(rec.id.0, rec);
+        outcomes[i] = Some(LeaseOutcome::Finished(true));
+    }
+    if w_ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE vmx_tasks t SET record = u.record, final = true, attempts = u.attempts,
+           state = u.state
+         FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[], $4::TEXT[])
+           AS u(id, record, attempts, state)
+         WHERE t.id = u.id",
+        &[&w_ids, &w_recs, &w_attempts, &w_states],
+    )?;
+    tx.execute("DELETE FROM vmx_leases WHERE task = ANY($1)", &[&w_ids])?;
+    if !r_ids.is_empty() {
+        tx.execute(
+            "INSERT INTO vmx_results (task, result)
+             SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[])
+             ON CONFLICT (task) DO UPDATE SET result = EXCLUDED.result",
+            &[&r_ids, &r_vals],
+        )?;
+    }
+    Ok(())
+}
+
+fn lease_op(tx: &mut Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
     Ok(match op {
         LeaseOp::Claim { owner, now_ms, lease_ms, max } => {
-            let rows = tx
-                .query(
-                    "SELECT t.id, t.record FROM vmx_tasks t
-                     LEFT JOIN vmx_leases l ON l.task = t.id
-                     WHERE NOT t.final AND (l.task IS NULL OR l.until_ms <= $1)
-                     ORDER BY t.id LIMIT $2
-                     FOR UPDATE OF t SKIP LOCKED",
-                    &[&(*now_ms as i64), &(*max as i64)],
-                )
-                .map_err(store_err)?;
-            let until_ms = now_ms.saturating_add(*lease_ms);
+            let rows = tx.query(
+                "SELECT t.id, t.record FROM vmx_tasks t
+                 LEFT JOIN vmx_leases l ON l.task = t.id
+                 WHERE NOT t.final AND (l.task IS NULL OR l.until_ms <= $1)
+                 ORDER BY t.id LIMIT $2
+                 FOR UPDATE OF t SKIP LOCKED",
+                &[&(*now_ms as i64), &(*max as i64)],
+            )?;
+            let until_ms = now_ms.saturating_add(*lease_ms) as i64;
             let mut claims = Vec::new();
+            let (mut ids, mut recs, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
             for row in rows {
                 let id: i64 = row.get(0);
                 let mut record: TaskRecord = unseal_value("tasks", id as u64, row.get(1))?;
                 record.attempts += 1;
+                ids.push(id);
+                recs.push(seal_value("tasks", id as u64, &record)?);
+                attempts.push(record.attempts as i32);
                 let attempt = record.attempts;
-                put_task(tx, &record)?;
-                put_lease(tx, record.id, owner, attempt, until_ms)?;
                 claims.push(Claim { record, attempt });
+            }
+            if !ids.is_empty() {
+                tx.execute(
+                    "UPDATE vmx_tasks t SET record = u.record, attempts = u.attempts
+                     FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[]) AS u(id, record, attempts)
+                     WHERE t.id = u.id",
+                    &[&ids, &recs, &attempts],
+                )?;
+                tx.execute(
+                    "INSERT INTO vmx_leases (task, owner, attempt, until_ms)
+                     SELECT u.task, $3, u.attempt, $4
+                     FROM unnest($1::BIGINT[], $2::INT[]) AS u(task, attempt)
+                     ON CONFLICT (task) DO UPDATE SET owner = EXCLUDED.owner,
+                       attempt = EXCLUDED.attempt, until_ms = EXCLUDED.until_ms",
+                    &[&ids, &attempts, owner, &until_ms],
+                )?;
             }
             LeaseOutcome::Claimed(claims)
         }
         LeaseOp::Renew { task, owner, attempt, now_ms, lease_ms } => {
-            let n = tx
-                .execute(
-                    "UPDATE vmx_leases l SET until_ms = $4 FROM vmx_tasks t
-                     WHERE l.task = $1 AND l.owner = $2 AND l.attempt = $3
-                       AND t.id = l.task AND NOT t.final",
-                    &[
-                        &(task.0 as i64),
-                        owner,
-                        &(*attempt as i32),
-                        &(now_ms.saturating_add(*lease_ms) as i64),
-                    ],
-                )
-                .map_err(store_err)?;
+            let n = tx.execute(
+                "UPDATE vmx_leases l SET until_ms = $4 FROM vmx_tasks t
+                 WHERE l.task = $1 AND l.owner = $2 AND l.attempt = $3
+                   AND t.id = l.task AND NOT t.final",
+                &[
+                    &(task.0 as i64),
+                    owner,
+                    &(*attempt as i32),
+                    &(now_ms.saturating_add(*lease_ms) as i64),
+                ],
+            )?;
             LeaseOutcome::Renewed(n == 1)
         }
         LeaseOp::Finish { record, attempt, result } => {
@@ -687,14 +851,10 @@ fn lease_op(
             }
             _ => LeaseOutcome::Cancelled(false),
         },
-        LeaseOp::Insert { record } => {
-            let id = ids.next().ok_or_else(|| Error::Store("no task id drawn".into()))?;
-            let mut record = (**record).clone();
-            record.id = TaskId(id as u64);
-            record.status = TaskStatus::Queued;
-            put_task(tx, &record)?;
-            LeaseOutcome::Inserted(record.id)
-        }
+        LeaseOp::Insert { record } => match insert_all(tx, &[&**record])?.first() {
+            Some(id) => LeaseOutcome::Inserted(*id),
+            None => return Err(Error::Store("no task id drawn".into())),
+        },
         LeaseOp::Beat { info, now_ms, lease_ms } => {
             let until_ms = now_ms.saturating_add(*lease_ms) as i64;
             tx.execute(
@@ -709,20 +869,16 @@ fn lease_op(
                     &(*now_ms as i64),
                     &until_ms,
                 ],
-            )
-            .map_err(store_err)?;
+            )?;
             // Rows of coordinators silent for an hour go.
             tx.execute(
                 "DELETE FROM vmx_coordinators WHERE until_ms < $1",
                 &[&(now_ms.saturating_sub(3_600_000) as i64)],
-            )
-            .map_err(store_err)?;
-            let rows = tx
-                .query(
-                    "UPDATE vmx_leases SET until_ms = $2 WHERE owner = $1 RETURNING task, attempt",
-                    &[&info.id, &until_ms],
-                )
-                .map_err(store_err)?;
+            )?;
+            let rows = tx.query(
+                "UPDATE vmx_leases SET until_ms = $2 WHERE owner = $1 RETURNING task, attempt",
+                &[&info.id, &until_ms],
+            )?;
             LeaseOutcome::Held(
                 rows.iter()
                     .map(|r| (TaskId(r.get::<_, i64>(0) as u64), r.get::<_, i32>(1) as u32))
@@ -732,7 +888,10 @@ fn lease_op(
         LeaseOp::Adopt { owner, tasks, now_ms, lease_ms } => {
             let until_ms = now_ms.saturating_add(*lease_ms);
             let mut claims = Vec::new();
-            for &(task, attempt) in tasks {
+            // Rows are locked in id order, as everywhere else.
+            let mut tasks = tasks.clone();
+            tasks.sort_unstable();
+            for (task, attempt) in tasks {
                 if let Some(record) = live_attempt(tx, task, attempt)? {
                     put_lease(tx, task, owner, attempt, until_ms)?;
                     claims.push(Claim { record, attempt });
@@ -745,8 +904,10 @@ fn lease_op(
                 return Ok(LeaseOutcome::Released(false));
             }
             let holder = tx
-                .query_opt("SELECT owner FROM vmx_leases WHERE task = $1", &[&(record.id.0 as i64)])
-                .map_err(store_err)?
+                .query_opt(
+                    "SELECT owner FROM vmx_leases WHERE task = $1",
+                    &[&(record.id.0 as i64)],
+                )?
                 .map(|r| r.get::<_, String>(0));
             if holder.as_deref() != Some(owner.as_str()) {
                 // Taken over by another coordinator (its worker failed over): not ours.
@@ -760,41 +921,47 @@ fn lease_op(
     })
 }
 
+/// Applies a batch in one transaction. New tasks are inserted first, in one statement
+/// (nothing else in the batch can refer to them; a claim in it may take them); the other
+/// operations follow in order, runs of consecutive results as one group
+/// ([`finish_group`]).
 fn commit_batch(
     client: &mut Client,
+    stmts: &mut HashMap<&'static str, Statement>,
     batch: &[(StoreOp, Option<OnCommit>)],
     outcomes: &mut Vec<LeaseOutcome>,
 ) -> Result<(), Error> {
-    let mut tx = client.transaction().map_err(store_err)?;
-    let inserts = batch
+    let tx = client.transaction().map_err(store_err)?;
+    let mut tx = Tx { tx, stmts };
+    let inserts: Vec<&TaskRecord> = batch
         .iter()
-        .filter(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Insert { .. }, _)))
-        .count();
+        .filter_map(|(op, _)| match op {
+            StoreOp::Lease(LeaseOp::Insert { record }, _) => Some(&**record),
+            _ => None,
+        })
+        .collect();
     let released =
         batch.iter().any(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Release { .. }, _)));
-    let mut ids = if inserts > 0 {
-        tx.query(
-            "SELECT nextval('vmx_task_ids') FROM generate_series(1, $1::BIGINT)",
-            &[&(inserts as i64)],
-        )
-        .map_err(store_err)?
-        .iter()
-        .map(|r| r.get::<_, i64>(0))
-        .collect::<Vec<_>>()
-    } else {
-        Vec::new()
-    }
-    .into_iter();
-    let mut queued = inserts > 0 || released;
-    for (op, _) in batch {
+    let mut queued = !inserts.is_empty() || released;
+    let mut inserted = insert_all(&mut tx, &inserts)?.into_iter();
+    let mut out: Vec<Option<LeaseOutcome>> = (0..batch.len()).map(|_| None).collect();
+    let mut group = Vec::new();
+    for (i, (op, _)) in batch.iter().enumerate() {
+        let is_result = matches!(
+            op,
+            StoreOp::Lease(LeaseOp::Finish { .. } | LeaseOp::FinishReported { .. }, _)
+        );
+        if !is_result && !group.is_empty() {
+            finish_group(&mut tx, batch, &group, &mut out)?;
+            group.clear();
+        }
         match op {
             StoreOp::Barrier => {}
             StoreOp::PutImage(hash, bytes) => {
                 tx.execute(
                     "INSERT INTO vmx_images (hash, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&&hash.0[..], &seal("images", &hash.0, bytes)],
-                )
-                .map_err(store_err)?;
+                )?;
             }
             StoreOp::PutTask(rec) => {
                 queued |= !rec.status.is_final();
@@ -806,13 +973,22 @@ fn commit_batch(
                     put_result(&mut tx, rec.id, r)?;
                 }
             }
-            StoreOp::Lease(op, _) => outcomes.push(lease_op(&mut tx, op, &mut ids)?),
+            StoreOp::Lease(LeaseOp::Insert { .. }, _) => {
+                let id = inserted.next().ok_or_else(|| Error::Store("no task id drawn".into()))?;
+                out[i] = Some(LeaseOutcome::Inserted(id));
+            }
+            StoreOp::Lease(_, _) if is_result => group.push(i),
+            StoreOp::Lease(op, _) => out[i] = Some(lease_op(&mut tx, op)?),
         }
     }
-    if queued {
-        tx.batch_execute("NOTIFY vmx_tasks").map_err(store_err)?;
+    if !group.is_empty() {
+        finish_group(&mut tx, batch, &group, &mut out)?;
     }
-    tx.commit().map_err(store_err)
+    outcomes.extend(out.into_iter().flatten());
+    if queued {
+        tx.tx.batch_execute("NOTIFY vmx_tasks").map_err(store_err)?;
+    }
+    tx.tx.commit().map_err(store_err)
 }
 
 fn sealed_of<T: serde::de::DeserializeOwned>(
