@@ -172,6 +172,15 @@ impl TaskScheduler {
             .sum()
     }
 
+    /// Slots of available nodes, free or not.
+    pub fn capacity(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|s| s.available)
+            .map(|s| s.capabilities.max_concurrent as usize)
+            .sum()
+    }
+
     /// Whether some node could take a task needing `memory`.
     pub fn has_room(&self, memory: u64) -> bool {
         self.nodes.values().any(|s| s.fits(memory))

@@ -410,6 +410,9 @@ impl Core {
                     w.reply(|req| VmMessage::Status { req, info });
                 }
                 if ok {
+                    self.answer_remote_waiters(task, &info);
+                }
+                if ok {
                     if let Some(t) = self.tasks.get_mut(&task) {
                         t.result = None;
                     }

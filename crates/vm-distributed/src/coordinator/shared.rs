@@ -6,9 +6,11 @@
 //! - Task ids come from the database (a sequence): a submission is inserted unleased,
 //!   acknowledged after its commit, and `NOTIFY` wakes every coordinator.
 //! - A coordinator claims queued tasks (`FOR UPDATE SKIP LOCKED`) only while its workers
-//!   have free slots, never more than they have; it claims on a notification, after a
-//!   claim that came back full, and at least every [`POLL`] (the safety net for lost
-//!   notifications and for leases that expired).
+//!   have free slots, for those slots and a backlog of [`BACKLOG`] tasks per slot (so a
+//!   slot that frees finds work without waiting for a commit); it claims on a
+//!   notification, after a claim that came back full, and at least every [`POLL`] (the
+//!   safety net for lost notifications and for leases that expired). Without workers it
+//!   claims nothing.
 //! - Every [`BEAT`] a coordinator writes its heartbeat row and extends every lease it holds
 //!   to [`LEASE`] from now, in one transaction; a task it holds in memory whose lease is not
 //!   among those extended was taken from it (expired, or cancelled through another
@@ -46,6 +48,8 @@ pub const BEAT: Duration = Duration::from_millis(750);
 pub const POLL: Duration = Duration::from_millis(500);
 /// How often waiters on tasks held elsewhere are checked.
 pub const WAITER_POLL: Duration = Duration::from_millis(100);
+/// Tasks a coordinator holds queued beyond its workers' free slots, per slot.
+const BACKLOG: usize = 8;
 /// Delay before a failed final commit is tried again.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -174,6 +178,15 @@ impl Core {
         });
     }
 
+    /// Answers the waiters polling the database for `task`, which ended here (committed).
+    pub(super) fn answer_remote_waiters(&mut self, task: TaskId, info: &Option<TaskInfo>) {
+        let Some(sh) = self.shared.as_mut() else { return };
+        for w in sh.remote_waiters.remove(&task).unwrap_or_default() {
+            let info = info.clone();
+            w.reply(|req| VmMessage::Status { req, info });
+        }
+    }
+
     /// Drops a task from memory (the database keeps it); its waiters wait on the database.
     pub(super) fn forget(&mut self, task: TaskId) -> Option<Task> {
         let t = self.tasks.remove(&task)?;
@@ -224,7 +237,9 @@ impl Core {
     /// docs for when).
     pub(super) fn maybe_claim(&mut self) {
         let now = Instant::now();
-        let free = self.sched.free_slots();
+        // Enough for the free slots and a backlog of BACKLOG times the slots, so a slot that frees
+        // finds work at once instead of waiting for the next claim's commit.
+        let free = self.sched.free_slots() + BACKLOG * self.sched.capacity();
         let local = self.queue.len();
         let Some(sh) = self.shared.as_mut() else { return };
         if sh.claiming || !(sh.want_claim || now >= sh.next_poll) {
@@ -330,6 +345,10 @@ impl Core {
             );
             if let Some(d) = deadline {
                 self.deadlines.push(Reverse((d, id)));
+            }
+            // Waiters on it are answered when it ends here, without polling.
+            if let Some(w) = self.shared.as_mut().and_then(|sh| sh.remote_waiters.remove(&id)) {
+                self.waiters.entry(id).or_default().extend(w);
             }
             if on.is_none() {
                 if image_known {
@@ -459,22 +478,13 @@ impl Core {
         );
     }
 
+    /// A wait on a task this coordinator does not hold: answered when it ends here (if it
+    /// is claimed here meanwhile) or by the next poll of the database (which also finds
+    /// unknown tasks), without a read per request.
     pub(super) fn wait_remote(&mut self, task: TaskId, reply: Responder) {
-        self.blocking(
-            move |store| read_info(store, task),
-            move |core, r| match r {
-                Ok(None) => reply.reply(|req| VmMessage::Status { req, info: None }),
-                Err(e) => reply.fail(format!("cannot read {task}: {e}")),
-                Ok(Some(info)) if info.status.is_final() => {
-                    reply.reply(|req| VmMessage::Status { req, info: Some(info) })
-                }
-                Ok(Some(_)) => {
-                    if let Some(sh) = core.shared_mut() {
-                        sh.remote_waiters.entry(task).or_default().push(reply);
-                    }
-                }
-            },
-        );
+        if let Some(sh) = self.shared_mut() {
+            sh.remote_waiters.entry(task).or_default().push(reply);
+        }
     }
 
     pub(super) fn cancel_remote(&mut self, task: TaskId, by: String, reply: Responder) {
@@ -530,18 +540,25 @@ impl Core {
             sh.next_waiter_poll = now + WAITER_POLL;
             let ids: Vec<TaskId> = sh.remote_waiters.keys().copied().collect();
             self.blocking(
-                move |store| store.finals(&ids),
-                |core, r| {
+                move |store| (store.finals(&ids), ids),
+                |core, (r, ids)| {
                     let Some(sh) = core.shared_mut() else { return };
                     sh.polling = false;
                     match r {
-                        Ok(finals) => {
-                            for (rec, result) in finals {
-                                let id = rec.id;
+                        Ok(known) => {
+                            let mut unknown: HashSet<TaskId> = ids.into_iter().collect();
+                            for (id, fin) in known {
+                                unknown.remove(&id);
+                                let Some((rec, result)) = fin else { continue };
                                 let info = Some(info_of(rec, result, None));
                                 for w in sh.remote_waiters.remove(&id).unwrap_or_default() {
                                     let info = info.clone();
                                     w.reply(|req| VmMessage::Status { req, info });
+                                }
+                            }
+                            for id in unknown {
+                                for w in sh.remote_waiters.remove(&id).unwrap_or_default() {
+                                    w.reply(|req| VmMessage::Status { req, info: None });
                                 }
                             }
                         }

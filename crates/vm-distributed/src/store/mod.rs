@@ -272,6 +272,9 @@ pub struct StoreStats {
     pub ops: AtomicU64,
 }
 
+/// A final task's record and result.
+pub type Final = (TaskRecord, Option<TaskResult>);
+
 /// A durable task store. See the module docs for what every implementation guarantees.
 pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// Queues `op`; `on_commit` runs once it is durable (or failed).
@@ -319,12 +322,18 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
-    /// The records and results of those of `ids` that are final.
-    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskRecord, Option<TaskResult>)>, Error> {
+    /// Those of `ids` the store knows, each with its record and result if it is final
+    /// (`None`: not final yet). Unknown ids are left out.
+    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, Option<Final>)>, Error> {
         let mut out = Vec::new();
         for &id in ids {
-            if let Some(rec) = self.task(id)?.filter(|r| r.status.is_final()) {
-                out.push((rec, self.result(id)?));
+            match self.task(id)? {
+                Some(rec) if rec.status.is_final() => {
+                    let result = self.result(id)?;
+                    out.push((id, Some((rec, result))));
+                }
+                Some(_) => out.push((id, None)),
+                None => {}
             }
         }
         Ok(out)

@@ -35,8 +35,9 @@
 //!   error, nothing is acknowledged) and is re-established for the next batch.
 
 use super::{
-    damaged, seal, seal_value, status_of_result, unseal, unseal_value, Claim, Lease, LeaseOp,
-    LeaseOutcome, OnCommit, Recovered, StoreOp, StoreStats, TaskRecord, TaskStore, MAX_BATCH,
+    damaged, seal, seal_value, status_of_result, unseal, unseal_value, Claim, Final, Lease,
+    LeaseOp, LeaseOutcome, OnCommit, Recovered, StoreOp, StoreStats, TaskRecord, TaskStore,
+    MAX_BATCH,
 };
 use crate::protocol::{CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskResult, TaskStatus};
 use crate::Error;
@@ -487,11 +488,19 @@ fn listen(config: postgres::Config, closed: Arc<AtomicBool>, wake: Box<dyn Fn() 
         }
         // Work queued while nobody listened.
         wake();
-        let mut notes = client.notifications();
-        let mut it = notes.timeout_iter(Duration::from_millis(250));
         while !closed.load(Ordering::Acquire) {
-            match it.next() {
-                Ok(Some(_)) => wake(),
+            // A fresh iterator per wait: one whose time-out expired returns at once forever.
+            let next = client.notifications().timeout_iter(Duration::from_millis(250)).next();
+            match next {
+                Ok(Some(_)) => {
+                    // One wake for every notification already here.
+                    while let Ok(Some(_)) = client.notifications().iter().next() {}
+                    wake();
+                }
+                Ok(None) if client.is_closed() => {
+                    tracing::warn!("task store: the notification connection ended");
+                    break;
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("task store: the notification connection ended: {}", pg_err(&e));
@@ -1133,23 +1142,27 @@ impl TaskStore for PgStore {
         })
     }
 
-    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskRecord, Option<TaskResult>)>, Error> {
+    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, Option<Final>)>, Error> {
         let ids: Vec<i64> = ids.iter().map(|t| t.0 as i64).collect();
         self.read(move |c| {
             let rows = c
                 .query(
-                    "SELECT t.id, t.record, r.result FROM vmx_tasks t
-                     LEFT JOIN vmx_results r ON r.task = t.id
-                     WHERE t.id = ANY($1) AND t.final",
+                    "SELECT t.id, t.final, CASE WHEN t.final THEN t.record END, r.result
+                     FROM vmx_tasks t LEFT JOIN vmx_results r ON r.task = t.id
+                     WHERE t.id = ANY($1)",
                     &[&ids],
                 )
                 .map_err(store_err)?;
             let mut out = Vec::new();
             for row in rows {
                 let id = TaskId(row.get::<_, i64>(0) as u64);
-                let rec: TaskRecord = unseal_value("tasks", id.0, row.get(1))?;
-                let result = sealed_of("results", id, row.get(2))?;
-                out.push((rec, result));
+                if !row.get::<_, bool>(1) {
+                    out.push((id, None));
+                    continue;
+                }
+                let rec: TaskRecord = unseal_value("tasks", id.0, row.get(2))?;
+                let result = sealed_of("results", id, row.get(3))?;
+                out.push((id, Some((rec, result))));
             }
             Ok(out)
         })
