@@ -614,11 +614,18 @@ impl Core {
             self.adopt(node, unknown);
         }
         // What the node says it runs occupies its slots; queued tasks among them are adopted.
+        let mut stale = Vec::new();
         for &(task, attempt) in &running {
             let memory = self.tasks.get(&task).map_or(0, |t| t.spec.limits.memory_bytes);
             self.sched.started(node, memory);
             self.node_tasks.entry(node).or_default().insert(task, memory);
             if let Some(t) = self.tasks.get_mut(&task) {
+                // With a shared store, an attempt other than the one this coordinator's
+                // lease covers is stale (the task was claimed again): stop it.
+                if self.shared.is_some() && attempt != t.lease {
+                    stale.push(task);
+                    continue;
+                }
                 if t.status == TaskStatus::Queued {
                     t.att.started = t.att.started.max(attempt);
                     t.att.current = Some((node, attempt));
@@ -635,6 +642,9 @@ impl Core {
             self.attempt_lost(task, node, reason);
         }
         let _ = tx.send(VmMessage::Registered { heartbeat_ms });
+        for task in stale {
+            let _ = tx.send(VmMessage::Cancel { task });
+        }
         self.links.insert(node, tx);
     }
 
