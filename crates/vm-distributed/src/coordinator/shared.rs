@@ -3,8 +3,10 @@
 //! it has a lease on.
 //!
 //! # Invariants
-//! - Task ids come from the database (a sequence): a submission is inserted unleased,
-//!   acknowledged after its commit, and `NOTIFY` wakes every coordinator.
+//! - Task ids come from the database (a sequence): a submission is acknowledged after its
+//!   commit. It is inserted leased to the coordinator that took it (attempt 1, same
+//!   transaction) while that coordinator's workers have room (free slots and backlog),
+//!   otherwise unleased, and `NOTIFY` wakes every coordinator.
 //! - A coordinator claims queued tasks (`FOR UPDATE SKIP LOCKED`) only while its workers
 //!   have free slots, for those slots and a backlog of [`BACKLOG`] tasks per slot (so a
 //!   slot that frees finds work without waiting for a commit); it claims on a
@@ -64,6 +66,8 @@ pub(super) struct Shared {
     next_beat: Instant,
     beat_failed: bool,
     remote_waiters: HashMap<TaskId, Vec<Responder>>,
+    /// Submissions being inserted with a lease to this coordinator.
+    inserting: usize,
     polling: bool,
     next_waiter_poll: Instant,
 }
@@ -90,6 +94,7 @@ impl Shared {
             next_beat: now,
             beat_failed: false,
             remote_waiters: HashMap::new(),
+            inserting: 0,
             polling: false,
             next_waiter_poll: now,
         }
@@ -205,8 +210,20 @@ impl Core {
         Some(t)
     }
 
+    /// Room for more tasks held here: the workers' free slots and the backlog, less what is
+    /// held queued or being inserted leased to this coordinator.
+    fn room(&self) -> usize {
+        let pending = self.shared.as_ref().map_or(0, |sh| sh.inserting);
+        (self.sched.free_slots() + BACKLOG * self.sched.capacity())
+            .saturating_sub(self.queue.len() + pending)
+    }
+
+    /// A submission: inserted with an id from the database, acknowledged after its commit.
+    /// While this coordinator's workers have room, the task is leased to it in the same
+    /// transaction (one commit less before it runs); otherwise it is left for any
+    /// coordinator to claim.
     pub(super) fn submit_shared(&mut self, task_type: TaskType, spec: TaskSpec, reply: Responder) {
-        let record = TaskRecord {
+        let mut record = TaskRecord {
             id: TaskId(0),
             task_type,
             spec,
@@ -216,17 +233,45 @@ impl Core {
             reasons: Vec::new(),
             status: TaskStatus::Queued,
         };
+        let room = self.room();
+        let Some(sh) = self.shared.as_mut() else { return };
+        let lease = (room > 0).then(|| (sh.info.id.clone(), now_ms() + LEASE.as_millis() as u64));
+        let leased = lease.is_some();
+        sh.inserting += usize::from(leased);
         let events = self.events.clone();
+        let op = LeaseOp::Insert { record: Box::new(record.clone()), lease };
         self.store.apply(
             StoreOp::Lease(
-                LeaseOp::Insert { record: Box::new(record) },
-                Box::new(move |r| match r {
-                    Ok(LeaseOutcome::Inserted(task)) => {
-                        reply.reply(|req| VmMessage::Submitted { req, task });
+                op,
+                Box::new(move |r| {
+                    let ok = match r {
+                        Ok(LeaseOutcome::Inserted(task)) => {
+                            reply.reply(|req| VmMessage::Submitted { req, task });
+                            record.id = task;
+                            record.attempts = 1;
+                            Some(record)
+                        }
+                        Ok(o) => {
+                            reply.fail(format!("cannot store the task: unexpected {o:?}"));
+                            None
+                        }
+                        Err(e) => {
+                            reply.fail(format!("cannot store the task: {e}"));
+                            None
+                        }
+                    };
+                    if !leased {
                         let _ = events.send(Event::Wake);
+                        return;
                     }
-                    Ok(o) => reply.fail(format!("cannot store the task: unexpected {o:?}")),
-                    Err(e) => reply.fail(format!("cannot store the task: {e}")),
+                    let _ = events.send(Event::Run(Box::new(move |core| {
+                        if let Some(sh) = core.shared_mut() {
+                            sh.inserting = sh.inserting.saturating_sub(1);
+                        }
+                        if let Some(record) = ok {
+                            core.take_claims(vec![Claim { record, attempt: 1 }], None);
+                        }
+                    })));
                 }),
             ),
             None,
@@ -237,15 +282,13 @@ impl Core {
     /// docs for when).
     pub(super) fn maybe_claim(&mut self) {
         let now = Instant::now();
-        // Enough for the free slots and a backlog of BACKLOG times the slots, so a slot that frees
-        // finds work at once instead of waiting for the next claim's commit.
-        let free = self.sched.free_slots() + BACKLOG * self.sched.capacity();
-        let local = self.queue.len();
+        // Enough for the free slots and a backlog of BACKLOG times the slots, so a slot that
+        // frees finds work at once instead of waiting for the next claim's commit.
+        let room = self.room();
         let Some(sh) = self.shared.as_mut() else { return };
         if sh.claiming || !(sh.want_claim || now >= sh.next_poll) {
             return;
         }
-        let room = free.saturating_sub(local);
         if room == 0 {
             return;
         }

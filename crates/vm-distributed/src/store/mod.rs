@@ -125,10 +125,14 @@ pub enum LeaseOp {
         result: Option<TaskResult>,
     },
     /// Insert a new queued task whose id the database assigns (shared stores only); the
-    /// record's `id` is ignored. A `NOTIFY` tells the coordinators sharing the store.
+    /// record's `id` is ignored. Without `lease` a `NOTIFY` tells the coordinators sharing
+    /// the store; with it, the task is claimed at once by its owner (attempt 1), in the same
+    /// transaction.
     Insert {
-        /// The task (status `Queued`).
+        /// The task (status `Queued`, no attempts).
         record: Box<TaskRecord>,
+        /// Who claims it at once, and until when (Unix ms).
+        lease: Option<(String, u64)>,
     },
     /// A coordinator's heartbeat (shared stores only): records `info` as alive until
     /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time.
@@ -414,7 +418,7 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
 
     /// Inserts a queued task, its id assigned by the store (see [`LeaseOp::Insert`]).
     fn insert(&self, record: TaskRecord) -> Result<TaskId, Error> {
-        match self.lease_op(LeaseOp::Insert { record: Box::new(record) })? {
+        match self.lease_op(LeaseOp::Insert { record: Box::new(record), lease: None })? {
             LeaseOutcome::Inserted(id) => Ok(id),
             o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
         }

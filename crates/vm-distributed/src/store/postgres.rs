@@ -658,8 +658,12 @@ fn live_attempt(tx: &mut Tx<'_>, id: TaskId, attempt: u32) -> Result<Option<Task
     Ok(locked_task(tx, id)?.filter(|t| !t.status.is_final() && t.attempts == attempt))
 }
 
-/// Inserts new queued tasks in one statement, with ids drawn from the sequence.
-fn insert_all(tx: &mut Tx<'_>, records: &[&TaskRecord]) -> Result<Vec<TaskId>, Error> {
+/// Inserts new queued tasks in one statement, with ids drawn from the sequence; those with
+/// a lease get attempt 1 and their lease in a second statement.
+fn insert_all(
+    tx: &mut Tx<'_>,
+    records: &[(&TaskRecord, Option<&(String, u64)>)],
+) -> Result<Vec<TaskId>, Error> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
@@ -672,19 +676,35 @@ fn insert_all(tx: &mut Tx<'_>, records: &[&TaskRecord]) -> Result<Vec<TaskId>, E
         .map(|r| r.get(0))
         .collect();
     let mut sealed = Vec::with_capacity(records.len());
-    for (rec, &id) in records.iter().zip(&ids) {
+    let mut attempts = Vec::with_capacity(records.len());
+    let (mut l_ids, mut l_owners, mut l_until) = (Vec::new(), Vec::new(), Vec::new());
+    for ((rec, lease), &id) in records.iter().zip(&ids) {
         let mut rec = (*rec).clone();
         rec.id = TaskId(id as u64);
         rec.status = TaskStatus::Queued;
+        if let Some((owner, until_ms)) = lease {
+            rec.attempts = 1;
+            l_ids.push(id);
+            l_owners.push(owner.as_str());
+            l_until.push(*until_ms as i64);
+        }
+        attempts.push(rec.attempts as i32);
         sealed.push(seal_value("tasks", rec.id.0, &rec)?);
     }
-    let attempts: Vec<i32> = records.iter().map(|r| r.attempts as i32).collect();
     tx.execute(
         "INSERT INTO vmx_tasks (id, record, final, attempts, state)
          SELECT u.id, u.record, false, u.attempts, 'queued'
          FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[]) AS u(id, record, attempts)",
         &[&ids, &sealed, &attempts],
     )?;
+    if !l_ids.is_empty() {
+        tx.execute(
+            "INSERT INTO vmx_leases (task, owner, attempt, until_ms)
+             SELECT u.task, u.owner, 1, u.until_ms
+             FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS u(task, owner, until_ms)",
+            &[&l_ids, &l_owners, &l_until],
+        )?;
+    }
     Ok(ids.into_iter().map(|id| TaskId(id as u64)).collect())
 }
 
@@ -860,10 +880,12 @@ fn lease_op(tx: &mut Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
             }
             _ => LeaseOutcome::Cancelled(false),
         },
-        LeaseOp::Insert { record } => match insert_all(tx, &[&**record])?.first() {
-            Some(id) => LeaseOutcome::Inserted(*id),
-            None => return Err(Error::Store("no task id drawn".into())),
-        },
+        LeaseOp::Insert { record, lease } => {
+            match insert_all(tx, &[(&**record, lease.as_ref())])?.first() {
+                Some(id) => LeaseOutcome::Inserted(*id),
+                None => return Err(Error::Store("no task id drawn".into())),
+            }
+        }
         LeaseOp::Beat { info, now_ms, lease_ms } => {
             let until_ms = now_ms.saturating_add(*lease_ms) as i64;
             tx.execute(
@@ -942,16 +964,18 @@ fn commit_batch(
 ) -> Result<(), Error> {
     let tx = client.transaction().map_err(store_err)?;
     let mut tx = Tx { tx, stmts };
-    let inserts: Vec<&TaskRecord> = batch
+    let inserts: Vec<(&TaskRecord, Option<&(String, u64)>)> = batch
         .iter()
         .filter_map(|(op, _)| match op {
-            StoreOp::Lease(LeaseOp::Insert { record }, _) => Some(&**record),
+            StoreOp::Lease(LeaseOp::Insert { record, lease }, _) => {
+                Some((&**record, lease.as_ref()))
+            }
             _ => None,
         })
         .collect();
     let released =
         batch.iter().any(|(op, _)| matches!(op, StoreOp::Lease(LeaseOp::Release { .. }, _)));
-    let mut queued = !inserts.is_empty() || released;
+    let mut queued = inserts.iter().any(|(_, lease)| lease.is_none()) || released;
     let mut inserted = insert_all(&mut tx, &inserts)?.into_iter();
     let mut out: Vec<Option<LeaseOutcome>> = (0..batch.len()).map(|_| None).collect();
     let mut group = Vec::new();
