@@ -231,8 +231,9 @@ fn check_store(dir: &Path) -> Result<ExitCode> {
 /// `vmx worker`.
 #[derive(clap::Args)]
 pub struct WorkerArgs {
-    /// The coordinator's address.
-    #[arg(long)]
+    /// The coordinator's address; several separated by commas (coordinators sharing one
+    /// database): the worker moves to the next when one goes away.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     join: String,
     /// File holding the cluster token.
     #[arg(long)]
@@ -288,8 +289,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
 /// `vmx submit`.
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// The coordinator's address.
-    #[arg(long)]
+    /// The coordinator's address; several separated by commas (coordinators sharing one
+    /// database) are tried in turn.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// File holding the cluster token.
     #[arg(long)]
@@ -418,8 +420,9 @@ fn print_outcome(info: &TaskInfo) -> Result<ExitCode> {
 /// `vmx status`.
 #[derive(clap::Args)]
 pub struct StatusArgs {
-    /// The coordinator's address.
-    #[arg(long)]
+    /// The coordinator's address; several separated by commas (coordinators sharing one
+    /// database) are tried in turn.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// File holding the cluster token.
     #[arg(long)]
@@ -439,6 +442,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             };
             print!("{id}: {}", info.status.name());
             match &info.status {
+                TaskStatus::Running { node, attempt } if node.0 == 0 => {
+                    print!(" via another coordinator (attempt {attempt})")
+                }
                 TaskStatus::Running { node, attempt } => print!(" on {node} (attempt {attempt})"),
                 TaskStatus::Completed { exit_status } => {
                     print!(", exit status {exit_status}");
@@ -479,6 +485,23 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 n.last_seen_ms,
             );
         }
+        if !s.coordinators.is_empty() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let alive = s.coordinators.iter().filter(|c| c.until_ms > now).count();
+            println!("coordinators: {} ({alive} alive)", s.coordinators.len());
+            for c in &s.coordinators {
+                println!(
+                    "  {:<21}  {:<5}  pid {}  started {}  last heartbeat {} ms ago",
+                    c.addr,
+                    if c.until_ms > now { "alive" } else { "dead" },
+                    c.pid,
+                    utc(c.started_ms),
+                    now.saturating_sub(c.seen_ms),
+                );
+            }
+        }
         let t = &s.tasks;
         println!(
             "tasks: {} total, {} queued, {} running, {} completed, {} failed, {} cancelled",
@@ -517,8 +540,9 @@ fn utc(ms: u64) -> String {
 /// `vmx cancel`.
 #[derive(clap::Args)]
 pub struct CancelArgs {
-    /// The coordinator's address.
-    #[arg(long)]
+    /// The coordinator's address; several separated by commas (coordinators sharing one
+    /// database) are tried in turn.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// File holding the cluster token.
     #[arg(long)]
@@ -680,8 +704,9 @@ pub fn cluster(args: ClusterArgs) -> Result<ExitCode> {
 /// `vmx bench-client` (hidden): the load generator of `cargo xtask bench-cluster`.
 #[derive(clap::Args)]
 pub struct BenchClientArgs {
-    /// The coordinator's address.
-    #[arg(long)]
+    /// The coordinator's address; several separated by commas (coordinators sharing one
+    /// database) are tried in turn.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
     coordinator: String,
     /// File holding the cluster token.
     #[arg(long)]
@@ -710,9 +735,16 @@ pub fn bench_client(args: BenchClientArgs) -> Result<ExitCode> {
     let argv = args.guest.argv();
     let token = token(&args.token_file)?;
     runtime()?.block_on(async {
-        let client =
-            Arc::new(ClusterClient::connect(&args.coordinator, &token, CONNECT_TIMEOUT).await?);
-        let image = client.put_image(program).await?;
+        // One connection per coordinator listed; throughput runs submit through each in turn.
+        let mut clients = Vec::new();
+        for addr in args.coordinator.split(',') {
+            clients.push(Arc::new(ClusterClient::connect(addr, &token, CONNECT_TIMEOUT).await?));
+        }
+        let client = clients[0].clone();
+        let mut image = client.put_image(program.clone()).await?;
+        for c in &clients[1..] {
+            image = c.put_image(program.clone()).await?;
+        }
         let spec = TaskSpec {
             image,
             args: argv,
@@ -722,13 +754,13 @@ pub fn bench_client(args: BenchClientArgs) -> Result<ExitCode> {
         };
         match args.failover {
             Some(n) => failover(&client, spec, n).await,
-            None => throughput(client, spec, args.tasks, args.window).await,
+            None => throughput(clients, spec, args.tasks, args.window).await,
         }
     })
 }
 
 async fn throughput(
-    client: Arc<ClusterClient>,
+    clients: Vec<Arc<ClusterClient>>,
     spec: TaskSpec,
     tasks: usize,
     window: usize,
@@ -736,9 +768,9 @@ async fn throughput(
     let permits = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(tasks);
-    for _ in 0..tasks {
+    for i in 0..tasks {
         let permit = permits.clone().acquire_owned().await?;
-        let (client, spec) = (client.clone(), spec.clone());
+        let (client, spec) = (clients[i % clients.len()].clone(), spec.clone());
         handles.push(tokio::spawn(async move {
             let start = Instant::now();
             let id = client.submit(TaskType::CpuIntensive, spec).await?;

@@ -136,7 +136,7 @@ fn a_postgres_store_keeps_every_task_across_a_kill_9_and_a_database_outage() {
     let url = server.new_db("cluster");
     let out = vmx_output(&["coordinator", "--store", &url, "--migrate-only"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "schema at version 1");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "schema at version 2");
     let (coord, addr) = coordinator(dir.path(), &url);
     let token = dir.path().join("token");
     let worker_args = |addr: &str| {
@@ -249,10 +249,6 @@ fn bad_stores_are_refused_with_one_line() {
     server.sql("locked", "REVOKE ALL ON SCHEMA public FROM PUBLIC");
     let out = start(&server.url_as("weak", "locked"));
     assert_refused(&out, "no permission", "the role needs the CREATE privilege");
-    // A second coordinator on a database in use.
-    let url = server.new_db("shared");
-    let (_first, _) = coordinator(dir.path(), &url);
-    assert_refused(&start(&url), "a second coordinator", "another coordinator is using");
     // A schema from a newer vmx.
     let url = server.new_db("newer");
     let out = vmx_output(&["coordinator", "--store", &url, "--migrate-only"]);

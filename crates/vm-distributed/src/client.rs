@@ -123,33 +123,48 @@ impl ClusterClient {
 
     /// Like [`ClusterClient::connect`], but retries connection failures (not authentication
     /// failures) with exponential back-off from 20 ms to 1 s, with jitter, for up to `total`.
+    /// `addr` may list several coordinators separated by commas (coordinators sharing one
+    /// database): each is tried in turn (a log line names the next one), and the back-off
+    /// applies after a whole round failed.
     pub async fn connect_retrying(
         addr: &str,
         token: &ClusterToken,
         timeout: Duration,
         total: Duration,
     ) -> Result<Self, Error> {
+        let addrs: Vec<&str> = addr.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        if addrs.is_empty() {
+            return Err(Error::Invalid("no coordinator address".into()));
+        }
         let give_up = std::time::Instant::now() + total;
         let mut delay = Duration::from_millis(20);
         loop {
-            match Self::connect(addr, token, timeout).await {
-                Ok(c) => return Ok(c),
-                Err(
-                    e @ (Error::AuthFailed | Error::VersionMismatch { .. } | Error::Invalid(_)),
-                ) => return Err(e),
-                Err(e) => {
-                    let now = std::time::Instant::now();
-                    if now >= give_up {
-                        return Err(e);
+            let mut last = None;
+            for (i, a) in addrs.iter().enumerate() {
+                match Self::connect(a, token, timeout).await {
+                    Ok(c) => return Ok(c),
+                    Err(
+                        e @ (Error::AuthFailed | Error::VersionMismatch { .. } | Error::Invalid(_)),
+                    ) => return Err(e),
+                    Err(e) => {
+                        if let Some(next) = addrs.get(i + 1) {
+                            tracing::warn!("coordinator {a} unreachable ({e}); trying {next}");
+                        }
+                        last = Some(e);
                     }
-                    let jitter = crate::auth::random_nonce().map_or(0, |n| n[0]);
-                    let wait = (delay + delay.mul_f64(f64::from(jitter) / 255.0))
-                        .min(give_up.saturating_duration_since(now));
-                    tracing::debug!("connecting to {addr} failed ({e}); retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
+            let e = last.unwrap_or(Error::Closed);
+            let now = std::time::Instant::now();
+            if now >= give_up {
+                return Err(e);
+            }
+            let jitter = crate::auth::random_nonce().map_or(0, |n| n[0]);
+            let wait = (delay + delay.mul_f64(f64::from(jitter) / 255.0))
+                .min(give_up.saturating_duration_since(now));
+            tracing::debug!("connecting to {addr} failed ({e}); retrying in {wait:?}");
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -239,7 +254,9 @@ impl ClusterClient {
     /// The nodes and task counts.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
         match self.request(|req| VmMessage::GetClusterStatus { req }).await? {
-            VmMessage::ClusterStatus { nodes, tasks, .. } => Ok(ClusterStatus { nodes, tasks }),
+            VmMessage::ClusterStatus { nodes, tasks, coordinators, .. } => {
+                Ok(ClusterStatus { nodes, tasks, coordinators })
+            }
             m => Err(Error::Unexpected(m.kind())),
         }
     }

@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use vm_exec_core::exec::{GuestExit, GuestSignal};
 
 /// Version of this protocol; both ends of a connection must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The first bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"VMXD";
 /// Largest frame; larger messages are split into frames of this size.
@@ -415,6 +415,23 @@ pub struct TaskInfo {
     pub result: Option<TaskResult>,
 }
 
+/// A coordinator sharing the task store, as its heartbeat row records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorInfo {
+    /// Its identity (listen address, pid and a random suffix; new at every start).
+    pub id: String,
+    /// The address it listens on.
+    pub addr: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started (Unix time, milliseconds).
+    pub started_ms: u64,
+    /// Its last heartbeat (Unix time, milliseconds).
+    pub seen_ms: u64,
+    /// When its heartbeat and leases expire unless renewed (Unix time, milliseconds).
+    pub until_ms: u64,
+}
+
 /// Task counts by status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounts {
@@ -663,6 +680,8 @@ pub enum VmMessage {
         nodes: Vec<VmInfo>,
         /// Tasks by status.
         tasks: TaskCounts,
+        /// The coordinators sharing the task store (empty with a store of one coordinator).
+        coordinators: Vec<CoordinatorInfo>,
     },
     /// A request failed.
     Failure {

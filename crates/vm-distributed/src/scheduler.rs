@@ -163,6 +163,24 @@ impl TaskScheduler {
         self.nodes.values().any(|s| s.available && s.running < s.capabilities.max_concurrent)
     }
 
+    /// Free slots on available nodes (whatever the memory).
+    pub fn free_slots(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|s| s.available)
+            .map(|s| s.capabilities.max_concurrent.saturating_sub(s.running) as usize)
+            .sum()
+    }
+
+    /// Slots of available nodes, free or not.
+    pub fn capacity(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|s| s.available)
+            .map(|s| s.capabilities.max_concurrent as usize)
+            .sum()
+    }
+
     /// Whether some node could take a task needing `memory`.
     pub fn has_room(&self, memory: u64) -> bool {
         self.nodes.values().any(|s| s.fits(memory))

@@ -12,6 +12,9 @@
 //!   after the next registration.
 //! - The worker reconnects with exponential back-off (with jitter) whenever the connection
 //!   ends; only an authentication failure ends it, since retrying cannot fix a wrong token.
+//!   With several coordinator addresses it moves to the next one whenever a connection
+//!   ends or fails (a log line says so), backing off only after a whole round failed; it
+//!   registers there with the tasks it runs, and reports their results there.
 //! - A malformed or unexpected message closes the connection (and the worker reconnects); it
 //!   never stops the worker.
 
@@ -36,7 +39,9 @@ use vm_exec_core::sync::IgnorePoison;
 /// How a worker runs.
 #[derive(Clone)]
 pub struct WorkerConfig {
-    /// The coordinator's address (`host:port`).
+    /// The coordinator's address (`host:port`), or several separated by commas
+    /// (coordinators sharing one database): tried in turn, the next one when a connection
+    /// ends or fails.
     pub coordinator: String,
     /// The cluster token.
     pub token: ClusterToken,
@@ -384,22 +389,41 @@ async fn run(config: WorkerConfig, node: NodeId, stop: Arc<AtomicBool>) -> Resul
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let addrs: Vec<String> = config
+        .coordinator
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if addrs.is_empty() {
+        drop(guard);
+        return Err(Error::Invalid("no coordinator address".into()));
+    }
     let mut delay = config.reconnect_min;
+    let (mut at, mut round_start) = (0usize, 0usize);
     while !stop.load(Ordering::Acquire) {
         let mut registered = false;
-        match session(&config, &pool, &name, &mut reports_rx, &mut registered).await {
+        let addr = &addrs[at];
+        match session(&config, addr, &pool, &name, &mut reports_rx, &mut registered).await {
             Err(e @ (Error::AuthFailed | Error::Handshake(_) | Error::VersionMismatch { .. })) => {
                 tracing::error!("worker {node}: {e}");
                 drop(guard);
                 return Err(e);
             }
-            Err(e) => {
-                tracing::warn!("worker {node}: connection to {} ended: {e}", config.coordinator)
-            }
+            Err(e) => tracing::warn!("worker {node}: connection to {addr} ended: {e}"),
             Ok(()) => {}
         }
         if registered {
             delay = config.reconnect_min;
+            round_start = at;
+        }
+        if addrs.len() > 1 {
+            at = (at + 1) % addrs.len();
+            tracing::warn!("worker {node}: failing over to the coordinator at {}", addrs[at]);
+            if at != round_start || registered {
+                // Try the next coordinator at once; back off only after a whole round.
+                continue;
+            }
         }
         let jitter = u64::from(crate::auth::random_nonce().map(|n| n[0]).unwrap_or(0));
         let wait = delay + delay.mul_f64(jitter as f64 / 512.0);
@@ -433,13 +457,14 @@ type WaitingTask = (TaskId, u32, TaskSpec, Option<u64>);
 
 async fn session(
     config: &WorkerConfig,
+    addr: &str,
     pool: &Arc<GuestPool>,
     name: &str,
     reports: &mut mpsc::UnboundedReceiver<VmMessage>,
     registered: &mut bool,
 ) -> Result<(), Error> {
     let hs = config.handshake_timeout;
-    let mut stream = tokio::time::timeout(hs, TcpStream::connect(&config.coordinator))
+    let mut stream = tokio::time::timeout(hs, TcpStream::connect(addr))
         .await
         .map_err(|_| Error::Timeout("connecting to the coordinator"))??;
     stream.set_nodelay(true)?;
@@ -447,7 +472,7 @@ async fn session(
         .await
         .map_err(|_| Error::Timeout("the handshake"))??;
     let (mut rd, wr) = stream.into_split();
-    let out = spawn_writer(wr, format!("coordinator {}", config.coordinator));
+    let out = spawn_writer(wr, format!("coordinator {addr}"));
     let _ = out.send(VmMessage::Register {
         node: pool.node,
         name: name.to_string(),
@@ -470,7 +495,7 @@ async fn session(
         Ok(Ok(other)) => return Err(Error::Unexpected(other.kind())),
     };
     *registered = true;
-    tracing::info!("worker {}: registered with {}", pool.node, config.coordinator);
+    tracing::info!("worker {}: registered with {addr}", pool.node);
     let (in_tx, mut inbox) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         loop {

@@ -7,11 +7,14 @@ use vm_test_support::pg;
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Weak};
+use vm_distributed::protocol::CoordinatorInfo;
 use vm_distributed::protocol::{
     ImageHash, NodeId, TaskExit, TaskId, TaskLimits, TaskResult, TaskSpec, TaskStatus, TaskType,
 };
 use vm_distributed::store::postgres::PgOptions;
-use vm_distributed::store::{Lease, PgStore, Recovered, RedbStore, StoreOp, TaskRecord, TaskStore};
+use vm_distributed::store::{
+    Lease, LeaseOp, LeaseOutcome, PgStore, Recovered, RedbStore, StoreOp, TaskRecord, TaskStore,
+};
 
 /// Opens (and reopens) one store.
 trait Backend {
@@ -225,6 +228,146 @@ fn run_suite(fresh: &mut dyn FnMut() -> Box<dyn Backend>) {
     }
 }
 
+fn lease_op(s: &dyn TaskStore, op: LeaseOp) -> LeaseOutcome {
+    s.lease_op(op).unwrap()
+}
+
+fn beat(s: &dyn TaskStore, id: &str, now_ms: u64) -> Vec<(TaskId, u32)> {
+    let info =
+        CoordinatorInfo { id: id.into(), addr: format!("{id}:1"), pid: 1, ..Default::default() };
+    match lease_op(s, LeaseOp::Beat { info, now_ms, lease_ms: 100 }) {
+        LeaseOutcome::Held(mut h) => {
+            h.sort();
+            h
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+/// The operations of a store several coordinators share (PostgreSQL only): ids from the
+/// database, heartbeats renewing leases, take-over of a failed-over worker's tasks, results
+/// reported to a coordinator that does not hold the task, giving a task back; every one
+/// fenced by the attempt.
+fn shared_operations(s: &dyn TaskStore) {
+    assert!(s.shared());
+    let ids: Vec<TaskId> = (0..3).map(|_| s.insert(record(0)).unwrap()).collect();
+    assert_eq!(ids, [TaskId(1), TaskId(2), TaskId(3)], "ids from the database's sequence");
+    assert_eq!(s.task(TaskId(2)).unwrap().unwrap().spec, record(0).spec);
+    let c = s.claim("A", 1000, 100, 2).unwrap();
+    assert_eq!(c.len(), 2);
+    // A's heartbeat renews both its leases; B holds nothing.
+    assert_eq!(beat(s, "A", 1050), [(TaskId(1), 1), (TaskId(2), 1)]);
+    assert_eq!(s.lease(TaskId(1)).unwrap().unwrap().until_ms, 1150);
+    assert!(beat(s, "B", 1050).is_empty());
+    let names: Vec<String> = s.coordinators().unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // A dies; its worker fails over to B and reports task 1 (attempt 1) and a stale attempt
+    // of task 2: B takes over task 1 only.
+    let op = LeaseOp::Adopt {
+        owner: "B".into(),
+        tasks: vec![(TaskId(1), 1), (TaskId(2), 7)],
+        now_ms: 1100,
+        lease_ms: 100,
+    };
+    match lease_op(s, op) {
+        LeaseOutcome::Claimed(c) => {
+            assert_eq!(
+                c.iter().map(|c| (c.record.id, c.attempt)).collect::<Vec<_>>(),
+                [(TaskId(1), 1)]
+            )
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(beat(s, "A", 1110), [(TaskId(2), 1)], "A no longer holds task 1");
+    // A result reported for a stale attempt is ignored; the current one is recorded, once.
+    let report = |task: u64, code: i32, attempt: u32| LeaseOp::FinishReported {
+        task: TaskId(task),
+        result: Box::new(result(code, attempt)),
+    };
+    assert_eq!(lease_op(s, report(1, 9, 2)), LeaseOutcome::Finished(false));
+    assert_eq!(lease_op(s, report(1, 4, 1)), LeaseOutcome::Finished(true));
+    assert_eq!(lease_op(s, report(1, 5, 1)), LeaseOutcome::Finished(false), "a duplicate");
+    assert_eq!(s.result(TaskId(1)).unwrap(), Some(result(4, 1)));
+    assert_eq!(
+        s.task(TaskId(1)).unwrap().unwrap().status,
+        TaskStatus::Completed { exit_status: 4 }
+    );
+    // Giving task 2 back: only its owner may, and it is claimable after the back-off, as
+    // attempt 2.
+    let mut back = s.task(TaskId(2)).unwrap().unwrap();
+    back.failed_attempts = 1;
+    back.reasons = vec!["worker error".into()];
+    let release = |owner: &str| LeaseOp::Release {
+        record: Box::new(back.clone()),
+        owner: owner.into(),
+        attempt: 1,
+        retry_at_ms: 1500,
+    };
+    assert_eq!(lease_op(s, release("B")), LeaseOutcome::Released(false), "not B's lease");
+    assert_eq!(lease_op(s, release("A")), LeaseOutcome::Released(true));
+    let c = s.claim("B", 1400, 1000, 10).unwrap();
+    assert_eq!(c.iter().map(|c| c.record.id).collect::<Vec<_>>(), [TaskId(3)], "2 backs off");
+    let c = s.claim("B", 1500, 100, 10).unwrap();
+    assert_eq!(c.iter().map(|c| (c.record.id, c.attempt)).collect::<Vec<_>>(), [(TaskId(2), 2)]);
+    assert_eq!(c[0].record.reasons, ["worker error"]);
+    // Counts from the database: 1 completed, 2 and 3 running (live leases at 1550).
+    let n = s.counts(1550).unwrap();
+    assert_eq!((n.queued, n.running, n.completed), (0, 2, 1), "{n:?}");
+    let n = s.counts(9999).unwrap();
+    assert_eq!((n.queued, n.running), (2, 0), "expired leases count as queued: {n:?}");
+    let mut finals = s.finals(&[TaskId(1), TaskId(2), TaskId(9)]).unwrap();
+    finals.sort_by_key(|f| f.0);
+    assert_eq!(finals.len(), 2, "9 is unknown");
+    assert_eq!(finals[0].1.as_ref().map(|f| f.1.clone()), Some(Some(result(4, 1))));
+    assert_eq!((finals[1].0, finals[1].1.is_none()), (TaskId(2), true), "2 is not final");
+    // Many results queued at once (committed together): each fenced in order, duplicates
+    // within the batch refused.
+    let ids: Vec<TaskId> = (0..50).map(|_| s.insert(record(0)).unwrap()).collect();
+    let claims = s.claim("C", 2000, 10_000, 100).unwrap();
+    assert_eq!(claims.len(), 51, "the 50 new ones, and 2 whose lease expired");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (n, c) in claims.iter().enumerate() {
+        for (k, attempt) in [c.attempt, c.attempt, c.attempt + 1].into_iter().enumerate() {
+            let op = if k == 0 && n % 2 == 0 {
+                LeaseOp::Finish {
+                    record: Box::new(completed(c.record.clone(), 1)),
+                    attempt,
+                    result: Some(result(1, attempt)),
+                }
+            } else {
+                LeaseOp::FinishReported { task: c.record.id, result: Box::new(result(2, attempt)) }
+            };
+            let (tx, id) = (tx.clone(), c.record.id);
+            s.apply(
+                StoreOp::Lease(
+                    op,
+                    Box::new(move |r| {
+                        tx.send((id, k, r.unwrap())).unwrap();
+                    }),
+                ),
+                None,
+            );
+        }
+    }
+    drop(tx);
+    let mut recorded = std::collections::HashMap::new();
+    for (id, k, o) in rx {
+        assert_eq!(o == LeaseOutcome::Finished(true), k == 0, "{id:?} op {k}: {o:?}");
+        if k == 0 {
+            *recorded.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(recorded.len(), 51);
+    for (n, c) in claims.iter().enumerate() {
+        let code = if n % 2 == 0 { 1 } else { 2 };
+        assert_eq!(s.result(c.record.id).unwrap(), Some(result(code, c.attempt)));
+        assert_eq!(s.lease(c.record.id).unwrap(), None);
+    }
+    assert!(ids.iter().all(|id| s.task(*id).unwrap().unwrap().status.is_final()));
+    let n = s.counts(2000).unwrap();
+    assert_eq!((n.queued, n.running, n.completed), (0, 1, 52), "3 is still leased: {n:?}");
+}
+
 #[test]
 fn redb_backend() {
     run_suite(&mut || Box::new(Redb(tempfile::tempdir().unwrap())));
@@ -238,6 +381,9 @@ fn postgres_backend() {
         n += 1;
         Box::new(Pg(server.new_db(&format!("suite{n}"))))
     });
+    eprintln!("  shared operations");
+    let (s, _) = Pg(server.new_db("shared")).open();
+    shared_operations(&*s);
     // A value altered in the database is refused, not served.
     let url = server.new_db("damaged");
     {

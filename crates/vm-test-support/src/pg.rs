@@ -14,6 +14,7 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    fsync: bool,
 }
 
 fn find_bin() -> Option<PathBuf> {
@@ -49,8 +50,19 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
 }
 
 impl PgServer {
-    /// Starts a server, or says why it cannot (see the module docs).
+    /// Starts a server, or says why it cannot (see the module docs). It runs with
+    /// `fsync=off` (tests need no durability against power loss).
     pub fn start() -> Option<PgServer> {
+        Self::start_with(false)
+    }
+
+    /// Like [`PgServer::start`], with PostgreSQL's `fsync` on (for benchmarks comparing
+    /// against a store that syncs its commits).
+    pub fn start_durable() -> Option<PgServer> {
+        Self::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Option<PgServer> {
         let Some(bin) = find_bin() else {
             let why = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; apt-get install postgresql)";
             if std::env::var_os("VMX_REQUIRE_POSTGRES").is_some() {
@@ -67,7 +79,7 @@ impl PgServer {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&base).unwrap();
-        let server = PgServer { dir: base, bin, port: free_port(), as_postgres };
+        let server = PgServer { dir: base, bin, port: free_port(), as_postgres, fsync };
         if as_postgres {
             check(
                 "chown postgres",
@@ -100,9 +112,10 @@ impl PgServer {
 
     fn ctl(&self, action: &str) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            if self.fsync { "on" } else { "off" }
         );
         check(
             &format!("pg_ctl {action}"),

@@ -6,12 +6,12 @@
 use crate::architecture::DistributedArchitectureConfig;
 use crate::fault_tolerance::{Attempts, FailureVerdict, FaultToleranceManager, ResultVerdict};
 use crate::protocol::{
-    ImageHash, NodeId, TaskCounts, TaskExit, TaskId, TaskInfo, TaskResult, TaskSpec, TaskStatus,
-    TaskType, VmMessage,
+    ImageHash, NodeId, TaskCounts, TaskId, TaskInfo, TaskResult, TaskSpec, TaskStatus, TaskType,
+    VmMessage,
 };
 use crate::registry::{NodeRegistry, NodeState, VmInfo};
 use crate::scheduler::TaskScheduler;
-use crate::store::{Recovered, StoreOp, TaskRecord, TaskStore};
+use crate::store::{status_of_result, Recovered, StoreOp, TaskRecord, TaskStore};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub(super) enum Responder {
 }
 
 impl Responder {
-    fn reply(self, make: impl FnOnce(u64) -> VmMessage) {
+    pub(super) fn reply(self, make: impl FnOnce(u64) -> VmMessage) {
         match self {
             Responder::Remote { tx, req } => {
                 let _ = tx.send(make(req));
@@ -44,66 +44,117 @@ impl Responder {
         }
     }
 
-    fn fail(self, message: String) {
+    pub(super) fn fail(self, message: String) {
         self.reply(|req| VmMessage::Failure { req, message });
     }
 }
 
 /// What the core reacts to.
 pub(super) enum Event {
-    PutImage { hash: ImageHash, bytes: Arc<Vec<u8>>, reply: Responder },
-    Submit { task_type: TaskType, spec: TaskSpec, reply: Responder },
-    Status { task: TaskId, reply: Responder },
-    Wait { task: TaskId, reply: Responder },
-    Cluster { reply: Responder },
-    HasImage { hash: ImageHash, reply: Responder },
-    Cancel { task: TaskId, by: String, reply: Responder },
-    NodeUp { conn: u64, addr: String, register: VmMessage, tx: mpsc::UnboundedSender<VmMessage> },
-    FromNode { node: NodeId, conn: u64, msg: VmMessage },
-    NodeDown { node: NodeId, conn: u64 },
-    Durable { task: TaskId, ok: bool },
+    PutImage {
+        hash: ImageHash,
+        bytes: Arc<Vec<u8>>,
+        reply: Responder,
+    },
+    Submit {
+        task_type: TaskType,
+        spec: TaskSpec,
+        reply: Responder,
+    },
+    Status {
+        task: TaskId,
+        reply: Responder,
+    },
+    Wait {
+        task: TaskId,
+        reply: Responder,
+    },
+    Cluster {
+        reply: Responder,
+    },
+    HasImage {
+        hash: ImageHash,
+        reply: Responder,
+    },
+    Cancel {
+        task: TaskId,
+        by: String,
+        reply: Responder,
+    },
+    NodeUp {
+        conn: u64,
+        addr: String,
+        register: VmMessage,
+        tx: mpsc::UnboundedSender<VmMessage>,
+    },
+    FromNode {
+        node: NodeId,
+        conn: u64,
+        msg: VmMessage,
+    },
+    NodeDown {
+        node: NodeId,
+        conn: u64,
+    },
+    Durable {
+        task: TaskId,
+        ok: bool,
+    },
+    /// Work to do on the core (a store operation's continuation, shared stores).
+    Run(Box<dyn FnOnce(&mut Core) + Send>),
+    /// Another coordinator (or this one) queued work in a shared store.
+    Wake,
     Shutdown,
 }
 
-struct Task {
-    task_type: TaskType,
-    spec: Arc<TaskSpec>,
-    submitted_at_ms: u64,
-    status: TaskStatus,
-    att: Attempts,
+pub(super) struct Task {
+    pub(super) task_type: TaskType,
+    pub(super) spec: Arc<TaskSpec>,
+    pub(super) submitted_at_ms: u64,
+    pub(super) status: TaskStatus,
+    pub(super) att: Attempts,
     /// The final result until it is durable (kept if the commit failed).
-    result: Option<TaskResult>,
+    pub(super) result: Option<TaskResult>,
     /// The final record committed.
-    durable: bool,
+    pub(super) durable: bool,
+    /// With a shared store: the attempt this coordinator's lease covers (0 otherwise).
+    pub(super) lease: u32,
 }
 
-fn now_ms() -> u64 {
+/// Decrements a count, never below zero.
+pub(super) fn dec(c: &mut u64) {
+    *c = c.saturating_sub(1);
+}
+
+pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(super) struct Core {
-    ft: FaultToleranceManager,
+    pub(super) ft: FaultToleranceManager,
     registry: NodeRegistry,
-    sched: TaskScheduler,
-    store: Arc<dyn TaskStore>,
+    pub(super) sched: TaskScheduler,
+    pub(super) store: Arc<dyn TaskStore>,
     max_queued: u64,
     max_output_cap: u32,
-    tasks: HashMap<TaskId, Task>,
-    queue: VecDeque<TaskId>,
+    pub(super) tasks: HashMap<TaskId, Task>,
+    pub(super) queue: VecDeque<TaskId>,
     delayed: BinaryHeap<Reverse<(Instant, TaskId)>>,
-    deadlines: BinaryHeap<Reverse<(Instant, TaskId)>>,
-    waiters: HashMap<TaskId, Vec<Responder>>,
+    pub(super) deadlines: BinaryHeap<Reverse<(Instant, TaskId)>>,
+    pub(super) waiters: HashMap<TaskId, Vec<Responder>>,
     /// Per node: its current connection's outgoing queue.
     links: HashMap<NodeId, mpsc::UnboundedSender<VmMessage>>,
     /// Per node: the tasks occupying its slots, with their memory.
-    node_tasks: HashMap<NodeId, HashMap<TaskId, u64>>,
-    images: HashMap<ImageHash, Arc<Vec<u8>>>,
+    pub(super) node_tasks: HashMap<NodeId, HashMap<TaskId, u64>>,
+    pub(super) images: HashMap<ImageHash, Arc<Vec<u8>>>,
     next_id: u64,
-    counts: TaskCounts,
-    events: mpsc::UnboundedSender<Event>,
+    pub(super) counts: TaskCounts,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    /// With a store several coordinators share: claims, leases, heartbeats.
+    pub(super) shared: Option<super::shared::Shared>,
 }
 
-fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
+pub(super) fn count_of<'a>(counts: &'a mut TaskCounts, s: &TaskStatus) -> &'a mut u64 {
     match s {
         TaskStatus::Queued => &mut counts.queued,
         TaskStatus::Running { .. } => &mut counts.running,
@@ -119,7 +170,9 @@ impl Core {
         store: Arc<dyn TaskStore>,
         recovered: Recovered,
         events: mpsc::UnboundedSender<Event>,
+        addr: std::net::SocketAddr,
     ) -> Core {
+        let shared = store.shared().then(|| super::shared::Shared::new(addr));
         let mut core = Core {
             ft: FaultToleranceManager::new(config.fault_tolerance.clone()),
             registry: NodeRegistry::new(&config.fault_tolerance),
@@ -138,12 +191,20 @@ impl Core {
             next_id: 1,
             counts: TaskCounts::default(),
             events,
+            shared,
         };
+        if core.shared.is_some() {
+            let events = core.events.clone();
+            core.store.subscribe(Box::new(move || {
+                let _ = events.send(Event::Wake);
+            }));
+        }
         for (hash, bytes) in recovered.images {
             core.images.insert(hash, Arc::new(bytes));
         }
         let (now, now_ms) = (Instant::now(), now_ms());
         let (mut pending, mut fin) = (0, 0);
+        // A shared store's tasks are claimed as they go (none are recovered).
         for rec in recovered.tasks {
             core.next_id = core.next_id.max(rec.id.0 + 1);
             let final_ = rec.status.is_final();
@@ -179,6 +240,7 @@ impl Core {
                     att,
                     result: None,
                     durable: true,
+                    lease: 0,
                 },
             );
         }
@@ -219,14 +281,14 @@ impl Core {
         }
     }
 
-    fn set_status(&mut self, id: TaskId, status: TaskStatus) {
+    pub(super) fn set_status(&mut self, id: TaskId, status: TaskStatus) {
         let Some(t) = self.tasks.get_mut(&id) else { return };
-        *count_of(&mut self.counts, &t.status) -= 1;
+        dec(count_of(&mut self.counts, &t.status));
         *count_of(&mut self.counts, &status) += 1;
         t.status = status;
     }
 
-    fn record(&self, id: TaskId) -> Option<TaskRecord> {
+    pub(super) fn record(&self, id: TaskId) -> Option<TaskRecord> {
         let t = self.tasks.get(&id)?;
         Some(TaskRecord {
             id,
@@ -240,7 +302,7 @@ impl Core {
         })
     }
 
-    fn info(&self, id: TaskId) -> Option<TaskInfo> {
+    pub(super) fn info(&self, id: TaskId) -> Option<TaskInfo> {
         let t = self.tasks.get(&id)?;
         let result = match (&t.result, t.durable && t.status.is_final()) {
             (Some(r), _) => Some(r.clone()),
@@ -260,11 +322,11 @@ impl Core {
         })
     }
 
-    fn send(&self, node: NodeId, msg: VmMessage) -> bool {
+    pub(super) fn send(&self, node: NodeId, msg: VmMessage) -> bool {
         self.links.get(&node).is_some_and(|tx| tx.send(msg).is_ok())
     }
 
-    fn handle(&mut self, ev: Event) {
+    pub(super) fn handle(&mut self, ev: Event) {
         match ev {
             Event::PutImage { hash, bytes, reply } => {
                 if self.images.contains_key(&hash) {
@@ -281,6 +343,20 @@ impl Core {
                 );
             }
             Event::Submit { task_type, spec, reply } => self.submit(task_type, spec, reply),
+            Event::Status { task, reply } if self.is_remote(task) => {
+                self.status_remote(task, reply)
+            }
+            Event::Wait { task, reply } if self.is_remote(task) => self.wait_remote(task, reply),
+            Event::Cancel { task, by, reply } if self.is_remote(task) => {
+                self.cancel_remote(task, by, reply)
+            }
+            Event::Cluster { reply } if self.shared.is_some() => self.cluster_shared(reply),
+            Event::Run(f) => f(self),
+            Event::Wake => {
+                if let Some(sh) = &mut self.shared {
+                    sh.want_claim = true;
+                }
+            }
             Event::Status { task, reply } => {
                 let info = self.info(task);
                 reply.reply(|req| VmMessage::Status { req, info });
@@ -302,9 +378,14 @@ impl Core {
             }
             Event::Cancel { task, by, reply } => self.cancel(task, by, reply),
             Event::Cluster { reply } => {
-                let nodes = self.nodes();
+                let nodes = self.nodes_list();
                 let tasks = self.counts.clone();
-                reply.reply(|req| VmMessage::ClusterStatus { req, nodes, tasks });
+                reply.reply(|req| VmMessage::ClusterStatus {
+                    req,
+                    nodes,
+                    tasks,
+                    coordinators: vec![],
+                });
             }
             Event::NodeUp { conn, addr, register, tx } => self.node_up(conn, addr, register, tx),
             Event::FromNode { node, conn, msg } => self.node_message(node, conn, msg),
@@ -320,7 +401,7 @@ impl Core {
                     t.durable = ok;
                     // One durable event per `finalize`: the outcome now counts (in memory
                     // only if the commit failed, which is logged).
-                    self.counts.running -= 1;
+                    dec(&mut self.counts.running);
                     *count_of(&mut self.counts, &t.status) += 1;
                 }
                 let info = self.info(task);
@@ -329,8 +410,15 @@ impl Core {
                     w.reply(|req| VmMessage::Status { req, info });
                 }
                 if ok {
+                    self.answer_remote_waiters(task, &info);
+                }
+                if ok {
                     if let Some(t) = self.tasks.get_mut(&task) {
                         t.result = None;
+                    }
+                    // A shared store answers for final tasks from now on.
+                    if self.shared.is_some() {
+                        self.forget(task);
                     }
                 }
             }
@@ -338,7 +426,7 @@ impl Core {
         }
     }
 
-    fn nodes(&self) -> Vec<VmInfo> {
+    pub(super) fn nodes_list(&self) -> Vec<VmInfo> {
         self.registry
             .list(Instant::now(), |n| self.node_tasks.get(&n).map_or(0, |m| m.len() as u32))
     }
@@ -383,6 +471,9 @@ impl Core {
                 largest >> 20
             ));
         }
+        if self.shared.is_some() {
+            return self.submit_shared(task_type, spec, reply);
+        }
         if self.counts.queued >= self.max_queued {
             return reply.fail(format!("the queue is full ({} tasks waiting)", self.counts.queued));
         }
@@ -403,6 +494,7 @@ impl Core {
                 att: Attempts { deadline, ..Default::default() },
                 result: None,
                 durable: false,
+                lease: 0,
             },
         );
         self.counts.queued += 1;
@@ -422,7 +514,7 @@ impl Core {
     /// now keeps its place and is stepped over (so one big task never holds up smaller ones
     /// behind it); once a task of some size did not fit, larger ones are not tried again in
     /// the same pass. A pass ends when no node has a free slot or after [`MAX_SCAN`] tasks.
-    fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         let mut skipped = Vec::new();
         let mut smallest_unfit = u64::MAX;
         let mut scanned = 0;
@@ -449,6 +541,7 @@ impl Core {
         for id in skipped.into_iter().rev() {
             self.queue.push_front(id);
         }
+        self.maybe_claim();
     }
 
     fn dispatch(&mut self, id: TaskId, node: NodeId) {
@@ -513,12 +606,26 @@ impl Core {
         let previous = self.node_tasks.remove(&node).unwrap_or_default();
         self.sched.remove_node(node);
         self.sched.upsert_node(node, capabilities);
+        // Tasks this coordinator does not know were placed by another one (that died, or
+        // the worker failed over): take over their leases.
+        let unknown: Vec<(TaskId, u32)> =
+            running.iter().filter(|(t, _)| !self.tasks.contains_key(t)).copied().collect();
+        if self.shared.is_some() && !unknown.is_empty() {
+            self.adopt(node, unknown);
+        }
         // What the node says it runs occupies its slots; queued tasks among them are adopted.
+        let mut stale = Vec::new();
         for &(task, attempt) in &running {
             let memory = self.tasks.get(&task).map_or(0, |t| t.spec.limits.memory_bytes);
             self.sched.started(node, memory);
             self.node_tasks.entry(node).or_default().insert(task, memory);
             if let Some(t) = self.tasks.get_mut(&task) {
+                // With a shared store, an attempt other than the one this coordinator's
+                // lease covers is stale (the task was claimed again): stop it.
+                if self.shared.is_some() && attempt != t.lease {
+                    stale.push(task);
+                    continue;
+                }
                 if t.status == TaskStatus::Queued {
                     t.att.started = t.att.started.max(attempt);
                     t.att.current = Some((node, attempt));
@@ -535,10 +642,13 @@ impl Core {
             self.attempt_lost(task, node, reason);
         }
         let _ = tx.send(VmMessage::Registered { heartbeat_ms });
+        for task in stale {
+            let _ = tx.send(VmMessage::Cancel { task });
+        }
         self.links.insert(node, tx);
     }
 
-    fn attempt_lost(&mut self, task: TaskId, node: NodeId, reason: String) {
+    pub(super) fn attempt_lost(&mut self, task: TaskId, node: NodeId, reason: String) {
         let Some(t) = self.tasks.get_mut(&task) else { return };
         match self.ft.on_node_dead(&mut t.att, node, reason) {
             None => {}
@@ -548,6 +658,9 @@ impl Core {
     }
 
     fn requeue(&mut self, task: TaskId, after: Duration) {
+        if self.shared.is_some() {
+            return self.release(task, after);
+        }
         self.set_status(task, TaskStatus::Queued);
         if let Some(rec) = self.record(task) {
             self.store.apply(StoreOp::PutTask(rec), None);
@@ -582,21 +695,29 @@ impl Core {
         }
     }
 
-    fn give_up(&mut self, task: TaskId) {
+    pub(super) fn give_up(&mut self, task: TaskId) {
         let reasons = self.tasks.get(&task).map(|t| t.att.reasons.clone()).unwrap_or_default();
         tracing::warn!("{task} failed: {}", reasons.join("; "));
         self.finalize(task, TaskStatus::Failed { reasons }, None);
     }
 
-    fn finalize(&mut self, task: TaskId, status: TaskStatus, result: Option<TaskResult>) {
+    pub(super) fn finalize(
+        &mut self,
+        task: TaskId,
+        status: TaskStatus,
+        result: Option<TaskResult>,
+    ) {
         self.set_status(task, status);
         if let Some(t) = self.tasks.get_mut(&task) {
             t.result = result.clone();
             t.durable = false;
             // Until its outcome is durable the task still counts as running, so that the
             // counts a status request reports survive a crash of the coordinator.
-            *count_of(&mut self.counts, &t.status) -= 1;
+            dec(count_of(&mut self.counts, &t.status));
             self.counts.running += 1;
+        }
+        if self.shared.is_some() {
+            return self.finish_shared(task);
         }
         let Some(rec) = self.record(task) else { return };
         let events = self.events.clone();
@@ -648,9 +769,17 @@ impl Core {
     fn task_done(&mut self, node: NodeId, task: TaskId, result: TaskResult) {
         self.free_slot(node, task);
         let Some(t) = self.tasks.get_mut(&task) else {
+            if self.shared.is_some() {
+                return self.finish_reported(node, task, result);
+            }
             tracing::warn!("{node} reported {task}, which this coordinator does not know");
             return;
         };
+        // With a shared store only the current attempt's result counts (fencing).
+        if self.shared.is_some() && result.attempt != t.lease {
+            tracing::debug!("result of {task}'s attempt {} from {node} ignored", result.attempt);
+            return;
+        }
         let previous = t.att.current;
         match self.ft.on_result(&mut t.att, node, result.attempt) {
             ResultVerdict::Duplicate => {
@@ -660,19 +789,7 @@ impl Core {
                 if late {
                     tracing::info!("late result for {task} from {node} accepted");
                 }
-                let status = match &result.exit {
-                    TaskExit::DeadlineExceeded => {
-                        let mut reasons = t.att.reasons.clone();
-                        reasons.push(format!("deadline exceeded while running on {node}"));
-                        TaskStatus::Failed { reasons }
-                    }
-                    TaskExit::LoadFailed(m) => {
-                        let mut reasons = t.att.reasons.clone();
-                        reasons.push(format!("load error on {node}: {m}"));
-                        TaskStatus::Failed { reasons }
-                    }
-                    e => TaskStatus::Completed { exit_status: e.shell_status() },
-                };
+                let status = status_of_result(&t.att.reasons, &result);
                 if let Some((other, _)) = previous {
                     if other != node {
                         self.send(other, VmMessage::Cancel { task });
@@ -718,6 +835,7 @@ impl Core {
                 self.give_up(task);
             }
         }
+        self.shared_tick(now);
         self.pump();
     }
 

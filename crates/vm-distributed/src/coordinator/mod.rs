@@ -32,13 +32,16 @@
 mod core;
 mod gate;
 mod server;
+mod shared;
 
 use self::core::{Core, Event, Responder};
 use self::server::{accept_loop, ServerCtx};
 use crate::architecture::DistributedArchitectureConfig;
 use crate::auth::ClusterToken;
 use crate::connection::AbortOnDrop;
-use crate::protocol::{ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage};
+use crate::protocol::{
+    CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskInfo, TaskPayload, TaskType, VmMessage,
+};
 use crate::registry::VmInfo;
 use crate::store::{open_store, OpenOptions, StoreLocation};
 use crate::Error;
@@ -69,6 +72,9 @@ pub struct ClusterStatus {
     pub nodes: Vec<VmInfo>,
     /// Tasks by status.
     pub tasks: TaskCounts,
+    /// The coordinators sharing the task store, as their heartbeat rows say (empty with a
+    /// redb store).
+    pub coordinators: Vec<CoordinatorInfo>,
 }
 
 /// A running coordinator. See the module docs.
@@ -106,7 +112,7 @@ impl VmCoordinator {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let core = Core::new(&config, store, recovered, tx.clone());
+        let core = Core::new(&config, store, recovered, tx.clone(), addr);
         let core_task = tokio::spawn(core.run(rx));
         let ctx = Arc::new(ServerCtx {
             token: token.clone(),
@@ -204,7 +210,9 @@ impl VmCoordinator {
     /// The nodes and task counts.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
         match self.ask(|reply| Event::Cluster { reply }).await? {
-            VmMessage::ClusterStatus { nodes, tasks, .. } => Ok(ClusterStatus { nodes, tasks }),
+            VmMessage::ClusterStatus { nodes, tasks, coordinators, .. } => {
+                Ok(ClusterStatus { nodes, tasks, coordinators })
+            }
             m => Err(Error::Unexpected(m.kind())),
         }
     }

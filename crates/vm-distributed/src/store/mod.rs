@@ -28,7 +28,10 @@
 pub mod postgres;
 pub mod redb;
 
-use crate::protocol::{ImageHash, TaskId, TaskResult, TaskSpec, TaskStatus, TaskType};
+use crate::protocol::{
+    CoordinatorInfo, ImageHash, TaskCounts, TaskExit, TaskId, TaskResult, TaskSpec, TaskStatus,
+    TaskType,
+};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicU64;
@@ -121,6 +124,62 @@ pub enum LeaseOp {
         /// Its result.
         result: Option<TaskResult>,
     },
+    /// Insert a new queued task whose id the database assigns (shared stores only); the
+    /// record's `id` is ignored. Without `lease` a `NOTIFY` tells the coordinators sharing
+    /// the store; with it, the task is claimed at once by its owner (attempt 1), in the same
+    /// transaction.
+    Insert {
+        /// The task (status `Queued`, no attempts).
+        record: Box<TaskRecord>,
+        /// Who claims it at once, and until when (Unix ms).
+        lease: Option<(String, u64)>,
+    },
+    /// A coordinator's heartbeat (shared stores only): records `info` as alive until
+    /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time.
+    /// Outcome: [`LeaseOutcome::Held`], the leases it still holds.
+    Beat {
+        /// The coordinator.
+        info: CoordinatorInfo,
+        /// Now (Unix ms).
+        now_ms: u64,
+        /// How long its heartbeat and leases last from now.
+        lease_ms: u64,
+    },
+    /// Take over the leases of tasks a worker reports running (shared stores only): each
+    /// `(task, attempt)` whose attempt is the task's current one and which is not final gets
+    /// `owner`'s lease. Outcome: [`LeaseOutcome::Claimed`] with those taken over.
+    Adopt {
+        /// The new owner.
+        owner: String,
+        /// The tasks and the attempts the worker runs.
+        tasks: Vec<(TaskId, u32)>,
+        /// Now (Unix ms).
+        now_ms: u64,
+        /// How long the leases last.
+        lease_ms: u64,
+    },
+    /// Record a result a worker reported, if `result.attempt` is the task's current attempt
+    /// and the task is not final; its final status is [`status_of_result`]'s. Outcome:
+    /// [`LeaseOutcome::Finished`].
+    FinishReported {
+        /// The task.
+        task: TaskId,
+        /// Its result.
+        result: Box<TaskResult>,
+    },
+    /// Give a task back after a failed attempt (shared stores only): if `attempt` is still
+    /// current, the lease `owner`'s and the task not final, store `record` (queued, its failures counted) and
+    /// make it claimable from `retry_at_ms` on. Outcome: [`LeaseOutcome::Released`].
+    Release {
+        /// The task's record (status `Queued`).
+        record: Box<TaskRecord>,
+        /// Who gives it back (nothing happens unless its lease is theirs).
+        owner: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// When it may be claimed again (Unix ms).
+        retry_at_ms: u64,
+    },
     /// End a task that is not final (status `Cancelled`).
     Cancel {
         /// The task.
@@ -143,13 +202,34 @@ pub enum LeaseOutcome {
     Finished(bool),
     /// Whether the task was cancelled (`false`: unknown or already final).
     Cancelled(bool),
+    /// The id the database gave an inserted task.
+    Inserted(TaskId),
+    /// The `(task, attempt)` leases a coordinator holds after its heartbeat.
+    Held(Vec<(TaskId, u32)>),
+    /// Whether the task was given back (`false`: stale attempt, or final).
+    Released(bool),
 }
 
 /// Where the outcome of a [`LeaseOp`] goes, after its commit (an error if it failed).
-pub type LeaseReply = mpsc::Sender<Result<LeaseOutcome, String>>;
+pub type LeaseReply = Box<dyn FnOnce(Result<LeaseOutcome, String>) + Send>;
+
+/// The final status a result gives a task that failed `prior` times before: `Failed` for a
+/// deadline or a program that could not be loaded, `Completed` otherwise.
+pub fn status_of_result(prior: &[String], result: &TaskResult) -> TaskStatus {
+    let node = result.node;
+    let failed = |why: String| {
+        let mut reasons = prior.to_vec();
+        reasons.push(why);
+        TaskStatus::Failed { reasons }
+    };
+    match &result.exit {
+        TaskExit::DeadlineExceeded => failed(format!("deadline exceeded while running on {node}")),
+        TaskExit::LoadFailed(m) => failed(format!("load error on {node}: {m}")),
+        e => TaskStatus::Completed { exit_status: e.shell_status() },
+    }
+}
 
 /// One change to the store.
-#[derive(Debug)]
 pub enum StoreOp {
     /// Store an image (a no-op if present).
     PutImage(ImageHash, Arc<Vec<u8>>),
@@ -161,6 +241,18 @@ pub enum StoreOp {
     Lease(LeaseOp, LeaseReply),
     /// Nothing: its callback runs once everything queued before it committed.
     Barrier,
+}
+
+impl std::fmt::Debug for StoreOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreOp::PutImage(h, b) => write!(f, "PutImage({h}, {} bytes)", b.len()),
+            StoreOp::PutTask(r) => write!(f, "PutTask({:?})", r.id),
+            StoreOp::Finish(r, _) => write!(f, "Finish({:?})", r.id),
+            StoreOp::Lease(op, _) => write!(f, "Lease({op:?})"),
+            StoreOp::Barrier => write!(f, "Barrier"),
+        }
+    }
 }
 
 /// Called once the operation's transaction committed (or failed to).
@@ -184,6 +276,9 @@ pub struct StoreStats {
     pub ops: AtomicU64,
 }
 
+/// A final task's record and result.
+pub type Final = (TaskRecord, Option<TaskResult>);
+
 /// A durable task store. See the module docs for what every implementation guarantees.
 pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// Queues `op`; `on_commit` runs once it is durable (or failed).
@@ -201,6 +296,53 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// The writer's counters.
     fn stats(&self) -> &StoreStats;
 
+    /// Whether several coordinators may share this store (ids from the store, claims,
+    /// heartbeats: the [`LeaseOp`]s marked "shared stores only" work). `false` for redb.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Calls `wake` whenever another writer queued work (shared stores; `LISTEN/NOTIFY`
+    /// for PostgreSQL). Spurious calls are allowed; missed ones too (callers also poll).
+    fn subscribe(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        drop(wake);
+    }
+
+    /// Task counts by status, as stored (shared stores): `running` counts tasks with a live
+    /// lease at `now_ms`.
+    fn counts(&self, now_ms: u64) -> Result<TaskCounts, Error> {
+        let _ = now_ms;
+        Err(Error::Store("task counts are kept in memory by this store's coordinator".into()))
+    }
+
+    /// The coordinators that sent a heartbeat in the last hour (shared stores).
+    fn coordinators(&self) -> Result<Vec<CoordinatorInfo>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// A program image.
+    fn image(&self, hash: ImageHash) -> Result<Option<Vec<u8>>, Error> {
+        let _ = hash;
+        Ok(None)
+    }
+
+    /// Those of `ids` the store knows, each with its record and result if it is final
+    /// (`None`: not final yet). Unknown ids are left out.
+    fn finals(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, Option<Final>)>, Error> {
+        let mut out = Vec::new();
+        for &id in ids {
+            match self.task(id)? {
+                Some(rec) if rec.status.is_final() => {
+                    let result = self.result(id)?;
+                    out.push((id, Some((rec, result))));
+                }
+                Some(_) => out.push((id, None)),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Waits until everything queued before this call is committed.
     fn sync(&self) {
         let (tx, rx) = mpsc::channel();
@@ -216,7 +358,15 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// Applies a lease operation and waits for its committed outcome.
     fn lease_op(&self, op: LeaseOp) -> Result<LeaseOutcome, Error> {
         let (tx, rx) = mpsc::channel();
-        self.apply(StoreOp::Lease(op, tx), None);
+        self.apply(
+            StoreOp::Lease(
+                op,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            ),
+            None,
+        );
         match rx.recv() {
             Ok(r) => r.map_err(Error::Store),
             Err(_) => Err(Error::Store("the store is closed".into())),
@@ -266,6 +416,14 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Inserts a queued task, its id assigned by the store (see [`LeaseOp::Insert`]).
+    fn insert(&self, record: TaskRecord) -> Result<TaskId, Error> {
+        match self.lease_op(LeaseOp::Insert { record: Box::new(record), lease: None })? {
+            LeaseOutcome::Inserted(id) => Ok(id),
+            o => Err(Error::Store(format!("unexpected outcome {o:?}"))),
+        }
+    }
+
     /// Cancels a task that is not final (see [`LeaseOp::Cancel`]).
     fn cancel(&self, task: TaskId, by: &str, at_ms: u64) -> Result<bool, Error> {
         match self.lease_op(LeaseOp::Cancel { task, by: by.into(), at_ms })? {
@@ -295,7 +453,12 @@ pub fn open_store(
             Ok((Arc::new(s), r))
         }
         StoreLocation::Postgres(url) => {
-            let pg = postgres::PgOptions { durable: options.durable, ..Default::default() };
+            // Coordinators sharing the database claim tasks as they go: none are loaded.
+            let pg = postgres::PgOptions {
+                durable: options.durable,
+                load_tasks: false,
+                ..Default::default()
+            };
             let (s, r) = PgStore::open(url, pg)?;
             Ok((Arc::new(s), r))
         }

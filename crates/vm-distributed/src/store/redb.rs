@@ -451,7 +451,7 @@ impl TaskStore for RedbStore {
         let Some(tx) = &self.tx else { return };
         if let Err(mpsc::SendError((op, cb))) = tx.send((op, on_commit)) {
             if let StoreOp::Lease(_, reply) = op {
-                let _ = reply.send(Err("the store is closed".into()));
+                reply(Err("the store is closed".into()));
             }
             if let Some(cb) = cb {
                 cb(Err("the store is closed".into()));
@@ -539,7 +539,7 @@ fn writer_main(
                     Ok(()) => outcomes.next().ok_or_else(|| "no outcome".to_string()),
                     Err(e) => Err(e.clone()),
                 };
-                let _ = reply.send(r);
+                reply(r);
             }
             if let Some(cb) = cb {
                 cb(outcome.clone());
@@ -657,6 +657,14 @@ impl Tables<'_> {
                 }
                 _ => LeaseOutcome::Cancelled(false),
             },
+            LeaseOp::Insert { .. }
+            | LeaseOp::Beat { .. }
+            | LeaseOp::Adopt { .. }
+            | LeaseOp::FinishReported { .. }
+            | LeaseOp::Release { .. } => return Err(Error::Store(
+                "a redb store serves one coordinator: shared-store operations are not available"
+                    .into(),
+            )),
         })
     }
 }
