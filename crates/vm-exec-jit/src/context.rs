@@ -13,7 +13,10 @@
 //! | `r12` | remaining fuel (instructions), signed; spilled to [`JitContext::fuel`] on exit |
 //!
 //! Invariants:
-//! - `cpu` is the authoritative architectural state while the engine runs a thread: it is
+//! - `cpu` is the authoritative architectural state while the engine runs a thread, except
+//!   that while translated code runs the host registers holding guest registers (the fixed
+//!   globals `a0`..`a5` and the block's locals, see `translate`) are authoritative; every
+//!   return to the dispatcher writes them back first. It is
 //!   copied from `GuestThread::cpu` when `run` starts and back before `run` returns, before
 //!   every system call and before the interpreter tier runs (and copied in again after).
 //!   `cpu.x[0]` is never written by translated code.

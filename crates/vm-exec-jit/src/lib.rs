@@ -6,9 +6,9 @@
 //! - `context`: the context block translated code works on, the pinned host registers and
 //!   the exit codes;
 //! - `translate`: one decoded block ([`vm_exec_interp::block::decode_block`], so blocks have
-//!   exactly the interpreter's shape) to x86-64 code, with block-local caching of the most
-//!   used guest registers in host registers and inline SSE fast paths for the hot
-//!   double-precision operations;
+//!   exactly the interpreter's shape) to x86-64 code, with `a0`..`a5` kept in host
+//!   registers across blocks, block-local caching of two more guest registers, and inline SSE
+//!   fast paths for the hot double-precision operations;
 //! - `helpers`: `extern "C"` functions translated code calls (memory slow paths, floating
 //!   point, CSRs, atomics), with the interpreter's semantics;
 //! - `cache`: the code cache (executable buffer, pc map, invalidation by page, chaining and

@@ -29,9 +29,14 @@ pub(crate) fn emit_trampoline(ops: &mut Asm) -> (usize, usize) {
         ; mov r15, rdi
         ; mov r14, QWORD [r15 + MEM_BASE_OFF]
         ; mov r12, QWORD [r15 + FUEL_OFF]
+    );
+    load_globals(ops);
+    dynasm!(ops
+        ; .arch x64
         ; jmp rsi
     );
     let exit = ops.offset().0;
+    store_globals(ops);
     dynasm!(ops
         ; .arch x64
         ; mov QWORD [r15 + FUEL_OFF], r12
@@ -86,15 +91,22 @@ impl Emitter<'_> {
             // body, keeping the cached registers in place.
             let label = self.label();
             let body = self.body;
-            dynasm!(self.ops
-                ; .arch x64
-                ; sub r12, self.n as i32
-                ; jl =>label
-            );
             if self.opts.count_blocks {
-                dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; sub r12, self.n as i32
+                    ; jl =>label
+                    ; add QWORD [r15 + BLOCK_EXECS_OFF], 1
+                    ; jmp =>body
+                );
+            } else {
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; sub r12, self.n as i32
+                    ; jge =>body
+                    ; jmp =>label
+                );
             }
-            dynasm!(self.ops ; .arch x64 ; jmp =>body);
             self.stubs.push(Stub::LoopFuel { label });
             return;
         }
@@ -119,7 +131,7 @@ impl Emitter<'_> {
         let fault = self.fault_label(idx, ipc);
         let touches_x = i.op.fp_reads_int_rs1() || i.op.writes_int_rd();
         if touches_x {
-            self.spill();
+            self.spill_for_helper();
         } else {
             self.push_volatile();
         }
@@ -130,7 +142,7 @@ impl Emitter<'_> {
         );
         self.call(f);
         if touches_x {
-            self.reload_all();
+            self.reload_after_helper();
         } else {
             self.pop_volatile();
         }

@@ -20,18 +20,31 @@
 //!   that starts at an illegal or unfetchable instruction, requires one unit of fuel without
 //!   charging it). Every exit taken before the end refunds exactly the instructions that did
 //!   not retire, so `fuel_at_entry - r12` is always the number of retired instructions.
-//! - Guest registers live in the context (`[r15 + x_off(r)]`), except that the (up to eight)
-//!   integer registers a block uses most are cached in host registers (`rbx`, `rbp`, `r13`,
-//!   `r8`..`r11`, `rdi`) for the whole block: loaded after the fuel check, written back (those the
-//!   block writes) on every path that leaves the block (exit sites before their `jmp`, so
-//!   chained and unchained paths alike; jump-table probes; stubs), and around every helper
-//!   call that reads or writes guest registers (written back before, reloaded after). While
-//!   the block runs, a cached register's host copy is its only up-to-date value. Slow-path
-//!   memory helpers, which touch no guest register, preserve the caller-saved cache
-//!   registers with `push`/`pop`. `rax`, `rcx`, `rdx`, `rsi` hold temporaries only (`rdi`
-//!   is also the first helper argument, set after the cache registers were saved).
-//!   x0 reads as an immediate zero and writes to it (or to the interpreter's sink register
-//!   32) are dropped.
+//! - Guest registers live in the context (`[r15 + x_off(r)]`), except those held in the
+//!   eight cache registers (`rbx`, `rbp`, `r13`, `r8`..`r11`, `rdi`; see `regs`):
+//!   - the *globals* `a0`..`a5` (x10..x15) are always in `rbx`, `rbp`, `r13`, `r8`, `r9`,
+//!     `r10` while any translated code runs: loaded by the trampoline on entry from the
+//!     dispatcher, written back by the common exit, untouched by chained jumps, jump-table
+//!     jumps and self-loops, and written back before / reloaded after every helper call
+//!     that reads or writes guest registers. While translated code runs, their context
+//!     copies are stale; whenever the dispatcher runs (and so the interpreter, system calls,
+//!     signal delivery, the gdb stub, strace), the context is exact.
+//!   - up to two *locals* per block (`r11`, `rdi`), the non-global registers the block uses
+//!     most: loaded after the fuel check, written back (those the block writes) on every
+//!     path that leaves the block (exit sites before their `jmp`, so chained and unchained
+//!     paths alike; jump-table probes; stubs) and around helper calls as the globals are.
+//!
+//!   While a host register holds a guest register, the host copy is its only up-to-date
+//!   value. Slow-path memory helpers, which touch no guest register, preserve the
+//!   caller-saved cache registers with `push`/`pop`. `rax`, `rcx`, `rdx`, `rsi` hold
+//!   temporaries only (`rdi` is also the first helper argument, set after the cache
+//!   registers were saved). x0 reads as an immediate zero and writes to it (or to the
+//!   interpreter's sink register 32) are dropped.
+//! - A block that branches to its own start (with chaining on) is a loop: the back edge
+//!   charges the next round (`sub r12, N ; jge body`) and goes straight to the body after
+//!   the locals' loads, so registers stay in place; without fuel for a whole round it
+//!   writes back and exits with `EXIT_FUEL` at the block start. Loops of several blocks run
+//!   through chained jumps, each block charging its own fuel at entry.
 //! - Guest memory goes through the host MMU: a load or store is one bound check (the address
 //!   must start below the end of the space, `mem_size` in the context) and one host access at
 //!   `r14 + address`, which is a *fault site*. Every guest page has its real host protection
@@ -194,8 +207,10 @@ pub(crate) fn translate(
 ) -> Translation {
     let n = block.insts.len() as u32;
     let alloc = allocate(&block.insts);
-    let cached: Vec<(u8, Rq)> =
-        (0..32u8).filter_map(|g| alloc[g as usize].map(|h| (g, h))).collect();
+    let cached: Vec<(u8, Rq)> = (0..32u8)
+        .filter(|&g| !GLOBALS.iter().any(|&(gg, _)| gg == g))
+        .filter_map(|g| alloc[g as usize].map(|h| (g, h)))
+        .collect();
     let dirty: Vec<(u8, Rq)> = cached
         .iter()
         .copied()
@@ -228,7 +243,7 @@ pub(crate) fn translate(
     if opts.count_blocks {
         dynasm!(e.ops ; .arch x64 ; add QWORD [r15 + BLOCK_EXECS_OFF], 1);
     }
-    e.reload_all();
+    e.reload_locals();
     dynasm!(e.ops ; .arch x64 ; =>body);
     let mut pc = block.start;
     for (idx, inst) in block.insts.iter().enumerate() {
@@ -464,7 +479,7 @@ impl Emitter<'_> {
             Ebreak => self.signal_now(ipc, self.n - idx, signal::SIGTRAP, None),
             Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => {
                 let fault = self.fault_label(idx, ipc);
-                self.spill();
+                self.spill_for_helper();
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov QWORD [r15 + FUEL_OFF], r12
@@ -473,7 +488,7 @@ impl Emitter<'_> {
                     ; mov edx, (self.n - idx) as i32
                 );
                 self.call(helpers::csr_op as *const () as usize);
-                self.reload_all();
+                self.reload_after_helper();
                 dynasm!(self.ops ; .arch x64 ; test eax, eax ; jnz =>fault);
             }
             vm_exec_core::atomic_ops!() => {

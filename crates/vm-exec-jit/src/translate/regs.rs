@@ -1,13 +1,33 @@
-//! Register assignment: which guest registers a block keeps in host registers, and the
-//! loads, stores, spills and reloads around them (see the invariants in the parent module).
+//! Register assignment: which guest registers live in host registers, and the loads, stores,
+//! spills and reloads around them (see the invariants in the parent module).
+//!
+//! Two kinds of host-resident guest registers share the eight cache registers:
+//! - *globals*: a fixed assignment, the same in every translated block, of the guest
+//!   registers used most across the benchmarks (`a0`..`a5`). They stay in their host
+//!   registers across chained jumps, jump-table jumps and self-loops: the trampoline loads
+//!   them when the dispatcher enters translated code and the common exit writes them back,
+//!   so every path that returns to the dispatcher (exit sites, stubs, signals, fuel) leaves
+//!   them in the context. Helper calls that read or write guest registers write them back
+//!   before the call and reload them after it.
+//! - *locals*: the remaining cache registers, given per block to the non-global registers
+//!   the block uses most; loaded after the block's fuel check, written back (those the block
+//!   writes) on every path that leaves the block.
 
 use super::*;
 
-/// Host registers that may cache guest registers, callee-saved ones first.
+/// Host registers that may hold guest registers, callee-saved ones first.
 pub(super) const CACHE_REGS: [Rq; 8] =
     [Rq::RBX, Rq::RBP, Rq::R13, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
 
-/// Chooses the guest registers to cache: the most used ones (used at least twice).
+/// The fixed assignment of global guest registers to host registers.
+pub(crate) const GLOBALS: [(u8, Rq); 6] =
+    [(10, Rq::RBX), (11, Rq::RBP), (12, Rq::R13), (13, Rq::R8), (14, Rq::R9), (15, Rq::R10)];
+
+/// Host registers left for per-block locals.
+const LOCAL_REGS: [Rq; CACHE_REGS.len() - GLOBALS.len()] = [Rq::R11, Rq::RDI];
+
+/// Chooses the host register of every guest register: the globals, then the non-global
+/// registers the block uses most (at least twice) in the local registers.
 pub(super) fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
     let mut uses = [0u32; 32];
     for i in insts {
@@ -20,10 +40,14 @@ pub(super) fn allocate(insts: &[Inst]) -> [Option<Rq>; 32] {
         }
     }
     uses[0] = 0;
+    let mut alloc = [None; 32];
+    for &(g, h) in &GLOBALS {
+        alloc[g as usize] = Some(h);
+        uses[g as usize] = 0;
+    }
     let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 2).collect();
     order.sort_by_key(|&r| std::cmp::Reverse(uses[r]));
-    let mut alloc = [None; 32];
-    for (&g, &h) in order.iter().zip(CACHE_REGS.iter()) {
+    for (&g, &h) in order.iter().zip(LOCAL_REGS.iter()) {
         alloc[g] = Some(h);
     }
     alloc
@@ -33,19 +57,36 @@ pub(super) fn is_caller_saved(h: Rq) -> bool {
     !matches!(h, Rq::RBX | Rq::RBP | Rq::R13)
 }
 
+/// Loads the globals from the context (`r15`); the trampoline does this on every entry.
+pub(super) fn load_globals(ops: &mut Asm) {
+    for &(g, h) in &GLOBALS {
+        dynasm!(ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
+    }
+}
+
+/// Writes the globals back to the context; the common exit does this on every exit.
+pub(super) fn store_globals(ops: &mut Asm) {
+    for &(g, h) in &GLOBALS {
+        dynasm!(ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
+    }
+}
+
 impl Emitter<'_> {
     /// Loads guest register `g` into host register `h` (64 bits).
     pub(super) fn ld(&mut self, h: Rq, g: u8) {
         if g == 0 || g >= 32 {
             dynasm!(self.ops ; .arch x64 ; xor Rd(h), Rd(h));
         } else if let Some(c) = self.alloc[g as usize] {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(c));
+            if c != h {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(c));
+            }
         } else {
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
         }
     }
 
-    /// Writes every dirty cached register back to the context.
+    /// Writes every dirty local back to the context (before leaving the block; the globals
+    /// stay in their registers).
     pub(super) fn spill(&mut self) {
         for k in 0..self.dirty.len() {
             let (g, h) = self.dirty[k];
@@ -53,17 +94,30 @@ impl Emitter<'_> {
         }
     }
 
-    /// Loads every cached register from the context.
-    pub(super) fn reload_all(&mut self) {
+    /// Loads every local from the context.
+    pub(super) fn reload_locals(&mut self) {
         for k in 0..self.cached.len() {
             let (g, h) = self.cached[k];
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r15 + x_off(g)]);
         }
     }
 
-    /// Whether a caller-saved host register caches something.
+    /// Before a helper that reads or writes guest registers: the context gets every
+    /// host-resident register (dirty locals and all globals).
+    pub(super) fn spill_for_helper(&mut self) {
+        self.spill();
+        store_globals(self.ops);
+    }
+
+    /// After a helper that reads or writes guest registers: reload locals and globals.
+    pub(super) fn reload_after_helper(&mut self) {
+        self.reload_locals();
+        load_globals(self.ops);
+    }
+
+    /// Whether a caller-saved host register holds a guest register.
     pub(super) fn uses_caller_saved(&self) -> bool {
-        self.cached.iter().any(|&(_, h)| is_caller_saved(h))
+        GLOBALS.iter().chain(self.cached.iter()).any(|&(_, h)| is_caller_saved(h))
     }
 
     /// Saves the caller-saved cache registers (five pushes and eight bytes of padding keep
@@ -84,7 +138,9 @@ impl Emitter<'_> {
     pub(super) fn st(&mut self, g: u8, h: Rq) {
         if g != 0 && g < 32 {
             if let Some(c) = self.alloc[g as usize] {
-                dynasm!(self.ops ; .arch x64 ; mov Rq(c), Rq(h));
+                if c != h {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(c), Rq(h));
+                }
             } else {
                 dynasm!(self.ops ; .arch x64 ; mov QWORD [r15 + x_off(g)], Rq(h));
             }
