@@ -486,8 +486,15 @@ impl Process {
     /// action, or the end of its sandbox): its threads stop at their next slice and its
     /// parked threads are woken to go away.
     pub fn kill_with(&self, signo: i32) {
-        let _ = self.fatal.compare_exchange(0, signo, Ordering::AcqRel, Ordering::Acquire);
+        self.mark_fatal(signo);
         self.futexes.cancel_all();
+    }
+
+    /// Records a fatal signal sent from outside (the first one wins) without waking the
+    /// parked threads: the first half of [`Process::kill_with`], for callers that hold the
+    /// signal lock (an `execve` reads the flag under that lock to carry it to the new image).
+    pub fn mark_fatal(&self, signo: i32) {
+        let _ = self.fatal.compare_exchange(0, signo, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// [`Process::kill_with`] `SIGKILL`.

@@ -138,6 +138,28 @@ pub struct SigState {
     /// `--strace` printed the signal that ends the process already (so the fatal stop it
     /// becomes is not printed again as a fault).
     pub fatal_traced: bool,
+    /// Set by `execve` on the old image: the process that replaced it. A sender that found
+    /// the old image before the swap posts to the new one instead (see
+    /// [`SigState::successor`]).
+    pub exec_successor: Option<ExecSuccessor>,
+}
+
+/// The image an `execve` replaced a process with, recorded in the old image's [`SigState`].
+#[derive(Debug)]
+pub struct ExecSuccessor {
+    /// The new image.
+    pub process: std::sync::Weak<Process>,
+    /// The old image's thread that called `execve` (it becomes the new main thread).
+    pub tid: i32,
+}
+
+impl SigState {
+    /// The new image, if an `execve` replaced this one and it is still alive, and the old
+    /// image's thread id that continues as its main thread.
+    pub fn successor(&self) -> Option<(Arc<Process>, i32)> {
+        let e = self.exec_successor.as_ref()?;
+        Some((e.process.upgrade()?, e.tid))
+    }
 }
 
 impl SigState {
@@ -210,6 +232,17 @@ pub fn post_thread(p: &Process, tid: i32, info: SigInfo) -> bool {
     }
     let waiter = {
         let mut s = p.sig();
+        if s.exec_successor.is_some() {
+            // Replaced by execve (checked under the lock the exec merges under, so nothing
+            // posted here after the merge is lost): the calling thread lives on as the new
+            // image's main thread; the old image's other threads are gone.
+            let next = s.successor();
+            drop(s);
+            return match next {
+                Some((next, from)) if from == tid => post_thread(&next, next.pid, info),
+                _ => false,
+            };
+        }
         let Some(t) = s.threads.get_mut(&tid) else { return false };
         push_info(&mut t.infos, info, &mut t.pending);
         let w = (t.mask & bit(info.signo) == 0).then(|| t.waiter.clone()).flatten();
@@ -233,9 +266,20 @@ pub fn post_process(p: &Process, info: SigInfo) {
     let handler = p.sigactions().get(sig as usize).map_or(SIG_DFL, |a| a[0]);
     let waiter = {
         let mut s = p.sig();
+        if s.exec_successor.is_some() {
+            // Replaced by execve: the new image gets it (see `post_thread`).
+            let next = s.successor();
+            drop(s);
+            if let Some((next, _)) = next {
+                post_process(&next, info);
+            }
+            return;
+        }
         let all_block = !s.threads.is_empty() && s.threads.values().all(|t| t.mask & bit(sig) != 0);
         if handler == SIG_DFL && default_action(sig) == DefaultAction::Terminate && !all_block {
             s.fatal_traced = true;
+            // Marked under the lock, so an execve merging this image's signals sees it.
+            p.mark_fatal(sig);
             drop(s);
             trace_taken(p, &info);
             p.kill_with(sig);
