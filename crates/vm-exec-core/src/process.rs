@@ -153,6 +153,18 @@ pub struct FdTable {
 pub const MAX_FDS: usize = 1024;
 
 impl FdTable {
+    /// The host descriptors of every open guest descriptor that is one.
+    pub fn host_fds(&self) -> Vec<RawFd> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|d| match d.kind {
+                FileKind::Host { fd, .. } => Some(fd),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The descriptor `fd`, if open.
     pub fn get(&mut self, fd: i64) -> Option<&mut FileDesc> {
         usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).and_then(|s| s.as_mut())
@@ -345,6 +357,9 @@ pub struct Process {
     sig: Mutex<SigState>,
     /// Set while any signal is pending (a cheap check at every delivery point).
     sig_hint: AtomicBool,
+    /// Set once the process has made a `signalfd` (reads of host descriptors then check
+    /// whether they read one).
+    has_signalfds: AtomicBool,
 }
 
 impl std::fmt::Debug for Process {
@@ -402,6 +417,7 @@ impl Process {
             fatal: AtomicI32::new(0),
             sig: Mutex::new(SigState::with_thread(pid)),
             sig_hint: AtomicBool::new(false),
+            has_signalfds: AtomicBool::new(false),
         }
     }
 
@@ -413,6 +429,16 @@ impl Process {
     /// Notes that a signal is pending.
     pub fn signal_hint(&self) {
         self.sig_hint.store(true, Ordering::Release);
+    }
+
+    /// Notes that the process has (or may have) a `signalfd`.
+    pub fn note_signalfd(&self) {
+        self.has_signalfds.store(true, Ordering::Release);
+    }
+
+    /// Whether the process ever made a `signalfd` (a cheap check before looking one up).
+    pub fn may_have_signalfds(&self) -> bool {
+        self.has_signalfds.load(Ordering::Acquire)
     }
 
     /// Notes that no signal is pending.
@@ -453,6 +479,7 @@ impl Process {
             fatal: AtomicI32::new(0),
             sig: Mutex::new(SigState::with_thread(pid)),
             sig_hint: AtomicBool::new(false),
+            has_signalfds: AtomicBool::new(false),
         })
     }
 

@@ -273,6 +273,12 @@ fn exec_common(
             nt.pending |= std::mem::take(&mut t.pending);
             nt.infos.append(&mut t.infos);
         }
+        // Signalfds stay open across execve (unless close-on-exec) and keep reporting.
+        new.signalfds = std::mem::take(&mut old.signalfds);
+        if !new.signalfds.is_empty() {
+            fresh.note_signalfd();
+        }
+        signals::sync_signalfds(&mut new);
         if new.pending != 0 || new.threads.values().any(|t| t.pending != 0) {
             fresh.signal_hint();
         }
