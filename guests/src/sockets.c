@@ -165,6 +165,9 @@ static void test_scm_rights(void)
 }
 
 static const char *sock_path;
+/* "net" or "local": with the process id, keeps concurrent runs of the two cases apart (under
+ * vmx every sandbox's first process has the same id). */
+static const char *run_tag = "local";
 static void *connector(void *arg)
 {
     (void)arg;
@@ -192,8 +195,8 @@ static void *connector(void *arg)
 static void test_path_server(const char *dir)
 {
     char path[200];
-    /* The process id keeps concurrent runs apart; it is never printed. */
-    snprintf(path, sizeof path, "%s/vmx-test-%d.sock", dir, (int)getpid());
+    /* The process id and tag keep concurrent runs apart; it is never printed. */
+    snprintf(path, sizeof path, "%s/vmx-test-%d-%s.sock", dir, (int)getpid(), run_tag);
     unlink(path);
     sock_path = path;
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -232,11 +235,15 @@ static void test_abstract(void)
 {
     int r = socket(AF_UNIX, SOCK_DGRAM, 0), w = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un a = {.sun_family = AF_UNIX}, b = {.sun_family = AF_UNIX};
-    const char name[] = "\0vmx-abstract-recv", wname[] = "\0vmx-abstract-send";
-    memcpy(a.sun_path, name, sizeof name - 1);
-    memcpy(b.sun_path, wname, sizeof wname - 1);
-    socklen_t alen = offsetof(struct sockaddr_un, sun_path) + sizeof name - 1;
-    socklen_t blen = offsetof(struct sockaddr_un, sun_path) + sizeof wname - 1;
+    /* Unique per run as the path above (abstract names are shared by the host's processes). */
+    char name[64], wname[64];
+    int nlen = 1 + snprintf(name + 1, sizeof name - 1, "vmx-abstract-recv-%d-%s", (int)getpid(), run_tag);
+    int wlen = 1 + snprintf(wname + 1, sizeof wname - 1, "vmx-abstract-send-%d-%s", (int)getpid(), run_tag);
+    name[0] = wname[0] = 0;
+    memcpy(a.sun_path, name, nlen);
+    memcpy(b.sun_path, wname, wlen);
+    socklen_t alen = offsetof(struct sockaddr_un, sun_path) + nlen;
+    socklen_t blen = offsetof(struct sockaddr_un, sun_path) + wlen;
     CHECK(bind(r, (struct sockaddr *)&a, alen) == 0, "bind an abstract name");
     CHECK(bind(w, (struct sockaddr *)&b, blen) == 0, "bind a second abstract name");
     CHECK(sendto(w, "dgram", 5, 0, (struct sockaddr *)&a, alen) == 5, "sendto an abstract name");
@@ -244,11 +251,11 @@ static void test_abstract(void)
     socklen_t flen = sizeof from;
     char buf[16];
     CHECK(recvfrom(r, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen) == 5, "recvfrom");
-    CHECK(flen == blen && !memcmp(from.sun_path, wname, sizeof wname - 1), "sender's abstract name");
+    CHECK(flen == blen && !memcmp(from.sun_path, wname, wlen), "sender's abstract name");
     struct sockaddr_un me;
     socklen_t mlen = sizeof me;
     getsockname(r, (struct sockaddr *)&me, &mlen);
-    CHECK(mlen == alen && !memcmp(me.sun_path, name, sizeof name - 1), "getsockname abstract");
+    CHECK(mlen == alen && !memcmp(me.sun_path, name, nlen), "getsockname abstract");
     close(r);
     close(w);
 }
@@ -357,6 +364,8 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *dir = argc > 1 ? argv[1] : ".";
+    if (argc > 2)
+        run_tag = argv[2];
     test_pairs();
     test_scm_rights();
     test_path_server(dir);

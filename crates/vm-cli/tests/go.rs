@@ -133,10 +133,10 @@ fn go_file_io_from_goroutines() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `os/exec` (the program runs itself: pipes, environment, exit status, a missing program)
-/// and `os/signal` (`signal.Notify` of a signal sent to itself,
-/// one from its child and SIGCHLD; `signal.Ignore`). Its directory is granted so that it can
-/// execute itself.
+/// `os/exec` (the program runs itself: pipes, environment, exit status, a missing program,
+/// 20 children killed by a SIGTERM sent right after `Start`, which races with their
+/// `execve`) and `os/signal` (`signal.Notify` of a signal sent to itself, one from its child
+/// and SIGCHLD; `signal.Ignore`). Its directory is granted so that it can execute itself.
 #[test]
 fn go_os_exec_and_os_signal() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-guests");

@@ -519,6 +519,7 @@ impl Coroutine {
             self.release();
             return stop(SliceEnd::Finished(exit));
         }
+        let mut woke = false;
         if let Some(w) = inner.blocked.take() {
             if w.end() == Some(WaitEnd::Cancelled) || w.is_waiting() {
                 // Woken only to go away (the process is ending or the thread was abandoned).
@@ -528,6 +529,7 @@ impl Coroutine {
             }
             w.complete(thread);
             signals::unpark(&process, thread, &w);
+            woke = true;
         }
         // Signals from other threads and processes are delivered at slice boundaries.
         if let Some(StopReason::Finished(exit)) = signals::deliver(&process, thread) {
@@ -535,6 +537,11 @@ impl Coroutine {
             let exit = group.exit.get().cloned().unwrap_or(GuestExit::Killed);
             self.release();
             return stop(SliceEnd::Finished(exit));
+        }
+        if woke {
+            // A wait with a temporary mask that a signal ended, but whose handler frame did
+            // not take the saved mask (nothing was delivered after all): the mask comes back.
+            signals::restore_saved_mask(&process, thread);
         }
         let limit = group.limit.load(Ordering::Relaxed);
         let used = group.instructions.load(Ordering::Relaxed);

@@ -161,6 +161,18 @@ pub struct FdTable {
 pub const MAX_FDS: usize = 1024;
 
 impl FdTable {
+    /// The host descriptors of every open guest descriptor that is one.
+    pub fn host_fds(&self) -> Vec<RawFd> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|d| match d.kind {
+                FileKind::Host { fd, .. } => Some(fd),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The descriptor `fd`, if open.
     pub fn get(&mut self, fd: i64) -> Option<&mut FileDesc> {
         usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)).and_then(|s| s.as_mut())
@@ -358,6 +370,9 @@ pub struct Process {
     sig: Mutex<SigState>,
     /// Set while any signal is pending (a cheap check at every delivery point).
     sig_hint: AtomicBool,
+    /// Set once the process has made a `signalfd` (reads of host descriptors then check
+    /// whether they read one).
+    has_signalfds: AtomicBool,
 }
 
 impl std::fmt::Debug for Process {
@@ -415,6 +430,7 @@ impl Process {
             fatal: AtomicI32::new(0),
             sig: Mutex::new(SigState::with_thread(pid)),
             sig_hint: AtomicBool::new(false),
+            has_signalfds: AtomicBool::new(false),
         }
     }
 
@@ -426,6 +442,16 @@ impl Process {
     /// Notes that a signal is pending.
     pub fn signal_hint(&self) {
         self.sig_hint.store(true, Ordering::Release);
+    }
+
+    /// Notes that the process has (or may have) a `signalfd`.
+    pub fn note_signalfd(&self) {
+        self.has_signalfds.store(true, Ordering::Release);
+    }
+
+    /// Whether the process ever made a `signalfd` (a cheap check before looking one up).
+    pub fn may_have_signalfds(&self) -> bool {
+        self.has_signalfds.load(Ordering::Acquire)
     }
 
     /// Notes that no signal is pending.
@@ -466,6 +492,7 @@ impl Process {
             fatal: AtomicI32::new(0),
             sig: Mutex::new(SigState::with_thread(pid)),
             sig_hint: AtomicBool::new(false),
+            has_signalfds: AtomicBool::new(false),
         })
     }
 
@@ -499,8 +526,15 @@ impl Process {
     /// action, or the end of its sandbox): its threads stop at their next slice and its
     /// parked threads are woken to go away.
     pub fn kill_with(&self, signo: i32) {
-        let _ = self.fatal.compare_exchange(0, signo, Ordering::AcqRel, Ordering::Acquire);
+        self.mark_fatal(signo);
         self.futexes.cancel_all();
+    }
+
+    /// Records a fatal signal sent from outside (the first one wins) without waking the
+    /// parked threads: the first half of [`Process::kill_with`], for callers that hold the
+    /// signal lock (an `execve` reads the flag under that lock to carry it to the new image).
+    pub fn mark_fatal(&self, signo: i32) {
+        let _ = self.fatal.compare_exchange(0, signo, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// [`Process::kill_with`] `SIGKILL`.

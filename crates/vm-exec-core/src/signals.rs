@@ -122,8 +122,23 @@ pub struct ThreadSig {
     pub mask: u64,
     /// The wait the thread is parked in, if any (a signal interrupts it).
     pub waiter: Option<Arc<Waiter>>,
-    /// The mask to restore when the handler returns (set by `rt_sigsuspend`).
+    /// The mask to restore when the handler returns or the wait ends (set by
+    /// `rt_sigsuspend`, and by `ppoll`, `pselect6`, `epoll_pwait` and `rt_sigtimedwait` while
+    /// they wait with a temporary mask).
     pub saved_mask: Option<u64>,
+    /// The set an `rt_sigtimedwait` parked on waits for (its signals are unblocked for the
+    /// wait, but taken by the call, not delivered).
+    pub sigwait: Option<u64>,
+}
+
+impl ThreadSig {
+    /// Whether the thread blocks `sig` for the purpose of discarding ignored signals: Linux
+    /// keeps an ignored signal pending while it is blocked, also in the mask an
+    /// `rt_sigtimedwait` replaced for its wait (`real_blocked`).
+    fn blocks(&self, sig: i32) -> bool {
+        let real = if self.sigwait.is_some() { self.saved_mask.unwrap_or(0) } else { 0 };
+        (self.mask | real) & bit(sig) != 0
+    }
 }
 
 /// The pending signals of a process and its threads.
@@ -138,6 +153,83 @@ pub struct SigState {
     /// `--strace` printed the signal that ends the process already (so the fatal stop it
     /// becomes is not printed again as a fault).
     pub fatal_traced: bool,
+    /// Set by `execve` on the old image: the process that replaced it. A sender that found
+    /// the old image before the swap posts to the new one instead (see
+    /// [`SigState::successor`]).
+    pub exec_successor: Option<ExecSuccessor>,
+    /// The process's signalfds (see [`SignalFd`]).
+    pub signalfds: Vec<SignalFd>,
+}
+
+/// The host side of a guest `signalfd`: a host pipe whose read end is the guest's descriptor
+/// (so `poll`, `epoll` and `select` see it like any host descriptor) and which holds one
+/// byte exactly while a signal of `mask` is pending for the process or one of its threads
+/// ([`sync_signalfds`] keeps that level, under the signal lock, after every change of the
+/// pending sets). Reads of the guest descriptor are served by the signal layer, never from
+/// the pipe.
+#[derive(Debug)]
+pub struct SignalFd {
+    /// The pipe's `(st_dev, st_ino)`: how a guest descriptor is recognised as this signalfd
+    /// (it survives `dup`).
+    pub id: (u64, u64),
+    /// The signals it reports.
+    pub mask: u64,
+    /// Our own read end (drains the level byte).
+    pub read: std::os::fd::OwnedFd,
+    /// The write end (non-blocking; sets the level byte).
+    pub write: std::os::fd::OwnedFd,
+    /// Whether the level byte is in the pipe.
+    pub armed: bool,
+}
+
+/// Brings every signalfd's level byte in line with the pending sets (call with the signal
+/// lock held, after changing them).
+pub fn sync_signalfds(s: &mut SigState) {
+    if s.signalfds.is_empty() {
+        return;
+    }
+    let pending = s.threads.values().fold(s.pending, |a, t| a | t.pending);
+    for f in &mut s.signalfds {
+        let want = pending & f.mask != 0;
+        if want == f.armed {
+            continue;
+        }
+        use std::os::fd::AsRawFd;
+        let mut b = [1u8];
+        if want {
+            // SAFETY: `write` is our open, non-blocking pipe end; one byte from a local.
+            let n = unsafe { libc::write(f.write.as_raw_fd(), b.as_ptr().cast(), 1) };
+            f.armed = n == 1;
+        } else {
+            let mut p = libc::pollfd { fd: f.read.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd, zero timeout; then a one-byte read into a local of our
+            // own read end, which has a byte (so it does not block).
+            unsafe {
+                if libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 {
+                    libc::read(f.read.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+                }
+            }
+            f.armed = false;
+        }
+    }
+}
+
+/// The image an `execve` replaced a process with, recorded in the old image's [`SigState`].
+#[derive(Debug)]
+pub struct ExecSuccessor {
+    /// The new image.
+    pub process: std::sync::Weak<Process>,
+    /// The old image's thread that called `execve` (it becomes the new main thread).
+    pub tid: i32,
+}
+
+impl SigState {
+    /// The new image, if an `execve` replaced this one and it is still alive, and the old
+    /// image's thread id that continues as its main thread.
+    pub fn successor(&self) -> Option<(Arc<Process>, i32)> {
+        let e = self.exec_successor.as_ref()?;
+        Some((e.process.upgrade()?, e.tid))
+    }
 }
 
 impl SigState {
@@ -205,15 +297,28 @@ fn push_info(infos: &mut Vec<SigInfo>, info: SigInfo, pending: &mut u64) {
 /// Posts `info` to thread `tid` of `p`; false if there is no such thread. Wakes it if it is
 /// parked and does not block the signal.
 pub fn post_thread(p: &Process, tid: i32, info: SigInfo) -> bool {
-    if ignored(p, info.signo) {
-        return true;
-    }
+    let ignore = ignored(p, info.signo);
     let waiter = {
         let mut s = p.sig();
+        if s.exec_successor.is_some() {
+            // Replaced by execve (checked under the lock the exec merges under, so nothing
+            // posted here after the merge is lost): the calling thread lives on as the new
+            // image's main thread; the old image's other threads are gone.
+            let next = s.successor();
+            drop(s);
+            return match next {
+                Some((next, from)) if from == tid => post_thread(&next, next.pid, info),
+                _ => false,
+            };
+        }
         let Some(t) = s.threads.get_mut(&tid) else { return false };
+        if ignore && !t.blocks(info.signo) {
+            return true;
+        }
         push_info(&mut t.infos, info, &mut t.pending);
         let w = (t.mask & bit(info.signo) == 0).then(|| t.waiter.clone()).flatten();
         p.signal_hint();
+        sync_signalfds(&mut s);
         w
     };
     if let Some(w) = waiter {
@@ -227,24 +332,43 @@ pub fn post_thread(p: &Process, tid: i32, info: SigInfo) -> bool {
 /// woken.
 pub fn post_process(p: &Process, info: SigInfo) {
     let sig = info.signo;
-    if ignored(p, sig) {
-        return;
-    }
+    let ignore = ignored(p, sig);
     let handler = p.sigactions().get(sig as usize).map_or(SIG_DFL, |a| a[0]);
     let waiter = {
         let mut s = p.sig();
-        let all_block = !s.threads.is_empty() && s.threads.values().all(|t| t.mask & bit(sig) != 0);
+        if s.exec_successor.is_some() {
+            // Replaced by execve: the new image gets it (see `post_thread`).
+            let next = s.successor();
+            drop(s);
+            if let Some((next, _)) = next {
+                post_process(&next, info);
+            }
+            return;
+        }
+        if ignore {
+            // Discarded unless the main thread blocks it (Linux checks the thread group
+            // leader), which keeps it pending (for `sigwait`, a signalfd).
+            if !s.threads.get(&p.pid).is_some_and(|t| t.blocks(sig)) {
+                return;
+            }
+        }
+        // (A thread in `rt_sigtimedwait` counts its real mask: Linux takes no fatal shortcut
+        // for a signal that thread waits for.)
+        let all_block = !s.threads.is_empty() && s.threads.values().all(|t| t.blocks(sig));
         if handler == SIG_DFL && default_action(sig) == DefaultAction::Terminate && !all_block {
             s.fatal_traced = true;
+            // Marked under the lock, so an execve merging this image's signals sees it.
+            p.mark_fatal(sig);
             drop(s);
             trace_taken(p, &info);
             p.kill_with(sig);
             return;
         }
-        let SigState { pending, infos, threads, .. } = &mut *s;
+        let SigState { pending, infos, .. } = &mut *s;
         push_info(infos, info, pending);
         p.signal_hint();
-        threads
+        sync_signalfds(&mut s);
+        s.threads
             .values()
             .find(|t| t.mask & bit(sig) == 0 && t.waiter.as_ref().is_some_and(|w| w.is_waiting()))
             .and_then(|t| t.waiter.clone())
@@ -278,13 +402,38 @@ const NEVER_RESTARTED: [u64; 4] = [22, 72, 73, 441];
 /// call's result: restart it (`SA_RESTART` and a restartable call) or `EINTR` (already
 /// written by [`Waiter::complete`]).
 pub fn unpark(p: &Process, thread: &mut GuestThread, w: &Waiter) {
-    {
+    let sigwait = {
         let mut s = p.sig();
-        if let Some(t) = s.threads.get_mut(&thread.tid) {
+        s.threads.get_mut(&thread.tid).and_then(|t| {
             t.waiter = None;
+            t.sigwait.take()
+        })
+    };
+    let interrupted = w.end() == Some(WaitEnd::Interrupted);
+    if let Some(set) = sigwait {
+        // `rt_sigtimedwait`: its real mask comes back. A signal of the set (or none after
+        // all) makes the call again, to take it or wait on; another signal ends it with
+        // EINTR (never restarted) and is delivered.
+        let orig = restore_saved_mask(p, thread);
+        if interrupted {
+            let pending = {
+                let s = p.sig();
+                s.pending | s.threads.get(&thread.tid).map_or(0, |t| t.pending)
+            };
+            if pending & set != 0 || pending & !orig == 0 {
+                if let WaitKind::Ready { restart_a0 } = w.kind() {
+                    thread.cpu.x[reg::A0] = restart_a0;
+                    thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
+                    thread.resume_deadline = w.deadline();
+                }
+            }
         }
+        return;
     }
-    if w.end() != Some(WaitEnd::Interrupted) {
+    if !interrupted {
+        // Woken or timed out: a temporary mask (`ppoll`, `pselect6`, `epoll_pwait`) ends
+        // with the wait, before any delivery, as on Linux's successful return.
+        restore_saved_mask(p, thread);
         return;
     }
     let restart_a0 = match w.kind() {
@@ -310,6 +459,41 @@ pub fn unpark(p: &Process, thread: &mut GuestThread, w: &Waiter) {
         thread.cpu.x[reg::A0] = restart_a0;
         thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
     }
+}
+
+/// Records `orig` as the mask to restore once the wait the thread parks in with a temporary
+/// mask ends (or the handler of the signal that ends it returns).
+pub fn save_mask(p: &Process, thread: &GuestThread, orig: u64) {
+    p.sig().threads.entry(thread.tid).or_default().saved_mask = Some(orig);
+}
+
+/// Starts an `rt_sigtimedwait` wait for `set`: the set is unblocked for the wait (so its
+/// signals wake the thread), the real mask saved.
+pub fn begin_sigwait(p: &Process, thread: &mut GuestThread, set: u64) {
+    let orig = thread.signal_mask;
+    {
+        let mut s = p.sig();
+        let t = s.threads.entry(thread.tid).or_default();
+        t.saved_mask = Some(orig);
+        t.sigwait = Some(set);
+    }
+    set_mask(p, thread, orig & !set);
+}
+
+/// Puts back a mask saved by a temporary-mask wait that no handler frame took; returns the
+/// thread's mask after it.
+pub fn restore_saved_mask(p: &Process, thread: &mut GuestThread) -> u64 {
+    let saved = {
+        let mut s = p.sig();
+        s.threads.get_mut(&thread.tid).and_then(|t| {
+            t.sigwait = None;
+            t.saved_mask.take()
+        })
+    };
+    if let Some(m) = saved {
+        set_mask(p, thread, m);
+    }
+    thread.signal_mask
 }
 
 /// The lowest signal deliverable to `thread` now, without taking it.
@@ -351,6 +535,50 @@ fn take_signal(p: &Process, thread: &GuestThread) -> Option<SigInfo> {
     };
     if s.pending == 0 && s.threads.values().all(|t| t.pending == 0) {
         p.clear_signal_hint();
+    }
+    if got.is_some() {
+        sync_signalfds(&mut s);
+    }
+    got
+}
+
+/// Takes a pending signal of `set` for `thread` (thread-directed first, then the process's,
+/// then, for a signalfd read with `any_thread`, another thread's) without delivering it:
+/// `rt_sigtimedwait` and signalfd reads.
+pub fn take_from_set(
+    p: &Process,
+    thread: &GuestThread,
+    set: u64,
+    any_thread: bool,
+) -> Option<SigInfo> {
+    let mut s = p.sig();
+    let from = |pending: &mut u64, infos: &mut Vec<SigInfo>| -> Option<SigInfo> {
+        let ready = *pending & set;
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() as i32 + 1;
+        let i = infos.iter().position(|x| x.signo == sig);
+        let info =
+            i.map(|i| infos.remove(i)).unwrap_or(SigInfo { signo: sig, ..Default::default() });
+        if !infos.iter().any(|x| x.signo == sig) {
+            *pending &= !bit(sig);
+        }
+        Some(info)
+    };
+    let mut got = s.threads.get_mut(&thread.tid).and_then(|t| from(&mut t.pending, &mut t.infos));
+    if got.is_none() {
+        let SigState { pending, infos, .. } = &mut *s;
+        got = from(pending, infos);
+    }
+    if got.is_none() && any_thread {
+        got = s.threads.values_mut().find_map(|t| from(&mut t.pending, &mut t.infos));
+    }
+    if got.is_some() {
+        if s.pending == 0 && s.threads.values().all(|t| t.pending == 0) {
+            p.clear_signal_hint();
+        }
+        sync_signalfds(&mut s);
     }
     got
 }

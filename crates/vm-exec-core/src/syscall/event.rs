@@ -21,13 +21,19 @@
 //! - The guest's `struct epoll_event` is 16 bytes (`u32 events`, 4 bytes of padding, `u64
 //!   data`: riscv64 does not pack it, x86-64 does); `data` is the guest's, stored in the host
 //!   instance unchanged.
-//! - Signal masks passed to `epoll_pwait`, `ppoll` and `pselect6` are checked for size but
-//!   not applied (signal delivery belongs to the signal layer).
+//! - The signal mask passed to `epoll_pwait`, `epoll_pwait2`, `ppoll` and `pselect6` is the
+//!   thread's mask for the duration of the call, as on Linux: a call that returns at once
+//!   (something ready, a timeout, an error) puts the original back before returning, so a
+//!   signal it unblocked stays pending; a call that parks keeps it while parked, and a
+//!   signal it unblocked ends the wait with `EINTR` and is delivered under it, its handler's
+//!   frame saving the original mask (restored by `rt_sigreturn`); a wait that ends otherwise
+//!   restores the original before the call is made again ([`crate::signals::unpark`]).
 
 use super::fs::{target, Target};
 use super::{err, read_array, read_timespec, write_pair, Call, Errno, SysResult};
 use crate::exec::StopReason;
 use crate::process::{FileDesc, FileKind, MAX_FDS};
+use crate::signals;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -72,7 +78,7 @@ impl Deadline {
     }
 
     /// A restarted call whose wait ended at its deadline, or one that must not wait.
-    fn expired(self) -> bool {
+    pub(super) fn expired(self) -> bool {
         match self {
             Deadline::Now => true,
             Deadline::At(at) => at <= Instant::now(),
@@ -81,7 +87,7 @@ impl Deadline {
     }
 
     /// Time left, `None` for forever.
-    fn left(self) -> Option<Duration> {
+    pub(super) fn left(self) -> Option<Duration> {
         match self {
             Deadline::Now => Some(Duration::ZERO),
             Deadline::At(at) => Some(at.saturating_duration_since(Instant::now())),
@@ -185,12 +191,35 @@ fn write_back_left(c: &Call<'_>, addr: u64, deadline: Deadline) -> Result<(), Er
     Ok(())
 }
 
-/// Checks a signal-mask argument's size (the mask itself is not applied).
-fn check_sigset(addr: u64, size: u64) -> Result<(), Errno> {
-    if addr != 0 && size != 8 {
+/// Reads a call's temporary signal mask (`None` for a NULL pointer; `EINVAL` for a size
+/// other than 8, `EFAULT` for an unreadable set).
+fn read_sigset(c: &Call<'_>, addr: u64, size: u64) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    if size != 8 {
         return err(libc::EINVAL);
     }
-    Ok(())
+    Ok(Some(super::read_u64(&c.process.mem, addr)?))
+}
+
+/// Runs `f` with `mask` (if any) as the thread's signal mask, as described in the module
+/// docs: restored when the call returns at once, kept (the original saved) when it parks.
+fn with_sigmask(
+    c: &mut Call<'_>,
+    mask: Option<u64>,
+    f: impl FnOnce(&mut Call<'_>) -> SysResult,
+) -> SysResult {
+    let Some(m) = mask else { return f(c) };
+    let orig = c.thread.signal_mask;
+    signals::set_mask(c.process, c.thread, m);
+    let r = f(c);
+    if matches!(c.stop, Some(StopReason::Blocked(_))) {
+        signals::save_mask(c.process, c.thread, orig);
+    } else {
+        signals::set_mask(c.process, c.thread, orig);
+    }
+    r
 }
 
 // ---------------------------------------------------------------------------------------
@@ -287,18 +316,18 @@ fn epoll_wait_common(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
 
 /// `epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask, sigsetsize)`.
 pub(super) fn epoll_pwait(c: &mut Call<'_>) -> SysResult {
-    check_sigset(c.args[4], c.args[5])?;
+    let mask = read_sigset(c, c.args[4], c.args[5])?;
     let ms = c.int(3);
     let timeout = (ms >= 0).then(|| Duration::from_millis(ms as u64));
-    epoll_wait_common(c, timeout)
+    with_sigmask(c, mask, |c| epoll_wait_common(c, timeout))
 }
 
 /// `epoll_pwait2(epfd, events, maxevents, timeout, sigmask, sigsetsize)`: the timeout is a
 /// `struct timespec` (NULL: forever).
 pub(super) fn epoll_pwait2(c: &mut Call<'_>) -> SysResult {
-    check_sigset(c.args[4], c.args[5])?;
+    let mask = read_sigset(c, c.args[4], c.args[5])?;
     let timeout = timeout_arg(c, c.args[3])?;
-    epoll_wait_common(c, timeout)
+    with_sigmask(c, mask, |c| epoll_wait_common(c, timeout))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -461,12 +490,18 @@ fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i1
 
 /// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`.
 pub(super) fn ppoll(c: &mut Call<'_>) -> SysResult {
-    let (addr, nfds, tmo) = (c.args[0], c.args[1] as u32 as u64, c.args[2]);
+    let (nfds, tmo) = (c.args[1] as u32 as u64, c.args[2]);
     if nfds > MAX_FDS as u64 {
         return err(libc::EINVAL);
     }
     let timeout = timeout_arg(c, tmo)?;
-    check_sigset(c.args[3], c.args[4])?;
+    let mask = read_sigset(c, c.args[3], c.args[4])?;
+    with_sigmask(c, mask, |c| ppoll_masked(c, timeout))
+}
+
+/// `ppoll` once its arguments are checked and its mask applied.
+fn ppoll_masked(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
+    let (addr, nfds, tmo) = (c.args[0], c.args[1] as u32 as u64, c.args[2]);
     let mut raw = vec![0u8; nfds as usize * 8];
     c.process.mem.read_bytes(addr, &mut raw)?;
     let mut entries: Vec<PollEntry> = raw
@@ -507,15 +542,21 @@ pub(super) fn pselect6(c: &mut Call<'_>) -> SysResult {
         return err(libc::EINVAL);
     }
     let n = (n as usize).min(MAX_FDS);
-    let sets = [c.args[1], c.args[2], c.args[3]];
-    let tmo = c.args[4];
-    let timeout = timeout_arg(c, tmo)?;
+    let timeout = timeout_arg(c, c.args[4])?;
+    let mut mask = None;
     if c.args[5] != 0 {
         // `{ const sigset_t *ss; size_t ss_len; }`
         let b = read_array::<16>(&c.process.mem, c.args[5])?;
         let ss = u64::from_le_bytes(super::le8(&b[..8]));
-        check_sigset(ss, u64::from_le_bytes(super::le8(&b[8..])))?;
+        mask = read_sigset(c, ss, u64::from_le_bytes(super::le8(&b[8..])))?;
     }
+    with_sigmask(c, mask, |c| pselect6_masked(c, n, timeout))
+}
+
+/// `pselect6` once its arguments are checked and its mask applied.
+fn pselect6_masked(c: &mut Call<'_>, n: usize, timeout: Option<Duration>) -> SysResult {
+    let sets = [c.args[1], c.args[2], c.args[3]];
+    let tmo = c.args[4];
     let words = n.div_ceil(64);
     let mut bits = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
     for (set, out) in sets.iter().zip(bits.iter_mut()) {

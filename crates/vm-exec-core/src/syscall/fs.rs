@@ -254,6 +254,13 @@ pub(super) fn is_nonblocking(h: RawFd) -> bool {
 pub(super) fn read(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
     match target(c.process, fd)? {
+        Target::Host(h) if c.process.may_have_signalfds() => {
+            match signal::signalfd_of(c.process, h) {
+                Some(id) => signal::signalfd_read(c, h, id),
+                None if park_until_readable(c, h) => Ok(0),
+                None => host_read(&c.process.mem, h, buf, len, None),
+            }
+        }
         Target::Host(h) if park_until_readable(c, h) => Ok(0),
         Target::Host(h) => host_read(&c.process.mem, h, buf, len, None),
         Target::Bytes => bytes_read(c.process, fd, buf, len),
@@ -343,6 +350,11 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
     let t = target(c.process, fd)?;
     if matches!(t, Target::Capture(_)) {
         return err(libc::EBADF);
+    }
+    if let Target::Host(h) = t {
+        if signal::signalfd_of(c.process, h).is_some() {
+            return err(libc::EINVAL); // not served (see syscall::signal)
+        }
     }
     let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
     match t {

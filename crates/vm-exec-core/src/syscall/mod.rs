@@ -209,6 +209,7 @@ const SYSCALLS: &[Syscall] = &[
     sc(71, "sendfile", fileops::sendfile),
     sc(72, "pselect6", event::pselect6),
     sc(73, "ppoll", event::ppoll),
+    sc(74, "signalfd4", signal::signalfd4),
     sc(78, "readlinkat", path::readlinkat),
     sc(79, "newfstatat", stat::newfstatat),
     sc(80, "fstat", stat::fstat),

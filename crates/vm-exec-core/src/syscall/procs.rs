@@ -26,6 +26,7 @@ use crate::exec::NewProcess;
 use crate::exec::StopReason;
 use crate::process::{Process, ProcessConfig};
 use crate::sandbox::{WaitFound, WaitTarget, CHILD_KEY};
+use crate::signals;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -256,9 +257,14 @@ fn exec_common(
     let fresh = Arc::new(fresh.inherit_from(p));
     p.sandbox.replace(&fresh);
     // Pending signals survive execve (a SIGTERM sent between fork and exec still kills the
-    // new image). Merged after the swap: until it, senders found the old process.
-    {
+    // new image), and so does a fatal signal already sent to the old image (its default
+    // action was taken at once, by marking the process). Merged under the old image's signal
+    // lock, which also records the successor: a sender that found the old image before the
+    // swap and posts after this point forwards to the new one, so no signal is lost.
+    let fatal = {
         let mut old = p.sig();
+        old.exec_successor =
+            Some(signals::ExecSuccessor { process: Arc::downgrade(&fresh), tid: c.thread.tid });
         let mut new = fresh.sig();
         new.pending |= std::mem::take(&mut old.pending);
         new.infos.append(&mut old.infos);
@@ -267,6 +273,19 @@ fn exec_common(
             nt.pending |= std::mem::take(&mut t.pending);
             nt.infos.append(&mut t.infos);
         }
+        // Signalfds stay open across execve (unless close-on-exec) and keep reporting.
+        new.signalfds = std::mem::take(&mut old.signalfds);
+        if !new.signalfds.is_empty() {
+            fresh.note_signalfd();
+        }
+        signals::sync_signalfds(&mut new);
+        if new.pending != 0 || new.threads.values().any(|t| t.pending != 0) {
+            fresh.signal_hint();
+        }
+        p.fatal_signal()
+    };
+    if let Some(sig) = fatal {
+        fresh.kill_with(sig);
     }
     c.stop = Some(StopReason::Exec(Box::new(NewProcess { process: fresh, thread })));
     Ok(0)

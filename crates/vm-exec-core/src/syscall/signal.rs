@@ -10,11 +10,30 @@
 //! point. `kill` reaches every process of the sandbox (a pid, 0 for the caller's group, -1
 //! for all, `-pgid`); `tkill`/`tgkill` any thread of the caller's process, or the main
 //! thread of another process of the sandbox.
+//!
+//! `rt_sigtimedwait` takes a pending signal of its set, or parks the thread (no vCPU held)
+//! with the set unblocked until one arrives (the call is then made again and takes it), the
+//! timeout passes (`EAGAIN`), or another signal it does not block arrives (`EINTR`, its
+//! handler runs; never restarted, as on Linux).
+//!
+//! `signalfd4` makes (or, given an existing one, changes the mask of) a signalfd: a host pipe
+//! whose read end is the guest's descriptor, readable exactly while a signal of its mask is
+//! pending ([`signals::SignalFd`]), so it works in `poll`, `select` and `epoll` like any host
+//! descriptor. `read` returns `signalfd_siginfo` records (128 bytes each) and consumes the
+//! signals; with nothing pending it parks (or is `EAGAIN` under `SFD_NONBLOCK`). Known
+//! differences from Linux: a read also takes a signal pending for another thread of the
+//! process (Linux reports only the reader's and the process's); `readv` of a signalfd is
+//! `EINVAL`; and a signalfd inherited by a forked child is not one in the child (its reads
+//! see the parent's pipe).
 
-use super::{err, read_u64, state, Call, Errno, SysResult};
+use super::event::Deadline;
+use super::{err, read_timespec, read_u64, state, Call, Errno, SysResult};
+use crate::exec::StopReason;
 use crate::process::Process;
 use crate::signals::{self, bit, SigInfo, NSIG, SI_QUEUE, SI_TKILL, SI_USER, UNBLOCKABLE};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Sends signal `sig` (1..=64) to the calling thread (a broken pipe's `SIGPIPE`, `raise`).
 pub(super) fn raise(c: &mut Call<'_>, sig: i32) {
@@ -302,48 +321,209 @@ pub(super) fn rt_sigsuspend(c: &mut Call<'_>) -> SysResult {
 }
 
 /// `rt_sigtimedwait(set, info, timeout, sigsetsize)`: takes a pending signal of `set`
-/// without running its handler; `EAGAIN` when none is pending (waiting for one that has
-/// not arrived yet is not supported: the caller sees `EAGAIN` at once, as at a timeout).
+/// without running its handler, waiting for one (see the module docs) up to `timeout`
+/// (NULL: forever); `EAGAIN` when the timeout passes.
 pub(super) fn rt_sigtimedwait(c: &mut Call<'_>) -> SysResult {
     if c.args[3] != 8 {
         return err(libc::EINVAL);
     }
     let set = read_u64(&c.process.mem, c.args[0])? & !UNBLOCKABLE;
-    let taken = {
-        let mut s = c.process.sig();
-        let tid = c.thread.tid;
-        let from_thread = s.threads.get(&tid).map_or(0, |t| t.pending) & set;
-        let (pending, infos) = if from_thread != 0 {
-            let t = s.threads.entry(tid).or_default();
-            (&mut t.pending, &mut t.infos)
-        } else {
-            let st = &mut *s;
-            (&mut st.pending, &mut st.infos)
-        };
-        let ready = *pending & set;
-        if ready == 0 {
-            None
-        } else {
-            let sig = ready.trailing_zeros() as i32 + 1;
-            let info = infos
-                .iter()
-                .position(|x| x.signo == sig)
-                .map(|i| infos.remove(i))
-                .unwrap_or(SigInfo { signo: sig, ..Default::default() });
-            if !infos.iter().any(|x| x.signo == sig) {
-                *pending &= !bit(sig);
-            }
-            Some(info)
+    let timeout = match c.args[2] {
+        0 => None,
+        a => {
+            let (s, ns) = read_timespec(&c.process.mem, a)?;
+            Some(Duration::new(s as u64, ns as u32))
         }
     };
-    match taken {
-        Some(info) => {
+    loop {
+        if let Some(info) = signals::take_from_set(c.process, c.thread, set, false) {
             if c.args[1] != 0 {
                 c.process.mem.write_bytes(c.args[1], &info.to_bytes())?;
             }
-            Ok(info.signo as u64)
+            return Ok(info.signo as u64);
         }
-        None => err(libc::EAGAIN),
+        let deadline = Deadline::of(c, timeout);
+        if deadline.expired() {
+            return err(libc::EAGAIN);
+        }
+        if !c.process.is_scheduled() {
+            // No other thread can send it; only the time can pass.
+            match deadline.left() {
+                Some(d) => {
+                    std::thread::sleep(d);
+                    c.resume = Some(std::time::Instant::now());
+                    continue;
+                }
+                None => return err(libc::EINTR),
+            }
+        }
+        let at = match deadline {
+            Deadline::At(at) => Some(at),
+            _ => None,
+        };
+        let w = c.process.futexes.ready(Vec::new(), at, c.args[0]);
+        signals::begin_sigwait(c.process, c.thread, set);
+        c.stop = Some(StopReason::Blocked(w));
+        return Ok(0);
+    }
+}
+
+const SFD_CLOEXEC: u64 = 0o2000000;
+const SFD_NONBLOCK: u64 = 0o4000;
+/// Most signalfds one process keeps registered (closed ones are dropped first).
+const MAX_SIGNALFDS: usize = 256;
+
+/// The `(st_dev, st_ino)` of host descriptor `h`.
+fn file_id(h: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: `st` is a local stat buffer fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `h` is only read.
+    if unsafe { libc::fstat(h, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
+}
+
+/// The id of the signalfd host descriptor `h` reads, if it is one of this process's.
+pub(super) fn signalfd_of(p: &Process, h: RawFd) -> Option<(u64, u64)> {
+    if !p.may_have_signalfds() {
+        return None;
+    }
+    let id = file_id(h)?;
+    p.sig().signalfds.iter().any(|f| f.id == id).then_some(id)
+}
+
+/// `signalfd4(fd, mask, sizemask, flags)`.
+pub(super) fn signalfd4(c: &mut Call<'_>) -> SysResult {
+    let (fd, mask_addr, size, flags) = (c.int(0), c.args[1], c.args[2], c.args[3] as u32 as u64);
+    if flags & !(SFD_CLOEXEC | SFD_NONBLOCK) != 0 || size != 8 {
+        return err(libc::EINVAL);
+    }
+    let mask = read_u64(&c.process.mem, mask_addr)? & !UNBLOCKABLE;
+    if fd != -1 {
+        let h = match super::fs::target(c.process, fd as i64)? {
+            super::fs::Target::Host(h) => h,
+            _ => return err(libc::EINVAL),
+        };
+        let id = signalfd_of(c.process, h).ok_or(Errno(libc::EINVAL))?;
+        let mut s = c.process.sig();
+        if let Some(f) = s.signalfds.iter_mut().find(|f| f.id == id) {
+            f.mask = mask;
+        }
+        signals::sync_signalfds(&mut s);
+        return Ok(fd as u64);
+    }
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a local array of two descriptors pipe2 fills.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns; the read end is
+    // handed to the guest's table by `install` (which owns it from then on), so it is not
+    // wrapped here.
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let guest_end = fds[0];
+    // SAFETY: F_DUPFD_CLOEXEC/F_SETFL take integer arguments; the descriptors are open.
+    let ours = unsafe { libc::fcntl(guest_end, libc::F_DUPFD_CLOEXEC, 3) };
+    let ok = ours >= 0
+        // SAFETY: as above.
+        && unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } == 0
+        && (flags & SFD_NONBLOCK == 0
+            // SAFETY: as above.
+            || unsafe { libc::fcntl(guest_end, libc::F_SETFL, libc::O_NONBLOCK) } == 0);
+    let id = file_id(guest_end);
+    let (true, Some(id)) = (ok, id) else {
+        let e = Errno::last();
+        // SAFETY: both are ours and still open (`ours` only if the dup made it).
+        unsafe {
+            libc::close(guest_end);
+            if ours >= 0 {
+                libc::close(ours);
+            }
+        }
+        return Err(e);
+    };
+    // SAFETY: `ours` is the fresh duplicate made above; nothing else owns it.
+    let read = unsafe { OwnedFd::from_raw_fd(ours) };
+    let full = c.process.sig().signalfds.len() >= MAX_SIGNALFDS;
+    if full {
+        // Drop the signalfds the guest closed.
+        let open: Vec<(u64, u64)> =
+            c.process.files().host_fds().into_iter().filter_map(file_id).collect();
+        let mut s = c.process.sig();
+        s.signalfds.retain(|f| open.contains(&f.id));
+        if s.signalfds.len() >= MAX_SIGNALFDS {
+            // SAFETY: `guest_end` is ours and open.
+            unsafe { libc::close(guest_end) };
+            return err(libc::EMFILE);
+        }
+    }
+    let n = super::event::install(c, guest_end, flags & SFD_CLOEXEC != 0)?;
+    c.process.note_signalfd();
+    let mut s = c.process.sig();
+    s.signalfds.push(signals::SignalFd { id, mask, read, write, armed: false });
+    signals::sync_signalfds(&mut s);
+    Ok(n)
+}
+
+/// A `signalfd_siginfo` record (128 bytes) for `info`.
+fn signalfd_record(info: &SigInfo) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    b[0..4].copy_from_slice(&(info.signo as u32).to_le_bytes());
+    b[8..12].copy_from_slice(&info.code.to_le_bytes());
+    if info.is_fault {
+        b[72..80].copy_from_slice(&info.addr.to_le_bytes());
+        return b;
+    }
+    b[12..16].copy_from_slice(&(info.pid as u32).to_le_bytes());
+    b[16..20].copy_from_slice(&info.uid.to_le_bytes());
+    const SIGCHLD: i32 = 17;
+    const SI_TIMER: i32 = -2;
+    if info.signo == SIGCHLD && info.code > 0 {
+        b[40..44].copy_from_slice(&info.status.to_le_bytes());
+    } else if info.code < 0 && info.code != SI_TKILL && info.code != SI_TIMER {
+        // A queued signal: its value, as `int` and as pointer.
+        b[44..48].copy_from_slice(&info.status.to_le_bytes());
+        b[48..56].copy_from_slice(&(info.status as u32 as u64).to_le_bytes());
+    }
+    b
+}
+
+/// `read` of signalfd `h` (whose id is `id`): as many records as fit and are pending; with
+/// none, `EAGAIN` when non-blocking, else the thread parks until one is.
+pub(super) fn signalfd_read(c: &mut Call<'_>, h: RawFd, id: (u64, u64)) -> SysResult {
+    let (buf, len) = (c.args[1], c.args[2]);
+    if len < 128 {
+        return err(libc::EINVAL);
+    }
+    loop {
+        let Some(mask) = c.process.sig().signalfds.iter().find(|f| f.id == id).map(|f| f.mask)
+        else {
+            return err(libc::EINVAL);
+        };
+        let mut n = 0u64;
+        while n + 128 <= len {
+            let Some(info) = signals::take_from_set(c.process, c.thread, mask, true) else {
+                break;
+            };
+            if let Err(e) = c.process.mem.write_bytes(buf + n, &signalfd_record(&info)) {
+                return if n == 0 { Err(e.into()) } else { Ok(n) };
+            }
+            n += 128;
+        }
+        if n > 0 {
+            return Ok(n);
+        }
+        if super::fs::is_nonblocking(h) {
+            return err(libc::EAGAIN);
+        }
+        if c.process.is_scheduled() {
+            c.stop = Some(StopReason::Blocked(c.process.futexes.readable(h, c.args[0])));
+            return Ok(0);
+        }
+        let mut p = libc::pollfd { fd: h, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; blocks until the level byte is there (as Linux blocks).
+        unsafe { libc::poll(&mut p, 1, -1) };
     }
 }
 

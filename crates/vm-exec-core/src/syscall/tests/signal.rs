@@ -121,3 +121,28 @@ fn sigaltstack_round_trips() {
     g.put(SCRATCH + 16, &100u64.to_le_bytes());
     assert_eq!(g.sys(132, &[SCRATCH, 0]), e(libc::ENOMEM));
 }
+
+/// A sender that found a process's old image (before an `execve` swapped it) reaches the new
+/// one: a fatal default action, a pending (blocked) signal and a thread-directed one.
+#[test]
+fn signals_to_an_image_replaced_by_execve_reach_the_new_one() {
+    use crate::signals::{post_process, post_thread, ExecSuccessor, SigInfo};
+    let old = guest();
+    let new = Arc::new(guest().p);
+    let tid = old.t.tid;
+    old.p.sig().exec_successor = Some(ExecSuccessor { process: Arc::downgrade(&new), tid });
+    post_process(&old.p, SigInfo { signo: 10, ..Default::default() });
+    assert_eq!(new.fatal_signal(), Some(10), "SIGUSR1's default action, on the new image");
+    assert_eq!(old.p.fatal_signal(), None);
+    let new = Arc::new(guest().p);
+    new.sig().threads.get_mut(&new.pid).unwrap().mask = 1 << 11; // SIGUSR2 blocked
+    old.p.sig().exec_successor = Some(ExecSuccessor { process: Arc::downgrade(&new), tid });
+    post_process(&old.p, SigInfo { signo: 12, ..Default::default() });
+    assert!(post_thread(&old.p, tid, SigInfo { signo: 12, ..Default::default() }));
+    assert!(!post_thread(&old.p, tid + 1, SigInfo { signo: 12, ..Default::default() }));
+    let s = new.sig();
+    assert_eq!(s.pending, 1 << 11);
+    assert_eq!(s.threads[&new.pid].pending, 1 << 11);
+    assert!(new.has_signals());
+    assert_eq!(old.p.sig().pending, 0);
+}
