@@ -10,9 +10,12 @@
 //!   busybox-static`), with applet links in `DIR/applets`.
 //!
 //! Start-up is taken out by timing each guest at two sizes and using the difference. Every
-//! figure is the median of `--runs` runs (default 3); outputs must match qemu's.
+//! figure is the median of `--runs` runs (default 3); outputs must match qemu's. Wall time and CPU
+//! time (user + system of the runner's threads and child processes) are both reported.
 
-use crate::report::{build_release_vmx, cpu_model, median, require_qemu, time_run, write_section};
+use crate::report::{
+    build_release_vmx, children_cpu, cpu_model, median, require_qemu, time_run, write_section,
+};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +26,8 @@ fn argv(prefix: &[String], rest: &[&str]) -> Vec<String> {
     prefix.iter().cloned().chain(rest.iter().map(|s| s.to_string())).collect()
 }
 
-/// Microseconds per operation of `bench_procs MODE N [EXTRA]` under `runner`, from two sizes.
+/// Microseconds per operation of `bench_procs MODE N [EXTRA]` under `runner`, from two sizes:
+/// wall time and CPU time (user + system of the runner's threads and child processes).
 fn per_op_us(
     root: &Path,
     runner: &[String],
@@ -31,15 +35,20 @@ fn per_op_us(
     big: u64,
     small: u64,
     extra: &[&str],
-) -> Result<(f64, Vec<u8>)> {
+) -> Result<((f64, f64), Vec<u8>)> {
     let run = |n: u64| {
         let mut a = argv(runner, &["guests/bin/bench_procs", mode, &n.to_string()]);
         a.extend(extra.iter().map(|s| s.to_string()));
         time_run(&a, &[], root)
     };
+    let c0 = children_cpu();
     let (tb, out) = run(big)?;
+    let c1 = children_cpu();
     let (ts, _) = run(small)?;
-    Ok(((tb.as_secs_f64() - ts.as_secs_f64()).max(0.0) * 1e6 / (big - small) as f64, out))
+    let c2 = children_cpu();
+    let per = |b: f64, s: f64| (b - s).max(0.0) * 1e6 / (big - small) as f64;
+    let cpu = per((c1 - c0).as_secs_f64(), (c2 - c1).as_secs_f64());
+    Ok(((per(tb.as_secs_f64(), ts.as_secs_f64()), cpu), out))
 }
 
 /// Writes the busybox script of `n` pipelines and returns its path.
@@ -110,18 +119,23 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut per = Vec::new();
         for (_, r) in &runners {
             let mut v = Vec::new();
+            let mut c = Vec::new();
             let mut first_out = None;
             for _ in 0..runs {
-                let (us, out) = per_op_us(&root, r, mode, *big, *small, extra)?;
+                let ((us, cpu_us), out) = per_op_us(&root, r, mode, *big, *small, extra)?;
                 first_out.get_or_insert(out);
                 v.push(us);
+                c.push(cpu_us);
             }
-            per.push((median(v), first_out.unwrap_or_default()));
+            per.push(((median(v), median(c)), first_out.unwrap_or_default()));
         }
         if per.iter().any(|(_, o)| *o != per[0].1) {
             bail!("{what}: vmx's output differs from qemu's");
         }
-        eprintln!("{what} (us): qemu {:.1} vmx1 {:.1} vmx2 {:.1}", per[0].0, per[1].0, per[2].0);
+        eprintln!(
+            "{what} (us): qemu {:.1} vmx1 {:.1} vmx2 {:.1}; CPU qemu {:.1} vmx1 {:.1} vmx2 {:.1}",
+            per[0].0 .0, per[1].0 .0, per[2].0 .0, per[0].0 .1, per[1].0 .1, per[2].0 .1
+        );
         rows.push((what.to_string(), per.iter().map(|p| p.0).collect::<Vec<_>>()));
     }
     if let Some(bb) = &busybox {
@@ -138,6 +152,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut per = Vec::new();
         for (_, r) in &runners {
             let mut v = Vec::new();
+            let mut c = Vec::new();
             let mut out0 = None;
             for _ in 0..runs {
                 let run = |s: &Path| -> Result<(f64, Vec<u8>)> {
@@ -179,19 +194,23 @@ pub fn run(args: &[String]) -> Result<()> {
                     }
                     Ok((t0.elapsed().as_secs_f64(), out.stdout))
                 };
+                let c0 = children_cpu().as_secs_f64();
                 let (tb, out) = run(&script)?;
+                let c1 = children_cpu().as_secs_f64();
                 let (ts, _) = run(&small)?;
+                let c2 = children_cpu().as_secs_f64();
                 out0.get_or_insert(out);
                 v.push((tb - ts).max(0.0) * 1e6 / 900.0);
+                c.push(((c1 - c0) - (c2 - c1)).max(0.0) * 1e6 / 900.0);
             }
-            per.push((median(v), out0.unwrap_or_default()));
+            per.push(((median(v), median(c)), out0.unwrap_or_default()));
         }
         if per.iter().any(|(_, o)| *o != per[0].1) {
             bail!("busybox pipelines: vmx's output differs from qemu's");
         }
         eprintln!(
             "busybox pipeline (us): qemu {:.1} vmx1 {:.1} vmx2 {:.1}",
-            per[0].0, per[1].0, per[2].0
+            per[0].0 .0, per[1].0 .0, per[2].0 .0
         );
         rows.push((
             "busybox `sh`: one `$(echo | tr | wc)` pipeline (3 forks + 2 execs)".to_string(),
@@ -203,17 +222,23 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut md = String::new();
     md.push_str(START);
     md.push('\n');
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     md.push_str(&format!(
-        "\nMachine: {cpu}, {cores} cores. Medians of {runs} runs; start-up removed by timing two sizes. Reproduce with `cargo xtask bench-procs [--busybox-root DIR]`.\n\n"
+        "\nMachine: {cpu}, {cores} cores, load average {load} at the end of the run. Medians of {runs} runs; start-up removed by timing two sizes. Reproduce with `cargo xtask bench-procs [--busybox-root DIR]`. Wall time per operation, then CPU time (user + system of every thread and child process of the runner, from the kernel's accounting of waited-for children, 10 ms ticks), which a loaded machine disturbs less.\n\n"
     ));
-    md.push_str("| operation | qemu-riscv64 | vmx, 1 vCPU | vmx, 2 vCPUs | qemu / vmx (2 vCPUs) |\n|---|---|---|---|---|\n");
+    md.push_str("| operation | qemu-riscv64 | vmx, 1 vCPU | vmx, 2 vCPUs | qemu / vmx (2 vCPUs) | CPU: qemu | CPU: vmx, 2 vCPUs | CPU: qemu / vmx |\n|---|---|---|---|---|---|---|---|\n");
     for (what, v) in &rows {
+        let (w, c): (Vec<f64>, Vec<f64>) = v.iter().copied().unzip();
         md.push_str(&format!(
-            "| {what} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}x |\n",
-            v[0],
-            v[1],
-            v[2],
-            v[0] / v[2].max(1e-9)
+            "| {what} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}x | {:.1} µs | {:.1} µs | {:.2}x |\n",
+            w[0],
+            w[1],
+            w[2],
+            w[0] / w[2].max(1e-9),
+            c[0],
+            c[2],
+            c[0] / c[2].max(1e-9)
         ));
     }
     md.push('\n');
