@@ -213,7 +213,7 @@ pub fn run(args: &[String]) -> Result<()> {
             per[0].0 .0, per[1].0 .0, per[2].0 .0
         );
         rows.push((
-            "busybox `sh`: one `$(echo | tr | wc)` pipeline (3 forks + 2 execs)".to_string(),
+            "busybox `sh`: one `$(echo \\| tr \\| wc)` pipeline (3 forks + 2 execs)".to_string(),
             per.iter().map(|p| p.0).collect(),
         ));
     }
