@@ -192,8 +192,12 @@ static void *connector(void *arg)
 static void test_path_server(const char *dir)
 {
     char path[200];
-    /* The process id keeps concurrent runs apart; it is never printed. */
-    snprintf(path, sizeof path, "%s/vmx-test-%d.sock", dir, (int)getpid());
+    /* A name no concurrent run has (mkstemp creates it exclusively; the process id would
+     * not do: it is the same in every vmx sandbox). It is never printed. */
+    snprintf(path, sizeof path, "%s/vmx-test-XXXXXX", dir);
+    int tmp = mkstemp(path); /* should it fail, the bind below reports it */
+    if (tmp >= 0)
+        close(tmp);
     unlink(path);
     sock_path = path;
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
