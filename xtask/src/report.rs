@@ -44,6 +44,18 @@ pub fn time_run(argv: &[String], args: &[String], root: &Path) -> Result<(Durati
     Ok((dt, out.stdout))
 }
 
+/// CPU time (user + system) used so far by this process's waited-for children, from
+/// `/proc/self/stat` (in clock ticks of 10 ms); zero where that cannot be read.
+pub fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // cutime and cstime are fields 16 and 17.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    let ticks = f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// Fails unless `qemu-riscv64`, the peer every ratio is taken against, is installed.
 pub fn require_qemu() -> Result<()> {
     if Command::new("qemu-riscv64").arg("--version").output().is_err() {

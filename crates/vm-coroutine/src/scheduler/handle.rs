@@ -72,6 +72,7 @@ impl Scheduler {
                 timer: Arc::new(Timer::default()),
                 readiness: Arc::new(Readiness::default()),
                 stopping: AtomicBool::new(false),
+                awake_vcpus: AtomicUsize::new(0),
                 config,
             }),
             threads: Mutex::new(Vec::new()),

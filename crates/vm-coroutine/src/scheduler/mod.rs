@@ -24,7 +24,7 @@
 //! A guest thread that blocks in a system call (futex wait, sleep, read of an empty pipe) is
 //! parked: the vCPU puts it on the call's [`Waiter`] and moves on; a deadline goes to the
 //! timer thread (the `timer` module), a wait for a readable host descriptor to the poller
-//! thread (`readiness`). Whoever ends the wait (a futex wake on any vCPU, the timer, the
+//! thread (`readiness`; a vCPU loop defers that hand-over, see the `readiness` module docs). Whoever ends the wait (a futex wake on any vCPU, the timer, the
 //! poller, process exit) hands the thread back: into the local queue of the vCPU that woke
 //! it, or into the global queue when that is not a vCPU of this scheduler, and a parked vCPU
 //! is woken. A thread that calls

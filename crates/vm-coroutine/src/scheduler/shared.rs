@@ -55,12 +55,18 @@ pub(super) struct Shared {
     pub(super) readiness: Arc<Readiness>,
     /// Tells vCPU threads to leave.
     pub(super) stopping: AtomicBool,
+    /// vCPU loops not parked in the lot (see `worker`: the last to park flushes the
+    /// readiness waits deferred by the loops).
+    pub(super) awake_vcpus: AtomicUsize,
 }
 
 thread_local! {
     /// The scheduler (its `Shared`'s address) and vCPU whose slice this host thread runs, if
     /// any: a guest thread woken from inside a slice goes to that vCPU's local queue.
     pub(super) static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// The scheduler (its `Shared`'s address) whose vCPU loop this host thread runs, or 0:
+    /// only such a thread defers readiness waits, since it flushes them before it parks.
+    pub(super) static VCPU_LOOP: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A coroutine after admission.

@@ -21,7 +21,11 @@ impl Shared {
             self.timer.arm(at, w.clone());
         }
         if !w.watched().is_empty() {
-            self.readiness.watch(w.clone());
+            if VCPU_LOOP.with(Cell::get) == Arc::as_ptr(self) as usize {
+                self.readiness.defer(w.clone());
+            } else {
+                self.readiness.watch(w.clone());
+            }
         }
         let shared = Arc::downgrade(self);
         w.on_ready(Box::new(move || {

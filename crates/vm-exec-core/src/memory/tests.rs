@@ -305,3 +305,46 @@ fn duplicate_copies_bytes_permissions_and_layout_but_not_code_bits() {
     assert_eq!(m.read_u64(0x20008).unwrap(), 0x1122_3344_5566_7788);
     assert!(!c.is_free(0x40000, 0x42000), "the heap is mapped in the copy");
 }
+
+#[test]
+fn duplicate_copies_a_densely_written_region_and_a_partly_written_one() {
+    // 6 MiB written on every page (whole 2 MiB blocks: the copy may take host huge pages for
+    // them), then a 3 MiB run written on every other page, and a read-only dense run.
+    let m = AddressSpace::new(64 << 20).unwrap();
+    let (dense, sparse, ro) = (0x20_0000u64, 0xa0_0000u64, 0x100_0000u64);
+    m.map_fixed(dense, 6 << 20, PERM_READ | PERM_WRITE).unwrap();
+    m.map_fixed(sparse, 3 << 20, PERM_READ | PERM_WRITE).unwrap();
+    m.map_fixed(ro, 4 << 20, PERM_READ | PERM_WRITE).unwrap();
+    for p in (dense..dense + (6 << 20)).step_by(PAGE_SIZE as usize) {
+        m.write_u64(p + 8, p ^ 0x5a5a).unwrap();
+    }
+    for p in (sparse..sparse + (3 << 20)).step_by(2 * PAGE_SIZE as usize) {
+        m.write_u64(p, p | 1).unwrap();
+    }
+    for p in (ro..ro + (4 << 20)).step_by(PAGE_SIZE as usize) {
+        m.write_u64(p, !p).unwrap();
+    }
+    m.protect(ro, 4 << 20, PERM_READ).unwrap();
+    let c = m.duplicate().unwrap();
+    for p in (dense..dense + (6 << 20)).step_by(PAGE_SIZE as usize) {
+        assert_eq!(c.read_u64(p + 8).unwrap(), p ^ 0x5a5a, "dense page {p:#x}");
+        assert_eq!(c.read_u64(p).unwrap(), 0);
+    }
+    for p in (sparse..sparse + (3 << 20)).step_by(PAGE_SIZE as usize) {
+        let want = if (p - sparse) % (2 * PAGE_SIZE) == 0 { p | 1 } else { 0 };
+        assert_eq!(c.read_u64(p).unwrap(), want, "sparse page {p:#x}");
+    }
+    for p in (ro..ro + (4 << 20)).step_by(PAGE_SIZE as usize) {
+        assert_eq!(c.read_u64(p).unwrap(), !p, "read-only page {p:#x}");
+    }
+    assert!(c.write_u64(ro, 1).is_err(), "read-only stays read-only");
+    // Independent both ways, also inside a block the copy may hold as one host page.
+    c.write_u64(dense + 0x1000, 7).unwrap();
+    m.write_u64(dense + 0x2000, 9).unwrap();
+    assert_eq!(m.read_u64(dense + 0x1000).unwrap(), 0);
+    assert_eq!(c.read_u64(dense + 0x2000).unwrap(), 0);
+    // Unmapping and protecting part of such a block in the copy works page-wise.
+    c.unmap(dense + 0x3000, PAGE_SIZE).unwrap();
+    assert!(c.read_u64(dense + 0x3000).is_err());
+    assert_eq!(c.read_u64(dense + 0x4008).unwrap(), (dense + 0x4000) ^ 0x5a5a);
+}

@@ -250,17 +250,45 @@ pub(super) fn is_nonblocking(h: RawFd) -> bool {
     fl >= 0 && fl & libc::O_NONBLOCK != 0
 }
 
+/// In a process a scheduler hosts, first tries the read without waiting (`preadv2` with
+/// `RWF_NOWAIT`, which pipes, sockets and eventfds honour): when there is data this saves
+/// the readiness check of [`park_until_readable`], one host call per read. `None` when the
+/// read would wait or the descriptor cannot be asked that way: the caller then goes the
+/// usual way (check, park or read). Any other outcome is the read's own.
+fn try_read_nowait(c: &Call<'_>, h: RawFd, buf: u64, len: u64) -> Option<SysResult> {
+    if !c.process.is_scheduled() || len == 0 {
+        return None;
+    }
+    // A bad buffer is reported by the usual way, after any wait, as Linux does.
+    let dst = out_buf(&c.process.mem, buf, len).ok()?;
+    let iov = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+    // SAFETY: `iov` describes a live, exclusively borrowed slice of host-mapped guest memory
+    // of `iov_len` bytes, into which the host writes at most that many bytes; offset -1 reads
+    // at (and advances) the file position, as `read` does.
+    let r = retry(|| unsafe { libc::preadv2(h, &iov, 1, -1, libc::RWF_NOWAIT) } as isize);
+    match r {
+        // EAGAIN: nothing to read now (or, for a regular file, not cached); EOPNOTSUPP: the
+        // descriptor takes no RWF_NOWAIT; EINVAL, ESPIPE: an older kernel or an odd file.
+        Err(Errno(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE)) => None,
+        other => Some(other),
+    }
+}
+
 /// `read(fd, buf, count)`.
 pub(super) fn read(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
-    match target(c.process, fd)? {
-        Target::Host(h) if c.process.may_have_signalfds() => {
-            match signal::signalfd_of(c.process, h) {
-                Some(id) => signal::signalfd_read(c, h, id),
-                None if park_until_readable(c, h) => Ok(0),
-                None => host_read(&c.process.mem, h, buf, len, None),
+    let t = target(c.process, fd)?;
+    if let Target::Host(h) = t {
+        if c.process.may_have_signalfds() {
+            if let Some(id) = signal::signalfd_of(c.process, h) {
+                return signal::signalfd_read(c, h, id);
             }
         }
+        if let Some(r) = try_read_nowait(c, h, buf, len) {
+            return r;
+        }
+    }
+    match t {
         Target::Host(h) if park_until_readable(c, h) => Ok(0),
         Target::Host(h) => host_read(&c.process.mem, h, buf, len, None),
         Target::Bytes => bytes_read(c.process, fd, buf, len),
