@@ -57,8 +57,8 @@ impl GuestStat {
         }
     }
 
-    /// What a pipe looks like (for capture buffers and in-memory input).
-    fn pipe(fd: i64) -> GuestStat {
+    /// A file that exists only in vmx: owned by the guest's user, every time now.
+    fn synthetic(dev: u64, ino: u64, mode: u32, size: i64, blksize: i32) -> GuestStat {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| (d.as_secs() as i64, d.subsec_nanos() as i64))
@@ -66,13 +66,14 @@ impl GuestStat {
         // SAFETY: getuid/getgid have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         GuestStat {
-            dev: 0xe,
-            ino: 0x1000 + fd as u64,
-            mode: libc::S_IFIFO | 0o600,
-            nlink: 1,
+            dev,
+            ino,
+            mode,
+            nlink: if mode & libc::S_IFMT == libc::S_IFDIR { 2 } else { 1 },
             uid,
             gid,
-            blksize: 4096,
+            size,
+            blksize,
             atime: now,
             mtime: now,
             ctime: now,
@@ -80,29 +81,15 @@ impl GuestStat {
         }
     }
 
+    /// What a pipe looks like (for capture buffers and in-memory input).
+    fn pipe(fd: i64) -> GuestStat {
+        GuestStat::synthetic(0xe, 0x1000 + fd as u64, libc::S_IFIFO | 0o600, 0, 4096)
+    }
+
     /// What an entry of the virtual `/proc` looks like: owned by the guest's user, times of
     /// now, on the proc file system's device, `ino` an arbitrary but stable number.
     fn proc_entry(mode: u32, size: i64, ino: u64) -> GuestStat {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| (d.as_secs() as i64, d.subsec_nanos() as i64))
-            .unwrap_or((0, 0));
-        // SAFETY: getuid/getgid have no preconditions.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        GuestStat {
-            dev: 0x16,
-            ino,
-            mode,
-            nlink: if mode & libc::S_IFMT == libc::S_IFDIR { 2 } else { 1 },
-            uid,
-            gid,
-            size,
-            blksize: 1024,
-            atime: now,
-            mtime: now,
-            ctime: now,
-            ..Default::default()
-        }
+        GuestStat::synthetic(0x16, ino, mode, size, 1024)
     }
 
     /// What `/dev/null` looks like: the host's, or a faithful stand-in.
