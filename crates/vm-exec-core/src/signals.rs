@@ -504,24 +504,27 @@ fn next_signal(p: &Process, thread: &GuestThread) -> Option<i32> {
     (ready != 0).then(|| ready.trailing_zeros() as i32 + 1)
 }
 
+/// Takes the lowest-numbered signal of `set` from one pending set and its queued infos
+/// (a bare `SigInfo` when none was queued); the bit is cleared once no info of it is left.
+fn take_lowest(pending: &mut u64, infos: &mut Vec<SigInfo>, set: u64) -> Option<SigInfo> {
+    let ready = *pending & set;
+    if ready == 0 {
+        return None;
+    }
+    let sig = ready.trailing_zeros() as i32 + 1;
+    let i = infos.iter().position(|x| x.signo == sig);
+    let info = i.map(|i| infos.remove(i)).unwrap_or(SigInfo { signo: sig, ..Default::default() });
+    if !infos.iter().any(|x| x.signo == sig) {
+        *pending &= !bit(sig);
+    }
+    Some(info)
+}
+
 /// Takes the next deliverable signal for `thread` (thread-directed first).
 fn take_signal(p: &Process, thread: &GuestThread) -> Option<SigInfo> {
     let mut s = p.sig();
     let mask = thread.signal_mask;
-    let from = |pending: &mut u64, infos: &mut Vec<SigInfo>| -> Option<SigInfo> {
-        let ready = *pending & !mask;
-        if ready == 0 {
-            return None;
-        }
-        let sig = ready.trailing_zeros() as i32 + 1;
-        let i = infos.iter().position(|x| x.signo == sig);
-        let info =
-            i.map(|i| infos.remove(i)).unwrap_or(SigInfo { signo: sig, ..Default::default() });
-        if !infos.iter().any(|x| x.signo == sig) {
-            *pending &= !bit(sig);
-        }
-        Some(info)
-    };
+    let from = |pending: &mut u64, infos: &mut Vec<SigInfo>| take_lowest(pending, infos, !mask);
     let got = match s.threads.get_mut(&thread.tid) {
         Some(t) => from(&mut t.pending, &mut t.infos),
         None => None,
@@ -552,20 +555,7 @@ pub fn take_from_set(
     any_thread: bool,
 ) -> Option<SigInfo> {
     let mut s = p.sig();
-    let from = |pending: &mut u64, infos: &mut Vec<SigInfo>| -> Option<SigInfo> {
-        let ready = *pending & set;
-        if ready == 0 {
-            return None;
-        }
-        let sig = ready.trailing_zeros() as i32 + 1;
-        let i = infos.iter().position(|x| x.signo == sig);
-        let info =
-            i.map(|i| infos.remove(i)).unwrap_or(SigInfo { signo: sig, ..Default::default() });
-        if !infos.iter().any(|x| x.signo == sig) {
-            *pending &= !bit(sig);
-        }
-        Some(info)
-    };
+    let from = |pending: &mut u64, infos: &mut Vec<SigInfo>| take_lowest(pending, infos, set);
     let mut got = s.threads.get_mut(&thread.tid).and_then(|t| from(&mut t.pending, &mut t.infos));
     if got.is_none() {
         let SigState { pending, infos, .. } = &mut *s;
