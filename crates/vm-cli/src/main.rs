@@ -203,6 +203,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         root,
         interpreter,
         network: args.net,
+        ignored_signals: vm_exec_core::signals::host_ignored_signals(),
         ..Default::default()
     };
     for d in &args.dirs {

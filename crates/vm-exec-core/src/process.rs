@@ -304,6 +304,12 @@ pub struct ProcessConfig {
     /// Where to trace every system call in `qemu-riscv64 -strace`'s format (`vmx run
     /// --strace`); `None` traces nothing.
     pub strace: Option<Arc<crate::syscall::strace::StraceSink>>,
+    /// Signals the guest starts with ignored (`SIG_IGN`), as a set of
+    /// [`crate::signals::bit`]s: what a process inherits across `execve` from the one that
+    /// started it (`nohup` ignores `SIGHUP`, a shell's background job `SIGINT` and
+    /// `SIGQUIT`). `vmx run` passes the host dispositions it inherited, as qemu-riscv64 does.
+    /// `SIGKILL` and `SIGSTOP` cannot be ignored and are left out.
+    pub ignored_signals: u64,
 }
 
 impl Default for ProcessConfig {
@@ -323,6 +329,7 @@ impl Default for ProcessConfig {
             interpreter: None,
             network: false,
             strace: None,
+            ignored_signals: 0,
         }
     }
 }
@@ -347,7 +354,8 @@ pub struct Process {
     pub pid: i32,
     /// The configuration it was built from.
     pub config: Arc<ProcessConfig>,
-    /// Recorded `rt_sigaction` handlers (64 signals, 4 words each); never delivered.
+    /// The `rt_sigaction` of each signal (index = signal number; handler, flags, restorer,
+    /// mask), as [`crate::signals`] delivers them.
     sigactions: Mutex<Vec<[u64; 4]>>,
     /// State of the deterministic random stream (when seeded).
     random_state: Mutex<u64>,
@@ -385,6 +393,21 @@ impl std::fmt::Debug for Process {
     }
 }
 
+/// The signal actions a new image starts with: every signal at `SIG_DFL` except those in
+/// `ignored` (a set of [`crate::signals::bit`]s), which are `SIG_IGN`; `SIGKILL` and
+/// `SIGSTOP` are never ignored.
+fn initial_sigactions(ignored: u64) -> Vec<[u64; 4]> {
+    use crate::signals::{bit, SIG_IGN, UNBLOCKABLE};
+    let ignored = ignored & !UNBLOCKABLE;
+    let mut actions = vec![[0; 4]; 65];
+    for (sig, action) in (1..).zip(actions.iter_mut().skip(1)) {
+        if ignored & bit(sig) != 0 {
+            action[0] = SIG_IGN;
+        }
+    }
+    actions
+}
+
 /// Locks `m`, recovering the data if a panicking thread poisoned it (the guarded tables stay
 /// consistent between operations).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -413,13 +436,14 @@ impl Process {
         }
         let random_state = config.random_seed.unwrap_or(0) ^ 0x9e37_79b9_7f4a_7c15;
         let abi = AbiState::new(&config);
+        let sigactions = initial_sigactions(config.ignored_signals);
         Process {
             mem,
             program,
             files: Mutex::new(files),
             pid,
             config,
-            sigactions: Mutex::new(vec![[0; 4]; 65]),
+            sigactions: Mutex::new(sigactions),
             random_state: Mutex::new(random_state),
             abi: Mutex::new(abi),
             futexes: FutexTable::default(),

@@ -68,6 +68,35 @@ pub const fn bit(sig: i32) -> u64 {
 /// Signals that can be neither blocked nor caught.
 pub const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
 
+/// `SIGPIPE`.
+const SIGPIPE: i32 = 13;
+
+/// The signals this host process inherited as ignored (`SIG_IGN`) from the process that
+/// started it, as a set of [`bit`]s, for [`crate::process::ProcessConfig::ignored_signals`]:
+/// a command-line runner passes them on to its guest, as `execve` and qemu-riscv64 do (under
+/// `nohup`, `SIGHUP` stays ignored). Host and RISC-V Linux share signal numbers.
+///
+/// `SIGPIPE` is never reported: the Rust runtime sets it to `SIG_IGN` in every program
+/// before `main`, so what the parent left cannot be told apart. Call it before the program
+/// ignores any other signal itself.
+pub fn host_ignored_signals() -> u64 {
+    let mut set = 0;
+    for sig in 1..=NSIG {
+        if sig == SIGPIPE || bit(sig) & UNBLOCKABLE != 0 {
+            continue;
+        }
+        // SAFETY: an all-zero `sigaction` is a valid value of the plain C struct.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the current one into `old`, a valid,
+        // exclusively borrowed struct; signals the C library reserves fail with EINVAL.
+        let rc = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+        if rc == 0 && old.sa_sigaction == libc::SIG_IGN {
+            set |= bit(sig);
+        }
+    }
+    set
+}
+
 /// One pending signal's `siginfo_t` fields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SigInfo {
