@@ -330,6 +330,10 @@ pub struct FutexTable {
     /// Whether readiness waits may be queued (set when one is registered, cleared by
     /// [`FutexTable::poke_ready`] when it finds none), so that pokes cost one load otherwise.
     maybe_ready: AtomicBool,
+    /// Set by [`FutexTable::cancel_all`] (the process is ending), under the queue lock: a
+    /// wait registered afterwards is cancelled at once, so a thread that was between system
+    /// call entry and parking when its process was killed does not park for ever.
+    closed: AtomicBool,
 }
 
 /// The waiters of one address, oldest first, possibly with ended ones among them.
@@ -389,7 +393,7 @@ impl FutexTable {
             return Err(WaitError::ValueChanged);
         }
         let w = Waiter::new(WaitKind::Futex { addr }, bitset, deadline);
-        queues.entry(addr).or_default().push(w.clone());
+        self.enqueue(&mut queues, addr, w.clone());
         Ok(w)
     }
 
@@ -414,7 +418,7 @@ impl FutexTable {
     ) -> Arc<Waiter> {
         let w = Waiter::ready(watch, deadline, restart_a0);
         let mut queues = self.queues();
-        queues.entry(READY_KEY).or_default().push(w.clone());
+        self.enqueue(&mut queues, READY_KEY, w.clone());
         self.maybe_ready.store(true, Ordering::Release);
         w
     }
@@ -462,7 +466,7 @@ impl FutexTable {
     /// [`FutexTable::wake`] of `key` ends it, and [`FutexTable::cancel_all`] too.
     pub fn wait_event(&self, key: u64, restart_a0: u64) -> Arc<Waiter> {
         let w = Waiter::new(WaitKind::Event { key, restart_a0 }, MATCH_ANY, None);
-        self.queues().entry(key).or_default().push(w.clone());
+        self.enqueue(&mut self.queues(), key, w.clone());
         w
     }
 
@@ -472,8 +476,18 @@ impl FutexTable {
     }
 
     fn register(&self, w: Arc<Waiter>) -> Arc<Waiter> {
-        self.queues().entry(SLEEP_KEY).or_default().push(w.clone());
+        self.enqueue(&mut self.queues(), SLEEP_KEY, w.clone());
         w
+    }
+
+    /// Queues `w` under `key` (the caller holds the queue lock), or cancels it at once when
+    /// the table is closed.
+    fn enqueue(&self, queues: &mut HashMap<u64, Queue>, key: u64, w: Arc<Waiter>) {
+        if self.closed.load(Ordering::Acquire) {
+            w.cancel();
+        } else {
+            queues.entry(key).or_default().push(w);
+        }
     }
 
     /// Takes up to `n` waiting waiters on `addr` whose bitset overlaps `bitset`, oldest first.
@@ -552,9 +566,14 @@ impl FutexTable {
     }
 
     /// Cancels every waiter of the process (it is exiting): their threads get their
-    /// continuations back and must not run guest code again.
+    /// continuations back and must not run guest code again. The table stays closed: a wait
+    /// registered later (by a thread that had not parked yet) is cancelled at once.
     pub fn cancel_all(&self) -> usize {
-        let all: Vec<Arc<Waiter>> = self.queues().drain().flat_map(|(_, q)| q.waiters).collect();
+        let all: Vec<Arc<Waiter>> = {
+            let mut queues = self.queues();
+            self.closed.store(true, Ordering::Release);
+            queues.drain().flat_map(|(_, q)| q.waiters).collect()
+        };
         all.into_iter().filter(|w| w.cancel()).count()
     }
 
@@ -641,6 +660,26 @@ mod tests {
         let s = Waiter::sleep(Instant::now());
         s.expire();
         assert_eq!(s.result(), 0, "a sleep that ran out returns 0");
+    }
+
+    #[test]
+    fn a_wait_registered_after_cancel_all_is_cancelled_at_once() {
+        // A thread killed between entering a blocking call and parking (the fork bomb's
+        // children: `kill(SIGKILL)` lands while the child is on its way into `pause`) must not
+        // park for ever: every kind of wait registered after the process ended is ended.
+        let (m, t) = (mem(), FutexTable::default());
+        assert_eq!(t.cancel_all(), 0);
+        let waits = [
+            t.pause(),
+            t.wait_event(7, 0),
+            t.sleep(Instant::now() + Duration::from_secs(100)),
+            t.ready(vec![(0, libc::POLLIN)], None, 0),
+            t.wait(&m, 0x1000, 0, MATCH_ANY, None).unwrap(),
+        ];
+        for w in &waits {
+            assert_eq!(w.end(), Some(WaitEnd::Cancelled));
+        }
+        assert_eq!(t.waiting(), 0);
     }
 
     #[test]
