@@ -1,5 +1,5 @@
 //! Debian's riscv64 `busybox-static` running the shell scripts in `guests/busybox/` (pipes,
-//! subshells, command substitution, redirects, `trap`, `kill`, background jobs, `xargs`,
+//! subshells, command substitution, redirects, `trap`, `kill`, background jobs, `timeout`, `xargs`,
 //! `tar -z`) under `vmx run` with every engine, against live `qemu-riscv64`: identical stdout,
 //! stderr and status.
 //!
@@ -17,7 +17,7 @@ fn repo_root() -> PathBuf {
 
 const APPLETS: &[&str] = &[
     "sh", "tr", "wc", "sort", "uniq", "cat", "xargs", "echo", "seq", "tail", "head", "tar", "gzip",
-    "sleep", "true", "false", "ls", "mkdir", "rm", "grep", "sed", "printf",
+    "sleep", "true", "false", "ls", "mkdir", "rm", "grep", "sed", "printf", "timeout",
 ];
 
 /// `name` found on this process's `PATH` (the children get a `PATH` of applets only).
