@@ -61,12 +61,7 @@ fn run_case(root: &Path, case: &manifest::Case, runner: &[String]) -> Outcome {
 }
 
 fn qemu_available() -> bool {
-    Command::new("qemu-riscv64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    vm_test_support::tools::installed("qemu-riscv64", "--version")
 }
 
 /// Whether the host runs RISC-V executables through qemu (binfmt_misc), which a guest

@@ -16,20 +16,7 @@ fn root() -> PathBuf {
 }
 
 fn gdb_available() -> bool {
-    let ok = Command::new("gdb-multiarch")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("VMX_REQUIRE_GDB").is_none(),
-            "VMX_REQUIRE_GDB is set but gdb-multiarch is not installed"
-        );
-        eprintln!("gdb: gdb-multiarch not installed; skipped");
-    }
-    ok
+    vm_test_support::tools::required("gdb-multiarch", "VMX_REQUIRE_GDB", "gdb")
 }
 
 /// A free TCP port on loopback (bound and released; the stub binds it right after).

@@ -28,12 +28,7 @@ fn required() -> bool {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg(if tool == "go" { "version" } else { "--version" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    vm_test_support::tools::installed(tool, if tool == "go" { "version" } else { "--version" })
 }
 
 /// Whether the tools are there; panics in CI when they are not.

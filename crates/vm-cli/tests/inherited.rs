@@ -37,20 +37,7 @@ fn run_with_ignored(program: &str, args: &[&str], ignored: &'static [i32]) -> Ou
 }
 
 fn qemu_available() -> bool {
-    let ok = Command::new("qemu-riscv64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("VMX_REQUIRE_QEMU").is_none(),
-            "VMX_REQUIRE_QEMU is set but qemu-riscv64 is not installed"
-        );
-        eprintln!("inherited: qemu-riscv64 not installed; compared with the expected text only");
-    }
-    ok
+    vm_test_support::tools::required("qemu-riscv64", "VMX_REQUIRE_QEMU", "inherited (against qemu)")
 }
 
 #[test]

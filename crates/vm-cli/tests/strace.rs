@@ -14,20 +14,7 @@ fn root() -> PathBuf {
 }
 
 fn qemu_available() -> bool {
-    let ok = Command::new("qemu-riscv64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("VMX_REQUIRE_QEMU").is_none(),
-            "VMX_REQUIRE_QEMU is set but qemu-riscv64 is not installed"
-        );
-        eprintln!("strace: qemu-riscv64 not installed; skipped");
-    }
-    ok
+    vm_test_support::tools::required("qemu-riscv64", "VMX_REQUIRE_QEMU", "strace")
 }
 
 /// The trace of `program args` under qemu (its stderr; the guest writes nothing there).

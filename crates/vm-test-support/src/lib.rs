@@ -6,6 +6,7 @@
 //! - [`programs`]: hand-assembled guest programs for the engine tests, so every engine is
 //!   checked on the very same programs.
 //! - [`pg`]: a throw-away PostgreSQL server for the store tests.
+//! - [`tools`]: whether an external tool (qemu, gdb, go) is installed, and the skip rule.
 //!
 //! Invariant: this crate names no engine (it depends on `vm-exec-core` only), so any crate
 //! may take it as a dev-dependency without the dependency graph changing direction; the
@@ -15,6 +16,7 @@ pub mod guests;
 pub mod manifest;
 pub mod pg;
 pub mod programs;
+pub mod tools;
 
 /// The repository's root directory (where `guests/` is), from this crate's location,
 /// canonicalized.

@@ -1,0 +1,30 @@
+//! External tools the tests compare against or drive (`qemu-riscv64`, `gdb-multiarch`, `go`):
+//! whether they are installed, and the one rule for when they are not. A developer without
+//! the tool sees the test say plainly that it was skipped; CI sets the test's `VMX_REQUIRE_*`
+//! variable, which turns a missing tool into a failure, so nothing is skipped there.
+
+use std::process::{Command, Stdio};
+
+/// Whether `program` is installed: `program arg` (a version query) starts and exits 0.
+pub fn installed(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `program` is installed (`program --version` succeeds). When it is not: panics if
+/// the environment variable `require` is set, else prints that `what` was skipped.
+pub fn required(program: &str, require: &str, what: &str) -> bool {
+    let ok = installed(program, "--version");
+    if !ok {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but {program} is not installed"
+        );
+        eprintln!("{what}: {program} not installed; skipped");
+    }
+    ok
+}
