@@ -10,8 +10,9 @@
  *     readable in poll, select and epoll once a signal of its mask is pending; reads return
  *     signalfd_siginfo records and consume the signals (two at once in a big buffer);
  *     the mask of an existing signalfd is changed; a blocking read waits for a signal sent
- *     by another thread; a signal taken by sigtimedwait is no longer readable; bad
- *     arguments fail.
+ *     by another thread; a signal taken by sigtimedwait is no longer readable; a forked
+ *     child's copy reports the child's signals and the parent's its own; bad arguments
+ *     fail.
  *  3. The temporary mask of ppoll, pselect6 and epoll_pwait: a handled signal the call's
  *     mask unblocks, sent by another thread while the call waits, ends it with EINTR and
  *     runs its handler; the caller's own mask is back afterwards; a ready descriptor
@@ -273,6 +274,25 @@ static void signalfd_cases(void)
     t = later(&l, SIGUSR2, 1);
     show_record("blocking", bfd);
     pthread_join(t, NULL);
+
+    /* A forked child's copy reports the child's signals (pending signals are not
+     * inherited), and the parent's copy still reports the parent's. */
+    raise(SIGUSR2);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        int before = readable(fd);
+        kill(getpid(), SIGUSR1);
+        int after = readable(fd);
+        n = read(fd, &fi, sizeof fi);
+        printf("forked child: readable %d then %d, read %zd signo %u own pid %d\n", before,
+               after, n, fi.ssi_signo, fi.ssi_pid == (unsigned)getpid());
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    printf("parent after the fork: readable %d\n", readable(fd));
+    show_record("parent's own", fd);
 
     /* Bad arguments. */
     char small[64];

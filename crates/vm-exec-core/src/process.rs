@@ -494,7 +494,7 @@ impl Process {
     pub fn fork(&self, pid: i32) -> std::io::Result<Process> {
         let mem = self.mem.duplicate()?;
         let files = self.files().fork_copy()?;
-        Ok(Process {
+        let child = Process {
             mem,
             program: self.program.clone(),
             files: Mutex::new(files),
@@ -517,7 +517,9 @@ impl Process {
             sig: Mutex::new(SigState::with_thread(pid)),
             sig_hint: AtomicBool::new(false),
             has_signalfds: AtomicBool::new(false),
-        })
+        };
+        crate::signals::fork_signalfds(self, &child)?;
+        Ok(child)
     }
 
     /// Makes `self` (a freshly loaded image) the continuation of `old` after `execve`: same

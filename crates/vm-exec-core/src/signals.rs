@@ -29,6 +29,7 @@ use crate::futex::{WaitEnd, WaitKind, Waiter};
 use crate::memory::{PAGE_SIZE, PERM_EXEC, PERM_READ, PERM_WRITE};
 use crate::process::Process;
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 /// Highest signal number.
@@ -209,6 +210,100 @@ pub struct SignalFd {
     pub write: std::os::fd::OwnedFd,
     /// Whether the level byte is in the pipe.
     pub armed: bool,
+}
+
+impl SignalFd {
+    /// Makes the host pipe of a new signalfd that reports `mask`: returns the guest's end (a
+    /// new close-on-exec host descriptor, non-blocking when asked) and the record keeping
+    /// our ends, not armed yet (the caller pushes it and calls [`sync_signalfds`]).
+    pub fn create(mask: u64, nonblocking: bool) -> std::io::Result<(OwnedFd, SignalFd)> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` is a local array of two descriptors pipe2 fills.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+        let (guest, write) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let read = guest.try_clone()?;
+        set_nonblocking(&write)?;
+        if nonblocking {
+            set_nonblocking(&guest)?;
+        }
+        let id = file_id(guest.as_raw_fd())?;
+        Ok((guest, SignalFd { id, mask, read, write, armed: false }))
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take integer arguments; `fd` is open.
+    let ok = unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        fl >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The `(st_dev, st_ino)` of host descriptor `h`: what identifies a signalfd's pipe.
+pub fn file_id(h: RawFd) -> std::io::Result<(u64, u64)> {
+    // SAFETY: `st` is a local stat buffer fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `h` is only read.
+    if unsafe { libc::fstat(h, &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Gives `child`, just forked from `parent` (its descriptor table a copy of the parent's),
+/// signalfds of its own: every descriptor of the child that reads one of the parent's
+/// signalfds is pointed (`dup3` onto the same host descriptor) at a new pipe reporting the
+/// child's signals with the same mask, so reads, `poll` and `epoll` in the child see the
+/// child's pending signals, as on Linux. Descriptors that shared one signalfd in the parent
+/// share one in the child.
+pub fn fork_signalfds(parent: &Process, child: &Process) -> std::io::Result<()> {
+    if !parent.may_have_signalfds() {
+        return Ok(());
+    }
+    let theirs: Vec<((u64, u64), u64)> =
+        parent.sig().signalfds.iter().map(|f| (f.id, f.mask)).collect();
+    if theirs.is_empty() {
+        return Ok(());
+    }
+    let files = child.files();
+    let mut s = child.sig();
+    let mut made: HashMap<(u64, u64), OwnedFd> = HashMap::new();
+    for h in files.host_fds() {
+        let Ok(id) = file_id(h) else { continue };
+        let Some(&(_, mask)) = theirs.iter().find(|(i, _)| *i == id) else { continue };
+        let fresh = match made.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().as_raw_fd(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // SAFETY: F_GETFL takes no argument; `h` is open (the child's table holds it).
+                let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                let nonblocking = fl >= 0 && fl & libc::O_NONBLOCK != 0;
+                let (guest, host) = SignalFd::create(mask, nonblocking)?;
+                s.signalfds.push(host);
+                e.insert(guest).as_raw_fd()
+            }
+        };
+        // SAFETY: `h` is a descriptor the child's table owns (a fork copy made for it);
+        // dup3 makes it refer to the new pipe's read end instead, keeping the number the
+        // table records and its ownership.
+        if unsafe { libc::dup3(fresh, h, libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if !s.signalfds.is_empty() {
+        child.note_signalfd();
+        sync_signalfds(&mut s);
+    }
+    Ok(())
 }
 
 /// Brings every signalfd's level byte in line with the pending sets (call with the signal

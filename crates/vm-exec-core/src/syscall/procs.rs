@@ -75,6 +75,9 @@ pub(super) fn fork(c: &mut Call<'_>, a: ForkArgs) -> SysResult {
     };
     t.cpu.x[reg::A0] = 0;
     t.cpu.reservation = None;
+    // The child's thread keeps the caller's blocked mask; senders must see it from the start
+    // (a signal the child sends itself before changing its mask stays pending).
+    crate::signals::set_mask(&child, &mut t, c.thread.signal_mask);
     if a.stack != 0 {
         t.cpu.x[reg::SP] = a.stack;
     }

@@ -23,15 +23,16 @@
 //! signals; with nothing pending it parks (or is `EAGAIN` under `SFD_NONBLOCK`). Known
 //! differences from Linux: a read also takes a signal pending for another thread of the
 //! process (Linux reports only the reader's and the process's); `readv` of a signalfd is
-//! `EINVAL`; and a signalfd inherited by a forked child is not one in the child (its reads
-//! see the parent's pipe).
+//! `EINVAL`. A forked child's copy of a signalfd reports the child's signals, as on Linux,
+//! through a pipe of its own ([`signals::fork_signalfds`]); its file status flags are then
+//! no longer shared with the parent's copy.
 
 use super::event::Deadline;
 use super::{err, read_timespec, read_u64, state, Call, Errno, SysResult};
 use crate::exec::StopReason;
 use crate::process::Process;
 use crate::signals::{self, bit, SigInfo, NSIG, SI_QUEUE, SI_TKILL, SI_USER, UNBLOCKABLE};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -373,23 +374,12 @@ const SFD_NONBLOCK: u64 = 0o4000;
 /// Most signalfds one process keeps registered (closed ones are dropped first).
 const MAX_SIGNALFDS: usize = 256;
 
-/// The `(st_dev, st_ino)` of host descriptor `h`.
-fn file_id(h: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: `st` is a local stat buffer fstat fills.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; `h` is only read.
-    if unsafe { libc::fstat(h, &mut st) } != 0 {
-        return None;
-    }
-    Some((st.st_dev, st.st_ino))
-}
-
 /// The id of the signalfd host descriptor `h` reads, if it is one of this process's.
 pub(super) fn signalfd_of(p: &Process, h: RawFd) -> Option<(u64, u64)> {
     if !p.may_have_signalfds() {
         return None;
     }
-    let id = file_id(h)?;
+    let id = signals::file_id(h).ok()?;
     p.sig().signalfds.iter().any(|f| f.id == id).then_some(id)
 }
 
@@ -413,55 +403,27 @@ pub(super) fn signalfd4(c: &mut Call<'_>) -> SysResult {
         signals::sync_signalfds(&mut s);
         return Ok(fd as u64);
     }
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a local array of two descriptors pipe2 fills.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns; the read end is
-    // handed to the guest's table by `install` (which owns it from then on), so it is not
-    // wrapped here.
-    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
-    let guest_end = fds[0];
-    // SAFETY: F_DUPFD_CLOEXEC/F_SETFL take integer arguments; the descriptors are open.
-    let ours = unsafe { libc::fcntl(guest_end, libc::F_DUPFD_CLOEXEC, 3) };
-    let ok = ours >= 0
-        // SAFETY: as above.
-        && unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } == 0
-        && (flags & SFD_NONBLOCK == 0
-            // SAFETY: as above.
-            || unsafe { libc::fcntl(guest_end, libc::F_SETFL, libc::O_NONBLOCK) } == 0);
-    let id = file_id(guest_end);
-    let (true, Some(id)) = (ok, id) else {
-        let e = Errno::last();
-        // SAFETY: both are ours and still open (`ours` only if the dup made it).
-        unsafe {
-            libc::close(guest_end);
-            if ours >= 0 {
-                libc::close(ours);
-            }
-        }
-        return Err(e);
-    };
-    // SAFETY: `ours` is the fresh duplicate made above; nothing else owns it.
-    let read = unsafe { OwnedFd::from_raw_fd(ours) };
+    let (guest, host) = signals::SignalFd::create(mask, flags & SFD_NONBLOCK != 0)?;
     let full = c.process.sig().signalfds.len() >= MAX_SIGNALFDS;
     if full {
         // Drop the signalfds the guest closed.
-        let open: Vec<(u64, u64)> =
-            c.process.files().host_fds().into_iter().filter_map(file_id).collect();
+        let open: Vec<(u64, u64)> = c
+            .process
+            .files()
+            .host_fds()
+            .into_iter()
+            .filter_map(|h| signals::file_id(h).ok())
+            .collect();
         let mut s = c.process.sig();
         s.signalfds.retain(|f| open.contains(&f.id));
         if s.signalfds.len() >= MAX_SIGNALFDS {
-            // SAFETY: `guest_end` is ours and open.
-            unsafe { libc::close(guest_end) };
             return err(libc::EMFILE);
         }
     }
-    let n = super::event::install(c, guest_end, flags & SFD_CLOEXEC != 0)?;
+    let n = super::event::install(c, guest.into_raw_fd(), flags & SFD_CLOEXEC != 0)?;
     c.process.note_signalfd();
     let mut s = c.process.sig();
-    s.signalfds.push(signals::SignalFd { id, mask, read, write, armed: false });
+    s.signalfds.push(host);
     signals::sync_signalfds(&mut s);
     Ok(n)
 }
