@@ -14,7 +14,11 @@
 //!   safety net for lost notifications and for leases that expired). Without workers it
 //!   claims nothing.
 //! - Every [`BEAT`] a coordinator writes its heartbeat row and extends every lease it holds
-//!   to [`LEASE`] from now, in one transaction; a task it holds in memory whose lease is not
+//!   to [`LEASE`] from now (only to [`WAITING_LEASE`] for tasks it holds that have not
+//!   started: claims and leased inserts last that long too, so the work a dead coordinator
+//!   held but had not started is claimed elsewhere within [`WAITING_LEASE`] and a [`POLL`],
+//!   while its running tasks wait for their workers to fail over), in one transaction;
+//!   a task it holds in memory whose lease is not
 //!   among those extended was taken from it (expired, or cancelled through another
 //!   coordinator): its worker is told to stop and the task is forgotten.
 //! - A result is recorded only for the task's current attempt, in the transaction that ends
@@ -42,12 +46,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a lease (and a heartbeat) lasts unless renewed.
+/// How long a lease on a running task (and a heartbeat) lasts unless renewed.
 pub const LEASE: Duration = Duration::from_millis(3000);
-/// How often a coordinator renews its leases and heartbeat.
-pub const BEAT: Duration = Duration::from_millis(750);
+/// How long a lease on a task held here but not started lasts unless renewed: if this
+/// coordinator dies, such tasks are claimable elsewhere after at most this long.
+pub const WAITING_LEASE: Duration = Duration::from_millis(1500);
+/// How often a coordinator renews its leases and heartbeat (well within
+/// [`WAITING_LEASE`]).
+pub const BEAT: Duration = Duration::from_millis(500);
 /// Longest time between two claims while workers have free slots.
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(250);
 /// How often waiters on tasks held elsewhere are checked.
 pub const WAITER_POLL: Duration = Duration::from_millis(100);
 /// Tasks a coordinator holds queued beyond its workers' free slots, per slot.
@@ -235,7 +243,8 @@ impl Core {
         };
         let room = self.room();
         let Some(sh) = self.shared.as_mut() else { return };
-        let lease = (room > 0).then(|| (sh.info.id.clone(), now_ms() + LEASE.as_millis() as u64));
+        let lease =
+            (room > 0).then(|| (sh.info.id.clone(), now_ms() + WAITING_LEASE.as_millis() as u64));
         let leased = lease.is_some();
         sh.inserting += usize::from(leased);
         let events = self.events.clone();
@@ -298,7 +307,7 @@ impl Core {
         let op = LeaseOp::Claim {
             owner: sh.info.id.clone(),
             now_ms: now_ms(),
-            lease_ms: LEASE.as_millis() as u64,
+            lease_ms: WAITING_LEASE.as_millis() as u64,
             max: room,
         };
         self.lease_then(op, move |core, r| {
@@ -570,10 +579,19 @@ impl Core {
         if !sh.beating && now >= sh.next_beat {
             sh.beating = true;
             sh.next_beat = now + BEAT;
+            let info = sh.info.clone();
+            let waiting: Vec<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|(_, t)| matches!(t.status, TaskStatus::Queued))
+                .map(|(id, _)| *id)
+                .collect();
             let op = LeaseOp::Beat {
-                info: sh.info.clone(),
+                info,
                 now_ms: now_ms(),
                 lease_ms: LEASE.as_millis() as u64,
+                waiting,
+                waiting_ms: WAITING_LEASE.as_millis() as u64,
             };
             self.lease_then(op, |core, r| core.beaten(r));
         }

@@ -135,8 +135,10 @@ pub enum LeaseOp {
         lease: Option<(String, u64)>,
     },
     /// A coordinator's heartbeat (shared stores only): records `info` as alive until
-    /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time.
-    /// Outcome: [`LeaseOutcome::Held`], the leases it still holds.
+    /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time, except
+    /// those of `waiting` (tasks it holds that have not started), extended only to
+    /// `now_ms + waiting_ms`: if the coordinator dies, work it had not started is claimable
+    /// elsewhere sooner. Outcome: [`LeaseOutcome::Held`], the leases it still holds.
     Beat {
         /// The coordinator.
         info: CoordinatorInfo,
@@ -144,6 +146,10 @@ pub enum LeaseOp {
         now_ms: u64,
         /// How long its heartbeat and leases last from now.
         lease_ms: u64,
+        /// Tasks it holds that have not started.
+        waiting: Vec<TaskId>,
+        /// How long their leases last from now.
+        waiting_ms: u64,
     },
     /// Take over the leases of tasks a worker reports running (shared stores only): each
     /// `(task, attempt)` whose attempt is the task's current one and which is not final gets

@@ -1018,8 +1018,10 @@ async fn lease_op(tx: &Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
                 None => return Err(Error::Store("no task id drawn".into())),
             }
         }
-        LeaseOp::Beat { info, now_ms, lease_ms } => {
+        LeaseOp::Beat { info, now_ms, lease_ms, waiting, waiting_ms } => {
             let until_ms = now_ms.saturating_add(*lease_ms) as i64;
+            let waiting_until = now_ms.saturating_add(*waiting_ms) as i64;
+            let waiting: Vec<i64> = waiting.iter().map(|t| t.0 as i64).collect();
             tx.execute(
                 "INSERT INTO vmx_coordinators (id, addr, pid, started_ms, seen_ms, until_ms)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -1042,8 +1044,11 @@ async fn lease_op(tx: &Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
             .await?;
             let rows = tx
                 .query(
-                    "UPDATE vmx_leases SET until_ms = $2 WHERE owner = $1 RETURNING task, attempt",
-                    &[&info.id, &until_ms],
+                    "UPDATE vmx_leases
+                     SET until_ms =
+                       CASE WHEN task = ANY($3::BIGINT[]) THEN $4::BIGINT ELSE $2::BIGINT END
+                     WHERE owner = $1 RETURNING task, attempt",
+                    &[&info.id, &until_ms, &waiting, &waiting_until],
                 )
                 .await?;
             LeaseOutcome::Held(
