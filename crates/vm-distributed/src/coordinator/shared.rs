@@ -29,6 +29,10 @@
 //!   the others are cancelled on it.
 //! - A failed attempt gives the task back ([`LeaseOp::Release`]), claimable after its
 //!   back-off by any coordinator; the attempt number grows with every claim.
+//! - The queue limit (backpressure) is on the database's unfinished tasks: counted every
+//!   [`BEAT`], plus the submissions accepted here since the count was asked for (between
+//!   two counts, coordinators do not see each other's submissions: the limit can be
+//!   overshot by what the others accept in that time). A submission beyond it is refused.
 //! - Status, wait and cancel of a task held elsewhere (or not at all) read and write the
 //!   database; waiters on such tasks are answered by polling every [`WAITER_POLL`].
 //! - A final outcome whose commit failed (the database is unreachable) is retried until it
@@ -78,6 +82,11 @@ pub(super) struct Shared {
     inserting: usize,
     polling: bool,
     next_waiter_poll: Instant,
+    /// The database's unfinished tasks at the last count, plus the submissions accepted
+    /// here since that count was asked for: what the queue limit is checked against.
+    unfinished: u64,
+    counting: bool,
+    next_count: Instant,
 }
 
 impl Shared {
@@ -105,6 +114,9 @@ impl Shared {
             inserting: 0,
             polling: false,
             next_waiter_poll: now,
+            unfinished: 0,
+            counting: false,
+            next_count: now,
         }
     }
 }
@@ -242,7 +254,15 @@ impl Core {
             status: TaskStatus::Queued,
         };
         let room = self.room();
+        let max_queued = self.max_queued;
         let Some(sh) = self.shared.as_mut() else { return };
+        if sh.unfinished >= max_queued {
+            return reply.fail(format!(
+                "the queue is full ({} tasks unfinished in the database)",
+                sh.unfinished
+            ));
+        }
+        sh.unfinished += 1;
         let lease =
             (room > 0).then(|| (sh.info.id.clone(), now_ms() + WAITING_LEASE.as_millis() as u64));
         let leased = lease.is_some();
@@ -594,6 +614,24 @@ impl Core {
                 waiting_ms: WAITING_LEASE.as_millis() as u64,
             };
             self.lease_then(op, |core, r| core.beaten(r));
+        }
+        let Some(sh) = self.shared.as_mut() else { return };
+        if !sh.counting && now >= sh.next_count {
+            // Submissions accepted from now on are added to the count read.
+            sh.counting = true;
+            sh.next_count = now + BEAT;
+            let before = sh.unfinished;
+            self.blocking(
+                |store| store.unfinished(),
+                move |core, r| {
+                    let Some(sh) = core.shared_mut() else { return };
+                    sh.counting = false;
+                    match r {
+                        Ok(n) => sh.unfinished = n + sh.unfinished.saturating_sub(before),
+                        Err(e) => tracing::warn!("cannot count the unfinished tasks: {e}"),
+                    }
+                },
+            );
         }
         let Some(sh) = self.shared.as_mut() else { return };
         if !sh.polling && !sh.remote_waiters.is_empty() && now >= sh.next_waiter_poll {

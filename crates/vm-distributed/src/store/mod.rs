@@ -321,6 +321,14 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
         Err(Error::Store("task counts are kept in memory by this store's coordinator".into()))
     }
 
+    /// How many tasks are not final (shared stores; the queue limit of coordinators
+    /// sharing the store is on this).
+    fn unfinished(&self) -> Result<u64, Error> {
+        Err(Error::Store(
+            "unfinished tasks are counted in memory by this store's coordinator".into(),
+        ))
+    }
+
     /// The coordinators that sent a heartbeat in the last hour (shared stores).
     fn coordinators(&self) -> Result<Vec<CoordinatorInfo>, Error> {
         Ok(Vec::new())

@@ -1254,6 +1254,13 @@ impl TaskStore for PgStore {
         })
     }
 
+    fn unfinished(&self) -> Result<u64, Error> {
+        self.read(|c| async move {
+            let r = c.query_one("SELECT count(*) FROM vmx_tasks WHERE NOT final", &[]).await?;
+            Ok(Ok(r.get::<_, i64>(0) as u64))
+        })
+    }
+
     fn coordinators(&self) -> Result<Vec<CoordinatorInfo>, Error> {
         self.read(|c| async move {
             let rows = c
