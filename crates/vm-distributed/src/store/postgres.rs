@@ -57,6 +57,7 @@ use super::{
 use crate::protocol::{CoordinatorInfo, ImageHash, TaskCounts, TaskId, TaskResult, TaskStatus};
 use crate::Error;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use futures_util::future::{try_join, try_join3};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -810,22 +811,29 @@ async fn insert_all(
         attempts.push(rec.attempts as i32);
         sealed.push(seal_value("tasks", rec.id.0, &rec)?);
     }
-    tx.execute(
-        "INSERT INTO vmx_tasks (id, record, final, attempts, state)
+    // The leases go out pipelined behind the tasks (the server runs them in order).
+    let tasks = async {
+        tx.execute(
+            "INSERT INTO vmx_tasks (id, record, final, attempts, state)
          SELECT u.id, u.record, false, u.attempts, 'queued'
          FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[]) AS u(id, record, attempts)",
-        &[&ids, &sealed, &attempts],
-    )
-    .await?;
-    if !l_ids.is_empty() {
+            &[&ids, &sealed, &attempts],
+        )
+        .await
+    };
+    let leases = async {
+        if l_ids.is_empty() {
+            return Ok(0);
+        }
         tx.execute(
             "INSERT INTO vmx_leases (task, owner, attempt, until_ms)
              SELECT u.task, u.owner, 1, u.until_ms
              FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS u(task, owner, until_ms)",
             &[&l_ids, &l_owners, &l_until],
         )
-        .await?;
-    }
+        .await
+    };
+    try_join(tasks, leases).await?;
     Ok(ids.into_iter().map(|id| TaskId(id as u64)).collect())
 }
 
@@ -900,25 +908,33 @@ async fn finish_group(
     if w_ids.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "UPDATE vmx_tasks t SET record = u.record, final = true, attempts = u.attempts,
+    // The three writes go out together (pipelined; the rows are locked already).
+    let tasks = async {
+        tx.execute(
+            "UPDATE vmx_tasks t SET record = u.record, final = true, attempts = u.attempts,
            state = u.state
          FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[], $4::TEXT[])
            AS u(id, record, attempts, state)
          WHERE t.id = u.id",
-        &[&w_ids, &w_recs, &w_attempts, &w_states],
-    )
-    .await?;
-    tx.execute("DELETE FROM vmx_leases WHERE task = ANY($1)", &[&w_ids]).await?;
-    if !r_ids.is_empty() {
+            &[&w_ids, &w_recs, &w_attempts, &w_states],
+        )
+        .await
+    };
+    let leases =
+        async { tx.execute("DELETE FROM vmx_leases WHERE task = ANY($1)", &[&w_ids]).await };
+    let results = async {
+        if r_ids.is_empty() {
+            return Ok(0);
+        }
         tx.execute(
             "INSERT INTO vmx_results (task, result)
              SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[])
              ON CONFLICT (task) DO UPDATE SET result = EXCLUDED.result",
             &[&r_ids, &r_vals],
         )
-        .await?;
-    }
+        .await
+    };
+    try_join3(tasks, leases, results).await?;
     Ok(())
 }
 
@@ -949,22 +965,27 @@ async fn lease_op(tx: &Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
                 claims.push(Claim { record, attempt });
             }
             if !ids.is_empty() {
-                tx.execute(
-                    "UPDATE vmx_tasks t SET record = u.record, attempts = u.attempts
+                let tasks = async {
+                    tx.execute(
+                        "UPDATE vmx_tasks t SET record = u.record, attempts = u.attempts
                      FROM unnest($1::BIGINT[], $2::BYTEA[], $3::INT[]) AS u(id, record, attempts)
                      WHERE t.id = u.id",
-                    &[&ids, &recs, &attempts],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO vmx_leases (task, owner, attempt, until_ms)
+                        &[&ids, &recs, &attempts],
+                    )
+                    .await
+                };
+                let leases = async {
+                    tx.execute(
+                        "INSERT INTO vmx_leases (task, owner, attempt, until_ms)
                      SELECT u.task, $3, u.attempt, $4
                      FROM unnest($1::BIGINT[], $2::INT[]) AS u(task, attempt)
                      ON CONFLICT (task) DO UPDATE SET owner = EXCLUDED.owner,
                        attempt = EXCLUDED.attempt, until_ms = EXCLUDED.until_ms",
-                    &[&ids, &attempts, owner, &until_ms],
-                )
-                .await?;
+                        &[&ids, &attempts, owner, &until_ms],
+                    )
+                    .await
+                };
+                try_join(tasks, leases).await?;
             }
             LeaseOutcome::Claimed(claims)
         }
