@@ -135,20 +135,21 @@ pub enum LeaseOp {
         lease: Option<(String, u64)>,
     },
     /// A coordinator's heartbeat (shared stores only): records `info` as alive until
-    /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time, except
-    /// those of `waiting` (tasks it holds that have not started), extended only to
+    /// `now_ms + waiting_ms` and extends every lease `info.id` holds to `now_ms + lease_ms`,
+    /// except those of `waiting` (tasks it holds that have not started), extended only to
     /// `now_ms + waiting_ms`: if the coordinator dies, work it had not started is claimable
-    /// elsewhere sooner. Outcome: [`LeaseOutcome::Held`], the leases it still holds.
+    /// elsewhere sooner (and it shows as dead sooner). Outcome: [`LeaseOutcome::Held`], the
+    /// leases it still holds.
     Beat {
         /// The coordinator.
         info: CoordinatorInfo,
         /// Now (Unix ms).
         now_ms: u64,
-        /// How long its heartbeat and leases last from now.
+        /// How long its leases on running tasks last from now.
         lease_ms: u64,
         /// Tasks it holds that have not started.
         waiting: Vec<TaskId>,
-        /// How long their leases last from now.
+        /// How long their leases, and its heartbeat, last from now.
         waiting_ms: u64,
     },
     /// Take over the leases of tasks a worker reports running (shared stores only): each

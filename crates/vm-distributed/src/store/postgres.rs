@@ -22,10 +22,11 @@
 //! owns a small tokio runtime of its own (one worker thread, `vmx-pg`) on which every
 //! PostgreSQL future runs: the writer task, the notification listener and each read. A
 //! blocking read sends its future to that runtime and waits on a channel, so it works from
-//! any thread that may block. Callbacks run in commit order on a thread of their own
-//! (`vmx-pg-callbacks`), never on the runtime, so they may read the store. Dropping the
-//! store lets the writer finish what is queued and its callbacks run, then stops the
-//! runtime.
+//! any thread that may block. Callbacks run in commit order on the writer task (no
+//! thread hop between a commit and its callbacks); one that reads the store blocks in
+//! place (`block_in_place`: the runtime's worker moves to another thread meanwhile).
+//! Dropping the store lets the writer finish what is queued and its callbacks run, then
+//! stops the runtime (on a helper thread if dropped on the runtime itself).
 //!
 //! # Invariants (besides those of every [`TaskStore`])
 //! - One writer task, holding one pooled connection, applies operations in order, every
@@ -200,8 +201,9 @@ const POOL_SIZE: usize = 4;
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .max_blocking_threads(1)
+        .max_blocking_threads(4)
         .thread_name("vmx-pg")
+        .on_thread_start(|| ON_STORE_RUNTIME.set(true))
         .enable_all()
         .build()
         .map_err(|e| Error::Store(format!("cannot start the store's runtime: {e}")))
@@ -386,8 +388,8 @@ pub struct PgStore {
     /// The store's runtime (`None` once dropped).
     rt: Option<tokio::runtime::Runtime>,
     tx: Option<ampsc::UnboundedSender<(StoreOp, Option<OnCommit>)>>,
-    /// Runs the callbacks; ends once the writer applied everything queued and stopped.
-    callback_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Says when the writer applied everything queued, ran its callbacks and stopped.
+    writer_done: Mutex<Option<mpsc::Receiver<()>>>,
     pool: Pool,
     stats: Arc<StoreStats>,
     shown: String,
@@ -410,7 +412,19 @@ fn run_on<T: Send + 'static>(
     rt.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    rx.recv().map_err(|_| Error::Closed)?
+    let r = if ON_STORE_RUNTIME.get() {
+        // A callback reading the store: the runtime's worker moves to another thread while
+        // this one waits.
+        tokio::task::block_in_place(|| rx.recv())
+    } else {
+        rx.recv()
+    };
+    r.map_err(|_| Error::Closed)?
+}
+
+thread_local! {
+    /// Whether this thread is one of a store runtime's.
+    static ON_STORE_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl PgStore {
@@ -435,23 +449,20 @@ impl PgStore {
         })?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = ampsc::unbounded_channel::<(StoreOp, Option<OnCommit>)>();
-        // Callbacks run in order on a thread of their own, which ends once the writer (the
-        // only sender) has stopped and every callback ran.
-        let (cb_tx, cb_rx) = mpsc::channel::<Callbacks>();
-        let callback_thread = std::thread::Builder::new()
-            .name("vmx-pg-callbacks".into())
-            .spawn(move || {
-                while let Ok(f) = cb_rx.recv() {
-                    f();
-                }
-            })
-            .map_err(|e| Error::Store(format!("cannot start the store's callback thread: {e}")))?;
-        rt.spawn(writer(rx, Some(write_conn), pool.clone(), config.clone(), stats.clone(), cb_tx));
+        let (done_tx, done_rx) = mpsc::channel();
+        rt.spawn(writer(
+            rx,
+            Some(write_conn),
+            pool.clone(),
+            config.clone(),
+            stats.clone(),
+            done_tx,
+        ));
         Ok((
             PgStore {
                 rt: Some(rt),
                 tx: Some(tx),
-                callback_thread: Mutex::new(Some(callback_thread)),
+                writer_done: Mutex::new(Some(done_rx)),
                 pool,
                 stats,
                 shown,
@@ -571,15 +582,14 @@ async fn listen(config: tokio_postgres::Config, wake: Box<dyn Fn() + Send + Sync
 }
 
 /// The writer task: applies batches of operations in order until the store is dropped
-/// (its sender closed), handing each batch's callbacks to the callback thread (they may
-/// read the store, which they could not do on its runtime).
+/// (its sender closed), then says so on `done`.
 async fn writer(
     mut rx: ampsc::UnboundedReceiver<(StoreOp, Option<OnCommit>)>,
     mut conn: Option<Object>,
     pool: Pool,
     config: tokio_postgres::Config,
     stats: Arc<StoreStats>,
-    callbacks: mpsc::Sender<Callbacks>,
+    done: mpsc::Sender<()>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -589,17 +599,14 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        write_batch(&callbacks, &mut conn, &pool, &config, batch, &stats).await;
+        write_batch(&mut conn, &pool, &config, batch, &stats).await;
     }
+    let _ = done.send(());
 }
-
-/// A batch's callbacks, run on the callback thread.
-type Callbacks = Box<dyn FnOnce() + Send>;
 
 /// Applies a batch in one transaction (reconnecting first if the connection was lost),
 /// then runs its callbacks and answers its lease operations.
 async fn write_batch(
-    callbacks: &mpsc::Sender<Callbacks>,
     conn: &mut Option<Object>,
     pool: &Pool,
     config: &tokio_postgres::Config,
@@ -634,7 +641,7 @@ async fn write_batch(
     }
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.ops.fetch_add(n as u64, Ordering::Relaxed);
-    let _ = callbacks.send(Box::new(move || run_callbacks(dones, outcome, outcomes)));
+    run_callbacks(dones, outcome, outcomes);
 }
 
 /// Runs a batch's callbacks: each lease operation's reply, then its commit callback.
@@ -1053,7 +1060,7 @@ async fn lease_op(tx: &Tx<'_>, op: &LeaseOp) -> Result<LeaseOutcome, Error> {
                     &i64::from(info.pid),
                     &(info.started_ms as i64),
                     &(*now_ms as i64),
-                    &until_ms,
+                    &waiting_until,
                 ],
             )
             .await?;
@@ -1360,14 +1367,20 @@ impl Drop for PgStore {
         // The writer applies what is queued, then stops; then the runtime goes (without
         // blocking: this may run on an async runtime's thread).
         self.tx = None;
-        if let Some(t) = self.callback_thread.get_mut().ok().and_then(Option::take) {
-            // A callback dropping the last handle on the store runs on this very thread.
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
+        let done = self.writer_done.get_mut().ok().and_then(Option::take);
+        let Some(rt) = self.rt.take() else { return };
+        let stop = move || {
+            if let Some(done) = done {
+                let _ = done.recv();
             }
-        }
-        if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
+        };
+        if ON_STORE_RUNTIME.get() {
+            // Dropped by a callback, on the writer's runtime: the writer cannot finish
+            // while this waits, so a helper thread waits and stops the runtime.
+            let _ = std::thread::Builder::new().name("vmx-pg-stop".into()).spawn(stop);
+        } else {
+            stop();
         }
     }
 }
