@@ -280,7 +280,13 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let root = crate::repo_root();
     eprintln!("xtask bench-cluster: building the release vmx");
-    let vmx = build_release_vmx(&root)?;
+    // VMX_BENCH_BIN: measure that binary instead (an A/B against another build; with
+    // --postgres-only, which leaves docs/benchmarks.md alone).
+    let vmx = match std::env::var_os("VMX_BENCH_BIN") {
+        Some(bin) if postgres_only => PathBuf::from(bin),
+        Some(_) => bail!("VMX_BENCH_BIN needs --postgres-only"),
+        None => build_release_vmx(&root)?,
+    };
 
     let mut rows = Vec::new();
     let mut loads = vec![load_average()];
