@@ -143,7 +143,6 @@ impl CoordinatorArgs {
             max_unauthenticated_per_source: self.max_unauthenticated_per_source,
             max_output_cap: self.max_output_cap,
             max_queued: self.max_queued,
-            ..Default::default()
         })
     }
 }
