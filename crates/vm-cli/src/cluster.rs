@@ -100,6 +100,11 @@ pub struct CoordinatorArgs {
     /// closed).
     #[arg(long, default_value_t = 128)]
     max_unauthenticated_per_source: usize,
+    /// Most tasks waiting; submissions beyond are refused (backpressure). With --store
+    /// the limit is on the database's unfinished tasks, as this coordinator last read them
+    /// (every half second) plus what it accepted since.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_queued: usize,
     /// Do not wait for the disk on commits (faster, loses recent tasks on power loss).
     #[arg(long)]
     no_fsync: bool,
@@ -137,7 +142,7 @@ impl CoordinatorArgs {
             max_unauthenticated: self.max_unauthenticated,
             max_unauthenticated_per_source: self.max_unauthenticated_per_source,
             max_output_cap: self.max_output_cap,
-            ..Default::default()
+            max_queued: self.max_queued,
         })
     }
 }

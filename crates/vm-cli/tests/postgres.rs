@@ -3,7 +3,8 @@
 //! without PostgreSQL, never in CI where `VMX_REQUIRE_POSTGRES` is set): tasks survive a
 //! coordinator's `kill -9`, submissions fail clearly while the database is down and work
 //! again after it returns, and bad input (a wrong URL, a database without permissions, a
-//! schema from a newer vmx) is refused with one line.
+//! schema from a newer vmx) is refused with one line; the queue limit (backpressure)
+//! holds on the database's unfinished tasks, across coordinators.
 
 use vm_test_support::pg;
 
@@ -55,10 +56,15 @@ fn vmx_output(args: &[&str]) -> Output {
 
 /// A coordinator on `url`; returns it with its address.
 fn coordinator(dir: &Path, url: &str) -> (Proc, String) {
+    coordinator_with(dir, url, &[])
+}
+
+/// A coordinator on `url` with `extra` arguments; returns it with its address.
+fn coordinator_with(dir: &Path, url: &str, extra: &[&str]) -> (Proc, String) {
     let addr_file = dir.join("addr");
     let _ = std::fs::remove_file(&addr_file);
     let token = dir.join("token");
-    let args = [
+    let mut args = vec![
         "coordinator",
         "--listen",
         "127.0.0.1:0",
@@ -69,6 +75,7 @@ fn coordinator(dir: &Path, url: &str) -> (Proc, String) {
         "--addr-file",
         addr_file.to_str().unwrap(),
     ];
+    args.extend_from_slice(extra);
     let mut p = vmx(&args, &dir.join("coordinator.err"));
     let t0 = Instant::now();
     loop {
@@ -255,4 +262,51 @@ fn bad_stores_are_refused_with_one_line() {
     assert!(out.status.success());
     server.sql("newer", "INSERT INTO vmx_schema (version, by_vmx) VALUES (99, 'future')");
     assert_refused(&start(&url), "newer schema", "schema version 99, newer than this vmx");
+}
+
+/// `--max-queued` with PostgreSQL: with no worker nothing runs, so after 3 submissions the
+/// 4th is refused with a clear message; a second coordinator on the same database refuses
+/// too once it has counted the database's unfinished tasks (it reads them every half
+/// second), and what was accepted stays in the database.
+#[test]
+fn the_queue_limit_holds_on_the_database() {
+    let Some(server) = pg::PgServer::start() else { return };
+    let url = server.new_db("queue_limit");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&da, &db] {
+        std::fs::write(d.path().join("token"), TOKEN).unwrap();
+    }
+    let (_a, addr_a) = coordinator_with(da.path(), &url, &["--max-queued", "3"]);
+    let (_b, addr_b) = coordinator_with(db.path(), &url, &["--max-queued", "3"]);
+    rt().block_on(async {
+        let a = connect(&addr_a).await;
+        let image =
+            a.put_image(std::fs::read(root().join("guests/bin/args_env")).unwrap()).await.unwrap();
+        for i in 0..3 {
+            a.submit(TaskType::CpuIntensive, spec(image, i)).await.unwrap();
+        }
+        let e = a.submit(TaskType::CpuIntensive, spec(image, 3)).await.unwrap_err().to_string();
+        assert!(e.contains("the queue is full (3 tasks unfinished in the database)"), "{e}");
+        // B counts the database's tasks every half second: after two seconds it knows of
+        // A's 3 and refuses before its own submissions alone would reach the limit.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = connect(&addr_b).await;
+        let b_image =
+            b.put_image(std::fs::read(root().join("guests/bin/args_env")).unwrap()).await.unwrap();
+        let t0 = Instant::now();
+        let mut accepted = 0;
+        let e = loop {
+            match b.submit(TaskType::CpuIntensive, spec(b_image, 10)).await {
+                Ok(_) => accepted += 1,
+                Err(e) => break e.to_string(),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "B never refused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(e.contains("the queue is full"), "{e}");
+        assert!(accepted < 3, "B accepted {accepted}: it did not count A's tasks");
+        let counts = a.cluster_status().await.unwrap().tasks;
+        assert_eq!(counts.queued, 3 + accepted, "{counts:?}");
+        assert_eq!(counts.completed + counts.failed + counts.cancelled, 0, "{counts:?}");
+    });
 }

@@ -233,9 +233,21 @@ fn lease_op(s: &dyn TaskStore, op: LeaseOp) -> LeaseOutcome {
 }
 
 fn beat(s: &dyn TaskStore, id: &str, now_ms: u64) -> Vec<(TaskId, u32)> {
+    beat_waiting(s, id, now_ms, &[])
+}
+
+/// A heartbeat of a coordinator that has not started `waiting` (their leases last 20 ms).
+fn beat_waiting(
+    s: &dyn TaskStore,
+    id: &str,
+    now_ms: u64,
+    waiting: &[TaskId],
+) -> Vec<(TaskId, u32)> {
     let info =
         CoordinatorInfo { id: id.into(), addr: format!("{id}:1"), pid: 1, ..Default::default() };
-    match lease_op(s, LeaseOp::Beat { info, now_ms, lease_ms: 100 }) {
+    let op =
+        LeaseOp::Beat { info, now_ms, lease_ms: 100, waiting: waiting.to_vec(), waiting_ms: 20 };
+    match lease_op(s, op) {
         LeaseOutcome::Held(mut h) => {
             h.sort();
             h
@@ -258,6 +270,13 @@ fn shared_operations(s: &dyn TaskStore) {
     // A's heartbeat renews both its leases; B holds nothing.
     assert_eq!(beat(s, "A", 1050), [(TaskId(1), 1), (TaskId(2), 1)]);
     assert_eq!(s.lease(TaskId(1)).unwrap().unwrap().until_ms, 1150);
+    // Task 2 has not started: its lease is renewed for a shorter time only (were A to die,
+    // it would be claimable elsewhere sooner); the next heartbeat renews it fully again.
+    assert_eq!(beat_waiting(s, "A", 1051, &[TaskId(2)]), [(TaskId(1), 1), (TaskId(2), 1)]);
+    assert_eq!(s.lease(TaskId(1)).unwrap().unwrap().until_ms, 1151);
+    assert_eq!(s.lease(TaskId(2)).unwrap().unwrap().until_ms, 1071);
+    assert_eq!(beat(s, "A", 1052), [(TaskId(1), 1), (TaskId(2), 1)]);
+    assert_eq!(s.lease(TaskId(2)).unwrap().unwrap().until_ms, 1152);
     assert!(beat(s, "B", 1050).is_empty());
     let names: Vec<String> = s.coordinators().unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(names.len(), 2, "{names:?}");

@@ -135,7 +135,7 @@ pub(super) struct Core {
     registry: NodeRegistry,
     pub(super) sched: TaskScheduler,
     pub(super) store: Arc<dyn TaskStore>,
-    max_queued: u64,
+    pub(super) max_queued: u64,
     max_output_cap: u32,
     pub(super) tasks: HashMap<TaskId, Task>,
     pub(super) queue: VecDeque<TaskId>,

@@ -14,7 +14,11 @@
 //!   safety net for lost notifications and for leases that expired). Without workers it
 //!   claims nothing.
 //! - Every [`BEAT`] a coordinator writes its heartbeat row and extends every lease it holds
-//!   to [`LEASE`] from now, in one transaction; a task it holds in memory whose lease is not
+//!   to [`LEASE`] from now (only to [`WAITING_LEASE`] for tasks it holds that have not
+//!   started: claims and leased inserts last that long too, so the work a dead coordinator
+//!   held but had not started is claimed elsewhere within [`WAITING_LEASE`] and a [`POLL`],
+//!   while its running tasks wait for their workers to fail over), in one transaction;
+//!   a task it holds in memory whose lease is not
 //!   among those extended was taken from it (expired, or cancelled through another
 //!   coordinator): its worker is told to stop and the task is forgotten.
 //! - A result is recorded only for the task's current attempt, in the transaction that ends
@@ -25,6 +29,10 @@
 //!   the others are cancelled on it.
 //! - A failed attempt gives the task back ([`LeaseOp::Release`]), claimable after its
 //!   back-off by any coordinator; the attempt number grows with every claim.
+//! - The queue limit (backpressure) is on the database's unfinished tasks: counted every
+//!   [`BEAT`], plus the submissions accepted here since the count was asked for (between
+//!   two counts, coordinators do not see each other's submissions: the limit can be
+//!   overshot by what the others accept in that time). A submission beyond it is refused.
 //! - Status, wait and cancel of a task held elsewhere (or not at all) read and write the
 //!   database; waiters on such tasks are answered by polling every [`WAITER_POLL`].
 //! - A final outcome whose commit failed (the database is unreachable) is retried until it
@@ -42,12 +50,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a lease (and a heartbeat) lasts unless renewed.
+/// How long a lease on a running task (and a heartbeat) lasts unless renewed.
 pub const LEASE: Duration = Duration::from_millis(3000);
-/// How often a coordinator renews its leases and heartbeat.
-pub const BEAT: Duration = Duration::from_millis(750);
+/// How long a lease on a task held here but not started lasts unless renewed: if this
+/// coordinator dies, such tasks are claimable elsewhere after at most this long.
+pub const WAITING_LEASE: Duration = Duration::from_millis(1500);
+/// How often a coordinator renews its leases and heartbeat (well within
+/// [`WAITING_LEASE`]).
+pub const BEAT: Duration = Duration::from_millis(500);
 /// Longest time between two claims while workers have free slots.
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(250);
 /// How often waiters on tasks held elsewhere are checked.
 pub const WAITER_POLL: Duration = Duration::from_millis(100);
 /// Tasks a coordinator holds queued beyond its workers' free slots, per slot.
@@ -70,6 +82,11 @@ pub(super) struct Shared {
     inserting: usize,
     polling: bool,
     next_waiter_poll: Instant,
+    /// The database's unfinished tasks at the last count, plus the submissions accepted
+    /// here since that count was asked for: what the queue limit is checked against.
+    unfinished: u64,
+    counting: bool,
+    next_count: Instant,
 }
 
 impl Shared {
@@ -97,6 +114,9 @@ impl Shared {
             inserting: 0,
             polling: false,
             next_waiter_poll: now,
+            unfinished: 0,
+            counting: false,
+            next_count: now,
         }
     }
 }
@@ -234,8 +254,17 @@ impl Core {
             status: TaskStatus::Queued,
         };
         let room = self.room();
+        let max_queued = self.max_queued;
         let Some(sh) = self.shared.as_mut() else { return };
-        let lease = (room > 0).then(|| (sh.info.id.clone(), now_ms() + LEASE.as_millis() as u64));
+        if sh.unfinished >= max_queued {
+            return reply.fail(format!(
+                "the queue is full ({} tasks unfinished in the database)",
+                sh.unfinished
+            ));
+        }
+        sh.unfinished += 1;
+        let lease =
+            (room > 0).then(|| (sh.info.id.clone(), now_ms() + WAITING_LEASE.as_millis() as u64));
         let leased = lease.is_some();
         sh.inserting += usize::from(leased);
         let events = self.events.clone();
@@ -298,7 +327,7 @@ impl Core {
         let op = LeaseOp::Claim {
             owner: sh.info.id.clone(),
             now_ms: now_ms(),
-            lease_ms: LEASE.as_millis() as u64,
+            lease_ms: WAITING_LEASE.as_millis() as u64,
             max: room,
         };
         self.lease_then(op, move |core, r| {
@@ -570,12 +599,39 @@ impl Core {
         if !sh.beating && now >= sh.next_beat {
             sh.beating = true;
             sh.next_beat = now + BEAT;
+            let info = sh.info.clone();
+            let waiting: Vec<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|(_, t)| matches!(t.status, TaskStatus::Queued))
+                .map(|(id, _)| *id)
+                .collect();
             let op = LeaseOp::Beat {
-                info: sh.info.clone(),
+                info,
                 now_ms: now_ms(),
                 lease_ms: LEASE.as_millis() as u64,
+                waiting,
+                waiting_ms: WAITING_LEASE.as_millis() as u64,
             };
             self.lease_then(op, |core, r| core.beaten(r));
+        }
+        let Some(sh) = self.shared.as_mut() else { return };
+        if !sh.counting && now >= sh.next_count {
+            // Submissions accepted from now on are added to the count read.
+            sh.counting = true;
+            sh.next_count = now + BEAT;
+            let before = sh.unfinished;
+            self.blocking(
+                |store| store.unfinished(),
+                move |core, r| {
+                    let Some(sh) = core.shared_mut() else { return };
+                    sh.counting = false;
+                    match r {
+                        Ok(n) => sh.unfinished = n + sh.unfinished.saturating_sub(before),
+                        Err(e) => tracing::warn!("cannot count the unfinished tasks: {e}"),
+                    }
+                },
+            );
         }
         let Some(sh) = self.shared.as_mut() else { return };
         if !sh.polling && !sh.remote_waiters.is_empty() && now >= sh.next_waiter_poll {

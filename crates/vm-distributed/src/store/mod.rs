@@ -135,15 +135,22 @@ pub enum LeaseOp {
         lease: Option<(String, u64)>,
     },
     /// A coordinator's heartbeat (shared stores only): records `info` as alive until
-    /// `now_ms + lease_ms` and extends every lease `info.id` holds to the same time.
-    /// Outcome: [`LeaseOutcome::Held`], the leases it still holds.
+    /// `now_ms + waiting_ms` and extends every lease `info.id` holds to `now_ms + lease_ms`,
+    /// except those of `waiting` (tasks it holds that have not started), extended only to
+    /// `now_ms + waiting_ms`: if the coordinator dies, work it had not started is claimable
+    /// elsewhere sooner (and it shows as dead sooner). Outcome: [`LeaseOutcome::Held`], the
+    /// leases it still holds.
     Beat {
         /// The coordinator.
         info: CoordinatorInfo,
         /// Now (Unix ms).
         now_ms: u64,
-        /// How long its heartbeat and leases last from now.
+        /// How long its leases on running tasks last from now.
         lease_ms: u64,
+        /// Tasks it holds that have not started.
+        waiting: Vec<TaskId>,
+        /// How long their leases, and its heartbeat, last from now.
+        waiting_ms: u64,
     },
     /// Take over the leases of tasks a worker reports running (shared stores only): each
     /// `(task, attempt)` whose attempt is the task's current one and which is not final gets
@@ -313,6 +320,14 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     fn counts(&self, now_ms: u64) -> Result<TaskCounts, Error> {
         let _ = now_ms;
         Err(Error::Store("task counts are kept in memory by this store's coordinator".into()))
+    }
+
+    /// How many tasks are not final (shared stores; the queue limit of coordinators
+    /// sharing the store is on this).
+    fn unfinished(&self) -> Result<u64, Error> {
+        Err(Error::Store(
+            "unfinished tasks are counted in memory by this store's coordinator".into(),
+        ))
     }
 
     /// The coordinators that sent a heartbeat in the last hour (shared stores).
