@@ -184,7 +184,7 @@ struct Cached {
 /// touching the block itself (one cache miss less per block on cold code).
 #[derive(Clone, Copy)]
 pub struct FastEntry {
-    /// Guest pc of the block (`u64::MAX`: empty slot; guest pcs are even).
+    /// Guest pc of the block (meaningless in an empty slot, whose block pointer is null).
     pub pc: u64,
     block: *const Block,
     insts: *const Inst,
@@ -197,6 +197,19 @@ pub struct FastEntry {
 }
 
 impl FastEntry {
+    /// The entry of `block` (at `pc`) with hotness `count`.
+    fn of(pc: u64, block: &Arc<Block>, count: u32) -> FastEntry {
+        FastEntry {
+            pc,
+            block: Arc::as_ptr(block),
+            insts: block.insts.as_ptr(),
+            // At most MAX_BLOCK_INSTS.
+            len: block.insts.len() as u16,
+            normal_tail: block.tail == Tail::Normal,
+            count,
+        }
+    }
+
     /// The block's instructions.
     #[inline(always)]
     pub fn insts(&self) -> &[Inst] {
@@ -216,13 +229,32 @@ impl FastEntry {
 
 /// An empty direct-mapped entry.
 const EMPTY: FastEntry = FastEntry {
-    pc: u64::MAX,
+    pc: 0,
     block: std::ptr::null(),
     insts: std::ptr::null(),
     len: 0,
-    normal_tail: true,
+    normal_tail: false,
     count: 0,
 };
+
+/// A table of empty entries. Empty is all zero bits (a null block pointer marks it), so the
+/// table comes from zeroed memory the host maps lazily: a process that runs little code
+/// touches little of it.
+fn empty_fast_table() -> Box<[FastEntry]> {
+    let Ok(layout) = std::alloc::Layout::array::<FastEntry>(FAST_SIZE) else {
+        return vec![EMPTY; FAST_SIZE].into_boxed_slice();
+    };
+    // SAFETY: the layout is that of `[FastEntry; FAST_SIZE]` (non-zero size); all-zero bits
+    // are a valid `FastEntry` (integers zero, pointers null, `false`), equal to `EMPTY`; the
+    // box frees the allocation with the same layout (that of a `FAST_SIZE` slice).
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<FastEntry>();
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, FAST_SIZE))
+    }
+}
 
 /// Most blocks one program image shares; past it, processes keep new blocks to themselves.
 const MAX_SHARED_BLOCKS: usize = 1 << 20;
@@ -408,7 +440,7 @@ impl BlockCache {
     pub fn with_limit(limit_insts: usize) -> Self {
         BlockCache {
             blocks: PcMap::default(),
-            fast: vec![EMPTY; FAST_SIZE].into_boxed_slice(),
+            fast: empty_fast_table(),
             by_page: PcMap::default(),
             decoded_insts: 0,
             limit_insts,
@@ -447,10 +479,12 @@ impl BlockCache {
 
     /// The direct-mapped entry of the block starting at `pc` (decoding the block on a miss),
     /// whose hotness count the caller may update.
+    /// The entry is never empty: `lookup_slow` always fills the slot.
     #[inline(always)]
     pub fn lookup_entry(&mut self, mem: &AddressSpace, pc: u64) -> &mut FastEntry {
         let slot = fast_slot(pc);
-        if self.fast[slot].pc != pc {
+        let e = &self.fast[slot];
+        if e.pc != pc || e.block.is_null() {
             self.lookup_slow(mem, pc);
         }
         &mut self.fast[slot]
@@ -461,48 +495,48 @@ impl BlockCache {
     fn lookup_slow(&mut self, mem: &AddressSpace, pc: u64) {
         let slot = fast_slot(pc);
         let old = self.fast[slot];
-        if old.pc != u64::MAX {
+        if !old.block.is_null() {
             if let Some(c) = self.blocks.get_mut(&old.pc) {
                 c.count = old.count;
             }
             self.fast[slot] = EMPTY;
         }
-        if !self.blocks.contains_key(&pc) {
-            self.counters.misses += 1;
-            if self.decoded_insts >= self.limit_insts {
-                self.flush();
+        let entry = match self.blocks.get(&pc) {
+            Some(c) => {
+                self.counters.hits += 1;
+                FastEntry::of(pc, &c.block, c.count)
             }
-            let (block, shared) =
-                fetch_block(self.shared.as_deref(), mem, pc, &mut self.counters.decode_nanos);
-            self.counters.shared_hits += u64::from(shared);
-            let code_end = match block.tail {
-                // The faulting instruction's first bytes were read too; watch their page.
-                Tail::Illegal => block.end + 2,
-                _ => block.end,
-            };
-            if code_end > pc {
-                mem.mark_code(pc, code_end - pc);
-            }
-            self.decoded_insts += block.insts.len().max(1);
-            let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
-            for page in (pc >> PAGE_SHIFT)..=last_page {
-                self.by_page.entry(page).or_default().push(pc);
-            }
-            self.blocks.insert(pc, Cached { block, count: 0 });
-        } else {
-            self.counters.hits += 1;
+            None => self.decode_into(mem, pc),
+        };
+        self.fast[slot] = entry;
+    }
+
+    /// Decodes (or takes from the shared blocks) the block at `pc` and adds it to the cache;
+    /// returns its direct-mapped entry.
+    fn decode_into(&mut self, mem: &AddressSpace, pc: u64) -> FastEntry {
+        self.counters.misses += 1;
+        if self.decoded_insts >= self.limit_insts {
+            self.flush();
         }
-        if let Some(c) = self.blocks.get(&pc) {
-            self.fast[slot] = FastEntry {
-                pc,
-                block: Arc::as_ptr(&c.block),
-                insts: c.block.insts.as_ptr(),
-                // At most MAX_BLOCK_INSTS.
-                len: c.block.insts.len() as u16,
-                normal_tail: c.block.tail == Tail::Normal,
-                count: c.count,
-            };
+        let (block, shared) =
+            fetch_block(self.shared.as_deref(), mem, pc, &mut self.counters.decode_nanos);
+        self.counters.shared_hits += u64::from(shared);
+        let code_end = match block.tail {
+            // The faulting instruction's first bytes were read too; watch their page.
+            Tail::Illegal => block.end + 2,
+            _ => block.end,
+        };
+        if code_end > pc {
+            mem.mark_code(pc, code_end - pc);
         }
+        self.decoded_insts += block.insts.len().max(1);
+        let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
+        for page in (pc >> PAGE_SHIFT)..=last_page {
+            self.by_page.entry(page).or_default().push(pc);
+        }
+        let entry = FastEntry::of(pc, &block, 0);
+        self.blocks.insert(pc, Cached { block, count: 0 });
+        entry
     }
 
     /// Applies the code invalidations the address space logged since the last call (by any
@@ -555,7 +589,9 @@ impl BlockCache {
     /// Drops every block.
     pub fn flush(&mut self) {
         self.counters.invalidations += self.blocks.len() as u64;
-        self.fast.fill(EMPTY);
+        if !self.blocks.is_empty() {
+            self.fast = empty_fast_table();
+        }
         self.blocks.clear();
         self.by_page.clear();
         self.decoded_insts = 0;
