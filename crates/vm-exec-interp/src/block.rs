@@ -18,6 +18,7 @@
 //!   shared.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use vm_exec_core::decode::decode;
@@ -29,6 +30,9 @@ use vm_exec_core::process::Process;
 
 /// Most instructions in one block.
 pub const MAX_BLOCK_INSTS: usize = 64;
+// Block lengths fit the direct-mapped table's `u16`.
+const _: () = assert!(MAX_BLOCK_INSTS <= u16::MAX as usize);
+
 /// Register index that swallows writes to x0.
 pub const ZERO_SINK: u8 = 32;
 
@@ -70,10 +74,12 @@ pub fn decode_block(mem: &AddressSpace, pc: u64) -> Block {
 
 /// Decodes the block starting at `pc`, fetching each instruction with `fetch`.
 fn decode_block_with(pc: u64, fetch: impl Fn(u64) -> Result<u32, MemFault>) -> Block {
-    let mut insts = Vec::with_capacity(16);
+    // Decoded on the stack, then allocated once at its exact size.
+    let mut buf = [Inst::new(Op::Lui, 4); MAX_BLOCK_INSTS];
+    let mut n = 0;
     let mut at = pc;
     let mut tail = Tail::Normal;
-    while insts.len() < MAX_BLOCK_INSTS {
+    while n < MAX_BLOCK_INSTS {
         let bits = match fetch(at) {
             Ok(b) => b,
             Err(f) => {
@@ -92,15 +98,74 @@ fn decode_block_with(pc: u64, fetch: impl Fn(u64) -> Result<u32, MemFault>) -> B
             inst.rd = ZERO_SINK;
         }
         at = at.wrapping_add(inst.len as u64);
-        insts.push(inst);
+        buf[n] = inst;
+        n += 1;
         if is_terminator(inst.op) {
             break;
         }
     }
-    Block { start: pc, insts: insts.into_boxed_slice(), end: at, tail }
+    Block { start: pc, insts: Box::from(&buf[..n]), end: at, tail }
 }
 
-const FAST_BITS: u32 = 12;
+/// Most bytes one block is decoded from.
+const MAX_BLOCK_BYTES: usize = MAX_BLOCK_INSTS * 4;
+
+/// Decodes the block at `pc` from a copy of the guest bytes it can come from (up to
+/// [`MAX_BLOCK_BYTES`], not past the end of `pc`'s page), so the block and the bytes it was
+/// decoded from are consistent by construction, even if another thread rewrites the code
+/// meanwhile. `None` when the copy cannot be taken or the block runs past it (it crosses
+/// into the next page): the caller decodes from memory instead.
+fn decode_block_snapshot(mem: &AddressSpace, pc: u64) -> Option<(Block, Box<[u8]>)> {
+    let page_end = (pc | ((1u64 << PAGE_SHIFT) - 1)).checked_add(1)?;
+    let len = (page_end - pc).min(MAX_BLOCK_BYTES as u64) as usize;
+    let mut bytes = [0u8; MAX_BLOCK_BYTES];
+    mem.read_into(pc, &mut bytes[..len], PERM_EXEC, AccessKind::Execute).ok()?;
+    let ran_out = std::cell::Cell::new(false);
+    let block = decode_block_with(pc, |at| {
+        let off = at.wrapping_sub(pc) as usize;
+        let half = |o: usize| match bytes[..len].get(o..o + 2) {
+            Some(h) => Ok(u16::from_le_bytes([h[0], h[1]]) as u32),
+            None => {
+                ran_out.set(true);
+                Err(MemFault { addr: at, kind: AccessKind::Execute })
+            }
+        };
+        let lo = half(off)?;
+        if lo & 3 != 3 {
+            return Ok(lo);
+        }
+        Ok(lo | half(off + 2)? << 16)
+    });
+    if ran_out.get() {
+        return None;
+    }
+    let used = (block.end - block.start) as usize;
+    Some((block, Box::from(&bytes[..used])))
+}
+
+/// Multiplicative hash for guest pcs and page numbers (keys chosen by the guest only as
+/// addresses of its own code, so no flooding concern beyond its own slowdown).
+#[derive(Default, Clone, Copy)]
+pub struct PcHasher(u64);
+
+impl Hasher for PcHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A hash map keyed by guest pc or page number.
+pub type PcMap<V> = HashMap<u64, V, BuildHasherDefault<PcHasher>>;
+
+const FAST_BITS: u32 = 15;
 const FAST_SIZE: usize = 1 << FAST_BITS;
 
 #[inline(always)]
@@ -108,8 +173,88 @@ fn fast_slot(pc: u64) -> usize {
     ((pc >> 1) as usize ^ (pc >> (FAST_BITS + 1)) as usize) & (FAST_SIZE - 1)
 }
 
-/// An empty direct-mapped entry: no guest pc is `u64::MAX` (pcs are even).
-const EMPTY: (u64, *const Block) = (u64::MAX, std::ptr::null());
+/// A block of the cache with the number of times a tiered run reached it, as last written
+/// back from the direct-mapped table.
+struct Cached {
+    block: Arc<Block>,
+    count: u32,
+}
+
+/// One slot of the direct-mapped table: what the dispatch loop needs of a block without
+/// touching the block itself (one cache miss less per block on cold code).
+#[derive(Clone, Copy)]
+pub struct FastEntry {
+    /// Guest pc of the block (meaningless in an empty slot, whose block pointer is null).
+    pub pc: u64,
+    block: *const Block,
+    insts: *const Inst,
+    len: u16,
+    /// The block's tail is [`Tail::Normal`].
+    pub normal_tail: bool,
+    /// Times a tiered run reached the block (the hybrid engine's hotness counter); the
+    /// authoritative count while the block sits in the table.
+    pub count: u32,
+}
+
+impl FastEntry {
+    /// The entry of `block` (at `pc`) with hotness `count`.
+    fn of(pc: u64, block: &Arc<Block>, count: u32) -> FastEntry {
+        FastEntry {
+            pc,
+            block: Arc::as_ptr(block),
+            insts: block.insts.as_ptr(),
+            // At most MAX_BLOCK_INSTS.
+            len: block.insts.len() as u16,
+            normal_tail: block.tail == Tail::Normal,
+            count,
+        }
+    }
+
+    /// The block's instructions.
+    #[inline(always)]
+    pub fn insts(&self) -> &[Inst] {
+        // SAFETY: a non-empty entry describes a live block's instruction slice (see
+        // `BlockCache`'s invariant), which does not change while the block lives; the borrow of
+        // the entry ties the slice to the cache borrow it came from.
+        unsafe { std::slice::from_raw_parts(self.insts, self.len as usize) }
+    }
+
+    /// The block.
+    #[inline(always)]
+    pub fn block(&self) -> &Block {
+        // SAFETY: as for `insts`.
+        unsafe { &*self.block }
+    }
+}
+
+/// An empty direct-mapped entry.
+const EMPTY: FastEntry = FastEntry {
+    pc: 0,
+    block: std::ptr::null(),
+    insts: std::ptr::null(),
+    len: 0,
+    normal_tail: false,
+    count: 0,
+};
+
+/// A table of empty entries. Empty is all zero bits (a null block pointer marks it), so the
+/// table comes from zeroed memory the host maps lazily: a process that runs little code
+/// touches little of it.
+fn empty_fast_table() -> Box<[FastEntry]> {
+    let Ok(layout) = std::alloc::Layout::array::<FastEntry>(FAST_SIZE) else {
+        return vec![EMPTY; FAST_SIZE].into_boxed_slice();
+    };
+    // SAFETY: the layout is that of `[FastEntry; FAST_SIZE]` (non-zero size); all-zero bits
+    // are a valid `FastEntry` (integers zero, pointers null, `false`), equal to `EMPTY`; the
+    // box frees the allocation with the same layout (that of a `FAST_SIZE` slice).
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<FastEntry>();
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, FAST_SIZE))
+    }
+}
 
 /// Most blocks one program image shares; past it, processes keep new blocks to themselves.
 const MAX_SHARED_BLOCKS: usize = 1 << 20;
@@ -126,7 +271,7 @@ const SHARDS: usize = 64;
 /// The blocks decoded by every process of one program image (see the module docs). Get the
 /// one of a program with `program.image_cache(SharedBlocks::default)`.
 pub struct SharedBlocks {
-    shards: Box<[RwLock<HashMap<u64, SharedBlock>>]>,
+    shards: Box<[RwLock<PcMap<SharedBlock>>]>,
 }
 
 impl Default for SharedBlocks {
@@ -136,7 +281,7 @@ impl Default for SharedBlocks {
 }
 
 impl SharedBlocks {
-    fn shard(&self, pc: u64) -> &RwLock<HashMap<u64, SharedBlock>> {
+    fn shard(&self, pc: u64) -> &RwLock<PcMap<SharedBlock>> {
         &self.shards[((pc >> 1) as usize ^ (pc >> 7) as usize) % SHARDS]
     }
 
@@ -154,10 +299,22 @@ impl SharedBlocks {
     fn get(&self, mem: &AddressSpace, pc: u64) -> Option<Arc<Block>> {
         let map = self.shard(pc).read().ok()?;
         let e = map.get(&pc)?;
-        let len = e.block.end - e.block.start;
-        let mut here = vec![0u8; len as usize];
-        mem.read_into(pc, &mut here, PERM_EXEC, AccessKind::Execute).ok()?;
+        let mut buf = [0u8; MAX_BLOCK_BYTES];
+        let here = buf.get_mut(..e.bytes.len())?;
+        mem.read_into(pc, here, PERM_EXEC, AccessKind::Execute).ok()?;
         (*here == *e.bytes).then(|| e.block.clone())
+    }
+
+    /// Shares `block`, decoded from exactly `bytes` (see [`decode_block_snapshot`]), if its
+    /// tail is normal.
+    fn insert(&self, block: &Arc<Block>, bytes: Box<[u8]>) {
+        if block.tail != Tail::Normal || block.end <= block.start {
+            return;
+        }
+        let Ok(mut map) = self.shard(block.start).write() else { return };
+        if map.len() < MAX_SHARED_BLOCKS / SHARDS {
+            map.entry(block.start).or_insert(SharedBlock { block: block.clone(), bytes });
+        }
     }
 
     /// Offers a block a process just decoded from `mem`. It is shared only with a normal tail
@@ -209,6 +366,14 @@ pub fn fetch_block(
         return (b, true);
     }
     let t0 = Instant::now();
+    if let Some((block, bytes)) = decode_block_snapshot(mem, pc) {
+        let b = Arc::new(block);
+        *decode_nanos += t0.elapsed().as_nanos() as u64;
+        if let Some(s) = shared {
+            s.insert(&b, bytes);
+        }
+        return (b, false);
+    }
     let b = Arc::new(decode_block(mem, pc));
     *decode_nanos += t0.elapsed().as_nanos() as u64;
     if let Some(s) = shared {
@@ -235,15 +400,18 @@ pub struct CacheCounters {
 
 /// All decoded blocks of one address space.
 ///
-/// Ownership: `blocks` holds every live block (behind an `Arc`, so its address is stable,
-/// and possibly shared with other processes through [`SharedBlocks`], which never changes a
-/// block). The direct-mapped table `fast` caches `(pc, pointer)` pairs; a block's pointer
-/// can only sit in the slot of its own start pc, and removing or flushing a block clears that
-/// slot first, so every non-empty pointer in `fast` refers to a block `blocks` keeps alive.
+/// Ownership: `blocks` holds every live block (behind an `Arc`, so its address and that of
+/// its instructions are stable, and possibly shared with other processes through
+/// [`SharedBlocks`], which never changes a block). The direct-mapped table `fast` caches a
+/// [`FastEntry`] (pointers to the block and its instructions, and the hotness count) per
+/// block; an entry can only sit in the slot of its own start pc, and removing or flushing a
+/// block clears that slot first, so every non-empty entry of `fast` refers to a block
+/// `blocks` keeps alive. An entry's count is written back to `blocks` when another block
+/// takes its slot.
 pub struct BlockCache {
-    blocks: HashMap<u64, Arc<Block>>,
-    fast: Box<[(u64, *const Block)]>,
-    by_page: HashMap<u64, Vec<u64>>,
+    blocks: PcMap<Cached>,
+    fast: Box<[FastEntry]>,
+    by_page: PcMap<Vec<u64>>,
     decoded_insts: usize,
     limit_insts: usize,
     /// Position in the address space's invalidation log (see [`BlockCache::sync`]).
@@ -271,9 +439,9 @@ impl BlockCache {
     /// A cache that flushes itself when it holds more than `limit_insts` decoded instructions.
     pub fn with_limit(limit_insts: usize) -> Self {
         BlockCache {
-            blocks: HashMap::new(),
-            fast: vec![EMPTY; FAST_SIZE].into_boxed_slice(),
-            by_page: HashMap::new(),
+            blocks: PcMap::default(),
+            fast: empty_fast_table(),
+            by_page: PcMap::default(),
             decoded_insts: 0,
             limit_insts,
             seen_generation: 0,
@@ -306,46 +474,69 @@ impl BlockCache {
     /// The block starting at `pc`, decoding it on a miss.
     #[inline(always)]
     pub fn lookup(&mut self, mem: &AddressSpace, pc: u64) -> &Block {
-        let (tag, ptr) = self.fast[fast_slot(pc)];
-        if tag == pc {
-            // SAFETY: a non-empty entry of `fast` points to a live block owned by `blocks`
-            // (see the type's invariant); the returned borrow of `self` keeps it alive.
-            return unsafe { &*ptr };
-        }
-        self.lookup_slow(mem, pc)
+        self.lookup_entry(mem, pc).block()
     }
 
-    #[inline(never)]
-    fn lookup_slow(&mut self, mem: &AddressSpace, pc: u64) -> &Block {
+    /// The direct-mapped entry of the block starting at `pc` (decoding the block on a miss),
+    /// whose hotness count the caller may update.
+    /// The entry is never empty: `lookup_slow` always fills the slot.
+    #[inline(always)]
+    pub fn lookup_entry(&mut self, mem: &AddressSpace, pc: u64) -> &mut FastEntry {
         let slot = fast_slot(pc);
-        if !self.blocks.contains_key(&pc) {
-            self.counters.misses += 1;
-            if self.decoded_insts >= self.limit_insts {
-                self.flush();
-            }
-            let (block, shared) =
-                fetch_block(self.shared.as_deref(), mem, pc, &mut self.counters.decode_nanos);
-            self.counters.shared_hits += u64::from(shared);
-            let code_end = match block.tail {
-                // The faulting instruction's first bytes were read too; watch their page.
-                Tail::Illegal => block.end + 2,
-                _ => block.end,
-            };
-            if code_end > pc {
-                mem.mark_code(pc, code_end - pc);
-            }
-            self.decoded_insts += block.insts.len().max(1);
-            let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
-            for page in (pc >> PAGE_SHIFT)..=last_page {
-                self.by_page.entry(page).or_default().push(pc);
-            }
-            self.blocks.insert(pc, block);
-        } else {
-            self.counters.hits += 1;
+        let e = &self.fast[slot];
+        if e.pc != pc || e.block.is_null() {
+            self.lookup_slow(mem, pc);
         }
-        let block: &Block = &self.blocks[&pc];
-        self.fast[slot] = (pc, block as *const Block);
-        block
+        &mut self.fast[slot]
+    }
+
+    /// Fills the direct-mapped slot of `pc` with its block, decoding it if needed.
+    #[inline(never)]
+    fn lookup_slow(&mut self, mem: &AddressSpace, pc: u64) {
+        let slot = fast_slot(pc);
+        let old = self.fast[slot];
+        if !old.block.is_null() {
+            if let Some(c) = self.blocks.get_mut(&old.pc) {
+                c.count = old.count;
+            }
+            self.fast[slot] = EMPTY;
+        }
+        let entry = match self.blocks.get(&pc) {
+            Some(c) => {
+                self.counters.hits += 1;
+                FastEntry::of(pc, &c.block, c.count)
+            }
+            None => self.decode_into(mem, pc),
+        };
+        self.fast[slot] = entry;
+    }
+
+    /// Decodes (or takes from the shared blocks) the block at `pc` and adds it to the cache;
+    /// returns its direct-mapped entry.
+    fn decode_into(&mut self, mem: &AddressSpace, pc: u64) -> FastEntry {
+        self.counters.misses += 1;
+        if self.decoded_insts >= self.limit_insts {
+            self.flush();
+        }
+        let (block, shared) =
+            fetch_block(self.shared.as_deref(), mem, pc, &mut self.counters.decode_nanos);
+        self.counters.shared_hits += u64::from(shared);
+        let code_end = match block.tail {
+            // The faulting instruction's first bytes were read too; watch their page.
+            Tail::Illegal => block.end + 2,
+            _ => block.end,
+        };
+        if code_end > pc {
+            mem.mark_code(pc, code_end - pc);
+        }
+        self.decoded_insts += block.insts.len().max(1);
+        let last_page = (code_end.max(pc + 1) - 1) >> PAGE_SHIFT;
+        for page in (pc >> PAGE_SHIFT)..=last_page {
+            self.by_page.entry(page).or_default().push(pc);
+        }
+        let entry = FastEntry::of(pc, &block, 0);
+        self.blocks.insert(pc, Cached { block, count: 0 });
+        entry
     }
 
     /// Applies the code invalidations the address space logged since the last call (by any
@@ -386,11 +577,11 @@ impl BlockCache {
 
     fn remove(&mut self, pc: u64) {
         // A block spanning two pages is listed under both; the second removal finds nothing.
-        let Some(block) = self.blocks.remove(&pc) else { return };
+        let Some(entry) = self.blocks.remove(&pc) else { return };
         self.counters.invalidations += 1;
-        self.decoded_insts -= block.insts.len().max(1);
+        self.decoded_insts -= entry.block.insts.len().max(1);
         let slot = fast_slot(pc);
-        if self.fast[slot].0 == pc {
+        if self.fast[slot].pc == pc {
             self.fast[slot] = EMPTY;
         }
     }
@@ -398,7 +589,9 @@ impl BlockCache {
     /// Drops every block.
     pub fn flush(&mut self) {
         self.counters.invalidations += self.blocks.len() as u64;
-        self.fast.fill(EMPTY);
+        if !self.blocks.is_empty() {
+            self.fast = empty_fast_table();
+        }
         self.blocks.clear();
         self.by_page.clear();
         self.decoded_insts = 0;

@@ -23,6 +23,19 @@ use vm_exec_core::cpu::GuestThread;
 use vm_exec_core::exec::{ExecutionStats, Executor, RunResult};
 use vm_exec_core::process::Process;
 
+/// How [`Interpreter::run_tiered`] treats hot blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Tiering {
+    /// A block already reached this many times is hot: the run stops before it.
+    pub threshold: u32,
+    /// Run the first block even if it is hot (the caller could not translate it, or has too
+    /// little fuel left to run its translation).
+    pub force_first: bool,
+    /// Instructions the engine retired before this call (the value `instret` and `cycle`
+    /// read at the first instruction).
+    pub instret_base: u64,
+}
+
 /// The interpreter engine. One instance serves one process (its block cache describes that
 /// process's code); it may run any of the process's threads.
 pub struct Interpreter {
@@ -53,6 +66,24 @@ impl Interpreter {
         self.cache.len()
     }
 
+    /// Runs at most `fuel` instructions like [`Executor::run`], but as the cold tier of a
+    /// tiering engine: counts how often each block is reached and stops before a block that
+    /// was reached `tiering.threshold` times already (except the first block when
+    /// `tiering.force_first`), so the caller can translate it. Returns the result and whether
+    /// it stopped for a hot block (the stop is then `Preempted`, `thread.cpu.pc` is the hot
+    /// block's pc, and nothing of it ran).
+    pub fn run_tiered(
+        &mut self,
+        thread: &mut GuestThread,
+        process: &Process,
+        fuel: u64,
+        tiering: Tiering,
+    ) -> (RunResult, bool) {
+        let r = run::run(&mut self.cache, &mut self.stats, thread, process, fuel, Some(tiering));
+        self.stats.instructions += r.0.retired;
+        r
+    }
+
     /// Blocks taken from the ones other processes of the same program image decoded,
     /// instead of decoding them again.
     pub fn shared_hits(&self) -> u64 {
@@ -66,7 +97,7 @@ impl Executor for Interpreter {
     }
 
     fn run(&mut self, thread: &mut GuestThread, process: &Process, fuel: u64) -> RunResult {
-        let result = run::run(&mut self.cache, &mut self.stats, thread, process, fuel);
+        let (result, _) = run::run(&mut self.cache, &mut self.stats, thread, process, fuel, None);
         self.stats.instructions += result.retired;
         result
     }

@@ -7,6 +7,7 @@
 //! calls; the other architectural state (fp registers, fcsr, reservation) is used in place.
 
 use crate::block::{BlockCache, Tail};
+use crate::Tiering;
 use vm_exec_core::atomic;
 use vm_exec_core::cpu::{CpuState, GuestThread};
 use vm_exec_core::csr::{csr_access, CsrOp};
@@ -29,38 +30,56 @@ enum BlockExit {
     Signal(usize, GuestSignal),
 }
 
+/// Runs at most `fuel` instructions. With `tiering`, stops (returning `true`, with
+/// `thread.cpu.pc` at the block) before a block that is hot, see [`crate::Tiering`].
 pub(crate) fn run(
     cache: &mut BlockCache,
     stats: &mut ExecutionStats,
     thread: &mut GuestThread,
     process: &Process,
     fuel: u64,
-) -> RunResult {
+    tiering: Option<Tiering>,
+) -> (RunResult, bool) {
     cache.attach(process);
+    let instret_base = tiering.map_or(stats.instructions, |t| t.instret_base);
+    let threshold = tiering.map(|t| t.threshold);
+    let mut force = tiering.is_some_and(|t| t.force_first);
+    let mut hot = false;
     let mut x = [0u64; 64];
     x[..32].copy_from_slice(&thread.cpu.x);
     let mut pc = thread.cpu.pc;
     let mut retired = 0u64;
     let mut entered = 0u64;
+    let mut lookups = 0u64;
     let slow_before = cache.counters.misses + cache.counters.hits;
     let stop = loop {
         cache.sync(&process.mem);
         if retired >= fuel {
             break StopReason::Preempted;
         }
-        let block = cache.lookup(&process.mem, pc);
+        let entry = cache.lookup_entry(&process.mem, pc);
+        lookups += 1;
+        if let Some(threshold) = threshold {
+            let first = std::mem::take(&mut force);
+            if entry.count >= threshold && !first {
+                hot = true;
+                break StopReason::Preempted;
+            }
+            entry.count = entry.count.saturating_add(1);
+        }
+        let entry = &*entry;
         entered += 1;
-        let n = block.insts.len();
+        let insts = entry.insts();
+        let n = insts.len();
         let count = n.min((fuel - retired).min(usize::MAX as u64) as usize);
-        let instret = stats.instructions + retired;
-        let exit =
-            exec_block(&block.insts[..count], pc, &mut x, &mut thread.cpu, &process.mem, instret);
+        let instret = instret_base + retired;
+        let exit = exec_block(&insts[..count], pc, &mut x, &mut thread.cpu, &process.mem, instret);
         match exit {
             BlockExit::Next(next) => {
                 retired += count as u64;
                 pc = next;
-                if count == n && block.tail != Tail::Normal {
-                    let (signo, addr) = match block.tail {
+                if count == n && !entry.normal_tail {
+                    let (signo, addr) = match entry.block().tail {
                         Tail::FetchFault(a) => (signal::SIGSEGV, Some(a)),
                         _ => (signal::SIGILL, None),
                     };
@@ -98,11 +117,11 @@ pub(crate) fn run(
     // Lookups not served by the slow path were direct-mapped hits.
     let slow = cache.counters.misses + cache.counters.hits - slow_before;
     stats.total_executions += entered;
-    stats.cache_hits += entered - slow;
+    stats.cache_hits += lookups - slow;
     x[0] = 0;
     thread.cpu.x.copy_from_slice(&x[..32]);
     thread.cpu.pc = pc;
-    RunResult { stop, retired }
+    (RunResult { stop, retired }, hot)
 }
 
 #[inline(always)]

@@ -28,7 +28,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vm_exec_core::inst::Op;
 use vm_exec_core::memory::{AddressSpace, JitFaultScope, GUARD_SIZE, PAGE_SHIFT};
 use vm_exec_interp::block::{fetch_block, Block, SharedBlocks, Tail};
 
@@ -58,16 +57,10 @@ pub(crate) struct BlockRec {
     pub pc: u64,
     /// The decoded instructions (translated code points into `block.insts`).
     pub block: Arc<Block>,
-    /// Whether the block reads the `cycle` or `instret` counter, whose value the embedded
-    /// interpreter would compute from its own instruction count: such blocks are always
-    /// translated.
-    pub reads_counter: bool,
     /// First and last guest page its bytes come from.
     pages: (u64, u64),
     /// False once invalidated or flushed.
     pub live: bool,
-    /// Dispatcher visits while not translated (the hybrid's hotness counter).
-    pub count: u32,
     /// Offset of the translated entry, once translated.
     pub entry: Option<usize>,
     /// Sites chained to this block.
@@ -335,10 +328,19 @@ impl CodeCache {
         &self.blocks[id as usize]
     }
 
-    /// The block record `id`, mutably.
-    #[inline(always)]
-    pub fn get_mut(&mut self, id: u32) -> &mut BlockRec {
-        &mut self.blocks[id as usize]
+    /// The live block at `pc` if the cache has one (never decodes).
+    #[inline]
+    pub fn find(&mut self, pc: u64) -> Option<u32> {
+        let slot = fast_slot(pc);
+        let (tag, id) = self.fast[slot];
+        if tag == pc {
+            self.counters.hits += 1;
+            return Some(id);
+        }
+        let id = *self.map.get(&pc)?;
+        self.counters.hits += 1;
+        self.fast[slot] = (pc, id);
+        Some(id)
     }
 
     /// The live block at `pc`, decoding it (and marking its pages as code) on a miss.
@@ -367,10 +369,6 @@ impl CodeCache {
         if code_end > pc {
             mem.mark_code(pc, code_end - pc);
         }
-        let reads_counter = block.insts.iter().any(|i| {
-            matches!(i.op, Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci)
-                && matches!((i.imm as u32) & 0xfff, 0xc00 | 0xc02)
-        });
         let first_page = pc >> PAGE_SHIFT;
         let last_page =
             (code_end.max(pc.wrapping_add(1)).wrapping_sub(1) >> PAGE_SHIFT).max(first_page);
@@ -381,10 +379,8 @@ impl CodeCache {
         self.blocks.push(BlockRec {
             pc,
             block,
-            reads_counter,
             pages: (first_page, last_page),
             live: true,
-            count: 0,
             entry: None,
             incoming: Vec::new(),
         });

@@ -25,7 +25,7 @@ use vm_exec_core::memory::{AddressSpace, Invalidations};
 use vm_exec_core::process::Process;
 use vm_exec_core::syscall;
 use vm_exec_interp::block::SharedBlocks;
-use vm_exec_interp::Interpreter;
+use vm_exec_interp::{Interpreter, Tiering};
 
 /// Configuration of the translating engines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +175,10 @@ impl Engine {
         // The exit site (or jump-table miss) that led to the block about to run.
         let mut link: Option<u32> = None;
         let mut indirect = false;
+        // The interpreter stopped before a hot block: translate the block at the pc.
+        let mut hot = false;
+        // The next interpreted block must run even though it is hot (its translation failed).
+        let mut force = false;
         let stop = loop {
             if process.mem.code_generation() != self.ctx.seen_generation {
                 self.sync(&process.mem);
@@ -184,25 +188,34 @@ impl Engine {
             }
             let remaining = fuel - retired;
             let pc = self.ctx.cpu.pc;
-            let mut id = self.cache.lookup(&process.mem, pc);
-            let rec = self.cache.get_mut(id);
-            if rec.entry.is_none() {
-                rec.count = rec.count.saturating_add(1);
-                if rec.count > self.threshold || rec.reads_counter {
-                    id = self.cache.translate(&process.mem, id);
-                }
-            }
-            let rec = self.cache.get(id);
-            let len = rec.len();
-            let entry = rec.entry.filter(|_| len <= remaining);
-            let Some(entry) = entry else {
+            // The JIT translates every block it meets; the hybrid only those the interpreter
+            // found hot, and otherwise runs what is already translated.
+            let found = if self.threshold == 0 || std::mem::take(&mut hot) {
+                let id = self.cache.lookup(&process.mem, pc);
+                let id = self.cache.translate(&process.mem, id);
+                force |= self.cache.get(id).entry.is_none();
+                Some(id)
+            } else {
+                self.cache.find(pc)
+            };
+            let translated = found.and_then(|id| self.cache.get(id).entry.map(|e| (id, e)));
+            let runnable = translated.filter(|&(id, _)| self.cache.get(id).len() <= remaining);
+            let Some((id, entry)) = runnable else {
                 link = None;
                 indirect = false;
-                let k = len.clamp(1, remaining);
-                let r = self.interpret(thread, process, k);
+                // A translated block with too little fuel left runs partly on the interpreter.
+                let tiering = Tiering {
+                    threshold: self.threshold,
+                    force_first: std::mem::take(&mut force) || translated.is_some(),
+                    instret_base: self.instructions + retired,
+                };
+                let (r, stopped_hot) = self.interpret(thread, process, remaining, tiering);
                 retired += r.retired;
                 match r.stop {
-                    StopReason::Preempted => continue,
+                    StopReason::Preempted => {
+                        hot = stopped_hot;
+                        continue;
+                    }
                     other => break other,
                 }
             };
@@ -267,12 +280,19 @@ impl Engine {
         RunResult { stop, retired }
     }
 
-    /// Runs at most `k` instructions (one block) with the interpreter.
-    fn interpret(&mut self, thread: &mut GuestThread, process: &Process, k: u64) -> RunResult {
+    /// Runs at most `fuel` instructions with the interpreter, until it meets a hot block
+    /// (see [`Interpreter::run_tiered`]).
+    fn interpret(
+        &mut self,
+        thread: &mut GuestThread,
+        process: &Process,
+        fuel: u64,
+        tiering: Tiering,
+    ) -> (RunResult, bool) {
         thread.cpu.clone_from(&self.ctx.cpu);
-        let r = self.interp.run(thread, process, k);
+        let r = self.interp.run_tiered(thread, process, fuel, tiering);
         self.ctx.cpu.clone_from(&thread.cpu);
-        self.tier.interpreted_instructions += r.retired;
+        self.tier.interpreted_instructions += r.0.retired;
         r
     }
 }

@@ -4,9 +4,11 @@
 //! Every mapping is private memory of the guest's address space:
 //! - anonymous mappings (private or shared: with no `fork`, a shared anonymous mapping is
 //!   indistinguishable from a private one) are fresh zero pages;
-//! - private file mappings are filled with the file's bytes (read with `pread` from the host
-//!   descriptor) when they are made; bytes past the end of the file read as zero (Linux would
-//!   raise `SIGBUS` on whole pages past the end);
+//! - private file mappings of regular files map the file's pages from the host file
+//!   copy-on-write (`AddressSpace::map_file_private`: only pages the guest touches are read);
+//!   other files' bytes are copied (`pread` from the host descriptor) when the mapping is made;
+//!   bytes past the end of the file read as zero (Linux would raise `SIGBUS` on whole pages
+//!   past the end);
 //! - shared file mappings are copied the same way when they are not writable (the guest cannot
 //!   tell, unless the file changes underneath), and refused with `ENODEV` when writable,
 //!   because writes could not reach the file.
@@ -108,12 +110,14 @@ pub(super) fn mmap(c: &mut Call<'_>) -> SysResult {
     match file {
         None => mem.map_fixed(start, len, perms)?,
         Some(h) => {
-            mem.map_fixed(start, len, PERM_READ | PERM_WRITE)?;
-            if let Err(e) = fill_from_file(mem, h, start, len, off) {
-                let _ = mem.unmap(start, len);
-                return Err(e);
+            if !map_from_file(mem, h, start, len, off, perms)? {
+                mem.map_fixed(start, len, PERM_READ | PERM_WRITE)?;
+                if let Err(e) = fill_from_file(mem, h, start, len, off) {
+                    let _ = mem.unmap(start, len);
+                    return Err(e);
+                }
+                mem.protect(start, len, perms)?;
             }
-            mem.protect(start, len, perms)?;
             // SAFETY: F_DUPFD_CLOEXEC on a descriptor the guest's table holds.
             let dup = unsafe { libc::fcntl(h, libc::F_DUPFD_CLOEXEC, 0) };
             if dup >= 0 {
@@ -166,6 +170,46 @@ fn check_mappable(h: i32, shared: bool, prot: u64) -> Result<(), Errno> {
         return err(libc::ENODEV);
     }
     Ok(())
+}
+
+/// Maps `[start, start + len)` with `perms`, its pages within regular host file `h` (from
+/// `off`) mapped from the file copy-on-write, so only the pages the guest touches are read, and
+/// from the host's page cache; pages wholly past the end of the file stay zero, and the bytes
+/// after the end in the last page are zero (the host zero-fills them). False, with nothing
+/// done or the range left for the caller to map again, when `h` is not a regular file or the
+/// host refuses the mapping: the caller copies the bytes instead.
+fn map_from_file(
+    mem: &crate::memory::AddressSpace,
+    h: i32,
+    start: u64,
+    len: u64,
+    off: u64,
+    perms: u8,
+) -> Result<bool, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is writable storage for one `struct stat`.
+    if unsafe { libc::fstat(h, st.as_mut_ptr()) } < 0 {
+        return Ok(false);
+    }
+    // SAFETY: fstat succeeded (and the zeroed plain-integer structure is valid regardless).
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(false);
+    }
+    let size = st.st_size.max(0) as u64;
+    let in_file = match size.checked_sub(off) {
+        Some(rest) if rest > 0 => page_round_up(rest).unwrap_or(len).min(len),
+        _ => 0,
+    };
+    mem.map_fixed(start, len, perms)?;
+    if in_file > 0 {
+        // SAFETY: `h` is a descriptor of the guest's table, open for the whole call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(h) };
+        if mem.map_file_private(start, in_file, fd, off).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Copies up to `len` bytes of host file `h` from `off` into guest memory at `start` (already
