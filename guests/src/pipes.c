@@ -19,7 +19,10 @@
  *    a full pipe is read, EPOLLHUP/EPOLLERR;
  *  - fork: parent and child share both ends; end of file only when the
  *    child's copy of the write end is closed too;
- *  - F_SETPIPE_SZ on a pipe holding data keeps the data and its epoll watch.
+ *  - F_SETPIPE_SZ on a pipe holding data keeps the data and its epoll watch,
+ *    and wakes a reader parked on it;
+ *  - a pipe end passed with SCM_RIGHTS over a unix socket;
+ *  - one epoll set with a pipe and an eventfd, waited on by a parked thread.
  *
  * Exits 1 if any check failed.
  *
@@ -31,10 +34,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/stat.h>
@@ -475,6 +481,133 @@ static void test_resize_keeps_data(void)
     close(ep);
 }
 
+
+static void *read_one(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[16];
+    return (void *)(long)read(fd, buf, sizeof buf);
+}
+
+static void test_convert_with_reader(void)
+{
+    int p[2];
+    pipe(p);
+    pthread_t t;
+    pthread_create(&t, NULL, read_one, &p[0]);
+    CHECK(fcntl(p[0], F_SETPIPE_SZ, 8192) >= 8192, "F_SETPIPE_SZ while a reader may wait");
+    CHECK(write(p[1], "wake", 4) == 4, "write after it");
+    void *r;
+    pthread_join(t, &r);
+    CHECK((long)r == 4, "the reader got the 4 bytes");
+    close(p[0]);
+    close(p[1]);
+}
+
+static void test_scm_rights(void)
+{
+    int sv[2], p[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    pipe(p);
+    write(p[1], "before", 6);
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {"x", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &p[0], sizeof(int));
+    CHECK(sendmsg(sv[0], &m, 0) == 1, "sendmsg with the read end");
+    close(p[0]);
+    char c;
+    struct iovec riov = {&c, 1};
+    struct msghdr rm = {0};
+    char rbuf[CMSG_SPACE(sizeof(int))];
+    rm.msg_iov = &riov;
+    rm.msg_iovlen = 1;
+    rm.msg_control = rbuf;
+    rm.msg_controllen = sizeof rbuf;
+    CHECK(recvmsg(sv[1], &rm, 0) == 1, "recvmsg");
+    struct cmsghdr *rc = CMSG_FIRSTHDR(&rm);
+    int got = -1;
+    if (rc && rc->cmsg_type == SCM_RIGHTS)
+        memcpy(&got, CMSG_DATA(rc), sizeof(int));
+    CHECK(got >= 0, "a descriptor came back");
+    write(p[1], " after", 6);
+    close(p[1]);
+    char buf[32];
+    size_t n = 0;
+    ssize_t k;
+    while ((k = read(got, buf + n, sizeof buf - n)) > 0)
+        n += k;
+    CHECK(n == 12 && memcmp(buf, "before after", 12) == 0, "read through it, then EOF");
+    close(got);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+struct mixed {
+    int ep, n;
+    struct epoll_event out[4];
+};
+
+static void *wait_mixed(void *arg)
+{
+    struct mixed *m = arg;
+    do
+        m->n = epoll_wait(m->ep, m->out, 4, -1);
+    while (m->n == 0);
+    return NULL;
+}
+
+static void test_mixed_epoll(void)
+{
+    int p[2];
+    pipe(p);
+    int efd = eventfd(0, EFD_NONBLOCK);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+    ev.data.u64 = 2;
+    epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+    struct epoll_event out[4];
+    CHECK(epoll_wait(ep, out, 4, 0) == 0, "mixed set: nothing ready");
+    uint64_t one = 1;
+    write(efd, &one, 8);
+    write(p[1], "p", 1);
+    int n = epoll_wait(ep, out, 4, 0);
+    uint64_t seen = 0;
+    for (int i = 0; i < n; i++)
+        seen |= out[i].data.u64;
+    CHECK(n == 2 && seen == 3, "mixed set: both ready");
+    char c;
+    read(p[0], &c, 1);
+    uint64_t v;
+    read(efd, &v, 8);
+
+    struct mixed m = {ep, 0, {{0}}};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_mixed, &m);
+    write(efd, &one, 8);
+    pthread_join(t, NULL);
+    CHECK(m.n == 1 && m.out[0].data.u64 == 2, "parked waiter woken by the eventfd");
+    read(efd, &v, 8);
+    pthread_create(&t, NULL, wait_mixed, &m);
+    write(p[1], "q", 1);
+    pthread_join(t, NULL);
+    CHECK(m.n == 1 && m.out[0].data.u64 == 1, "parked waiter woken by the pipe");
+    close(ep);
+    close(efd);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     test_eof_epipe();
@@ -485,6 +618,9 @@ int main(void)
     test_epoll();
     test_fork_sharing();
     test_resize_keeps_data();
+    test_convert_with_reader();
+    test_scm_rights();
+    test_mixed_epoll();
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures != 0;
 }

@@ -449,6 +449,11 @@ impl FutexTable {
         restart_a0: u64,
     ) -> Arc<Waiter> {
         let w = Waiter::ready(watch, deadline, restart_a0);
+        if w.watched().is_empty() {
+            // Nothing for `poke_ready` to poll (a wait on in-memory pipes, which wake it
+            // themselves): registered for `cancel_all` only.
+            return self.register(w);
+        }
         let mut queues = self.queues();
         queues.entry(READY_KEY).or_default().push(w.clone());
         self.maybe_ready.store(true, Ordering::Release);

@@ -34,7 +34,7 @@ use crate::memory::AddressSpace;
 use crate::sync::IgnorePoison;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Bytes per page slot.
@@ -91,6 +91,9 @@ struct State {
 /// A pipe in memory. See the module docs.
 pub struct Pipe {
     id: u64,
+    /// Set (under the lock, never cleared) when the pipe is converted: lets
+    /// [`PipeEnd::is_host`] answer without the lock.
+    converted: AtomicBool,
     st: Mutex<State>,
 }
 
@@ -176,6 +179,7 @@ impl PipeEnd {
         let fl = if nonblock { O_NONBLOCK } else { 0 };
         let pipe = Arc::new(Pipe {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            converted: AtomicBool::new(false),
             st: Mutex::new(State {
                 pages: VecDeque::new(),
                 bytes: 0,
@@ -221,7 +225,7 @@ impl PipeEnd {
 
     /// Whether the pipe has been converted to a host pipe.
     pub fn is_host(&self) -> bool {
-        self.st().host.is_some()
+        self.pipe.converted.load(Ordering::Acquire)
     }
 
     /// The description's `O_NONBLOCK | O_APPEND` flags; `None` once converted.
@@ -471,6 +475,7 @@ impl PipeEnd {
                 unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, host) };
             }
             st.host = Some([(st.readers > 0).then_some(r), (st.writers > 0).then_some(w)]);
+            self.pipe.converted.store(true, Ordering::Release);
             st.pages.clear();
             st.bytes = 0;
             let mut woken = take_waiters(&mut st.rwait);
