@@ -126,6 +126,43 @@ pub enum Io {
 /// `O_NONBLOCK` in the guest's (and the host's) flag encoding.
 pub const O_NONBLOCK: u64 = 0o4000;
 
+/// A read position in a list of byte slices.
+struct Cursor<'a> {
+    src: &'a [&'a [u8]],
+    i: usize,
+    off: usize,
+}
+
+impl Cursor<'_> {
+    /// Appends the next `n` bytes (fewer at the end) to `out`.
+    fn take(&mut self, out: &mut Vec<u8>, mut n: usize) {
+        while n > 0 && self.i < self.src.len() {
+            let s = &self.src[self.i][self.off..];
+            let k = s.len().min(n);
+            out.extend_from_slice(&s[..k]);
+            self.off += k;
+            n -= k;
+            if self.off == self.src[self.i].len() {
+                self.i += 1;
+                self.off = 0;
+            }
+        }
+    }
+
+    /// Moves past the next `n` bytes.
+    fn skip(&mut self, mut n: usize) {
+        while n > 0 && self.i < self.src.len() {
+            let k = (self.src[self.i].len() - self.off).min(n);
+            self.off += k;
+            n -= k;
+            if self.off == self.src[self.i].len() {
+                self.i += 1;
+                self.off = 0;
+            }
+        }
+    }
+}
+
 fn take_waiters(v: &mut Vec<Arc<Waiter>>) -> Vec<Arc<Waiter>> {
     std::mem::take(v)
 }
@@ -363,35 +400,15 @@ impl PipeEnd {
         if st.readers == 0 {
             return Io::Errno(libc::EPIPE);
         }
-        // The source as one stream of slices, from `skip` on.
-        let mut parts: VecDeque<&[u8]> = VecDeque::with_capacity(src.len());
-        let mut skip = skip as usize;
-        for s in src {
-            if skip >= s.len() {
-                skip -= s.len();
-                continue;
-            }
-            parts.push_back(&s[skip..]);
-            skip = 0;
-        }
-        let total: usize = parts.iter().map(|s| s.len()).sum();
+        // The source as one stream of bytes, from `skip` on.
+        let all: usize = src.iter().map(|s| s.len()).sum();
+        let total = all.saturating_sub(skip as usize);
         if total == 0 {
             return Io::Done(0);
         }
+        let mut cur = Cursor { src, i: 0, off: 0 };
+        cur.skip(skip as usize);
         let nonblock = st.flags[1] & O_NONBLOCK != 0;
-        // Copies up to `n` bytes from the front of `parts` into `out`.
-        fn take(parts: &mut VecDeque<&[u8]>, out: &mut Vec<u8>, mut n: usize) {
-            while n > 0 {
-                let Some(front) = parts.front_mut() else { return };
-                let k = front.len().min(n);
-                out.extend_from_slice(&front[..k]);
-                *front = &front[k..];
-                n -= k;
-                if front.is_empty() {
-                    parts.pop_front();
-                }
-            }
-        }
         let mut left = total;
         let mut done = 0usize;
         // A sub-page remainder goes into the last page when it fits there (Linux's merge).
@@ -399,7 +416,7 @@ impl PipeEnd {
         if chars != 0 && st.bytes > 0 {
             if let Some(last) = st.pages.back_mut() {
                 if last.data.len() + chars <= PAGE {
-                    take(&mut parts, &mut last.data, chars);
+                    cur.take(&mut last.data, chars);
                     left -= chars;
                     done += chars;
                 }
@@ -408,7 +425,7 @@ impl PipeEnd {
         while left > 0 && !st.full() {
             let mut page = st.new_page();
             let n = left.min(PAGE);
-            take(&mut parts, &mut page, n);
+            cur.take(&mut page, n);
             st.pages.push_back(Page { data: page, start: 0 });
             left -= n;
             done += n;
@@ -552,6 +569,17 @@ pub struct MemEpoll {
     st: Mutex<EpState>,
 }
 
+/// What [`MemEpoll::scan`] found.
+#[derive(Debug)]
+pub struct Scan {
+    /// Ready in-memory members: `(events, data)`.
+    pub events: Vec<(u32, u64)>,
+    /// Whether in-memory members are watched.
+    pub mem_members: bool,
+    /// Whether host descriptors may be in the host instance.
+    pub host_members: bool,
+}
+
 /// What `epoll_ctl` on a [`MemEpoll`] asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CtlOp {
@@ -585,11 +613,6 @@ impl MemEpoll {
     /// The host instance (for host descriptors).
     pub fn host(&self) -> RawFd {
         self.host.as_raw_fd()
-    }
-
-    /// Whether host descriptors may be in the host instance.
-    pub fn has_host_members(&self) -> bool {
-        self.st().host_members > 0
     }
 
     /// Counts a host descriptor added (`+1`) or removed (`-1`).
@@ -686,21 +709,31 @@ impl MemEpoll {
         })
     }
 
-    /// Collects up to `max` ready in-memory members as `(events, data)`, with Linux's level,
-    /// edge and one-shot rules (a level-triggered member reported goes to the back, so that
-    /// members take turns when more are ready than asked for).
-    pub fn collect(&self, max: usize) -> Vec<(u32, u64)> {
+    /// One look at the instance: up to `max` ready in-memory members as `(events, data)`,
+    /// with Linux's level, edge and one-shot rules (when more are ready than asked for, the
+    /// level-triggered ones reported go to the back, so that members take turns), and
+    /// whether it has in-memory and host members. Members whose pipe was converted move
+    /// to the host instance; closed ones are dropped.
+    pub fn scan(&self, max: usize) -> Scan {
         let mut st = self.st();
-        self.migrate(&mut st, false);
-        let mut out = Vec::new();
-        let mut requeue = Vec::new();
+        let mut events = Vec::new();
+        let mut reported = Vec::new();
         let mut i = 0;
-        while i < st.members.len() && out.len() < max {
-            let m = &mut st.members[i];
-            let Some(end) = m.end.upgrade() else {
+        let mut stopped_early = false;
+        while i < st.members.len() {
+            if events.len() >= max {
+                stopped_early = true;
+                break;
+            }
+            let Some(end) = st.members[i].end.upgrade() else {
                 st.members.remove(i);
                 continue;
             };
+            if end.is_host() {
+                self.migrate(&mut st, false);
+                continue;
+            }
+            let m = &mut st.members[i];
             i += 1;
             if !m.armed {
                 continue;
@@ -716,24 +749,30 @@ impl MemEpoll {
                 }
                 m.seen = gen;
             }
-            out.push((got, m.data));
+            events.push((got, m.data));
             if m.events & EPOLLONESHOT != 0 {
                 m.armed = false;
             } else if m.events & EPOLLET == 0 {
-                requeue.push(i - 1);
+                reported.push(i - 1);
             }
         }
-        for &k in requeue.iter().rev() {
-            let m = st.members.remove(k);
-            st.members.push(m);
+        if stopped_early {
+            for &k in reported.iter().rev() {
+                let m = st.members.remove(k);
+                st.members.push(m);
+            }
         }
-        out
+        Scan { events, mem_members: !st.members.is_empty(), host_members: st.host_members > 0 }
     }
 
     /// Registers `w` with every in-memory member's pipe; true (and `w` should be dropped)
-    /// if one is ready after all, or when there are no in-memory members.
-    pub fn watch(&self, w: &Arc<Waiter>) -> bool {
+    /// if one is ready after all, or if the instance no longer has host members exactly
+    /// when `host_members` (what the wait watches) says so.
+    pub fn watch(&self, w: &Arc<Waiter>, host_members: bool) -> bool {
         let st = self.st();
+        if (st.host_members > 0) != host_members {
+            return true;
+        }
         for m in &st.members {
             let Some(end) = m.end.upgrade() else { continue };
             let (events, seen, armed) = (m.events, m.seen, m.armed);
@@ -747,10 +786,5 @@ impl MemEpoll {
             }
         }
         false
-    }
-
-    /// Whether any in-memory member is watched.
-    pub fn has_members(&self) -> bool {
-        !self.st().members.is_empty()
     }
 }

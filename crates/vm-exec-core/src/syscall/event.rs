@@ -400,8 +400,9 @@ fn mem_epoll_wait(
     deadline: Deadline,
 ) -> SysResult {
     loop {
-        let mut got = ep.collect(max);
-        if got.len() < max && ep.has_host_members() {
+        let scan = ep.scan(max);
+        let mut got = scan.events;
+        if got.len() < max && scan.host_members {
             let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; max - got.len()];
             // SAFETY: `buf` is a live vector of `buf.len()` epoll_event structures; zero
             // timeout.
@@ -426,8 +427,8 @@ fn mem_epoll_wait(
         if deadline.expired() {
             return Ok(0);
         }
-        let watch = if ep.has_host_members() { vec![(ep.host(), POLLIN)] } else { Vec::new() };
-        if !c.process.is_scheduled() || !ep.has_members() {
+        let watch = if scan.host_members { vec![(ep.host(), POLLIN)] } else { Vec::new() };
+        if !c.process.is_scheduled() || !scan.mem_members {
             match wait_ready(c, watch, deadline)? {
                 Waited::Parked => return Ok(0),
                 Waited::Again => continue,
@@ -438,7 +439,7 @@ fn mem_epoll_wait(
             _ => None,
         };
         let w = c.process.futexes.ready(watch, at, c.args[0]);
-        if ep.watch(&w) {
+        if ep.watch(&w, scan.host_members) {
             w.cancel();
             continue;
         }
@@ -565,6 +566,9 @@ pub(super) fn timerfd_gettime(c: &mut Call<'_>) -> SysResult {
 // ---------------------------------------------------------------------------------------
 // ppoll, pselect6
 
+/// In-memory pipe ends a wait watches, each with the `poll` events asked of it.
+type MemWatch = Vec<(Arc<PipeEnd>, u32)>;
+
 /// One polled entry: what it asks and what it got.
 struct PollEntry {
     fd: i32,
@@ -575,12 +579,9 @@ struct PollEntry {
 /// Fills every entry's `revents` without waiting; returns how many are ready and the host
 /// descriptors to watch if none is. Memory descriptors answer at once; host descriptors go
 /// through one host `poll` with a zero timeout.
-fn poll_entries(
-    c: &Call<'_>,
-    entries: &mut [PollEntry],
-) -> (u64, Vec<(RawFd, i16)>, Vec<(Arc<PipeEnd>, u32)>) {
+fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i16)>, MemWatch) {
     let mut host: Vec<(usize, libc::pollfd)> = Vec::new();
-    let mut mem: Vec<(Arc<PipeEnd>, u32)> = Vec::new();
+    let mut mem: MemWatch = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
         if e.fd >= 0 {
             if let Some(end) = pipe_end(c.process, e.fd as i64) {

@@ -820,10 +820,8 @@ pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
                         return Ok(fl | if e.is_write() { oflag::O_WRONLY } else { 0 });
                     }
                 }
-                F_SETFL if arg & SETFL_MASK & !PIPE_FLAGS == 0 => {
-                    if e.set_flags(arg & PIPE_FLAGS) {
-                        return Ok(0);
-                    }
+                F_SETFL if arg & SETFL_MASK & !PIPE_FLAGS == 0 && e.set_flags(arg & PIPE_FLAGS) => {
+                    return Ok(0);
                 }
                 F_GETPIPE_SZ => return Ok(crate::pipe::CAPACITY as u64),
                 _ => {}
