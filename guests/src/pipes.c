@@ -95,6 +95,7 @@ static void test_eof_epipe(void)
     CHECK(pipe(p) == 0, "pipe");
     close(p[0]);
     signal(SIGPIPE, on_sigpipe);
+    CHECK(write(p[1], "", 0) == 0 && sigpipes == 0, "no reader, empty write: 0, no signal");
     errno = 0;
     CHECK(write(p[1], "x", 1) == -1 && errno == EPIPE, "no reader: EPIPE");
     CHECK(sigpipes == 1, "and one SIGPIPE");

@@ -210,6 +210,37 @@ impl State {
     }
 }
 
+impl Pipe {
+    fn st(&self) -> MutexGuard<'_, State> {
+        self.st.lock().ignore_poison()
+    }
+
+    /// See [`PipeEnd::poll`]; `write` picks the end.
+    fn poll(&self, write: bool) -> Option<(u32, u64)> {
+        let st = self.st();
+        if st.host.is_some() {
+            return None;
+        }
+        Some((st.mask(write), if write { st.wgen } else { st.rgen }))
+    }
+
+    /// See [`PipeEnd::watch`]; `write` picks the end.
+    fn watch(&self, write: bool, w: &Arc<Waiter>, ready: impl FnOnce(u32, u64) -> bool) -> bool {
+        let mut st = self.st();
+        if st.host.is_some() {
+            return true;
+        }
+        let gen = if write { st.wgen } else { st.rgen };
+        if ready(st.mask(write), gen) {
+            return true;
+        }
+        let list = if write { &mut st.wwait } else { &mut st.rwait };
+        list.retain(|w| w.is_waiting());
+        list.push(w.clone());
+        false
+    }
+}
+
 impl PipeEnd {
     /// A new pipe: its read end and its write end, `O_NONBLOCK` on both when `nonblock`.
     pub fn pair(nonblock: bool) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
@@ -255,11 +286,6 @@ impl PipeEnd {
         self.pipe.id
     }
 
-    /// Whether this is the same open file description as `other`.
-    pub fn same(&self, other: &PipeEnd) -> bool {
-        std::ptr::eq(self, other)
-    }
-
     /// Whether the pipe has been converted to a host pipe.
     pub fn is_host(&self) -> bool {
         self.pipe.converted.load(Ordering::Acquire)
@@ -291,29 +317,14 @@ impl PipeEnd {
 
     /// The `poll` mask of this end now and its edge counter; `None` once converted.
     pub fn poll(&self) -> Option<(u32, u64)> {
-        let st = self.st();
-        if st.host.is_some() {
-            return None;
-        }
-        Some((st.mask(self.write), if self.write { st.wgen } else { st.rgen }))
+        self.pipe.poll(self.write)
     }
 
     /// Registers `w` to be woken by this end's next event unless `ready` (given the mask and
     /// edge counter now) says it is ready already or the pipe was converted: then returns
     /// true and registers nothing.
     pub fn watch(&self, w: &Arc<Waiter>, ready: impl FnOnce(u32, u64) -> bool) -> bool {
-        let mut st = self.st();
-        if st.host.is_some() {
-            return true;
-        }
-        let gen = if self.write { st.wgen } else { st.rgen };
-        if ready(st.mask(self.write), gen) {
-            return true;
-        }
-        let list = if self.write { &mut st.wwait } else { &mut st.rwait };
-        list.retain(|w| w.is_waiting());
-        list.push(w.clone());
-        false
+        self.pipe.watch(self.write, w, ready)
     }
 
     /// Reads into guest memory `dst` (`(address, length)` buffers, in order, checked
@@ -397,14 +408,15 @@ impl PipeEnd {
         if let Some(h) = &st.host {
             return Io::Host(h[1].as_ref().map_or(-1, |f| f.as_raw_fd()));
         }
-        if st.readers == 0 {
-            return Io::Errno(libc::EPIPE);
-        }
-        // The source as one stream of bytes, from `skip` on.
+        // The source as one stream of bytes, from `skip` on. Nothing to write is no write,
+        // even with no reader left (Linux checks the length first).
         let all: usize = src.iter().map(|s| s.len()).sum();
         let total = all.saturating_sub(skip as usize);
         if total == 0 {
             return Io::Done(0);
+        }
+        if st.readers == 0 {
+            return Io::Errno(libc::EPIPE);
         }
         let mut cur = Cursor { src, i: 0, off: 0 };
         cur.skip(skip as usize);
@@ -542,7 +554,11 @@ pub const EPOLLONESHOT: u32 = 1 << 30;
 struct Member {
     /// The guest descriptor number it was added under.
     fd: i32,
+    /// The end (its description: the member goes when it is closed) and its pipe, held so
+    /// that a look at the member needs no upgrade of the weak reference.
     end: Weak<PipeEnd>,
+    pipe: Arc<Pipe>,
+    write: bool,
     events: u32,
     data: u64,
     /// The end's edge counter when last reported (edge-triggered).
@@ -675,7 +691,7 @@ impl MemEpoll {
         let pos = st
             .members
             .iter()
-            .position(|m| m.fd == fd && m.end.upgrade().is_some_and(|e| e.same(end)));
+            .position(|m| m.fd == fd && std::ptr::eq(m.end.as_ptr(), Arc::as_ptr(end)));
         if end.is_host() && pos.is_none() {
             return None;
         }
@@ -686,6 +702,8 @@ impl MemEpoll {
                 st.members.push(Member {
                     fd,
                     end: Arc::downgrade(end),
+                    pipe: end.pipe.clone(),
+                    write: end.write,
                     events,
                     data,
                     seen,
@@ -725,11 +743,11 @@ impl MemEpoll {
                 stopped_early = true;
                 break;
             }
-            let Some(end) = st.members[i].end.upgrade() else {
+            if st.members[i].end.strong_count() == 0 {
                 st.members.remove(i);
                 continue;
-            };
-            if end.is_host() {
+            }
+            if st.members[i].pipe.converted.load(Ordering::Acquire) {
                 self.migrate(&mut st, false);
                 continue;
             }
@@ -738,7 +756,7 @@ impl MemEpoll {
             if !m.armed {
                 continue;
             }
-            let Some((mask, gen)) = end.poll() else { continue };
+            let Some((mask, gen)) = m.pipe.poll(m.write) else { continue };
             let got = mask & (m.events | EV_ERR | EV_HUP);
             if got == 0 {
                 continue;
@@ -774,9 +792,11 @@ impl MemEpoll {
             return true;
         }
         for m in &st.members {
-            let Some(end) = m.end.upgrade() else { continue };
+            if m.end.strong_count() == 0 {
+                continue;
+            }
             let (events, seen, armed) = (m.events, m.seen, m.armed);
-            let ready = end.watch(w, |mask, gen| {
+            let ready = m.pipe.watch(m.write, w, |mask, gen| {
                 armed
                     && mask & (events | EV_ERR | EV_HUP) != 0
                     && (events & EPOLLET == 0 || gen != seen)

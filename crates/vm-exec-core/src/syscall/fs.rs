@@ -7,6 +7,11 @@
 //!   seeks and terminal ioctls fail like on a pipe's write end).
 //! - `Bytes`: the read end of a pipe whose writer wrote the bytes and closed it.
 //! - `Null`: `/dev/null` opened read-write.
+//! - `Pipe`: an end of a pipe in vmx's memory ([`crate::pipe`]): `read`, `write`, `readv`,
+//!   `writev`, `lseek`/`pread`/`pwrite` (`ESPIPE`), `fcntl` (`dup`, flags, `F_GETPIPE_SZ`) and
+//!   `ioctl` are served in memory ([`pipe_end`] first); every other call gets a host pipe
+//!   through [`target`], which converts it.
+//! - `Epoll`: an epoll instance (see `event`); [`target`] hands out its host instance.
 //!
 //! Invariant: a host call that takes a buffer gets a pointer into a slice of guest memory
 //! that [`crate::memory::AddressSpace`] checked, trimmed to the prefix the guest may access,
