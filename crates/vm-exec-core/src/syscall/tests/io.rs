@@ -154,7 +154,7 @@ fn in_memory_pipe_capacity_and_conversion_keep_linux_behaviour() {
     let mut read = 0;
     loop {
         match g.sys(63, &[r, SCRATCH + 0x1000, 4096]) {
-            n if n as i64 > 0 => read += n,
+            n if n > 0 => read += n,
             n => {
                 assert_eq!(n, e(libc::EAGAIN));
                 break;
