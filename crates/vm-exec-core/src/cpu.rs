@@ -69,4 +69,8 @@ pub struct GuestThread {
     /// [`crate::futex::WaitKind::Ready`]): the restarted `poll`/`epoll_wait`/`select` waits
     /// until then instead of its argument's full timeout. Taken by the next system call.
     pub resume_deadline: Option<std::time::Instant>,
+    /// Bytes a blocking pipe write already wrote before it parked (see
+    /// [`crate::futex::Waiter::write_progress`]): the restarted call goes on after them and
+    /// counts them. Taken by the next system call.
+    pub resume_partial: u64,
 }

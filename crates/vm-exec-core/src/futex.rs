@@ -104,6 +104,8 @@ pub struct Waiter {
     deadline: Option<Instant>,
     /// Host descriptors and `poll` events a [`WaitKind::Ready`] wait watches.
     watch: Box<[(RawFd, i16)]>,
+    /// Bytes a parked pipe write already wrote (see [`Waiter::partial`]).
+    partial: u64,
     then: Mutex<Option<Continuation>>,
 }
 
@@ -133,6 +135,7 @@ impl Waiter {
             bitset,
             deadline,
             watch: Box::new([]),
+            partial: 0,
             then: Mutex::new(None),
         })
     }
@@ -162,8 +165,30 @@ impl Waiter {
             bitset: 0,
             deadline,
             watch: watch.into_boxed_slice(),
+            partial: 0,
             then: Mutex::new(None),
         })
+    }
+
+    /// A readiness wait (no descriptors, no deadline) of a blocking pipe write that already
+    /// wrote `partial` bytes: woken, the call is made again and goes on after them
+    /// ([`GuestThread::resume_partial`]); interrupted, it returns `partial` (as Linux returns
+    /// a partial write's count) and is not restarted.
+    pub fn write_progress(partial: u64, restart_a0: u64) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicU8::new(WAITING),
+            kind: WaitKind::Ready { restart_a0 },
+            bitset: 0,
+            deadline: None,
+            watch: Box::new([]),
+            partial,
+            then: Mutex::new(None),
+        })
+    }
+
+    /// Bytes a parked pipe write already wrote (0 for every other wait).
+    pub fn partial(&self) -> u64 {
+        self.partial
     }
 
     /// The host descriptors (and `poll` events) whose readiness ends the wait; empty unless
@@ -272,7 +297,12 @@ impl Waiter {
                 thread.cpu.x[reg::A0] = restart_a0;
                 thread.cpu.pc = thread.cpu.pc.wrapping_sub(4);
                 thread.resume_deadline = self.deadline;
+                thread.resume_partial = self.partial;
                 true
+            }
+            (WaitKind::Ready { .. }, _) if self.partial > 0 => {
+                thread.cpu.x[reg::A0] = self.partial;
+                false
             }
             (WaitKind::Event { restart_a0, .. }, Some(WaitEnd::Woken)) => {
                 thread.cpu.x[reg::A0] = restart_a0;
@@ -408,6 +438,12 @@ impl FutexTable {
         self.register(Waiter::readable(host_fd, restart_a0))
     }
 
+    /// Registers a parked pipe write's wait (see [`Waiter::write_progress`]), so that
+    /// [`FutexTable::cancel_all`] ends it too.
+    pub fn write_progress(&self, partial: u64, restart_a0: u64) -> Arc<Waiter> {
+        self.register(Waiter::write_progress(partial, restart_a0))
+    }
+
     /// Registers a readiness wait (see [`Waiter::ready`]), so that
     /// [`FutexTable::cancel_all`] ends it too.
     pub fn ready(
@@ -417,6 +453,11 @@ impl FutexTable {
         restart_a0: u64,
     ) -> Arc<Waiter> {
         let w = Waiter::ready(watch, deadline, restart_a0);
+        if w.watched().is_empty() {
+            // Nothing for `poke_ready` to poll (a wait on in-memory pipes, which wake it
+            // themselves): registered for `cancel_all` only.
+            return self.register(w);
+        }
         let mut queues = self.queues();
         self.enqueue(&mut queues, READY_KEY, w.clone());
         self.maybe_ready.store(true, Ordering::Release);

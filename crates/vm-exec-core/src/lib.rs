@@ -35,6 +35,7 @@ pub mod futex;
 pub mod inst;
 pub mod loader;
 pub mod memory;
+pub mod pipe;
 pub mod process;
 pub mod sandbox;
 pub mod signals;

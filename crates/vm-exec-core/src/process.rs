@@ -108,6 +108,11 @@ pub enum FileKind {
         /// The next position to list.
         pos: u64,
     },
+    /// One end of a pipe kept in memory (see [`crate::pipe`]); the `Arc` is the open file
+    /// description, shared by `dup` and `fork`.
+    Pipe(Arc<crate::pipe::PipeEnd>),
+    /// An epoll instance that may watch in-memory pipes (see [`crate::pipe::MemEpoll`]).
+    Epoll(Arc<crate::pipe::MemEpoll>),
 }
 
 impl FileKind {
@@ -128,6 +133,8 @@ impl FileKind {
             FileKind::Bytes { data, pos } => FileKind::Bytes { data: data.clone(), pos: *pos },
             FileKind::Null => FileKind::Null,
             FileKind::FdDir { pos } => FileKind::FdDir { pos: *pos },
+            FileKind::Pipe(p) => FileKind::Pipe(p.clone()),
+            FileKind::Epoll(e) => FileKind::Epoll(e.clone()),
         })
     }
 }

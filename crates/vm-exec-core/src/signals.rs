@@ -560,6 +560,11 @@ pub fn unpark(p: &Process, thread: &mut GuestThread, w: &Waiter) {
         restore_saved_mask(p, thread);
         return;
     }
+    if w.partial() > 0 {
+        // A pipe write interrupted after writing some: it returns that count (`complete`
+        // wrote it), never restarted, as on Linux.
+        return;
+    }
     let restart_a0 = match w.kind() {
         // Linux never restarts poll, select and epoll waits (signal(7)), whatever the flags;
         // a blocking read, write, accept or connect is restarted.

@@ -1,11 +1,14 @@
 //! Event loops: `epoll_create1`, `epoll_ctl`, `epoll_pwait`, `epoll_pwait2`, `eventfd2`,
 //! `timerfd_create`/`settime`/`gettime`, `ppoll` and `pselect6`.
 //!
-//! Every epoll instance, eventfd and timerfd is the host kernel's own object, owned by the
-//! guest's descriptor table like a pipe; pipes, sockets and the standard streams (when they
-//! are the host's) are host descriptors too, so level- and edge-triggered epoll,
-//! `EPOLLONESHOT`, eventfd counters and timer expirations have exactly the kernel's
-//! semantics. Descriptors that live in memory (captured output, in-memory input,
+//! Every eventfd and timerfd is the host kernel's own object, owned by the guest's
+//! descriptor table; sockets and the standard streams (when they are the host's) are host
+//! descriptors too. Pipes are kept in memory ([`crate::pipe`]) unless something converted
+//! them to host pipes. An epoll instance ([`crate::pipe::MemEpoll`]) is a host epoll
+//! instance for host descriptors plus the in-memory pipe ends it watches, whose level, edge
+//! and one-shot rules it applies itself; `ppoll`/`pselect6` ask in-memory pipes directly.
+//! A wait on in-memory pipes registers its waiter with each pipe, whose next event wakes it
+//! (no host call), besides watching the host descriptors involved. Descriptors that live in memory (captured output, in-memory input,
 //! `/dev/null`) are always ready for `ppoll`/`pselect6` and refused by `epoll_ctl` (`EPERM`,
 //! as for a file that cannot be polled).
 //!
@@ -29,12 +32,14 @@
 //!   frame saving the original mask (restored by `rt_sigreturn`); a wait that ends otherwise
 //!   restores the original before the call is made again ([`crate::signals::unpark`]).
 
-use super::fs::{target, Target};
+use super::fs::{pipe_end, target, Target};
 use super::{err, read_array, read_timespec, write_pair, Call, Errno, SysResult};
 use crate::exec::StopReason;
+use crate::pipe::{CtlOp, MemEpoll, PipeEnd};
 use crate::process::{FileDesc, FileKind, MAX_FDS};
 use crate::signals;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const POLLIN: i16 = 0x1;
@@ -102,6 +107,34 @@ pub(super) enum Waited {
     Parked,
     /// The host thread waited (no scheduler): check again.
     Again,
+}
+
+/// Waits for one of `watch` (host descriptors) or of the in-memory pipe ends `mem` (with
+/// the `poll` events asked of each) to be ready, or for `deadline` (which has not passed). `Waited::Again` at once when a pipe end
+/// turned ready (or was converted) meanwhile. Without a scheduler, the process has one
+/// thread, which alone could change its pipes: the host thread waits for `watch` only.
+fn wait_ready_mem(
+    c: &mut Call<'_>,
+    watch: Vec<(RawFd, i16)>,
+    mem: &[(Arc<PipeEnd>, u32)],
+    deadline: Deadline,
+) -> Result<Waited, Errno> {
+    if mem.is_empty() || !c.process.is_scheduled() {
+        return wait_ready(c, watch, deadline);
+    }
+    let at = match deadline {
+        Deadline::At(at) => Some(at),
+        _ => None,
+    };
+    let w = c.process.futexes.ready(watch, at, c.args[0]);
+    for (e, events) in mem {
+        if e.watch(&w, |mask, _| mask & events != 0) {
+            w.cancel();
+            return Ok(Waited::Again);
+        }
+    }
+    c.stop = Some(StopReason::Blocked(w));
+    Ok(Waited::Parked)
 }
 
 /// Waits for one of `watch` to be ready or for `deadline` (which has not passed): parks the
@@ -233,7 +266,7 @@ const EVENT_SIZE: u64 = 16;
 /// Most events one host `epoll_wait` returns to the guest at once.
 const MAX_EVENTS_AT_ONCE: usize = 1024;
 
-/// `epoll_create1(flags)`.
+/// `epoll_create1(flags)`: a [`MemEpoll`] around a new host instance.
 pub(super) fn epoll_create1(c: &mut Call<'_>) -> SysResult {
     let flags = c.args[0] as u32 as u64;
     if flags & !CLOEXEC != 0 {
@@ -244,7 +277,18 @@ pub(super) fn epoll_create1(c: &mut Call<'_>) -> SysResult {
     if h < 0 {
         return Err(Errno::last());
     }
-    install(c, h, flags & CLOEXEC != 0)
+    // SAFETY: `h` is a fresh descriptor nothing else owns.
+    let ep = MemEpoll::new(unsafe { OwnedFd::from_raw_fd(h) });
+    let desc = FileDesc { kind: FileKind::Epoll(Arc::new(ep)), cloexec: flags & CLOEXEC != 0 };
+    c.process.files().insert_from(0, desc).map(|n| n as u64).ok_or(Errno(libc::EMFILE))
+}
+
+/// The epoll instance behind guest `fd`, if it is a [`MemEpoll`].
+fn mem_epoll(c: &Call<'_>, fd: i64) -> Option<Arc<MemEpoll>> {
+    match c.process.files().get(fd).map(|d| &d.kind) {
+        Some(FileKind::Epoll(e)) => Some(e.clone()),
+        _ => None,
+    }
 }
 
 /// `epoll_ctl(epfd, op, fd, event)`.
@@ -256,7 +300,27 @@ pub(super) fn epoll_ctl(c: &mut Call<'_>) -> SysResult {
         host_ev.events = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         host_ev.u64 = u64::from_le_bytes(super::le8(&b[8..]));
     }
-    let eh = host_fd(c, epfd, libc::EINVAL)?;
+    let ep = mem_epoll(c, epfd);
+    if ep.is_none() {
+        host_fd(c, epfd, libc::EINVAL)?;
+    }
+    if let (Some(ep), Some(end)) = (&ep, pipe_end(c.process, fd)) {
+        let op = match op {
+            EPOLL_CTL_ADD => Some(CtlOp::Add),
+            EPOLL_CTL_DEL => Some(CtlOp::Del),
+            EPOLL_CTL_MOD => Some(CtlOp::Mod),
+            _ => return err(libc::EINVAL),
+        };
+        if let Some(op) = op {
+            if let Some(r) = ep.ctl(op, fd as i32, &end, host_ev.events, host_ev.u64) {
+                return r.map(|()| 0).map_err(Errno);
+            }
+        }
+    }
+    let eh = match &ep {
+        Some(ep) => ep.host(),
+        None => host_fd(c, epfd, libc::EINVAL)?,
+    };
     let th = host_fd(c, fd, libc::EPERM)?;
     if !matches!(op, EPOLL_CTL_ADD | EPOLL_CTL_DEL | EPOLL_CTL_MOD) {
         return err(libc::EINVAL);
@@ -267,6 +331,11 @@ pub(super) fn epoll_ctl(c: &mut Call<'_>) -> SysResult {
     // SAFETY: `host_ev` is a live local epoll_event; the descriptors are the table's.
     if unsafe { libc::epoll_ctl(eh, op, th, &mut host_ev) } < 0 {
         return Err(Errno::last());
+    }
+    if let Some(ep) = &ep {
+        if op != EPOLL_CTL_MOD {
+            ep.count_host(op == EPOLL_CTL_ADD);
+        }
     }
     Ok(0)
 }
@@ -280,9 +349,16 @@ fn epoll_wait_common(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
     if events.checked_add(max as u64 * EVENT_SIZE).is_none_or(|e| e > c.process.mem.size()) {
         return err(libc::EFAULT);
     }
-    let eh = host_fd(c, epfd, libc::EINVAL)?;
+    let ep = mem_epoll(c, epfd);
+    let eh = match &ep {
+        Some(ep) => ep.host(),
+        None => host_fd(c, epfd, libc::EINVAL)?,
+    };
     let deadline = Deadline::of(c, timeout);
     let n = (max as usize).min(MAX_EVENTS_AT_ONCE);
+    if let Some(ep) = ep {
+        return mem_epoll_wait(c, &ep, events, n, deadline);
+    }
     let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; n];
     loop {
         // SAFETY: `buf` is a live vector of `n` epoll_event structures; zero timeout.
@@ -311,6 +387,64 @@ fn epoll_wait_common(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
             Waited::Parked => return Ok(0),
             Waited::Again => {}
         }
+    }
+}
+
+/// `epoll_wait` on a [`MemEpoll`]: its ready in-memory members first, then its host
+/// instance (only when host descriptors were added); parks on both when nothing is ready.
+fn mem_epoll_wait(
+    c: &mut Call<'_>,
+    ep: &MemEpoll,
+    events: u64,
+    max: usize,
+    deadline: Deadline,
+) -> SysResult {
+    loop {
+        let scan = ep.scan(max);
+        let mut got = scan.events;
+        if got.len() < max && scan.host_members {
+            let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; max - got.len()];
+            // SAFETY: `buf` is a live vector of `buf.len()` epoll_event structures; zero
+            // timeout.
+            let r = unsafe { libc::epoll_wait(ep.host(), buf.as_mut_ptr(), buf.len() as i32, 0) };
+            if r < 0 && Errno::last().0 != libc::EINTR {
+                if got.is_empty() {
+                    return Err(Errno::last());
+                }
+            } else if r > 0 {
+                got.extend(buf[..r as usize].iter().map(|e| (e.events, e.u64)));
+            }
+        }
+        if !got.is_empty() {
+            let mem = &c.process.mem;
+            for (i, &(ev, data)) in got.iter().enumerate() {
+                let at = events + i as u64 * EVENT_SIZE;
+                mem.write_u32(at, ev).map_err(Errno::from)?;
+                mem.write_bytes(at + 8, &data.to_le_bytes())?;
+            }
+            return Ok(got.len() as u64);
+        }
+        if deadline.expired() {
+            return Ok(0);
+        }
+        let watch = if scan.host_members { vec![(ep.host(), POLLIN)] } else { Vec::new() };
+        if !c.process.is_scheduled() || !scan.mem_members {
+            match wait_ready(c, watch, deadline)? {
+                Waited::Parked => return Ok(0),
+                Waited::Again => continue,
+            }
+        }
+        let at = match deadline {
+            Deadline::At(at) => Some(at),
+            _ => None,
+        };
+        let w = c.process.futexes.ready(watch, at, c.args[0]);
+        if ep.watch(&w, scan.host_members) {
+            w.cancel();
+            continue;
+        }
+        c.stop = Some(StopReason::Blocked(w));
+        return Ok(0);
     }
 }
 
@@ -432,6 +566,9 @@ pub(super) fn timerfd_gettime(c: &mut Call<'_>) -> SysResult {
 // ---------------------------------------------------------------------------------------
 // ppoll, pselect6
 
+/// In-memory pipe ends a wait watches, each with the `poll` events asked of it.
+type MemWatch = Vec<(Arc<PipeEnd>, u32)>;
+
 /// One polled entry: what it asks and what it got.
 struct PollEntry {
     fd: i32,
@@ -442,9 +579,19 @@ struct PollEntry {
 /// Fills every entry's `revents` without waiting; returns how many are ready and the host
 /// descriptors to watch if none is. Memory descriptors answer at once; host descriptors go
 /// through one host `poll` with a zero timeout.
-fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i16)>) {
+fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i16)>, MemWatch) {
     let mut host: Vec<(usize, libc::pollfd)> = Vec::new();
+    let mut mem: MemWatch = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
+        if e.fd >= 0 {
+            if let Some(end) = pipe_end(c.process, e.fd as i64) {
+                if let Some((mask, _)) = end.poll() {
+                    e.revents = e.events & mask as i16;
+                    mem.push((end, e.events as u16 as u32));
+                    continue;
+                }
+            }
+        }
         e.revents = if e.fd < 0 {
             0
         } else {
@@ -485,7 +632,7 @@ fn poll_entries(c: &Call<'_>, entries: &mut [PollEntry]) -> (u64, Vec<(RawFd, i1
     }
     let ready = entries.iter().filter(|e| e.revents != 0).count() as u64;
     let watch = host.iter().map(|(_, p)| (p.fd, p.events)).collect();
-    (ready, watch)
+    (ready, watch, mem)
 }
 
 /// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`.
@@ -519,7 +666,7 @@ fn ppoll_masked(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
     }
     let deadline = Deadline::of(c, timeout);
     loop {
-        let (ready, watch) = poll_entries(c, &mut entries);
+        let (ready, watch, mem) = poll_entries(c, &mut entries);
         if ready > 0 || deadline.expired() {
             for (e, out) in entries.iter().zip(raw.chunks_exact_mut(8)) {
                 out[6..8].copy_from_slice(&e.revents.to_le_bytes());
@@ -528,7 +675,7 @@ fn ppoll_masked(c: &mut Call<'_>, timeout: Option<Duration>) -> SysResult {
             write_back_left(c, tmo, deadline)?;
             return Ok(ready);
         }
-        match wait_ready(c, watch, deadline)? {
+        match wait_ready_mem(c, watch, &mem, deadline)? {
             Waited::Parked => return Ok(0),
             Waited::Again => {}
         }
@@ -590,7 +737,7 @@ fn pselect6_masked(c: &mut Call<'_>, n: usize, timeout: Option<Duration>) -> Sys
             events |= POLLPRI;
         }
         if events != 0 {
-            if target(c.process, fd as i64).is_err() {
+            if c.process.files().get(fd as i64).is_none() {
                 return err(libc::EBADF);
             }
             entries.push(PollEntry { fd: fd as i32, events, revents: 0 });
@@ -598,7 +745,7 @@ fn pselect6_masked(c: &mut Call<'_>, n: usize, timeout: Option<Duration>) -> Sys
     }
     let deadline = Deadline::of(c, timeout);
     loop {
-        let (_, watch) = poll_entries(c, &mut entries);
+        let (_, watch, mem) = poll_entries(c, &mut entries);
         let mut out = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
         let mut count = 0u64;
         for e in &entries {
@@ -626,7 +773,7 @@ fn pselect6_masked(c: &mut Call<'_>, n: usize, timeout: Option<Duration>) -> Sys
             write_back_left(c, tmo, deadline)?;
             return Ok(count);
         }
-        match wait_ready(c, watch, deadline)? {
+        match wait_ready_mem(c, watch, &mem, deadline)? {
             Waited::Parked => return Ok(0),
             Waited::Again => {}
         }

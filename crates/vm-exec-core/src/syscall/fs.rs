@@ -7,6 +7,11 @@
 //!   seeks and terminal ioctls fail like on a pipe's write end).
 //! - `Bytes`: the read end of a pipe whose writer wrote the bytes and closed it.
 //! - `Null`: `/dev/null` opened read-write.
+//! - `Pipe`: an end of a pipe in vmx's memory ([`crate::pipe`]): `read`, `write`, `readv`,
+//!   `writev`, `lseek`/`pread`/`pwrite` (`ESPIPE`), `fcntl` (`dup`, flags, `F_GETPIPE_SZ`) and
+//!   `ioctl` are served in memory ([`pipe_end`] first); every other call gets a host pipe
+//!   through [`target`], which converts it.
+//! - `Epoll`: an epoll instance (see `event`); [`target`] hands out its host instance.
 //!
 //! Invariant: a host call that takes a buffer gets a pointer into a slice of guest memory
 //! that [`crate::memory::AddressSpace`] checked, trimmed to the prefix the guest may access,
@@ -18,9 +23,12 @@
 
 use super::{accessible_prefix, err, le8, signal, Call, Errno, SysResult, MAX_RW_COUNT};
 use crate::exec::StopReason;
+use crate::futex::Waiter;
 use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
+use crate::pipe::{Io, PipeEnd};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 /// Guest (asm-generic) `O_*` flag values.
 pub(super) mod oflag {
@@ -125,14 +133,131 @@ pub(super) enum Target {
 }
 
 /// Looks up guest descriptor `fd` (`EBADF` if it is not open).
+///
+/// An in-memory pipe is converted to a host pipe here and an epoll instance hands its host
+/// instance out ([`crate::pipe`]): every caller of `target` works on host descriptors, and
+/// only the paths that serve pipes in memory look for them first ([`pipe_end`]).
 pub(super) fn target(p: &Process, fd: i64) -> Result<Target, Errno> {
-    match p.files().get(fd).map(|d| &d.kind) {
+    let mut files = p.files();
+    match files.get(fd).map(|d| &d.kind) {
+        Some(FileKind::Pipe(e)) => {
+            let e = e.clone();
+            drop(files);
+            return Ok(Target::Host(e.host_fd()?));
+        }
+        Some(FileKind::Epoll(e)) => return Ok(Target::Host(e.expose())),
+        _ => {}
+    }
+    match files.get(fd).map(|d| &d.kind) {
         None => err(libc::EBADF),
         Some(FileKind::Host { fd, .. }) => Ok(Target::Host(*fd)),
         Some(FileKind::Capture(b)) => Ok(Target::Capture(b.clone())),
         Some(FileKind::Bytes { .. }) => Ok(Target::Bytes),
         Some(FileKind::Null) => Ok(Target::Null),
         Some(FileKind::FdDir { .. }) => Ok(Target::FdDir),
+        Some(FileKind::Pipe(_) | FileKind::Epoll(_)) => err(libc::EBADF),
+    }
+}
+
+/// The pipe end behind guest `fd` if it is a pipe made in memory (it may have been
+/// converted since: its operations then answer [`Io::Host`]).
+pub(super) fn pipe_end(p: &Process, fd: i64) -> Option<Arc<PipeEnd>> {
+    match p.files().get(fd).map(|d| &d.kind) {
+        Some(FileKind::Pipe(e)) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// The in-memory pipe end behind guest `fd`, if it is one that was not converted.
+fn mem_pipe(p: &Process, fd: i64) -> Option<Arc<PipeEnd>> {
+    pipe_end(p, fd).filter(|e| !e.is_host())
+}
+
+/// A readiness waiter with nothing to watch: registered with the process's table when a
+/// scheduler hosts it (so that exit cancels it), a free one otherwise.
+fn bare_waiter(c: &Call<'_>) -> Arc<Waiter> {
+    if c.process.is_scheduled() {
+        c.process.futexes.ready(Vec::new(), None, c.args[0])
+    } else {
+        Waiter::ready(Vec::new(), None, c.args[0])
+    }
+}
+
+/// Serves a read of in-memory pipe end `e` into the guest buffers `iovs`: parks the thread
+/// (or, without a scheduler, blocks the host thread) while the pipe is empty. `None` if the
+/// pipe was converted: the caller reads the host descriptor.
+fn pipe_read(c: &mut Call<'_>, e: &PipeEnd, iovs: &[(u64, u64)]) -> Option<SysResult> {
+    let mem = &c.process.mem;
+    let mut dst = Vec::with_capacity(iovs.len());
+    let mut requested = 0u64;
+    for &(base, len) in iovs {
+        requested += len;
+        if len == 0 {
+            continue;
+        }
+        let n = accessible_prefix(mem, base, len, PERM_WRITE);
+        if n > 0 {
+            dst.push((base, n as usize));
+        }
+        if n < len {
+            break;
+        }
+    }
+    if dst.is_empty() && requested != 0 {
+        return Some(err(libc::EFAULT));
+    }
+    loop {
+        match e.read(&c.process.mem, &dst, || bare_waiter(c)) {
+            Io::Done(n) => return Some(Ok(n)),
+            Io::Errno(n) => return Some(Err(Errno(n))),
+            Io::Host(_) => return None,
+            Io::Wait(w) if c.process.is_scheduled() => {
+                c.stop = Some(StopReason::Blocked(w));
+                return Some(Ok(0));
+            }
+            Io::Wait(w) => w.wait_blocking(),
+        }
+    }
+}
+
+/// Serves a write of the guest buffers `src` to in-memory pipe end `e`: a blocking write
+/// parks (or blocks the host thread) while the pipe is full, remembering what it wrote
+/// ([`crate::futex::Waiter::write_progress`]); a broken pipe raises `SIGPIPE`. `None` if the
+/// pipe was converted before anything was written: the caller writes the host descriptor.
+fn pipe_write(c: &mut Call<'_>, e: &PipeEnd, src: &[&[u8]]) -> Option<SysResult> {
+    let mut skip = c.partial;
+    let a0 = c.args[0];
+    loop {
+        let scheduled = c.process.is_scheduled();
+        let futexes = &c.process.futexes;
+        let r = e.write(src, skip, |done| {
+            if scheduled {
+                futexes.write_progress(skip + done, a0)
+            } else {
+                Waiter::write_progress(skip + done, a0)
+            }
+        });
+        match r {
+            Io::Done(n) => return Some(Ok(skip + n)),
+            Io::Errno(n) => {
+                if n == libc::EPIPE {
+                    signal::raise(c, libc::SIGPIPE);
+                }
+                return Some(if skip > 0 { Ok(skip) } else { Err(Errno(n)) });
+            }
+            // Converted while this write was parked: what was written is the count (a short
+            // write; the rest would be written twice otherwise).
+            Io::Host(_) if skip > 0 => return Some(Ok(skip)),
+            Io::Host(_) => return None,
+            Io::Wait(w) if scheduled => {
+                c.stop = Some(StopReason::Blocked(w));
+                return Some(Ok(0));
+            }
+            Io::Wait(w) => {
+                skip = w.partial();
+                w.wait_blocking();
+            }
+        }
     }
 }
 
@@ -277,6 +402,14 @@ fn try_read_nowait(c: &Call<'_>, h: RawFd, buf: u64, len: u64) -> Option<SysResu
 /// `read(fd, buf, count)`.
 pub(super) fn read(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
+    if let Some(e) = pipe_end(c.process, fd) {
+        if e.is_write() {
+            return err(libc::EBADF);
+        }
+        if let Some(r) = pipe_read(c, &e, &[(buf, len)]) {
+            return r;
+        }
+    }
     let t = target(c.process, fd)?;
     if let Target::Host(h) = t {
         if c.process.may_have_signalfds() {
@@ -301,6 +434,15 @@ pub(super) fn read(c: &mut Call<'_>) -> SysResult {
 /// `write(fd, buf, count)`.
 pub(super) fn write(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT));
+    if let Some(e) = pipe_end(c.process, fd) {
+        if !e.is_write() {
+            return err(libc::EBADF);
+        }
+        let src = in_buf(&c.process.mem, buf, len)?;
+        if let Some(r) = pipe_write(c, &e, &[src]) {
+            return r;
+        }
+    }
     match target(c.process, fd)? {
         Target::Host(h) => host_write(c, h, buf, len, None),
         Target::Capture(b) => {
@@ -316,6 +458,9 @@ pub(super) fn write(c: &mut Call<'_>) -> SysResult {
 /// `pread64(fd, buf, count, offset)`.
 pub(super) fn pread64(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len, off) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT), c.args[3] as i64);
+    if mem_pipe(c.process, fd).is_some() {
+        return err(if off < 0 { libc::EINVAL } else { libc::ESPIPE });
+    }
     let t = target(c.process, fd)?;
     if off < 0 {
         return err(libc::EINVAL);
@@ -332,6 +477,9 @@ pub(super) fn pread64(c: &mut Call<'_>) -> SysResult {
 /// `pwrite64(fd, buf, count, offset)`.
 pub(super) fn pwrite64(c: &mut Call<'_>) -> SysResult {
     let (fd, buf, len, off) = (c.fd(0), c.args[1], c.args[2].min(MAX_RW_COUNT), c.args[3] as i64);
+    if mem_pipe(c.process, fd).is_some() {
+        return err(if off < 0 { libc::EINVAL } else { libc::ESPIPE });
+    }
     let t = target(c.process, fd)?;
     if off < 0 {
         return err(libc::EINVAL);
@@ -375,6 +523,15 @@ pub(super) fn read_iovecs(
 /// `readv(fd, iov, iovcnt)`.
 pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
     let fd = c.fd(0);
+    if let Some(e) = pipe_end(c.process, fd) {
+        if e.is_write() {
+            return err(libc::EBADF);
+        }
+        let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+        if let Some(r) = pipe_read(c, &e, &iovs) {
+            return r;
+        }
+    }
     let t = target(c.process, fd)?;
     if matches!(t, Target::Capture(_)) {
         return err(libc::EBADF);
@@ -437,6 +594,32 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
 /// `writev(fd, iov, iovcnt)`.
 pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
     let fd = c.fd(0);
+    if let Some(e) = pipe_end(c.process, fd) {
+        if !e.is_write() {
+            return err(libc::EBADF);
+        }
+        let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+        let mem = &c.process.mem;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(iovs.len());
+        for &(base, len) in &iovs {
+            if len == 0 {
+                continue;
+            }
+            let n = accessible_prefix(mem, base, len, PERM_READ);
+            if n > 0 {
+                parts.push(mem.slice(base, n, PERM_READ, AccessKind::Read)?);
+            }
+            if n < len {
+                break;
+            }
+        }
+        if parts.is_empty() && iovs.iter().any(|&(_, l)| l != 0) {
+            return err(libc::EFAULT);
+        }
+        if let Some(r) = pipe_write(c, &e, &parts) {
+            return r;
+        }
+    }
     let t = target(c.process, fd)?;
     if matches!(t, Target::Bytes | Target::FdDir) {
         return err(libc::EBADF);
@@ -495,6 +678,9 @@ pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
 
 /// `lseek(fd, offset, whence)`.
 pub(super) fn lseek(c: &mut Call<'_>) -> SysResult {
+    if mem_pipe(c.process, c.fd(0)).is_some() {
+        return err(libc::ESPIPE);
+    }
     match target(c.process, c.fd(0))? {
         Target::Host(h) => {
             // SAFETY: lseek takes no pointers.
@@ -573,6 +759,8 @@ fn dup_desc(p: &Process, fd: i64) -> Result<FileDesc, Errno> {
         Some(FileKind::Bytes { data, pos }) => FileKind::Bytes { data: data.clone(), pos: *pos },
         Some(FileKind::Null) => FileKind::Null,
         Some(FileKind::FdDir { pos }) => FileKind::FdDir { pos: *pos },
+        Some(FileKind::Pipe(e)) => FileKind::Pipe(e.clone()),
+        Some(FileKind::Epoll(e)) => FileKind::Epoll(e.clone()),
     };
     Ok(FileDesc { kind, cloexec: false })
 }
@@ -623,7 +811,33 @@ const SETFL_MASK: u64 =
 /// `fcntl(fd, cmd, arg)`.
 pub(super) fn fcntl(c: &mut Call<'_>) -> SysResult {
     let (fd, cmd, arg) = (c.fd(0), c.int(1), c.args[2]);
-    let t = target(c.process, fd)?;
+    let in_memory = match c.process.files().get(fd).map(|d| &d.kind) {
+        Some(FileKind::Pipe(_) | FileKind::Epoll(_)) => true,
+        Some(_) => false,
+        None => return err(libc::EBADF),
+    };
+    if in_memory {
+        if let Some(e) = mem_pipe(c.process, fd) {
+            const PIPE_FLAGS: u64 = oflag::O_NONBLOCK | oflag::O_APPEND;
+            match cmd {
+                F_GETFL => {
+                    if let Some(fl) = e.flags() {
+                        return Ok(fl | if e.is_write() { oflag::O_WRONLY } else { 0 });
+                    }
+                }
+                F_SETFL if arg & SETFL_MASK & !PIPE_FLAGS == 0 && e.set_flags(arg & PIPE_FLAGS) => {
+                    return Ok(0);
+                }
+                F_GETPIPE_SZ => return Ok(crate::pipe::CAPACITY as u64),
+                _ => {}
+            }
+        }
+    }
+    // Commands on the table entry itself keep an in-memory pipe or epoll instance as it is.
+    let t = match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC | F_GETFD | F_SETFD if in_memory => Target::Null,
+        _ => target(c.process, fd)?,
+    };
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             let min = arg as u32 as i32;
@@ -785,6 +999,37 @@ const TTY_IOCTLS: &[(u32, libc::Ioctl, IoArg)] = &[
 /// does not know.
 pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
     let (fd, req, arg) = (c.fd(0), c.args[1] as u32, c.args[2]);
+    if let Some(e) = mem_pipe(c.process, fd) {
+        match req {
+            FIOCLEX | FIONCLEX => {
+                if let Some(d) = c.process.files().get(fd) {
+                    d.cloexec = req == FIOCLEX;
+                }
+                return Ok(0);
+            }
+            FIONBIO => {
+                let on = u32::from_le_bytes(super::read_array::<4>(&c.process.mem, arg)?) != 0;
+                if let Some(fl) = e.flags() {
+                    let fl = if on { fl | oflag::O_NONBLOCK } else { fl & !oflag::O_NONBLOCK };
+                    if e.set_flags(fl) {
+                        return Ok(0);
+                    }
+                }
+            }
+            FIONREAD => {
+                if let Some(n) = e.unread() {
+                    c.process.mem.write_u32(arg, n as u32).map_err(Errno::from)?;
+                    return Ok(0);
+                }
+            }
+            // A pipe is no terminal; other requests are ENOSYS whatever the descriptor.
+            _ if TTY_IOCTLS.iter().any(|t| t.0 == req) => return err(libc::ENOTTY),
+            _ => {
+                tracing::debug!(req, "unsupported ioctl; returning -ENOSYS");
+                return err(libc::ENOSYS);
+            }
+        }
+    }
     let t = target(c.process, fd)?;
     let (host_req, how) = match req {
         FIOCLEX | FIONCLEX => {
@@ -853,11 +1098,38 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
     Ok(r as u64)
 }
 
-/// `pipe2(fds, flags)`: a host pipe, both ends owned by the table.
+/// `pipe2` of an in-memory pipe ([`crate::pipe`]).
+fn mem_pipe2(c: &mut Call<'_>, addr: u64, flags: u64) -> SysResult {
+    let cloexec = flags & oflag::O_CLOEXEC != 0;
+    let (r, w) = PipeEnd::pair(flags & oflag::O_NONBLOCK != 0);
+    let mut files = c.process.files();
+    let Some(r) = files.insert_from(0, FileDesc { kind: FileKind::Pipe(r), cloexec }) else {
+        return err(libc::EMFILE);
+    };
+    let Some(w) = files.insert_from(0, FileDesc { kind: FileKind::Pipe(w), cloexec }) else {
+        files.close(r);
+        return err(libc::EMFILE);
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(r as i32).to_le_bytes());
+    out[4..].copy_from_slice(&(w as i32).to_le_bytes());
+    if c.process.mem.write_bytes(addr, &out).is_err() {
+        files.close(r);
+        files.close(w);
+        return err(libc::EFAULT);
+    }
+    Ok(0)
+}
+
+/// `pipe2(fds, flags)`: a pipe in memory ([`crate::pipe`]); with `O_DIRECT` (packet mode,
+/// not served in memory) a host pipe, both ends owned by the table.
 pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     let (addr, flags) = (c.args[0], c.args[1] as u32 as u64);
     if flags & !(oflag::O_CLOEXEC | oflag::O_NONBLOCK | oflag::O_DIRECT) != 0 {
         return err(libc::EINVAL);
+    }
+    if flags & oflag::O_DIRECT == 0 {
+        return mem_pipe2(c, addr, flags);
     }
     let host_flags =
         libc::O_CLOEXEC | oflags_to_host(flags & (oflag::O_NONBLOCK | oflag::O_DIRECT));

@@ -134,6 +134,9 @@ pub(crate) struct Call<'a> {
     /// When this call is a readiness wait made again after its wait ended: that wait's
     /// deadline (see [`crate::futex::WaitKind::Ready`]).
     pub resume: Option<std::time::Instant>,
+    /// When this call is a pipe write made again after its wait ended: the bytes it wrote
+    /// before (see [`crate::futex::Waiter::write_progress`]).
+    pub partial: u64,
 }
 
 impl Call<'_> {
@@ -355,7 +358,8 @@ pub fn dispatch(thread: &mut GuestThread, process: &Process) -> Option<StopReaso
         strace::enter(sink, &process.mem, process.pid, thread.tid, nr, &args);
     }
     let resume = thread.resume_deadline.take();
-    let mut call = Call { thread, process, args, stop: None, resume };
+    let partial = std::mem::take(&mut thread.resume_partial);
+    let mut call = Call { thread, process, args, stop: None, resume, partial };
     let result = match lookup(nr) {
         Some(s) => {
             let r = (s.handler)(&mut call);

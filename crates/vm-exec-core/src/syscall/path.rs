@@ -98,6 +98,9 @@ pub(super) fn guest_of_host(p: &Process, host: &Path) -> PathBuf {
 
 /// What `/proc/self/fd/N` reads as for guest descriptor `fd`.
 pub(super) fn fd_link_text(p: &Process, fd: i64) -> Vec<u8> {
+    if let Some(e) = super::fs::pipe_end(p, fd).filter(|e| !e.is_host()) {
+        return format!("pipe:[{}]", e.id()).into_bytes();
+    }
     match target(p, fd) {
         Ok(Target::Host(h)) => match std::fs::read_link(format!("/proc/self/fd/{h}")) {
             Ok(t) if t.is_absolute() => guest_of_host(p, &t).into_os_string().into_vec(),

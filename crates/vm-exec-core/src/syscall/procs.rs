@@ -72,6 +72,7 @@ pub(super) fn fork(c: &mut Call<'_>, a: ForkArgs) -> SysResult {
         clear_child_tid: 0,
         signal_mask: c.thread.signal_mask,
         resume_deadline: None,
+        resume_partial: 0,
     };
     t.cpu.x[reg::A0] = 0;
     t.cpu.reservation = None;

@@ -183,6 +183,10 @@ fn host_stat_path(path: &std::ffi::CStr, flags: i32) -> Result<GuestStat, Errno>
 
 /// The status of guest descriptor `fd`.
 pub(super) fn stat_fd(p: &Process, fd: i64) -> Result<GuestStat, Errno> {
+    if let Some(e) = super::fs::pipe_end(p, fd).filter(|e| !e.is_host()) {
+        // An in-memory pipe: pipefs's device, the pipe's number as the inode.
+        return Ok(GuestStat::synthetic(0xe, e.id(), libc::S_IFIFO | 0o600, 0, 4096));
+    }
     match target(p, fd)? {
         Target::Host(h) => host_fstat(h),
         Target::Capture(_) | Target::Bytes => Ok(GuestStat::pipe(fd)),

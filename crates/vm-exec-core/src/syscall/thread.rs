@@ -201,6 +201,7 @@ fn new_thread(p: &Process, parent: &GuestThread, a: &CloneArgs) -> Result<GuestT
         clear_child_tid: 0,
         signal_mask: parent.signal_mask,
         resume_deadline: None,
+        resume_partial: 0,
     };
     t.cpu.x[reg::A0] = 0;
     t.cpu.reservation = None;

@@ -112,7 +112,7 @@ fn descriptors_dup_fcntl_ioctl_and_pipes() {
     let mut fresh = guest();
     assert_eq!(fresh.sys(29, &[0, 0x541b, SCRATCH]), 0, "FIONREAD on in-memory input");
     assert_eq!(fresh.u32_at(SCRATCH), STDIN.len() as u32);
-    // A host pipe.
+    // A pipe (in memory).
     let fds = SCRATCH + 0x100;
     assert_eq!(g.sys(59, &[fds, 0o2000000]), 0);
     let (r, w) = (g.u32_at(fds) as u64, g.u32_at(fds + 4) as u64);
@@ -131,6 +131,45 @@ fn descriptors_dup_fcntl_ioctl_and_pipes() {
     assert_eq!(g.sys(57, &[r]), 0);
     assert_eq!(g.call(64, &[w, SCRATCH, 1]), (e(libc::EPIPE), g.signal(13)));
     assert_eq!(g.sys(59, &[fds, 0x1]), e(libc::EINVAL));
+}
+
+#[test]
+fn in_memory_pipe_capacity_and_conversion_keep_linux_behaviour() {
+    let mut g = guest();
+    let fds = SCRATCH + 0x100;
+    // O_NONBLOCK: 100-byte writes fill 16 pages of 40 writes each (Linux's merging).
+    assert_eq!(g.sys(59, &[fds, 0o4000]), 0);
+    let (r, w) = (g.u32_at(fds) as u64, g.u32_at(fds + 4) as u64);
+    let mut total = 0;
+    while g.sys(64, &[w, SCRATCH, 100]) == 100 {
+        total += 100;
+    }
+    assert_eq!(total, 64000);
+    assert_eq!(g.sys(64, &[w, SCRATCH, 200]), e(libc::EAGAIN), "full: 200 bytes fit no page");
+    assert_eq!(g.sys(64, &[w, SCRATCH, 96]), 96, "96 still fit the last page");
+    assert_eq!(g.sys(25, &[w, 1032]), 65536, "F_GETPIPE_SZ");
+    // F_SETPIPE_SZ is served by a host pipe: the buffered bytes move into it.
+    assert_eq!(g.sys(25, &[w, 1031, 1 << 17]), 1 << 17);
+    assert_eq!(g.sys(25, &[r, 3]), 0o4000, "F_GETFL: O_RDONLY | O_NONBLOCK kept");
+    let mut read = 0;
+    loop {
+        match g.sys(63, &[r, SCRATCH + 0x1000, 4096]) {
+            n if n > 0 => read += n,
+            n => {
+                assert_eq!(n, e(libc::EAGAIN));
+                break;
+            }
+        }
+    }
+    assert_eq!(read, 64096);
+    assert_eq!(g.sys(57, &[w]), 0);
+    assert_eq!(g.sys(63, &[r, SCRATCH + 0x1000, 4096]), 0, "end of file after the close");
+    // A blocking pipe of a process without a scheduler: a write larger than the pipe with
+    // no reader left ends with EPIPE and SIGPIPE.
+    assert_eq!(g.sys(59, &[fds, 0]), 0);
+    let (r, w) = (g.u32_at(fds) as u64, g.u32_at(fds + 4) as u64);
+    assert_eq!(g.sys(57, &[r]), 0);
+    assert_eq!(g.call(64, &[w, SCRATCH, 10]), (e(libc::EPIPE), g.signal(13)));
 }
 
 #[test]
