@@ -159,6 +159,14 @@ impl Emitter<'_> {
         }
     }
 
+    /// At the start of a memory slow path: the guest address of the access into `rsi` (the
+    /// first thing the stub does, so the registers are still those of the fault site).
+    fn slow_addr(&mut self, a: memory::Addr) {
+        if a.base != Rq::RSI || a.disp != 0 {
+            dynasm!(self.ops ; .arch x64 ; lea rsi, [Rq(a.base) + a.disp]);
+        }
+    }
+
     pub(super) fn emit_stubs(&mut self) {
         let stubs = std::mem::take(&mut self.stubs);
         for stub in stubs {
@@ -217,11 +225,12 @@ impl Emitter<'_> {
                     self.set_pc(pc);
                     dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_NEXT as i32 ; jmp extern self.exit);
                 }
-                Stub::LoadSlow { label, back, kind, fault } => {
+                Stub::LoadSlow { label, back, kind, fault, addr, dest } => {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
                     );
+                    self.slow_addr(addr);
                     self.push_volatile();
                     dynasm!(self.ops
                         ; .arch x64
@@ -234,14 +243,18 @@ impl Emitter<'_> {
                         ; .arch x64
                         ; test rdx, rdx
                         ; jnz =>fault
-                        ; jmp =>back
                     );
+                    if let Some(c) = dest {
+                        dynasm!(self.ops ; .arch x64 ; mov Rq(c), rax);
+                    }
+                    dynasm!(self.ops ; .arch x64 ; jmp =>back);
                 }
-                Stub::StoreSlow { label, back, size, fault, next } => {
+                Stub::StoreSlow { label, back, size, fault, next, addr } => {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
                     );
+                    self.slow_addr(addr);
                     self.push_volatile();
                     dynasm!(self.ops
                         ; .arch x64

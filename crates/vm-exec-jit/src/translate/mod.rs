@@ -45,15 +45,20 @@
 //!   the locals' loads, so registers stay in place; without fuel for a whole round it
 //!   writes back and exits with `EXIT_FUEL` at the block start. Loops of several blocks run
 //!   through chained jumps, each block charging its own fuel at entry.
-//! - Guest memory goes through the host MMU: a load or store is one bound check (the address
-//!   must start below the end of the space, `mem_size` in the context) and one host access at
-//!   `r14 + address`, which is a *fault site*. Every guest page has its real host protection
-//!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and an
-//!   access that starts in range and runs over the end hits the guard region, so any access
-//!   the guest may not make faults on the host; the fault handler resumes at the site's slow
-//!   path (`vm_exec_core::memory::JitFaultScope`), which redoes it through the address space:
-//!   misaligned and page-straddling accesses, guest faults (exact pc and address) and stores
-//!   into code pages (performed, the page invalidated, then back to the dispatcher).
+//! - Guest memory goes through the host MMU: a load or store `x[rs1] + disp` is one bound
+//!   check of the *base register* (it must be below the end of the space, `mem_size` in the
+//!   context) and one host access at `r14 + base + disp` (the base is `rs1`'s cache register,
+//!   or `rsi` loaded from the context), which is a *fault site*; a load whose destination has
+//!   a cache register loads straight into it. Every guest page has its real host protection
+//!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and the
+//!   displacement (under 2 KiB) or the access width can take a checked base at most that far
+//!   below 0 or past the end, into the guard regions on both sides of the reservation, so any
+//!   access the guest may not make faults on the host; the fault handler resumes at the
+//!   site's slow path (`vm_exec_core::memory::JitFaultScope`), which first forms the full
+//!   guest address in `rsi` from the untouched base register and redoes the access through
+//!   the address space: misaligned and page-straddling accesses, guest faults (exact pc and
+//!   address) and stores into code pages (performed, the page invalidated, then back to the
+//!   dispatcher).
 //! - A direct exit is a 5-byte `jmp rel32` (a *site*) to a stub that stores the target pc
 //!   and the site id and returns to the dispatcher; chaining rewrites the `rel32` to point
 //!   at the target block's entry, unchaining restores it. An indirect jump (`jalr`) probes
@@ -163,6 +168,9 @@ enum Stub {
         back: DynamicLabel,
         kind: u64,
         fault: DynamicLabel,
+        addr: memory::Addr,
+        /// The cache register the fast path loads into (`None`: `rax`).
+        dest: Option<Rq>,
     },
     StoreSlow {
         label: DynamicLabel,
@@ -170,6 +178,7 @@ enum Stub {
         size: u32,
         fault: DynamicLabel,
         next: DynamicLabel,
+        addr: memory::Addr,
     },
 }
 
@@ -341,14 +350,14 @@ impl Emitter<'_> {
                 dynasm!(self.ops ; .arch x64 ; =>taken);
                 self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
             }
-            Lb => self.load(i, idx, ipc, load_kind::LB, |e| e.st(rd, Rq::RAX)),
-            Lh => self.load(i, idx, ipc, load_kind::LH, |e| e.st(rd, Rq::RAX)),
-            Lw => self.load(i, idx, ipc, load_kind::LW, |e| e.st(rd, Rq::RAX)),
-            Ld => self.load(i, idx, ipc, load_kind::LD, |e| e.st(rd, Rq::RAX)),
-            Lbu => self.load(i, idx, ipc, load_kind::LBU, |e| e.st(rd, Rq::RAX)),
-            Lhu => self.load(i, idx, ipc, load_kind::LHU, |e| e.st(rd, Rq::RAX)),
-            Lwu => self.load(i, idx, ipc, load_kind::LWU, |e| e.st(rd, Rq::RAX)),
-            Flw => self.load(i, idx, ipc, load_kind::LWU, |e| {
+            Lb => self.load(i, idx, ipc, load_kind::LB, true, |e| e.st(rd, Rq::RAX)),
+            Lh => self.load(i, idx, ipc, load_kind::LH, true, |e| e.st(rd, Rq::RAX)),
+            Lw => self.load(i, idx, ipc, load_kind::LW, true, |e| e.st(rd, Rq::RAX)),
+            Ld => self.load(i, idx, ipc, load_kind::LD, true, |e| e.st(rd, Rq::RAX)),
+            Lbu => self.load(i, idx, ipc, load_kind::LBU, true, |e| e.st(rd, Rq::RAX)),
+            Lhu => self.load(i, idx, ipc, load_kind::LHU, true, |e| e.st(rd, Rq::RAX)),
+            Lwu => self.load(i, idx, ipc, load_kind::LWU, true, |e| e.st(rd, Rq::RAX)),
+            Flw => self.load(i, idx, ipc, load_kind::LWU, false, |e| {
                 dynasm!(e.ops
                     ; .arch x64
                     ; mov rcx, QWORD 0xffff_ffff_0000_0000u64 as i64
@@ -356,7 +365,7 @@ impl Emitter<'_> {
                     ; mov QWORD [r15 + f_off(rd)], rax
                 );
             }),
-            Fld => self.load(i, idx, ipc, load_kind::LD, |e| {
+            Fld => self.load(i, idx, ipc, load_kind::LD, false, |e| {
                 dynasm!(e.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
             }),
             Sb | Sh | Sw | Sd => {
