@@ -159,12 +159,11 @@ impl Emitter<'_> {
         }
     }
 
-    /// At the start of a memory slow path: the guest address of the access into `rsi` (the
-    /// first thing the stub does, so the registers are still those of the fault site).
+    /// In a memory slow path, after the caller-saved cache registers were saved: the guest
+    /// address of the access into `rsi` (the helper's second argument), from the base
+    /// register, which still holds what it held at the fault site.
     fn slow_addr(&mut self, a: memory::Addr) {
-        if a.base != Rq::RSI || a.disp != 0 {
-            dynasm!(self.ops ; .arch x64 ; lea rsi, [Rq(a.base) + a.disp]);
-        }
+        dynasm!(self.ops ; .arch x64 ; lea rsi, [Rq(a.base) + a.disp]);
     }
 
     pub(super) fn emit_stubs(&mut self) {
@@ -230,8 +229,8 @@ impl Emitter<'_> {
                         ; .arch x64
                         ; =>label
                     );
-                    self.slow_addr(addr);
                     self.push_volatile();
+                    self.slow_addr(addr);
                     dynasm!(self.ops
                         ; .arch x64
                         ; mov rdi, r15
@@ -254,8 +253,8 @@ impl Emitter<'_> {
                         ; .arch x64
                         ; =>label
                     );
-                    self.slow_addr(addr);
                     self.push_volatile();
+                    self.slow_addr(addr);
                     dynasm!(self.ops
                         ; .arch x64
                         ; mov rdi, r15

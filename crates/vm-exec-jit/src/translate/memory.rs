@@ -15,21 +15,21 @@ pub(super) struct Addr {
 
 impl Emitter<'_> {
     /// The address `x[rs1] + imm`: in the cache register of `rs1` when it has one, else in
-    /// `rsi` (loaded from the context, or the immediate itself for `x0`).
+    /// `rax` (loaded from the context, or the immediate itself for `x0`).
     pub(super) fn addr(&mut self, rs1: u8, imm: i32) -> Addr {
         if rs1 == 0 {
-            dynasm!(self.ops ; .arch x64 ; mov rsi, imm);
-            Addr { base: Rq::RSI, disp: 0 }
+            dynasm!(self.ops ; .arch x64 ; mov rax, imm);
+            Addr { base: Rq::RAX, disp: 0 }
         } else if !(-2048..2048).contains(&imm) {
             // Not a RISC-V load or store displacement: no reliance on the guards.
-            self.ld(Rq::RSI, rs1);
-            dynasm!(self.ops ; .arch x64 ; add rsi, imm);
-            Addr { base: Rq::RSI, disp: 0 }
+            self.ld(Rq::RAX, rs1);
+            dynasm!(self.ops ; .arch x64 ; add rax, imm);
+            Addr { base: Rq::RAX, disp: 0 }
         } else if let Some(c) = self.alloc[rs1 as usize & 31] {
             Addr { base: c, disp: imm }
         } else {
-            self.ld(Rq::RSI, rs1);
-            Addr { base: Rq::RSI, disp: imm }
+            self.ld(Rq::RAX, rs1);
+            Addr { base: Rq::RAX, disp: imm }
         }
     }
 
