@@ -294,7 +294,9 @@ impl Emitter<'_> {
                 if imm != 0 {
                     dynasm!(self.ops ; .arch x64 ; add rax, imm);
                 }
-                dynasm!(self.ops ; .arch x64 ; and rax, -2 ; mov QWORD [r15 + PC_OFF], rax);
+                // The target goes into the context's pc only when leaving for the dispatcher:
+                // every translated block's own exits and stubs set the pc they need.
+                dynasm!(self.ops ; .arch x64 ; and rax, -2);
                 if rd != 0 && rd < 32 {
                     if let Some(c) = self.alloc[rd as usize] {
                         dynasm!(self.ops ; .arch x64 ; mov Rq(c), QWORD next_pc as i64);
@@ -319,7 +321,12 @@ impl Emitter<'_> {
                         ; miss:
                     );
                 }
-                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp extern self.exit);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov QWORD [r15 + PC_OFF], rax
+                    ; mov eax, EXIT_INDIRECT as i32
+                    ; jmp extern self.exit
+                );
             }
             Beq | Bne | Blt | Bge | Bltu | Bgeu => {
                 // The first operand stays in its cache register when it has one.
