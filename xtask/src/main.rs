@@ -56,7 +56,7 @@ commands:
   guests list         print the cases of guests/cases.txt as parsed
   ci                  fmt, clippy -D warnings, all tests, docs -D warnings,
                       and the guest rebuild check when the cross compiler exists
-  bench [--runs N] [--quick] [BENCH...]
+  bench [--runs N] [--quick] [--engines interp,jit,hybrid] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
   bench-ipg           host instructions per guest instruction (callgrind) for the
