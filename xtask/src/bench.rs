@@ -52,10 +52,21 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut runs = 3usize;
     let mut quick = false;
     let mut only = Vec::new();
+    let mut engines: Vec<&str> = ENGINES.to_vec();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
+            "--engines" => {
+                let list = it.next().context("--engines needs a list, e.g. jit,hybrid")?;
+                engines = Vec::new();
+                for e in list.split(',') {
+                    match ENGINES.iter().find(|k| **k == e) {
+                        Some(k) => engines.push(k),
+                        None => bail!("unknown engine `{e}` (known: {})", ENGINES.join(",")),
+                    }
+                }
+            }
             "--quick" => quick = true,
             b if BENCHES.contains(&b) => only.push(b.to_string()),
             other => bail!("unknown bench argument `{other}`"),
@@ -92,7 +103,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let native = build_native(&root, name)?;
         let mut runners =
             vec![Runner { label: "qemu".into(), argv: vec![qemu.clone(), guest.clone()] }];
-        for e in ENGINES {
+        for e in &engines {
             runners.push(Runner {
                 label: format!("vmx {e}"),
                 argv: vec![
@@ -134,7 +145,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let hello = "guests/bin/hello".to_string();
     let mut startup = Vec::new();
     let mut startup_runners = vec![("qemu".to_string(), vec![qemu.clone(), hello.clone()])];
-    for e in ENGINES {
+    for e in &engines {
         let argv = vec![vmx.clone(), "run".into(), "--engine".into(), e.to_string(), hello.clone()];
         startup_runners.push((format!("vmx {e}"), argv));
     }
@@ -159,7 +170,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut row = Vec::new();
         let (tq, want) = time_run(&[qemu.clone(), guest.clone()], &args, &root)?;
         row.push(tq);
-        for e in ENGINES {
+        for e in &engines {
             let argv =
                 vec![vmx.clone(), "run".into(), "--engine".into(), e.to_string(), guest.clone()];
             let (t, out) = time_run(&argv, &args, &root)?;
@@ -177,11 +188,16 @@ pub fn run(args: &[String]) -> Result<()> {
     md.push('\n');
     md.push_str(&format!(
         "\nMachine: {} ({} cores). Median of {runs} runs each, interleaved. Scale: {}.\n\
-         Reproduce: `cargo xtask bench{}`.\n\n",
+         Reproduce: `cargo xtask bench{}{}`.\n\n",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if quick { "--quick (a tenth of the default work)" } else { "default (2-5 s under qemu)" },
         if quick { " --quick" } else { "" },
+        if engines.len() == ENGINES.len() {
+            String::new()
+        } else {
+            format!(" --engines {}", engines.join(","))
+        },
     ));
     let labels = &rows.first().map(|r| r.1.clone()).unwrap_or_default();
     md.push_str("| benchmark |");
@@ -225,10 +241,10 @@ pub fn run(args: &[String]) -> Result<()> {
     md.push_str(
         "\nCode invalidation (`guests/bin/smc_stress`, one run each, seconds):\n\n| work | qemu |",
     );
-    for e in ENGINES {
+    for e in &engines {
         md.push_str(&format!(" vmx {e} |"));
     }
-    md.push_str(&format!("\n{}|\n", "|---".repeat(2 + ENGINES.len())));
+    md.push_str(&format!("\n{}|\n", "|---".repeat(2 + engines.len())));
     for (label, row) in &smc {
         md.push_str(&format!("| {label} |"));
         for t in row {

@@ -8,7 +8,7 @@
 //! | `ci`     | [`ci`]          | the full check suite run by CI                      |
 //! | `bench`  | [`mod@bench`]   | benchmarks: emulator vs. qemu vs. native            |
 //! | `bench-ipg` | [`bench_ipg`] | host instructions per guest instruction (callgrind) |
-//! | `bench-real` | [`bench_real`] | busybox programs vs qemu-riscv64 |
+//! | `bench-real` | [`bench_real`] | busybox and Go programs vs qemu-riscv64 |
 //! | `bench-cluster` | [`bench_cluster`] | distributed tasks/s, latency, failover time  |
 //! | `bench-sched` | [`bench_sched`] | scheduler: yield vs tokio, 10k threads vs qemu, memory |
 //! | `bench-procs` | [`bench_procs`] | fork/exec/wait, signals, busybox pipelines vs qemu |
@@ -56,7 +56,7 @@ commands:
   guests list         print the cases of guests/cases.txt as parsed
   ci                  fmt, clippy -D warnings, all tests, docs -D warnings,
                       and the guest rebuild check when the cross compiler exists
-  bench [--runs N] [--quick] [BENCH...]
+  bench [--runs N] [--quick] [--engines interp,jit,hybrid] [BENCH...]
                       run the compute suite under qemu-riscv64, every vmx engine
                       and natively; write the ratios to docs/benchmarks.md
   bench-ipg           host instructions per guest instruction (callgrind) for the

@@ -474,7 +474,7 @@ impl CodeCache {
         let mem_start = ctx.mem_base as usize;
         let scope = JitFaultScope {
             code: (buf.base, buf.base + buf.capacity),
-            mem: (mem_start, mem_start + ctx.mem_size as usize + GUARD_SIZE),
+            mem: (mem_start - GUARD_SIZE, mem_start + ctx.mem_size as usize + GUARD_SIZE),
             sites: buf.fault_sites.as_ptr(),
             len: buf.fault_sites.len(),
         };

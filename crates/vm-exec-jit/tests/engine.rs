@@ -180,6 +180,43 @@ fn bad_accesses_and_illegal_instructions_are_guest_signals() {
 }
 
 #[test]
+fn displacements_that_leave_the_space_fault_at_the_exact_address() {
+    // The translator checks only the base register against the end of the space and lets
+    // the guard regions catch the displacement: a base inside the space with a displacement
+    // below address 0 or past the end must still be the guest's SIGSEGV at the full address,
+    // with the destination register untouched. Bases in a global (a1), a block-local (t0,
+    // used often in its block) and an uncached register (t1, set in an earlier block).
+    let size: u32 = 64 << 20; // `load`'s memory size
+    let cases: Vec<(Vec<u32>, u64)> = vec![
+        (vec![addi(A1, 0, 4), lw(A0, A1, -8)], (-4i64) as u64),
+        (vec![lui(A1, size >> 12), addi(A1, A1, -8), lw(A0, A1, 2000)], size as u64 - 8 + 2000),
+        (vec![lui(A1, size >> 12), addi(A1, A1, -8), sw(A0, A1, 2044)], size as u64 - 8 + 2044),
+        (vec![addi(T0, 0, 16), addi(T0, T0, -8), lw(A0, T0, -9)], (-1i64) as u64),
+        (vec![addi(T1, 0, 2), jal(0, 4), lw(A0, T1, -2047)], (-2045i64) as u64),
+        (vec![lui(T1, size >> 12), jal(0, 4), sw(A0, T1, 2047)], size as u64 + 2047),
+    ];
+    for (name, make) in engines() {
+        for (body, addr) in &cases {
+            let mut w = vec![addi(A0, 0, 7)];
+            w.extend_from_slice(body);
+            let pc = 0x10000 + 4 * (w.len() as u64 - 1);
+            let (p, mut t) = load(simple_executable(&bytes(&w), &[]));
+            let r = make().run(&mut t, &p, u64::MAX);
+            match r.stop {
+                StopReason::Finished(GuestExit::Signaled(s)) => {
+                    assert_eq!(s.signo, signal::SIGSEGV, "{name} {addr:#x}");
+                    assert_eq!(s.addr, Some(*addr), "{name} {addr:#x}");
+                    assert_eq!(s.pc, pc, "{name} {addr:#x}");
+                }
+                other => panic!("{name} {addr:#x}: {other:?}"),
+            }
+            assert_eq!(r.retired, w.len() as u64 - 1, "{name} {addr:#x}");
+            assert_eq!(t.cpu.x[A0 as usize], 7, "{name} {addr:#x}");
+        }
+    }
+}
+
+#[test]
 fn self_modifying_code_runs_the_new_instructions() {
     for (name, make) in engines() {
         for fence in [false, true] {

@@ -230,7 +230,7 @@ pub(crate) unsafe fn guarded_cas(p: *mut u8, wide: bool, expected: u64, new: u64
 pub struct JitFaultScope {
     /// Host address range of the code buffer.
     pub code: (usize, usize),
-    /// Host address range of the guest reservation (guard region included).
+    /// Host address range of the guest reservation (both guard regions included).
     pub mem: (usize, usize),
     /// `(site, slow path)` offsets from `code.0`, sorted by site; `len` entries.
     pub sites: *const (u32, u32),

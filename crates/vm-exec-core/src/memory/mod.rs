@@ -1,8 +1,9 @@
 //! The sandboxed guest address space.
 //!
 //! Invariants:
-//! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region),
-//!   made with `PROT_NONE`; guest address `a` lives at host address `base + a`. Nothing outside
+//! - Guest memory is one contiguous host reservation of `size` bytes (plus a guard region
+//!   of [`GUARD_SIZE`] bytes on each side), made with `PROT_NONE`; guest address `a` lives at
+//!   host address `base + a`. The guards are never mapped. Nothing outside
 //!   `[base, base + size)` is ever read or written on a guest's behalf.
 //! - Every guest page has its real protection on the host (`host_prot`): pages never
 //!   mapped or unmapped are `PROT_NONE`, read-only (or execute-only) pages are read-only,
@@ -56,8 +57,10 @@ pub const PERM_CODE: u8 = 8;
 /// The page is mapped (possibly with no access rights, like `PROT_NONE`).
 pub const PERM_MAPPED: u8 = 16;
 
-/// Guard bytes reserved (`PROT_NONE`) past the end of guest memory: translated code checks
-/// only that an access *starts* below the end, so one that runs over it faults here.
+/// Guard bytes reserved (`PROT_NONE`, never mapped) on each side of guest memory:
+/// translated code checks only that the *base register* of an access is below the end and
+/// adds the displacement (at most 2 KiB either way) in the host access, so an access that
+/// runs over the end, or whose displacement takes it below address 0, faults in a guard.
 pub const GUARD_SIZE: usize = 1 << 16;
 
 /// The host protection of a page with guest permissions `perms`: readable when the guest
@@ -207,13 +210,15 @@ impl AddressSpace {
             .ok_or_else(|| std::io::Error::other("guest address space too large"))?;
         let pages = (size >> PAGE_SHIFT) as usize;
         fault::install_fault_handler();
-        let base = reserve(size as usize + GUARD_SIZE, libc::PROT_NONE)?;
+        let whole = reserve(size as usize + 2 * GUARD_SIZE, libc::PROT_NONE)?;
+        // SAFETY: the reservation is `GUARD_SIZE + size + GUARD_SIZE` bytes long.
+        let base = unsafe { NonNull::new_unchecked(whole.as_ptr().add(GUARD_SIZE)) };
         let perms = match reserve(pages, libc::PROT_READ | libc::PROT_WRITE) {
             Ok(p) => p,
             Err(e) => {
-                // SAFETY: `base` was returned by `reserve` with exactly this length and is not
+                // SAFETY: `whole` was returned by `reserve` with exactly this length and is not
                 // referenced anywhere else yet.
-                unsafe { libc::munmap(base.as_ptr().cast(), size as usize + GUARD_SIZE) };
+                unsafe { libc::munmap(whole.as_ptr().cast(), size as usize + 2 * GUARD_SIZE) };
                 return Err(e);
             }
         };
@@ -313,10 +318,14 @@ impl AddressSpace {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
-        // SAFETY: both mappings were created in `new` with these lengths and are owned solely by
-        // this value; nothing borrows them once it is dropped.
+        // SAFETY: both mappings were created in `new` with these lengths (the reservation
+        // starts `GUARD_SIZE` below `base`) and are owned solely by this value; nothing
+        // borrows them once it is dropped.
         unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.size as usize + GUARD_SIZE);
+            libc::munmap(
+                self.base.as_ptr().sub(GUARD_SIZE).cast(),
+                self.size as usize + 2 * GUARD_SIZE,
+            );
             libc::munmap(self.perms.as_ptr().cast(), self.pages);
         }
     }

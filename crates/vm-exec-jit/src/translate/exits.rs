@@ -159,6 +159,13 @@ impl Emitter<'_> {
         }
     }
 
+    /// In a memory slow path, after the caller-saved cache registers were saved: the guest
+    /// address of the access into `rsi` (the helper's second argument), from the base
+    /// register, which still holds what it held at the fault site.
+    fn slow_addr(&mut self, a: memory::Addr) {
+        dynasm!(self.ops ; .arch x64 ; lea rsi, [Rq(a.base) + a.disp]);
+    }
+
     pub(super) fn emit_stubs(&mut self) {
         let stubs = std::mem::take(&mut self.stubs);
         for stub in stubs {
@@ -217,12 +224,13 @@ impl Emitter<'_> {
                     self.set_pc(pc);
                     dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_NEXT as i32 ; jmp extern self.exit);
                 }
-                Stub::LoadSlow { label, back, kind, fault } => {
+                Stub::LoadSlow { label, back, kind, fault, addr, dest } => {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
                     );
                     self.push_volatile();
+                    self.slow_addr(addr);
                     dynasm!(self.ops
                         ; .arch x64
                         ; mov rdi, r15
@@ -234,15 +242,19 @@ impl Emitter<'_> {
                         ; .arch x64
                         ; test rdx, rdx
                         ; jnz =>fault
-                        ; jmp =>back
                     );
+                    if let Some(c) = dest {
+                        dynasm!(self.ops ; .arch x64 ; mov Rq(c), rax);
+                    }
+                    dynasm!(self.ops ; .arch x64 ; jmp =>back);
                 }
-                Stub::StoreSlow { label, back, size, fault, next } => {
+                Stub::StoreSlow { label, back, size, fault, next, addr } => {
                     dynasm!(self.ops
                         ; .arch x64
                         ; =>label
                     );
                     self.push_volatile();
+                    self.slow_addr(addr);
                     dynasm!(self.ops
                         ; .arch x64
                         ; mov rdi, r15

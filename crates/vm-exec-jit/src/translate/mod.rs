@@ -21,7 +21,7 @@
 //!   charging it). Every exit taken before the end refunds exactly the instructions that did
 //!   not retire, so `fuel_at_entry - r12` is always the number of retired instructions.
 //! - Guest registers live in the context (`[r15 + x_off(r)]`), except those held in the
-//!   eight cache registers (`rbx`, `rbp`, `r13`, `r8`..`r11`, `rdi`; see `regs`):
+//!   nine cache registers (`rbx`, `rbp`, `r13`, `r8`..`r11`, `rdi`, `rsi`; see `regs`):
 //!   - the *globals* `a0`..`a5` (x10..x15) are always in `rbx`, `rbp`, `r13`, `r8`, `r9`,
 //!     `r10` while any translated code runs: loaded by the trampoline on entry from the
 //!     dispatcher, written back by the common exit, untouched by chained jumps, jump-table
@@ -29,15 +29,15 @@
 //!     that reads or writes guest registers. While translated code runs, their context
 //!     copies are stale; whenever the dispatcher runs (and so the interpreter, system calls,
 //!     signal delivery, the gdb stub, strace), the context is exact.
-//!   - up to two *locals* per block (`r11`, `rdi`), the non-global registers the block uses
+//!   - up to three *locals* per block (`r11`, `rdi`, `rsi`), the non-global registers the block uses
 //!     most: loaded after the fuel check, written back (those the block writes) on every
 //!     path that leaves the block (exit sites before their `jmp`, so chained and unchained
 //!     paths alike; jump-table probes; stubs) and around helper calls as the globals are.
 //!
 //!   While a host register holds a guest register, the host copy is its only up-to-date
 //!   value. Slow-path memory helpers, which touch no guest register, preserve the
-//!   caller-saved cache registers with `push`/`pop`. `rax`, `rcx`, `rdx`, `rsi` hold
-//!   temporaries only (`rdi` is also the first helper argument, set after the cache
+//!   caller-saved cache registers with `push`/`pop`. `rax`, `rcx`, `rdx` hold
+//!   temporaries only (`rdi` and `rsi` are also the first helper arguments, set after the cache
 //!   registers were saved). x0 reads as an immediate zero and writes to it (or to the
 //!   interpreter's sink register 32) are dropped.
 //! - A block that branches to its own start (with chaining on) is a loop: the back edge
@@ -45,15 +45,20 @@
 //!   the locals' loads, so registers stay in place; without fuel for a whole round it
 //!   writes back and exits with `EXIT_FUEL` at the block start. Loops of several blocks run
 //!   through chained jumps, each block charging its own fuel at entry.
-//! - Guest memory goes through the host MMU: a load or store is one bound check (the address
-//!   must start below the end of the space, `mem_size` in the context) and one host access at
-//!   `r14 + address`, which is a *fault site*. Every guest page has its real host protection
-//!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and an
-//!   access that starts in range and runs over the end hits the guard region, so any access
-//!   the guest may not make faults on the host; the fault handler resumes at the site's slow
-//!   path (`vm_exec_core::memory::JitFaultScope`), which redoes it through the address space:
-//!   misaligned and page-straddling accesses, guest faults (exact pc and address) and stores
-//!   into code pages (performed, the page invalidated, then back to the dispatcher).
+//! - Guest memory goes through the host MMU: a load or store `x[rs1] + disp` is one bound
+//!   check of the *base register* (it must be below the end of the space, `mem_size` in the
+//!   context) and one host access at `r14 + base + disp` (the base is `rs1`'s cache register,
+//!   or `rax` loaded from the context), which is a *fault site*; a load whose destination has
+//!   a cache register loads straight into it. Every guest page has its real host protection
+//!   (unmapped pages none, read-only pages read-only, pages holding code read-only), and the
+//!   displacement (under 2 KiB) or the access width can take a checked base at most that far
+//!   below 0 or past the end, into the guard regions on both sides of the reservation, so any
+//!   access the guest may not make faults on the host; the fault handler resumes at the
+//!   site's slow path (`vm_exec_core::memory::JitFaultScope`), which saves the caller-saved
+//!   cache registers, forms the full guest address in `rsi` from the untouched base register and redoes the access through
+//!   the address space: misaligned and page-straddling accesses, guest faults (exact pc and
+//!   address) and stores into code pages (performed, the page invalidated, then back to the
+//!   dispatcher).
 //! - A direct exit is a 5-byte `jmp rel32` (a *site*) to a stub that stores the target pc
 //!   and the site id and returns to the dispatcher; chaining rewrites the `rel32` to point
 //!   at the target block's entry, unchaining restores it. An indirect jump (`jalr`) probes
@@ -163,6 +168,9 @@ enum Stub {
         back: DynamicLabel,
         kind: u64,
         fault: DynamicLabel,
+        addr: memory::Addr,
+        /// The cache register the fast path loads into (`None`: `rax`).
+        dest: Option<Rq>,
     },
     StoreSlow {
         label: DynamicLabel,
@@ -170,6 +178,7 @@ enum Stub {
         size: u32,
         fault: DynamicLabel,
         next: DynamicLabel,
+        addr: memory::Addr,
     },
 }
 
@@ -285,7 +294,9 @@ impl Emitter<'_> {
                 if imm != 0 {
                     dynasm!(self.ops ; .arch x64 ; add rax, imm);
                 }
-                dynasm!(self.ops ; .arch x64 ; and rax, -2 ; mov QWORD [r15 + PC_OFF], rax);
+                // The target goes into the context's pc only when leaving for the dispatcher:
+                // every translated block's own exits and stubs set the pc they need.
+                dynasm!(self.ops ; .arch x64 ; and rax, -2);
                 if rd != 0 && rd < 32 {
                     if let Some(c) = self.alloc[rd as usize] {
                         dynasm!(self.ops ; .arch x64 ; mov Rq(c), QWORD next_pc as i64);
@@ -310,7 +321,12 @@ impl Emitter<'_> {
                         ; miss:
                     );
                 }
-                dynasm!(self.ops ; .arch x64 ; mov eax, EXIT_INDIRECT as i32 ; jmp extern self.exit);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov QWORD [r15 + PC_OFF], rax
+                    ; mov eax, EXIT_INDIRECT as i32
+                    ; jmp extern self.exit
+                );
             }
             Beq | Bne | Blt | Bge | Bltu | Bgeu => {
                 // The first operand stays in its cache register when it has one.
@@ -341,14 +357,14 @@ impl Emitter<'_> {
                 dynasm!(self.ops ; .arch x64 ; =>taken);
                 self.direct_exit(ipc.wrapping_add(imm as i64 as u64));
             }
-            Lb => self.load(i, idx, ipc, load_kind::LB, |e| e.st(rd, Rq::RAX)),
-            Lh => self.load(i, idx, ipc, load_kind::LH, |e| e.st(rd, Rq::RAX)),
-            Lw => self.load(i, idx, ipc, load_kind::LW, |e| e.st(rd, Rq::RAX)),
-            Ld => self.load(i, idx, ipc, load_kind::LD, |e| e.st(rd, Rq::RAX)),
-            Lbu => self.load(i, idx, ipc, load_kind::LBU, |e| e.st(rd, Rq::RAX)),
-            Lhu => self.load(i, idx, ipc, load_kind::LHU, |e| e.st(rd, Rq::RAX)),
-            Lwu => self.load(i, idx, ipc, load_kind::LWU, |e| e.st(rd, Rq::RAX)),
-            Flw => self.load(i, idx, ipc, load_kind::LWU, |e| {
+            Lb => self.load(i, idx, ipc, load_kind::LB, true, |e| e.st(rd, Rq::RAX)),
+            Lh => self.load(i, idx, ipc, load_kind::LH, true, |e| e.st(rd, Rq::RAX)),
+            Lw => self.load(i, idx, ipc, load_kind::LW, true, |e| e.st(rd, Rq::RAX)),
+            Ld => self.load(i, idx, ipc, load_kind::LD, true, |e| e.st(rd, Rq::RAX)),
+            Lbu => self.load(i, idx, ipc, load_kind::LBU, true, |e| e.st(rd, Rq::RAX)),
+            Lhu => self.load(i, idx, ipc, load_kind::LHU, true, |e| e.st(rd, Rq::RAX)),
+            Lwu => self.load(i, idx, ipc, load_kind::LWU, true, |e| e.st(rd, Rq::RAX)),
+            Flw => self.load(i, idx, ipc, load_kind::LWU, false, |e| {
                 dynasm!(e.ops
                     ; .arch x64
                     ; mov rcx, QWORD 0xffff_ffff_0000_0000u64 as i64
@@ -356,7 +372,7 @@ impl Emitter<'_> {
                     ; mov QWORD [r15 + f_off(rd)], rax
                 );
             }),
-            Fld => self.load(i, idx, ipc, load_kind::LD, |e| {
+            Fld => self.load(i, idx, ipc, load_kind::LD, false, |e| {
                 dynasm!(e.ops ; .arch x64 ; mov QWORD [r15 + f_off(rd)], rax);
             }),
             Sb | Sh | Sw | Sd => {
@@ -445,13 +461,16 @@ impl Emitter<'_> {
                     Mulh => dynasm!(self.ops ; .arch x64 ; imul rcx ; mov rax, rdx),
                     Mulhu => dynasm!(self.ops ; .arch x64 ; mul rcx ; mov rax, rdx),
                     // high(signed a * unsigned b) = high_unsigned(a, b) - (a < 0 ? b : 0)
+                    // (`a < 0 ? b : 0` waits on the stack: no free temporary is left.)
                     _ => dynasm!(self.ops
                         ; .arch x64
-                        ; mov rsi, rax
-                        ; sar rsi, 63
-                        ; and rsi, rcx
+                        ; mov rdx, rax
+                        ; sar rdx, 63
+                        ; and rdx, rcx
+                        ; push rdx
                         ; mul rcx
-                        ; sub rdx, rsi
+                        ; pop rcx
+                        ; sub rdx, rcx
                         ; mov rax, rdx
                     ),
                 }
@@ -542,7 +561,7 @@ mod tests {
     }
 
     fn block_of(op: Op, rm: u8) -> Block {
-        // Registers 5..=12 are used everywhere, so all eight are cached and dirty: every exit
+        // Registers 5..=12 are used everywhere, so every local is cached and dirty: every exit
         // and helper call carries the largest spill code.
         let insts: Vec<Inst> = (0..MAX_BLOCK_INSTS)
             .map(|k| {

@@ -1,7 +1,7 @@
 //! Register assignment: which guest registers live in host registers, and the loads, stores,
 //! spills and reloads around them (see the invariants in the parent module).
 //!
-//! Two kinds of host-resident guest registers share the eight cache registers:
+//! Two kinds of host-resident guest registers share the nine cache registers:
 //! - *globals*: a fixed assignment, the same in every translated block, of the guest
 //!   registers used most across the benchmarks (`a0`..`a5`). They stay in their host
 //!   registers across chained jumps, jump-table jumps and self-loops: the trampoline loads
@@ -9,22 +9,22 @@
 //!   so every path that returns to the dispatcher (exit sites, stubs, signals, fuel) leaves
 //!   them in the context. Helper calls that read or write guest registers write them back
 //!   before the call and reload them after it.
-//! - *locals*: the remaining cache registers, given per block to the non-global registers
+//! - *locals*: the remaining cache registers (`r11`, `rdi`, `rsi`), given per block to the non-global registers
 //!   the block uses most; loaded after the block's fuel check, written back (those the block
 //!   writes) on every path that leaves the block.
 
 use super::*;
 
 /// Host registers that may hold guest registers, callee-saved ones first.
-pub(super) const CACHE_REGS: [Rq; 8] =
-    [Rq::RBX, Rq::RBP, Rq::R13, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI];
+pub(super) const CACHE_REGS: [Rq; 9] =
+    [Rq::RBX, Rq::RBP, Rq::R13, Rq::R8, Rq::R9, Rq::R10, Rq::R11, Rq::RDI, Rq::RSI];
 
 /// The fixed assignment of global guest registers to host registers.
 pub(crate) const GLOBALS: [(u8, Rq); 6] =
     [(10, Rq::RBX), (11, Rq::RBP), (12, Rq::R13), (13, Rq::R8), (14, Rq::R9), (15, Rq::R10)];
 
 /// Host registers left for per-block locals.
-const LOCAL_REGS: [Rq; CACHE_REGS.len() - GLOBALS.len()] = [Rq::R11, Rq::RDI];
+const LOCAL_REGS: [Rq; CACHE_REGS.len() - GLOBALS.len()] = [Rq::R11, Rq::RDI, Rq::RSI];
 
 /// Chooses the host register of every guest register: the globals, then the non-global
 /// registers the block uses most (at least twice) in the local registers.
@@ -120,17 +120,17 @@ impl Emitter<'_> {
         GLOBALS.iter().chain(self.cached.iter()).any(|&(_, h)| is_caller_saved(h))
     }
 
-    /// Saves the caller-saved cache registers (five pushes and eight bytes of padding keep
-    /// the stack 16-byte aligned for the call).
+    /// Saves the caller-saved cache registers (six pushes keep the stack 16-byte aligned for
+    /// the call).
     pub(super) fn push_volatile(&mut self) {
         if self.uses_caller_saved() {
-            dynasm!(self.ops ; .arch x64 ; push rdi ; push r8 ; push r9 ; push r10 ; push r11 ; sub rsp, 8);
+            dynasm!(self.ops ; .arch x64 ; push rdi ; push rsi ; push r8 ; push r9 ; push r10 ; push r11);
         }
     }
 
     pub(super) fn pop_volatile(&mut self) {
         if self.uses_caller_saved() {
-            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rdi);
+            dynasm!(self.ops ; .arch x64 ; pop r11 ; pop r10 ; pop r9 ; pop r8 ; pop rsi ; pop rdi);
         }
     }
 
