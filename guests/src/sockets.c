@@ -7,6 +7,8 @@
  *  - socketpair (stream): data both ways, shutdown(SHUT_WR) -> end of file,
  *    SO_TYPE, SO_ERROR, a blocking read woken by another thread;
  *  - socketpair (datagram): message boundaries, MSG_TRUNC, MSG_PEEK;
+ *  - a blocking write of 4 MiB (far more than the socket holds) while another
+ *    thread reads it all: the writer waits for the reader, never the other way;
  *  - SCM_RIGHTS: a pipe's read end passed over a unix socket and read from;
  *  - a path-bound stream server: blocking accept4 in one thread while another
  *    connects; getsockname/getpeername give the bound path; EADDRINUSE; a
@@ -63,6 +65,36 @@ static void *late_writer(void *arg)
     sleep_ms(20);
     write(late_fd, "late", 4);
     return NULL;
+}
+
+static int big_fd;
+static long big_read;
+static void *big_reader(void *arg)
+{
+    (void)arg;
+    static char b[65536];
+    ssize_t n;
+    while ((n = read(big_fd, b, sizeof b)) > 0)
+        big_read += n;
+    return NULL;
+}
+
+static void test_big_write(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair for a big write");
+    big_fd = sv[1];
+    pthread_t t;
+    pthread_create(&t, NULL, big_reader, NULL);
+    size_t len = 4 << 20;
+    char *p = calloc(1, len);
+    ssize_t w = write(sv[0], p, len);
+    CHECK(w == (ssize_t)len, "a 4 MiB blocking write completes while a thread reads");
+    close(sv[0]);
+    pthread_join(t, NULL);
+    CHECK(big_read == (long)len, "the reader got every byte");
+    close(sv[1]);
+    free(p);
 }
 
 static void test_pairs(void)
@@ -367,6 +399,7 @@ int main(int argc, char **argv)
     if (argc > 2)
         run_tag = argv[2];
     test_pairs();
+    test_big_write();
     test_scm_rights();
     test_path_server(dir);
     test_abstract();

@@ -186,6 +186,21 @@ impl Waiter {
         })
     }
 
+    /// A wait for host descriptor `host_fd` (a pipe or socket) to become writable, of a
+    /// blocking write that already wrote `partial` bytes: woken, the call is made again and
+    /// goes on after them; interrupted with `partial > 0`, it returns `partial`.
+    pub fn writable(host_fd: RawFd, partial: u64, restart_a0: u64) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicU8::new(WAITING),
+            kind: WaitKind::Ready { restart_a0 },
+            bitset: 0,
+            deadline: None,
+            watch: Box::new([(host_fd, libc::POLLOUT)]),
+            partial,
+            then: Mutex::new(None),
+        })
+    }
+
     /// Bytes a parked pipe write already wrote (0 for every other wait).
     pub fn partial(&self) -> u64 {
         self.partial
@@ -458,6 +473,17 @@ impl FutexTable {
             // themselves): registered for `cancel_all` only.
             return self.register(w);
         }
+        let mut queues = self.queues();
+        self.enqueue(&mut queues, READY_KEY, w.clone());
+        self.maybe_ready.store(true, Ordering::Release);
+        w
+    }
+
+    /// Registers a wait for a host pipe or socket to become writable (see
+    /// [`Waiter::writable`]), watched like any readiness wait, so that
+    /// [`FutexTable::cancel_all`] ends it too.
+    pub fn writable(&self, host_fd: RawFd, partial: u64, restart_a0: u64) -> Arc<Waiter> {
+        let w = Waiter::writable(host_fd, partial, restart_a0);
         let mut queues = self.queues();
         self.enqueue(&mut queues, READY_KEY, w.clone());
         self.maybe_ready.store(true, Ordering::Release);

@@ -310,6 +310,11 @@ fn host_read(mem: &AddressSpace, h: RawFd, buf: u64, len: u64, off: Option<i64>)
 /// Writes guest memory to a host descriptor, at `off` if given. A broken pipe also sends
 /// the guest `SIGPIPE`, as the kernel does.
 fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
+    if off.is_none() && c.process.is_scheduled() {
+        if let Some(r) = host_write_parking(c, h, buf, len) {
+            return r;
+        }
+    }
     let r = {
         let src = in_buf(&c.process.mem, buf, len)?;
         retry(|| match off {
@@ -324,6 +329,67 @@ fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) 
         signal::raise(c, libc::SIGPIPE);
     }
     r
+}
+
+/// In a process a scheduler hosts, a write to a host pipe or socket never blocks the vCPU:
+/// it writes what fits now (`pwritev2` with `RWF_NOWAIT`, which pipes and sockets honour) and,
+/// on a blocking descriptor, parks until the descriptor is writable and goes on after the
+/// bytes already written ([`crate::futex::Waiter::writable`]). Without it a guest writing
+/// more than a socket or pipe holds to a reader in the same sandbox held its vCPU until the
+/// reader drained it, and the reader might need that vCPU. `None` when the write is not
+/// one of these (a regular file, a terminal, a kernel without `RWF_NOWAIT` for the
+/// descriptor): the caller makes the plain host write.
+fn host_write_parking(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64) -> Option<SysResult> {
+    let src = match in_buf(&c.process.mem, buf, len) {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut done = (c.partial as usize).min(src.len());
+    loop {
+        let rest = &src[done..];
+        if rest.is_empty() && done > 0 {
+            return Some(Ok(done as u64));
+        }
+        let iov = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
+        // SAFETY: `iov` describes `rest`, a live slice of host-mapped guest memory that the
+        // host only reads; offset -1 writes at the current position.
+        let n = unsafe { libc::pwritev2(h, &iov, 1, -1, libc::RWF_NOWAIT) };
+        if n >= 0 {
+            done += n as usize;
+            if done >= src.len() || n == 0 {
+                return Some(Ok(done as u64));
+            }
+            continue;
+        }
+        let e = Errno::last();
+        match e.0 {
+            libc::EINTR => continue,
+            libc::EAGAIN if !is_nonblocking(h) && is_pipe_or_socket(h) => {
+                let w = c.process.futexes.writable(h, done as u64, c.args[0]);
+                c.stop = Some(StopReason::Blocked(w));
+                return Some(Ok(0));
+            }
+            _ if done > 0 => return Some(Ok(done as u64)),
+            libc::EAGAIN if is_nonblocking(h) => return Some(Err(e)),
+            libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL => return None,
+            libc::EPIPE => {
+                signal::raise(c, libc::SIGPIPE);
+                return Some(Err(e));
+            }
+            _ => return Some(Err(e)),
+        }
+    }
+}
+
+/// Whether host descriptor `h` is a pipe or a socket.
+fn is_pipe_or_socket(h: RawFd) -> bool {
+    // SAFETY: `st` is a local stat buffer fstat fills; `h` is only read.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(h, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
 }
 
 /// Serves a read from an in-memory (`Bytes`) descriptor.
