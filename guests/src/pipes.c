@@ -22,7 +22,10 @@
  *  - F_SETPIPE_SZ on a pipe holding data keeps the data and its epoll watch,
  *    and wakes a reader parked on it;
  *  - a pipe end passed with SCM_RIGHTS over a unix socket;
- *  - one epoll set with a pipe and an eventfd, waited on by a parked thread.
+ *  - one epoll set with a pipe and an eventfd, waited on by a parked thread;
+ *  - members added to an epoll set (a socket, then a pipe) while a thread is
+ *    parked in epoll_wait on it wake that thread when they become ready (the
+ *    set starts with one pipe, as Go's netpoller does).
  *
  * Exits 1 if any check failed.
  *
@@ -41,6 +44,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/stat.h>
@@ -609,6 +613,68 @@ static void test_mixed_epoll(void)
     close(p[1]);
 }
 
+struct late {
+    int ep, n;
+    struct epoll_event out[2];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *wait_late(void *arg)
+{
+    struct late *l = arg;
+    l->n = epoll_wait(l->ep, l->out, 2, 20000);
+    return NULL;
+}
+
+static void test_late_members(void)
+{
+    int p[2], q[2], sv[2];
+    pipe(p);
+    pipe(q);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+    struct late l = {ep, 0, {{0}}};
+    struct timespec pause_ts = {0, 50 * 1000000L};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_late, &l);
+    nanosleep(&pause_ts, NULL);
+    ev.data.u64 = 3;
+    double t0 = now_s();
+    epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev);
+    write(sv[1], "s", 1);
+    pthread_join(t, NULL);
+    /* (A wait that missed the new member would return when its 20 s timeout ends, after
+     * a rescan, with the same result: the time tells them apart.) */
+    CHECK(l.n == 1 && l.out[0].data.u64 == 3 && now_s() - t0 < 10,
+          "a socket added during epoll_wait wakes it");
+    char c;
+    read(sv[0], &c, 1);
+    pthread_create(&t, NULL, wait_late, &l);
+    nanosleep(&pause_ts, NULL);
+    ev.data.u64 = 2;
+    t0 = now_s();
+    epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &ev);
+    write(q[1], "q", 1);
+    pthread_join(t, NULL);
+    CHECK(l.n == 1 && l.out[0].data.u64 == 2 && now_s() - t0 < 10,
+          "a pipe added during epoll_wait wakes it");
+    close(ep);
+    close(sv[0]);
+    close(sv[1]);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+}
+
 int main(void)
 {
     test_eof_epipe();
@@ -622,6 +688,7 @@ int main(void)
     test_convert_with_reader();
     test_scm_rights();
     test_mixed_epoll();
+    test_late_members();
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures != 0;
 }

@@ -575,6 +575,17 @@ struct EpState {
     /// Whether the host instance was handed out (a nested epoll, `SCM_RIGHTS`, ...): then
     /// every member lives in it.
     exposed: bool,
+    /// Waits parked on this instance ([`MemEpoll::watch`]). A member added or changed
+    /// later (in memory or on the host) is not among what they watch, so `epoll_ctl` wakes
+    /// them to look again, as Linux's `epoll_wait` sees members added while it sleeps.
+    parked: Vec<Arc<Waiter>>,
+}
+
+/// Wakes the waits parked on an instance (taken from its state under the lock, woken after).
+fn wake_parked(parked: Vec<Arc<Waiter>>) {
+    for w in parked {
+        w.wake();
+    }
 }
 
 /// An epoll instance: a host epoll instance for host descriptors plus the in-memory pipe
@@ -635,6 +646,11 @@ impl MemEpoll {
     pub fn count_host(&self, add: bool) {
         let mut st = self.st();
         st.host_members = if add { st.host_members + 1 } else { st.host_members.saturating_sub(1) };
+        if add {
+            let parked = std::mem::take(&mut st.parked);
+            drop(st);
+            wake_parked(parked);
+        }
     }
 
     /// Whether ends must go to the host instance (it was handed out).
@@ -696,7 +712,7 @@ impl MemEpoll {
             return None;
         }
         let seen = end.poll().map_or(0, |(_, g)| g.wrapping_sub(1));
-        Some(match (op, pos) {
+        let r = match (op, pos) {
             (CtlOp::Add, Some(_)) => Err(libc::EEXIST),
             (CtlOp::Add, None) => {
                 st.members.push(Member {
@@ -724,7 +740,13 @@ impl MemEpoll {
                 m.armed = true;
                 Ok(())
             }
-        })
+        };
+        if r.is_ok() && op != CtlOp::Del {
+            let parked = std::mem::take(&mut st.parked);
+            drop(st);
+            wake_parked(parked);
+        }
+        Some(r)
     }
 
     /// One look at the instance: up to `max` ready in-memory members as `(events, data)`,
@@ -787,10 +809,12 @@ impl MemEpoll {
     /// if one is ready after all, or if the instance no longer has host members exactly
     /// when `host_members` (what the wait watches) says so.
     pub fn watch(&self, w: &Arc<Waiter>, host_members: bool) -> bool {
-        let st = self.st();
+        let mut st = self.st();
         if (st.host_members > 0) != host_members {
             return true;
         }
+        st.parked.retain(|p| p.is_waiting());
+        st.parked.push(w.clone());
         for m in &st.members {
             if m.end.strong_count() == 0 {
                 continue;
