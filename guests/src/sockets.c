@@ -7,8 +7,9 @@
  *  - socketpair (stream): data both ways, shutdown(SHUT_WR) -> end of file,
  *    SO_TYPE, SO_ERROR, a blocking read woken by another thread;
  *  - socketpair (datagram): message boundaries, MSG_TRUNC, MSG_PEEK;
- *  - a blocking write of 4 MiB (far more than the socket holds) while another
- *    thread reads it all: the writer waits for the reader, never the other way;
+ *  - a blocking write and a writev of 4 MiB each (far more than the socket
+ *    holds) while another thread reads it all: the writer waits for the reader,
+ *    never the other way;
  *  - SCM_RIGHTS: a pipe's read end passed over a unix socket and read from;
  *  - a path-bound stream server: blocking accept4 in one thread while another
  *    connects; getsockname/getpeername give the bound path; EADDRINUSE; a
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,9 +92,12 @@ static void test_big_write(void)
     char *p = calloc(1, len);
     ssize_t w = write(sv[0], p, len);
     CHECK(w == (ssize_t)len, "a 4 MiB blocking write completes while a thread reads");
+    struct iovec iov[2] = {{p, len / 2}, {p + len / 2, len / 2}};
+    w = writev(sv[0], iov, 2);
+    CHECK(w == (ssize_t)len, "a 4 MiB blocking writev completes while a thread reads");
     close(sv[0]);
     pthread_join(t, NULL);
-    CHECK(big_read == (long)len, "the reader got every byte");
+    CHECK(big_read == 2 * (long)len, "the reader got every byte");
     close(sv[1]);
     free(p);
 }

@@ -311,7 +311,8 @@ fn host_read(mem: &AddressSpace, h: RawFd, buf: u64, len: u64, off: Option<i64>)
 /// the guest `SIGPIPE`, as the kernel does.
 fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) -> SysResult {
     if off.is_none() && c.process.is_scheduled() {
-        if let Some(r) = host_write_parking(c, h, buf, len) {
+        let src = in_buf(&c.process.mem, buf, len)?;
+        if let Some(r) = host_write_parking(c, h, &[src]) {
             return r;
         }
     }
@@ -339,24 +340,36 @@ fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) 
 /// reader drained it, and the reader might need that vCPU. `None` when the write is not
 /// one of these (a regular file, a terminal, a kernel without `RWF_NOWAIT` for the
 /// descriptor): the caller makes the plain host write.
-fn host_write_parking(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64) -> Option<SysResult> {
-    let src = match in_buf(&c.process.mem, buf, len) {
-        Ok(s) => s,
-        Err(e) => return Some(Err(e)),
-    };
-    let mut done = (c.partial as usize).min(src.len());
+fn host_write_parking(c: &mut Call<'_>, h: RawFd, parts: &[&[u8]]) -> Option<SysResult> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = (c.partial as usize).min(total);
     loop {
-        let rest = &src[done..];
-        if rest.is_empty() && done > 0 {
+        // The iovecs of what is left after `done` bytes.
+        let mut skip = done;
+        let iov: Vec<libc::iovec> = parts
+            .iter()
+            .filter_map(|p| {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    return None;
+                }
+                let rest = &p[skip..];
+                skip = 0;
+                Some(libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                })
+            })
+            .collect();
+        if iov.is_empty() {
             return Some(Ok(done as u64));
         }
-        let iov = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
-        // SAFETY: `iov` describes `rest`, a live slice of host-mapped guest memory that the
-        // host only reads; offset -1 writes at the current position.
-        let n = unsafe { libc::pwritev2(h, &iov, 1, -1, libc::RWF_NOWAIT) };
+        // SAFETY: every iovec points into `parts`, live slices of host-mapped guest memory
+        // that the host only reads; offset -1 writes at the current position.
+        let n = unsafe { libc::pwritev2(h, iov.as_ptr(), iov.len() as i32, -1, libc::RWF_NOWAIT) };
         if n >= 0 {
             done += n as usize;
-            if done >= src.len() || n == 0 {
+            if done >= total || n == 0 {
                 return Some(Ok(done as u64));
             }
             continue;
@@ -714,6 +727,11 @@ pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
         Target::Host(h) => {
             if parts.is_empty() {
                 return Ok(0);
+            }
+            if c.process.is_scheduled() {
+                if let Some(r) = host_write_parking(c, h, &parts) {
+                    return r;
+                }
             }
             let host: Vec<libc::iovec> = parts
                 .iter()
