@@ -670,44 +670,14 @@ pub(super) fn readv(c: &mut Call<'_>) -> SysResult {
     }
 }
 
-/// `writev(fd, iov, iovcnt)`.
-pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
-    let fd = c.fd(0);
-    if let Some(e) = pipe_end(c.process, fd) {
-        if !e.is_write() {
-            return err(libc::EBADF);
-        }
-        let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
-        let mem = &c.process.mem;
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(iovs.len());
-        for &(base, len) in &iovs {
-            if len == 0 {
-                continue;
-            }
-            let n = accessible_prefix(mem, base, len, PERM_READ);
-            if n > 0 {
-                parts.push(mem.slice(base, n, PERM_READ, AccessKind::Read)?);
-            }
-            if n < len {
-                break;
-            }
-        }
-        if parts.is_empty() && iovs.iter().any(|&(_, l)| l != 0) {
-            return err(libc::EFAULT);
-        }
-        if let Some(r) = pipe_write(c, &e, &parts) {
-            return r;
-        }
-    }
-    let t = target(c.process, fd)?;
-    if matches!(t, Target::Bytes | Target::FdDir) {
-        return err(libc::EBADF);
-    }
-    let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
-    let mem = &c.process.mem;
-    // The readable prefix of the whole vector, as slices.
+/// The readable prefix of the guest buffers `iovs` (base, length), as slices, and the bytes
+/// asked for in all.
+fn readable_parts<'m>(
+    mem: &'m AddressSpace,
+    iovs: &[(u64, u64)],
+) -> Result<(Vec<&'m [u8]>, u64), Errno> {
     let mut parts: Vec<&[u8]> = Vec::with_capacity(iovs.len());
-    for &(base, len) in &iovs {
+    for &(base, len) in iovs {
         if len == 0 {
             continue;
         }
@@ -719,7 +689,31 @@ pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
             break;
         }
     }
-    let requested: u64 = iovs.iter().map(|&(_, l)| l).sum();
+    Ok((parts, iovs.iter().map(|&(_, l)| l).sum()))
+}
+
+/// `writev(fd, iov, iovcnt)`.
+pub(super) fn writev(c: &mut Call<'_>) -> SysResult {
+    let fd = c.fd(0);
+    if let Some(e) = pipe_end(c.process, fd) {
+        if !e.is_write() {
+            return err(libc::EBADF);
+        }
+        let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+        let (parts, requested) = readable_parts(&c.process.mem, &iovs)?;
+        if parts.is_empty() && requested != 0 {
+            return err(libc::EFAULT);
+        }
+        if let Some(r) = pipe_write(c, &e, &parts) {
+            return r;
+        }
+    }
+    let t = target(c.process, fd)?;
+    if matches!(t, Target::Bytes | Target::FdDir) {
+        return err(libc::EBADF);
+    }
+    let iovs = read_iovecs(&c.process.mem, c.args[1], c.int(2))?;
+    let (parts, requested) = readable_parts(&c.process.mem, &iovs)?;
     if parts.is_empty() && requested != 0 && !matches!(t, Target::Null) {
         return err(libc::EFAULT);
     }
