@@ -23,33 +23,12 @@
 use crate::context::{JitContext, EXIT_NEXT};
 use crate::translate::Asm;
 use crate::translate::{self, jtab_slot, max_code_bytes, Options, JTAB_SIZE};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_exec_core::memory::{AddressSpace, JitFaultScope, GUARD_SIZE, PAGE_SHIFT};
-use vm_exec_interp::block::{fetch_block, Block, SharedBlocks, Tail};
+use vm_exec_interp::block::{fetch_block, Block, PcMap, SharedBlocks, Tail};
 
-/// Multiplicative hash for guest pcs and page numbers.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct PcHasher(u64);
-
-impl Hasher for PcHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type PcMap<V> = HashMap<u64, V, BuildHasherDefault<PcHasher>>;
 
 /// A block the dispatcher has seen: decoded always, translated once hot.
 pub(crate) struct BlockRec {
