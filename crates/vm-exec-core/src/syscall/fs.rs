@@ -1180,11 +1180,19 @@ pub(super) fn ioctl(c: &mut Call<'_>) -> SysResult {
 fn mem_pipe2(c: &mut Call<'_>, addr: u64, flags: u64) -> SysResult {
     let cloexec = flags & oflag::O_CLOEXEC != 0;
     let (r, w) = PipeEnd::pair(flags & oflag::O_NONBLOCK != 0);
+    let desc = |kind| FileDesc { kind, cloexec };
+    install_pipe(c, addr, desc(FileKind::Pipe(r)), desc(FileKind::Pipe(w)))
+}
+
+/// Installs a pipe's read and write ends as the two lowest free descriptors and stores
+/// their numbers at guest `addr`; on failure nothing stays installed (the ends not
+/// installed are dropped, which closes what they own).
+fn install_pipe(c: &mut Call<'_>, addr: u64, read: FileDesc, write: FileDesc) -> SysResult {
     let mut files = c.process.files();
-    let Some(r) = files.insert_from(0, FileDesc { kind: FileKind::Pipe(r), cloexec }) else {
+    let Some(r) = files.insert_from(0, read) else {
         return err(libc::EMFILE);
     };
-    let Some(w) = files.insert_from(0, FileDesc { kind: FileKind::Pipe(w), cloexec }) else {
+    let Some(w) = files.insert_from(0, write) else {
         files.close(r);
         return err(libc::EMFILE);
     };
@@ -1218,26 +1226,7 @@ pub(super) fn pipe2(c: &mut Call<'_>) -> SysResult {
     }
     let cloexec = flags & oflag::O_CLOEXEC != 0;
     let desc = |fd| FileDesc { kind: FileKind::Host { fd, owned: true }, cloexec };
-    let mut files = c.process.files();
-    let Some(r) = files.insert_from(0, desc(fds[0])) else {
-        // The write end was not installed: close it (the read end was dropped, and closed,
-        // by `insert_from`).
-        drop(desc(fds[1]));
-        return err(libc::EMFILE);
-    };
-    let Some(w) = files.insert_from(0, desc(fds[1])) else {
-        files.close(r);
-        return err(libc::EMFILE);
-    };
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&(r as i32).to_le_bytes());
-    out[4..].copy_from_slice(&(w as i32).to_le_bytes());
-    if c.process.mem.write_bytes(addr, &out).is_err() {
-        files.close(r);
-        files.close(w);
-        return err(libc::EFAULT);
-    }
-    Ok(0)
+    install_pipe(c, addr, desc(fds[0]), desc(fds[1]))
 }
 
 /// `getdents64(fd, dirp, count)`: forwarded for host directories (the `linux_dirent64`
