@@ -142,6 +142,7 @@ impl FileKind {
 impl Drop for FileKind {
     fn drop(&mut self) {
         if let FileKind::Host { fd, owned: true } = *self {
+            crate::syscall::forget_host_fd(fd);
             // SAFETY: the table owns `fd` exclusively (it was returned by a host open/dup made
             // for this entry) and drops it exactly once.
             unsafe { libc::close(fd) };

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use vm_exec_core::memory::{AddressSpace, JitFaultScope, GUARD_SIZE, PAGE_SHIFT};
 use vm_exec_interp::block::{fetch_block, Block, PcMap, SharedBlocks, Tail};
 
-
 /// A block the dispatcher has seen: decoded always, translated once hot.
 pub(crate) struct BlockRec {
     /// Guest pc of the first instruction.

@@ -28,6 +28,7 @@ use crate::memory::{AccessKind, AddressSpace, PERM_READ, PERM_WRITE};
 use crate::pipe::{Io, PipeEnd};
 use crate::process::{CaptureBuffer, FileDesc, FileKind, Process, MAX_FDS};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Guest (asm-generic) `O_*` flag values.
@@ -341,6 +342,9 @@ fn host_write(c: &mut Call<'_>, h: RawFd, buf: u64, len: u64, off: Option<i64>) 
 /// one of these (a regular file, a terminal, a kernel without `RWF_NOWAIT` for the
 /// descriptor): the caller makes the plain host write.
 fn host_write_parking(c: &mut Call<'_>, h: RawFd, parts: &[&[u8]]) -> Option<SysResult> {
+    if without_nowait_writes(h) {
+        return None;
+    }
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = (c.partial as usize).min(total);
     loop {
@@ -384,13 +388,45 @@ fn host_write_parking(c: &mut Call<'_>, h: RawFd, parts: &[&[u8]]) -> Option<Sys
             }
             _ if done > 0 => return Some(Ok(done as u64)),
             libc::EAGAIN if is_nonblocking(h) => return Some(Err(e)),
-            libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL => return None,
+            libc::EOPNOTSUPP => {
+                note_without_nowait_writes(h);
+                return None;
+            }
+            libc::EAGAIN | libc::EINVAL => return None,
             libc::EPIPE => {
                 signal::raise(c, libc::SIGPIPE);
                 return Some(Err(e));
             }
             _ => return Some(Err(e)),
         }
+    }
+}
+
+/// Host descriptors below 4096 whose `RWF_NOWAIT` writes failed with `EOPNOTSUPP` (regular
+/// files on most file systems, terminals: never pipes or sockets), one bit each, so that
+/// their writes skip straight to the plain host write instead of paying a failing call each
+/// time. Host descriptors are unique in the host process while open; the bit is cleared
+/// when vmx closes the descriptor ([`forget_host_fd`]).
+static WITHOUT_NOWAIT_WRITES: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+fn without_nowait_writes(h: RawFd) -> bool {
+    let h = h as usize;
+    h < 4096 && WITHOUT_NOWAIT_WRITES[h / 64].load(Ordering::Relaxed) & (1 << (h % 64)) != 0
+}
+
+fn note_without_nowait_writes(h: RawFd) {
+    let h = h as usize;
+    if h < 4096 {
+        WITHOUT_NOWAIT_WRITES[h / 64].fetch_or(1 << (h % 64), Ordering::Relaxed);
+    }
+}
+
+/// Forgets what was learnt about host descriptor `h` (it is being closed, and its number
+/// may come back for another file).
+pub(crate) fn forget_host_fd(h: RawFd) {
+    let h = h as usize;
+    if h < 4096 {
+        WITHOUT_NOWAIT_WRITES[h / 64].fetch_and(!(1 << (h % 64)), Ordering::Relaxed);
     }
 }
 

@@ -57,6 +57,7 @@ mod time;
 mod vfs;
 mod xattr;
 
+pub(crate) use fs::forget_host_fd;
 pub(crate) use mm::add_file_map;
 pub use path::resolve_in_root;
 
