@@ -51,21 +51,7 @@ fn build(name: &str) -> PathBuf {
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-guests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(name);
-    let mut cmd = Command::new("go");
-    cmd.current_dir(root.join("guests/go"))
-        .args(["build", "-trimpath", "-o"])
-        .arg(&out)
-        .arg(format!("./{name}"))
-        .env("GOOS", "linux")
-        .env("GOARCH", "riscv64")
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GO111MODULE", "on");
-    if std::env::var_os("GOCACHE").is_none() {
-        if let Some(home) = std::env::var_os("HOME") {
-            cmd.env("GOCACHE", Path::new(&home).join(".cache/vmx/go-build"));
-        }
-    }
+    let mut cmd = vm_test_support::tools::go_build(&root, name, &out);
     let o = cmd.output().expect("run go build");
     assert!(o.status.success(), "go build {name}: {}", String::from_utf8_lossy(&o.stderr));
     out

@@ -28,3 +28,26 @@ pub fn required(program: &str, require: &str, what: &str) -> bool {
     }
     ok
 }
+
+/// The `go build` that makes the Go guest `guests/go/NAME` a static riscv64 Linux program at
+/// `out` (`GOOS=linux GOARCH=riscv64 CGO_ENABLED=0`, module mode, reproducible paths), with
+/// the build cache under `~/.cache/vmx/go-build` unless `GOCACHE` says otherwise. The one
+/// recipe the Go tests and `cargo xtask bench-real` build with.
+pub fn go_build(root: &std::path::Path, name: &str, out: &std::path::Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(root.join("guests/go"))
+        .args(["build", "-trimpath", "-o"])
+        .arg(out)
+        .arg(format!("./{name}"))
+        .env("GOOS", "linux")
+        .env("GOARCH", "riscv64")
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "on");
+    if std::env::var_os("GOCACHE").is_none() {
+        if let Some(home) = std::env::var_os("HOME") {
+            cmd.env("GOCACHE", std::path::Path::new(&home).join(".cache/vmx/go-build"));
+        }
+    }
+    cmd
+}
